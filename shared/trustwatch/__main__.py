@@ -1,0 +1,5 @@
+import sys
+
+from trustwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,253 @@
+"""CloudTrail records (bare, in an EventBridge envelope, or a log file) -> Changes.
+
+Only IAM and STS calls that touch the watched identities become Changes; everything
+else is Skipped with a reason. The after-state is taken from the event itself, so rules
+need no API read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from trustwatch.changes import Change, EventError, Skipped
+
+# eventName -> change kind
+IAM_KINDS = {
+    "CreateRole": "role.created",
+    "UpdateAssumeRolePolicy": "role.trust_updated",
+    "DeleteRole": "role.deleted",
+    "AttachRolePolicy": "role.policy_attached",
+    "DetachRolePolicy": "role.policy_detached",
+    "PutRolePolicy": "role.inline_put",
+    "DeleteRolePolicy": "role.inline_deleted",
+    "PutRolePermissionsBoundary": "role.boundary_put",
+    "DeleteRolePermissionsBoundary": "role.boundary_deleted",
+    "CreatePolicyVersion": "policy.version_created",
+    "SetDefaultPolicyVersion": "policy.default_version_set",
+    "AddRoleToInstanceProfile": "instance_profile.role_added",
+    "RemoveRoleFromInstanceProfile": "instance_profile.role_removed",
+    "DeleteInstanceProfile": "instance_profile.deleted",
+}
+STS_KINDS = {"AssumeRole": "role.assumed"}
+
+_ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
+
+
+def recognizes(doc: Any) -> bool:
+    if isinstance(doc, dict):
+        if "Records" in doc and isinstance(doc["Records"], list):
+            return True
+        if "detail-type" in doc and "source" in doc:
+            return True
+        return "eventSource" in doc and "eventName" in doc and "awsRegion" in doc
+    return False
+
+
+def records(doc: Any) -> Iterator[Any]:
+    if "Records" in doc:
+        yield from doc["Records"]
+    elif "detail-type" in doc:
+        yield doc  # the envelope itself: parse() unwraps it and keeps its account
+    else:
+        yield doc
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _dict(record: dict[str, Any], key: str) -> dict[str, Any]:
+    value = record.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{key} is a {type(value).__name__}, expected an object")
+    return value
+
+
+def partition_of(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[1] if len(parts) > 2 and parts[0] == "arn" and parts[1] else "aws"
+
+
+def role_arn(partition: str, account: str, name: str, path: str = "/") -> str:
+    path = path if path.startswith("/") else "/" + path
+    path = path if path.endswith("/") else path + "/"
+    return f"arn:{partition}:iam::{account}:role{path}{name}"
+
+
+def actor_ids(identity: dict[str, Any]) -> tuple[str, list[str]]:
+    """The actor's display ARN and every ARN it is known by (session -> its role)."""
+    arn = _str(identity.get("arn"))
+    ids = [arn] if arn else []
+    issuer = _dict(_dict(identity, "sessionContext"), "sessionIssuer")
+    issuer_arn = _str(issuer.get("arn"))
+    if issuer_arn:
+        ids.append(issuer_arn)
+    # arn:aws:sts::A:assumed-role/R/session -> arn:aws:iam::A:role/R (a role path is not in it)
+    m = re.fullmatch(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/.*", arn)
+    if m:
+        ids.append(f"arn:{m[1]}:iam::{m[2]}:role/{m[3]}")
+    if issuer_arn and "/" in issuer_arn.split(":role", 1)[-1]:
+        name = issuer_arn.rsplit("/", 1)[-1]
+        ids.append(f"{issuer_arn.split(':role', 1)[0]}:role/{name}")
+    if not arn:
+        arn = _str(identity.get("invokedBy")) or _str(identity.get("principalId"))
+    return arn, list(dict.fromkeys(ids))
+
+
+def parse(record: Any) -> list[Change] | Skipped:
+    if not isinstance(record, dict):
+        raise EventError(f"a CloudTrail record must be an object, got {type(record).__name__}")
+    envelope_account = ""
+    if "detail-type" in record:
+        detail_type = _str(record.get("detail-type"))
+        if detail_type != "AWS API Call via CloudTrail":
+            return Skipped(f"EventBridge {detail_type or 'event'!r}: not an API call")
+        envelope_account = _str(record.get("account"))
+        record = record.get("detail")
+        if not isinstance(record, dict):
+            raise EventError("EventBridge envelope without a CloudTrail 'detail' object")
+    name = record.get("eventName")
+    source = record.get("eventSource")
+    if not isinstance(name, str) or not isinstance(source, str):
+        raise EventError("CloudTrail record without string eventName/eventSource")
+    event_id = _str(record.get("eventID"))
+    if _str(record.get("eventType")) not in ("", "AwsApiCall"):
+        return Skipped(f"{record.get('eventType')}: not an API call", event_id, name)
+    if source == "iam.amazonaws.com":
+        kind = IAM_KINDS.get(name)
+    elif source == "sts.amazonaws.com":
+        kind = STS_KINDS.get(name)
+    else:
+        return Skipped(f"{source} {name}: not an identity change", event_id, name)
+    if kind is None:
+        return Skipped(f"{name}: not a watched IAM/STS call", event_id, name)
+
+    identity = _dict(record, "userIdentity")
+    actor, ids = actor_ids(identity)
+    params = _dict(record, "requestParameters")
+    response = _dict(record, "responseElements")
+    account = (
+        _str(record.get("recipientAccountId"))
+        or envelope_account
+        or _str(identity.get("accountId"))
+    )
+    partition = partition_of(_str(identity.get("arn")) or "arn:aws:")
+    base = {
+        "cloud": "aws",
+        "kind": kind,
+        "event_name": name,
+        "scope": account,
+        "event_id": event_id,
+        "event_time": _str(record.get("eventTime")),
+        "correlation_id": _str(record.get("requestID")),
+        "actor": actor,
+        "actor_ids": ids,
+        "source_ip": _str(record.get("sourceIPAddress")),
+        "user_agent": _str(record.get("userAgent")),
+        "error_code": _str(record.get("errorCode")),
+    }
+    try:
+        identity_arn, role_name, data = _subject(kind, params, response, partition, account)
+    except KeyError as exc:
+        if base["error_code"]:
+            return Skipped(
+                f"{name} failed ({base['error_code']}) without parameters", event_id, name
+            )
+        raise EventError(f"{name}: requestParameters.{exc.args[0]} missing") from None
+    if kind == "role.assumed":
+        if not identity_arn:
+            m = _ROLE_IN_MESSAGE.search(_str(record.get("errorMessage")))
+            if not m:
+                return Skipped("AssumeRole without a role ARN in the record", event_id, name)
+            identity_arn = m[1].rstrip(".")
+            role_name = identity_arn.rsplit("/", 1)[-1]
+        data["caller_account"] = _str(identity.get("accountId"))
+        data["parameters_recorded"] = bool(params)
+        # the watched role lives in the role's account, not necessarily the recipient's
+        base["scope"] = identity_arn.split(":")[4] or account
+    return [Change(**base, identity=identity_arn, name=role_name, data=data)]
+
+
+def _param(params: dict[str, Any], key: str) -> str:
+    value = params[key]
+    if not isinstance(value, str):
+        raise EventError(f"requestParameters.{key} is a {type(value).__name__}, expected a string")
+    return value
+
+
+def _subject(
+    kind: str, params: dict[str, Any], response: dict[str, Any], partition: str, account: str
+) -> tuple[str, str, dict[str, Any]]:
+    """(identity ARN, short name, after-state data) for one IAM/STS call."""
+    if kind == "role.assumed":
+        arn = _str(params.get("roleArn"))
+        external_id = params.get("externalId")
+        return (
+            arn,
+            arn.rsplit("/", 1)[-1],
+            {
+                "external_id": external_id if isinstance(external_id, str) else None,
+                "session_name": _str(params.get("roleSessionName")),
+            },
+        )
+    if kind.startswith("policy."):
+        policy_arn = _param(params, "policyArn")
+        data: dict[str, Any] = {
+            "policy_arn": policy_arn,
+            "version_id": _str(params.get("versionId")),
+        }
+        if kind == "policy.version_created":
+            data["set_as_default"] = params.get("setAsDefault") in (True, "true", "True")
+            data["policy"] = _policy_text(params.get("policyDocument"), "policyDocument")
+            version = _dict(response, "policyVersion")
+            data["version_id"] = _str(version.get("versionId"))
+        return policy_arn, policy_arn.rsplit("/", 1)[-1], data
+    if kind.startswith("instance_profile."):
+        profile = _param(params, "instanceProfileName")
+        data = {"instance_profile": profile, "role_name": _str(params.get("roleName"))}
+        arn = f"arn:{partition}:iam::{account}:instance-profile/{profile}"
+        return arn, profile, data
+
+    name = _param(params, "roleName")
+    created = _dict(response, "role")
+    arn = _str(created.get("arn")) or role_arn(
+        partition, account, name, _str(params.get("path")) or "/"
+    )
+    data = {}
+    if kind == "role.created":
+        data["policy"] = _policy_text(
+            params.get("assumeRolePolicyDocument"), "assumeRolePolicyDocument"
+        )
+        data["boundary"] = _str(params.get("permissionsBoundary")) or None
+    elif kind == "role.trust_updated":
+        data["policy"] = _policy_text(params["policyDocument"], "policyDocument")
+    elif kind in ("role.policy_attached", "role.policy_detached"):
+        data["policy_arn"] = _param(params, "policyArn")
+    elif kind == "role.inline_put":
+        data["policy_name"] = _param(params, "policyName")
+        data["policy"] = _policy_text(params["policyDocument"], "policyDocument")
+    elif kind == "role.inline_deleted":
+        data["policy_name"] = _param(params, "policyName")
+    elif kind == "role.boundary_put":
+        data["boundary"] = _param(params, "permissionsBoundary")
+    return arn, name, data
+
+
+def _policy_text(value: Any, field: str) -> Any:
+    """Keep the document as logged (JSON text, URL-encoded text or object); rules parse it."""
+    if value is None:
+        raise KeyError(field)
+    if not isinstance(value, str | dict):
+        raise EventError(
+            f"requestParameters.{field} is a {type(value).__name__}, expected JSON text"
+        )
+    from trustwatch.aws.policy import PolicyError, load_document
+
+    try:
+        return load_document(value)
+    except PolicyError as exc:
+        raise EventError(f"requestParameters.{field}: {exc}") from None

@@ -1,0 +1,392 @@
+"""AWS rules (Contract 3, `aws.*`): one small function per rule id, evaluated from the event.
+
+Roles are matched to the baseline by account id and role name (CloudTrail names roles,
+not ARNs, in most IAM calls); the role's mode override travels in each Hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from trustwatch.aws import policy, templates
+from trustwatch.baseline import AwsAccount, AwsRole, Baseline, TemplateRef
+from trustwatch.changes import Change
+from trustwatch.engine import Hit, rule
+from trustwatch.findings import Severity
+
+TRUST_KINDS = ("role.trust_updated", "role.created")
+
+
+def _account(change: Change, baseline: Baseline) -> AwsAccount | None:
+    return baseline.aws.accounts.get(change.scope)
+
+
+def _role(change: Change, baseline: Baseline) -> AwsRole | None:
+    account = _account(change, baseline)
+    return account.roles.get(change.name) if account else None
+
+
+def _expected_trust(change: Change, baseline: Baseline, role: AwsRole) -> list[dict[str, Any]]:
+    assert role.trust is not None
+    return templates.expected_trust(
+        role.trust,
+        partition=baseline.aws.partition,
+        account_id=change.scope,
+        role_name=change.name,
+        databricks_account_id=baseline.databricks.account_id if baseline.databricks else None,
+    )
+
+
+def _trust_diff(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.TrustDiff] | None:
+    role = _role(change, baseline)
+    if role is None or role.trust is None:
+        return None
+    diff = policy.compare_trust(change.data["policy"], _expected_trust(change, baseline, role))
+    return role, diff
+
+
+def _trust_hit(role: AwsRole, summary: str, expected: Any, actual: Any) -> Hit:
+    return Hit(summary, expected, actual, remediation="restore_trust_policy", mode=role.mode)
+
+
+@rule("aws.trust.principal_added", "critical", TRUST_KINDS, "Trust policy admits a new principal")
+def trust_principal_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    found = _trust_diff(change, baseline)
+    if found and found[1].principals_added:
+        role, diff = found
+        who = ", ".join(sorted(p["principal"] for p in diff.principals_added))
+        yield _trust_hit(
+            role,
+            f"Role {change.name} now trusts {who}, which the baseline does not allow",
+            _trust_summary(change, baseline, role),
+            diff.principals_added,
+        )
+
+
+@rule(
+    "aws.trust.external_id_missing",
+    "critical",
+    TRUST_KINDS,
+    "External principal may assume without the sts:ExternalId",
+)
+def trust_external_id_missing(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    found = _trust_diff(change, baseline)
+    if found and found[1].external_id_missing:
+        role, diff = found
+        yield _trust_hit(
+            role,
+            f"Role {change.name} can be assumed without the expected sts:ExternalId "
+            "(confused-deputy exposure)",
+            _trust_summary(change, baseline, role),
+            diff.external_id_missing,
+        )
+
+
+@rule("aws.trust.condition_weakened", "critical", TRUST_KINDS, "Trust condition weakened")
+def trust_condition_weakened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    found = _trust_diff(change, baseline)
+    if found and found[1].condition_weakened:
+        role, diff = found
+        yield _trust_hit(
+            role,
+            f"Role {change.name}'s trust conditions are weaker than the baseline",
+            _trust_summary(change, baseline, role),
+            diff.condition_weakened,
+        )
+
+
+@rule(
+    "aws.trust.expected_principal_removed",
+    "medium",
+    TRUST_KINDS,
+    "Expected principal can no longer assume the role",
+)
+def trust_expected_principal_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    found = _trust_diff(change, baseline)
+    if found and found[1].expected_principals_removed:
+        role, diff = found
+        yield _trust_hit(
+            role,
+            f"Role {change.name} no longer lets the expected principals assume it "
+            "(Databricks access breaks)",
+            diff.expected_principals_removed,
+            _trust_summary(change, baseline, role, actual_only=True),
+        )
+
+
+def _trust_summary(
+    change: Change, baseline: Baseline, role: AwsRole, *, actual_only: bool = False
+) -> Any:
+    """Who may assume, as a compact list: the readable half of expected-vs-actual."""
+    if actual_only:
+        return _grants(change.data["policy"])
+    spec = role.trust
+    if isinstance(spec, TemplateRef):
+        return {
+            "template": spec.template,
+            "allows": _grants(_expected_trust(change, baseline, role)[0]),
+        }
+    return {"allows": _grants(spec)}
+
+
+def _grants(doc: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "principal": g.principal,
+            "external_id": sorted(g.external_ids) if g.external_ids is not None else None,
+        }
+        for g in policy.trust_principals(doc)
+    ]
+
+
+@rule(
+    "aws.role.untracked_trusts_databricks",
+    "high",
+    TRUST_KINDS,
+    "A role outside the baseline trusts Databricks",
+)
+def untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    account = _account(change, baseline)
+    if account is None or change.name in account.roles or account.untracked_roles == "ignore":
+        return
+    databricks = {p.lower() for p in templates.databricks_principals()}
+    hits = [
+        g
+        for g in policy.trust_principals(change.data["policy"])
+        if g.principal.lower() in databricks
+    ]
+    if not hits:
+        return
+    without_external_id = [g for g in hits if g.external_ids is None]
+    yield Hit(
+        f"Role {change.name} is not in the baseline but trusts a Databricks principal"
+        + (" without an sts:ExternalId" if without_external_id else ""),
+        {"baseline": "role not listed"},
+        [
+            {"principal": g.principal, "external_id": sorted(g.external_ids or []) or None}
+            for g in hits
+        ],
+        severity=Severity.critical if without_external_id else None,
+    )
+
+
+@rule("aws.policy.managed_attached", "high", ["role.policy_attached"], "Managed policy attached")
+def managed_attached(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = _role(change, baseline)
+    arn = change.data["policy_arn"]
+    if role is None or arn in role.managed_policies:
+        return
+    admin = policy.managed_policy_is_admin(arn)
+    yield Hit(
+        f"{arn.rsplit('/', 1)[-1]} attached to role {change.name}"
+        + (" (grants administrator access)" if admin else ""),
+        {"managed_policies": role.managed_policies},
+        {"attached": arn},
+        severity=Severity.critical if admin else None,
+        remediation="detach_role_policy",
+        mode=role.mode,
+    )
+
+
+@rule("aws.policy.managed_detached", "medium", ["role.policy_detached"], "Expected policy detached")
+def managed_detached(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = _role(change, baseline)
+    arn = change.data["policy_arn"]
+    if role is None or arn not in role.managed_policies:
+        return
+    yield Hit(
+        f"Expected policy {arn.rsplit('/', 1)[-1]} detached from role {change.name}",
+        {"managed_policies": role.managed_policies},
+        {"detached": arn},
+        remediation="attach_role_policy",
+        mode=role.mode,
+    )
+
+
+def _expected_inline(change: Change, baseline: Baseline, spec: Any) -> dict[str, Any]:
+    return templates.expected_policy(
+        spec, partition=baseline.aws.partition, account_id=change.scope
+    )
+
+
+@rule("aws.policy.inline_changed", "high", ["role.inline_put"], "Inline policy grants more")
+def inline_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = _role(change, baseline)
+    if role is None:
+        return
+    name = change.data["policy_name"]
+    spec = role.inline_policies.get(name)
+    expected = _expected_inline(change, baseline, spec) if spec is not None else None
+    diff = policy.compare_permissions(change.data["policy"], expected)
+    if not diff.widened:
+        return
+    admin = policy.grants_admin(change.data["policy"])
+    yield Hit(
+        f"Inline policy {name} on role {change.name} grants more than the baseline"
+        + (" (administrator access)" if admin else ""),
+        {"policy": name, "baseline": "not allowed" if spec is None else "template or document"},
+        {"policy": name, "added": diff.added},
+        severity=Severity.critical if admin else None,
+        remediation="delete_role_policy" if spec is None else "restore_inline_policy",
+        mode=role.mode,
+    )
+
+
+@rule(
+    "aws.policy.inline_deleted", "medium", ["role.inline_deleted"], "Expected inline policy deleted"
+)
+def inline_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = _role(change, baseline)
+    name = change.data["policy_name"]
+    if role is None or name not in role.inline_policies:
+        return
+    yield Hit(
+        f"Expected inline policy {name} deleted from role {change.name}",
+        {"inline_policies": sorted(role.inline_policies)},
+        {"deleted": name},
+        remediation="restore_inline_policy",
+        mode=role.mode,
+    )
+
+
+def _roles_using(change: Change, baseline: Baseline, policy_arn: str) -> list[str]:
+    account = _account(change, baseline)
+    if account is None:
+        return []
+    return sorted(n for n, r in account.roles.items() if policy_arn in r.managed_policies)
+
+
+@rule(
+    "aws.policy.version_changed",
+    "high",
+    ["policy.version_created", "policy.default_version_set"],
+    "Watched customer policy has a new default version",
+)
+def policy_version_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if change.kind == "policy.version_created" and not change.data.get("set_as_default"):
+        return  # a non-default version grants nothing until it is made default
+    arn = change.data["policy_arn"]
+    roles = _roles_using(change, baseline, arn)
+    if not roles:
+        return
+    actual: dict[str, Any] = {"default_version": change.data.get("version_id") or "new"}
+    if change.data.get("policy") is not None:
+        actual["grants_admin"] = policy.grants_admin(change.data["policy"])
+    yield Hit(
+        f"Policy {change.name}, attached to {', '.join(roles)}, has a new default version",
+        {"policy": arn, "default_version": "unchanged"},
+        actual,
+        severity=Severity.critical if actual.get("grants_admin") else None,
+        remediation="restore_policy_version",
+    )
+
+
+@rule("aws.role.deleted", "high", ["role.deleted"], "Baseline role deleted")
+def role_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if _role(change, baseline) is None:
+        return
+    yield Hit(
+        f"Baseline role {change.name} was deleted",
+        {"role": change.name, "exists": True},
+        {"role": change.name, "exists": False},
+    )
+
+
+@rule(
+    "aws.role.boundary_removed",
+    "high",
+    ["role.boundary_deleted", "role.boundary_put", "role.created"],
+    "Permissions boundary removed or changed",
+)
+def boundary_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = _role(change, baseline)
+    if role is None or role.permissions_boundary is None:
+        return
+    actual = None if change.kind == "role.boundary_deleted" else change.data.get("boundary")
+    if actual == role.permissions_boundary:
+        return
+    yield Hit(
+        f"Permissions boundary of role {change.name} "
+        + ("removed" if actual is None else f"changed to {actual}"),
+        {"permissions_boundary": role.permissions_boundary},
+        {"permissions_boundary": actual},
+        remediation="restore_permissions_boundary",
+        mode=role.mode,
+    )
+
+
+@rule(
+    "aws.instance_profile.changed",
+    "medium",
+    ["instance_profile.role_added", "instance_profile.role_removed", "instance_profile.deleted"],
+    "Watched instance profile's role changed",
+)
+def instance_profile_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    account = _account(change, baseline)
+    profile = account.instance_profiles.get(change.name) if account else None
+    if profile is None:
+        return
+    role = change.data.get("role_name") or ""
+    expected = {"instance_profile": change.name, "role": profile.role}
+    if change.kind == "instance_profile.role_added" and role != profile.role:
+        yield Hit(
+            f"Instance profile {change.name} now holds role {role} instead of {profile.role}",
+            expected,
+            {"instance_profile": change.name, "role_added": role},
+            remediation="restore_instance_profile_role",
+        )
+    elif change.kind == "instance_profile.role_removed" and role == profile.role:
+        yield Hit(
+            f"Role {role} removed from instance profile {change.name}",
+            expected,
+            {"instance_profile": change.name, "role_removed": role},
+            remediation="restore_instance_profile_role",
+        )
+    elif change.kind == "instance_profile.deleted":
+        yield Hit(
+            f"Watched instance profile {change.name} deleted",
+            expected,
+            {"instance_profile": change.name, "deleted": True},
+        )
+
+
+def _expected_external_id(baseline: Baseline, role: AwsRole) -> str | None:
+    spec = role.trust
+    if not isinstance(spec, TemplateRef):
+        return None
+    if spec.template == "databricks-cross-account" and baseline.databricks:
+        return baseline.databricks.account_id
+    if spec.template == "databricks-unity-catalog":
+        return spec.external_id
+    return None
+
+
+@rule(
+    "aws.assume_role.external_id_mismatch",
+    "high",
+    ["role.assumed"],
+    "AssumeRole with a wrong or absent ExternalId",
+    on_failed=True,
+)
+def assume_role_external_id_mismatch(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = _role(change, baseline)
+    if role is None:
+        return
+    expected = _expected_external_id(baseline, role)
+    if expected is None:
+        return
+    given = change.data.get("external_id")
+    if change.data.get("parameters_recorded"):
+        if given == expected:
+            return
+    elif change.data.get("caller_account") == change.scope:
+        return  # a same-account caller denied, parameters not logged: not a confused deputy
+    yield Hit(
+        f"AssumeRole on {change.name} with "
+        + ("no ExternalId" if given is None else "a wrong ExternalId")
+        + (f" ({change.error_code})" if change.error_code else ""),
+        {"external_id": expected},
+        {"external_id": given, "session_name": change.data.get("session_name", "")},
+        detail={"actor": change.actor, "external_id": given, "event_id": change.event_id},
+    )

@@ -1,0 +1,190 @@
+"""`trustwatch` command line (Contract 4)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from trustwatch.baseline import Baseline, BaselineError, load_baseline
+from trustwatch.changes import EventError
+from trustwatch.engine import RuleError, evaluate
+from trustwatch.findings import Finding, Severity
+from trustwatch.intake import Parsed, parse_document, read_documents, read_path
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+SEVERITIES = [s.value for s in Severity]
+
+
+@dataclass
+class ReplayResult:
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    not_evaluated: list[str] = field(default_factory=list)
+    records: int = 0
+    skipped: int = 0
+
+
+def _documents(paths: Sequence[str]) -> Iterator[tuple[str, object]]:
+    for path in paths:
+        if path == "-":
+            yield from read_documents(sys.stdin.read(), "<stdin>")
+        else:
+            yield from read_path(path)
+
+
+def replay(
+    paths: Sequence[str],
+    baseline: Baseline,
+    *,
+    keep_going: bool = False,
+    on_error: TextIO | None = None,
+) -> ReplayResult:
+    """Read recorded events, evaluate them, collect findings (deduplicated per operation)."""
+    result = ReplayResult()
+    seen: set[tuple[str, str]] = set()
+
+    def fail(message: str) -> None:
+        result.errors.append(message)
+        if on_error is not None:
+            print(f"trustwatch: error: {message}", file=on_error)
+
+    for parsed in _parsed(paths):
+        result.records += 1
+        if parsed.error is not None:
+            fail(str(parsed.error))
+            if not keep_going:
+                return result
+            continue
+        if parsed.skipped is not None:
+            result.skipped += 1
+            continue
+        for change in parsed.changes:
+            if change.needs_enrichment:
+                note = f"{parsed.where}: not evaluated: body not in event ({change.event_name})"
+                result.not_evaluated.append(note)
+                if on_error is not None:
+                    print(f"trustwatch: {note}", file=on_error)
+                continue
+            try:
+                found = evaluate(change, baseline)
+            except RuleError as exc:
+                found = exc.findings
+                for message in exc.errors:
+                    fail(f"{parsed.where}: {message}")
+                if not keep_going:
+                    result.findings.extend(found)
+                    return result
+            operation = change.correlation_id or change.event_id or parsed.where
+            for finding in found:
+                key = (operation, finding.id)
+                if key not in seen:  # e.g. Azure Start + Success records of one operation
+                    seen.add(key)
+                    result.findings.append(finding)
+    return result
+
+
+def _parsed(paths: Sequence[str]) -> Iterator[Parsed]:
+    for path in paths:
+        try:
+            for where, doc in _documents([path]):
+                yield from parse_document(doc, where)
+        except EventError as exc:
+            yield Parsed(str(path), [], error=exc)
+
+
+def print_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
+    findings = list(findings)
+    if fmt == "jsonl":
+        for finding in findings:
+            out.write(finding.to_json() + "\n")
+        return
+    from trustwatch.table import render_table
+
+    render_table(findings, out)
+
+
+def _replay_command(args: argparse.Namespace) -> int:
+    try:
+        baseline = load_baseline(args.baseline)
+    except BaselineError as exc:
+        print(f"trustwatch: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    result = replay(args.paths, baseline, keep_going=args.keep_going, on_error=sys.stderr)
+    print_findings(result.findings, args.format, sys.stdout)
+    if result.errors:
+        return EXIT_BAD_INPUT
+    worst = [f for f in result.findings if f.severity.at_least(args.fail_on)]
+    return EXIT_FINDINGS if worst else EXIT_OK
+
+
+def _validate_command(args: argparse.Namespace) -> int:
+    try:
+        baseline = load_baseline(args.file)
+    except BaselineError as exc:
+        print(f"trustwatch: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    roles = sum(len(a.roles) for a in baseline.aws.accounts.values())
+    identities = sum(len(s.identities) for s in baseline.azure.subscriptions.values())
+    accounts = sum(len(p.service_accounts) for p in baseline.gcp.projects.values())
+    print(
+        f"{args.file}: valid baseline ({roles} AWS roles, {identities} Azure identities, "
+        f"{accounts} GCP service accounts)"
+    )
+    return EXIT_OK
+
+
+def _demo_command(args: argparse.Namespace) -> int:
+    from trustwatch.demo import run_demo
+
+    return run_demo(sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trustwatch",
+        description="Drift responder for the cloud identities Databricks uses.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rp = sub.add_parser("replay", help="evaluate recorded audit events against a baseline")
+    rp.add_argument("--baseline", required=True, help="baseline YAML file")
+    rp.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
+    rp.add_argument(
+        "--fail-on",
+        choices=SEVERITIES,
+        default="medium",
+        help="exit 1 when a finding is at or above this severity (default: medium)",
+    )
+    rp.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="report bad records and continue (exit is still 2 if any was bad)",
+    )
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="event files ('-' for stdin)")
+    rp.set_defaults(func=_replay_command)
+
+    bp = sub.add_parser("baseline", help="baseline file commands")
+    bsub = bp.add_subparsers(dest="baseline_command", required=True)
+    vp = bsub.add_parser("validate", help="check a baseline file")
+    vp.add_argument("file")
+    vp.set_defaults(func=_validate_command)
+
+    dp = sub.add_parser("demo", help="the whole loop on bundled example events")
+    dp.set_defaults(func=_demo_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The shared core: rule registry, actor handling, Change + Baseline -> Findings.
+
+Each cloud's `rules` module declares its rules with `@rule(...)`; a rule is a small pure
+function `(change, baseline) -> Iterable[Hit]`. The engine turns hits into Findings with
+the common fields (fingerprint, actor, event, remediation status from mode and actor).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from trustwatch.baseline import Baseline, Mode
+from trustwatch.changes import Change
+from trustwatch.findings import Finding, Remediation, Severity, fingerprint
+
+CLOUDS = ("aws", "azure", "gcp")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a rule found; the engine adds everything common to all findings."""
+
+    summary: str
+    expected: Any
+    actual: Any
+    detail: Any = None  # what distinguishes this drift in the fingerprint (default: actual)
+    severity: Severity | None = None  # overrides the rule's default severity
+    identity: str | None = None  # overrides change.identity
+    remediation: str = "none"  # the action that would put it back
+    mode: Mode | None = None  # the identity's mode override from the baseline
+
+
+RuleFn = Callable[[Change, Baseline], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    kinds: frozenset[str]
+    title: str
+    fn: RuleFn
+    on_failed: bool = False  # most failed calls are not drift; a few rules want them
+
+    @property
+    def cloud(self) -> str:
+        return self.id.split(".", 1)[0]
+
+
+@dataclass
+class Registry:
+    rules: dict[str, Rule] = field(default_factory=dict)
+
+    def add(self, new: Rule) -> None:
+        if new.id in self.rules:
+            raise ValueError(f"rule {new.id} registered twice")
+        self.rules[new.id] = new
+
+    def for_kind(self, cloud: str, kind: str) -> list[Rule]:
+        load_cloud(cloud)
+        return [r for r in self.rules.values() if r.cloud == cloud and kind in r.kinds]
+
+
+REGISTRY = Registry()
+
+
+def rule(
+    rule_id: str, severity: str, kinds: Iterable[str], title: str, *, on_failed: bool = False
+) -> Callable[[RuleFn], RuleFn]:
+    """Declare a rule: its Contract-3 id, default severity and the change kinds it handles."""
+
+    def register(fn: RuleFn) -> RuleFn:
+        REGISTRY.add(Rule(rule_id, Severity(severity), frozenset(kinds), title, fn, on_failed))
+        return fn
+
+    return register
+
+
+def load_cloud(cloud: str) -> None:
+    """Import a cloud's rules module (registers its rules); each cloud is one folder."""
+    if cloud not in CLOUDS:
+        raise ValueError(f"unknown cloud {cloud!r}")
+    importlib.import_module(f"trustwatch.{cloud}.rules")
+
+
+def all_rules() -> list[Rule]:
+    for cloud in CLOUDS:
+        load_cloud(cloud)
+    return sorted(REGISTRY.rules.values(), key=lambda r: r.id)
+
+
+def _norm(value: str) -> str:
+    return value.strip().lower()
+
+
+def actor_matches(change: Change, listed: Iterable[str]) -> bool:
+    """Is the change's actor one of `listed` (ARNs, object ids, emails; case-insensitive)?"""
+    wanted = {_norm(x) for x in listed}
+    return any(_norm(a) in wanted for a in [change.actor, *change.actor_ids] if a)
+
+
+class RuleError(RuntimeError):
+    """Some rule failed on a change; `findings` holds what the other rules found."""
+
+    def __init__(self, findings: list[Finding], errors: list[str]) -> None:
+        self.findings = findings
+        self.errors = errors
+        super().__init__("; ".join(errors))
+
+
+def evaluate(change: Change, baseline: Baseline) -> list[Finding]:
+    """Every finding one change causes against the baseline (pure: no I/O).
+
+    A rule that raises does not hide the others' findings: all rules run, then
+    RuleError carries both the findings and the failures.
+    """
+    if actor_matches(change, baseline.actors.responder):
+        return []  # our own remediation: never react to it
+    approved = actor_matches(change, baseline.actors.approved)
+    findings: list[Finding] = []
+    errors: list[str] = []
+    for r in REGISTRY.for_kind(change.cloud, change.kind):
+        if change.failed and not r.on_failed:
+            continue
+        try:
+            hits = list(r.fn(change, baseline))
+        except Exception as exc:  # a rule bug or an odd document must not swallow findings
+            errors.append(f"rule {r.id} failed on {change.event_name}: {type(exc).__name__}: {exc}")
+            continue
+        findings.extend(_finding(r, hit, change, baseline, approved) for hit in hits)
+    if errors:
+        raise RuleError(findings, errors)
+    return findings
+
+
+def _remediation(hit: Hit, baseline: Baseline, approved: bool) -> Remediation:
+    if hit.remediation == "none":
+        return Remediation()
+    if approved:
+        return Remediation(
+            action=hit.remediation,
+            status="skipped",
+            detail="change made by approved automation (actors.approved): not reverted",
+        )
+    if baseline.mode_for(hit.mode) == "remediate":
+        return Remediation(action=hit.remediation, status="planned", detail="")
+    return Remediation(action=hit.remediation, status="none", detail="mode is alert")
+
+
+def _finding(r: Rule, hit: Hit, change: Change, baseline: Baseline, approved: bool) -> Finding:
+    identity = hit.identity or change.identity
+    detail = hit.actual if hit.detail is None else hit.detail
+    return Finding(
+        id=fingerprint(r.id, identity, detail),
+        rule=r.id,
+        severity=hit.severity or r.severity,
+        cloud=change.cloud,
+        scope=change.scope,
+        identity=identity,
+        actor=change.actor,
+        source="event",
+        event_id=change.event_id,
+        event_time=change.event_time,
+        summary=hit.summary,
+        expected=hit.expected,
+        actual=hit.actual,
+        remediation=_remediation(hit, baseline, approved),
+        source_ip=change.source_ip,
+        user_agent=change.user_agent,
+        event_name=change.event_name,
+    )

@@ -1,0 +1,84 @@
+"""The one finding model (Contract 2): what every rule, sink and store speaks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+    info = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is more severe: info=0 … critical=4."""
+        return _RANK[self]
+
+    def at_least(self, other: Severity | str) -> bool:
+        return self.rank >= Severity(other).rank
+
+
+_RANK = {
+    Severity.info: 0,
+    Severity.low: 1,
+    Severity.medium: 2,
+    Severity.high: 3,
+    Severity.critical: 4,
+}
+
+RemediationStatus = Literal["planned", "applied", "skipped", "failed", "none"]
+
+
+class Remediation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: str = "none"
+    status: RemediationStatus = "none"
+    detail: str = ""
+
+
+class Finding(BaseModel):
+    """One violation of the baseline, as JSON everywhere (CLI, sinks, stores)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="sha256 fingerprint of rule + identity + detail")
+    rule: str
+    severity: Severity
+    cloud: Literal["aws", "azure", "gcp"]
+    scope: str
+    identity: str
+    actor: str = ""
+    source: Literal["event", "sweep"] = "event"
+    event_id: str = ""
+    event_time: str = ""
+    summary: str
+    expected: Any = Field(default_factory=dict)
+    actual: Any = Field(default_factory=dict)
+    remediation: Remediation = Field(default_factory=Remediation)
+    # Context for humans (alerts, deep links); optional in the contract.
+    source_ip: str = ""
+    user_agent: str = ""
+    event_name: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=False, separators=(",", ":"))
+
+
+def fingerprint(rule: str, identity: str, detail: Any) -> str:
+    """Stable id: the same drift on the same identity gives the same id (dedup key)."""
+    canonical = json.dumps(
+        {"rule": rule, "identity": identity.lower(), "detail": detail},
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,134 @@
+"""From bytes on disk (or a function's payload) to normalized Changes, whatever the cloud.
+
+Each cloud's `events` module offers the same three functions:
+
+- `recognizes(doc) -> bool`: does this JSON document belong to the cloud (in any shape)?
+- `records(doc) -> Iterator[Any]`: unwrap delivery envelopes and batches into audit records.
+- `parse(record) -> list[Change] | Skipped`: one audit record; raises EventError if malformed.
+
+This module reads files (one JSON document, JSON Lines, `.gz` of either) and routes each
+document to the cloud that recognizes it. A new cloud is a new folder plus its name in
+`engine.CLOUDS`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.engine import CLOUDS
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The outcome of one audit record: changes, a skip with its reason, or an error."""
+
+    where: str  # "file:line 3 record 2" — for messages
+    changes: list[Change]
+    skipped: Skipped | None = None
+    error: EventError | None = None
+
+
+def events_module(cloud: str) -> ModuleType:
+    return importlib.import_module(f"trustwatch.{cloud}.events")
+
+
+def detect_cloud(doc: Any) -> str | None:
+    for cloud in CLOUDS:
+        if events_module(cloud).recognizes(doc):
+            return cloud
+    return None
+
+
+def _decode(raw: bytes, source: str) -> str:
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise EventError(f"{source}: truncated or corrupt gzip ({exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise EventError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+
+
+def loads(text: str) -> Any:
+    # strict=False: published CloudTrail samples carry raw line breaks inside strings
+    return json.loads(text, strict=False)
+
+
+def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:
+    """Yield (position, document) for one JSON document or JSON Lines text."""
+    stripped = text.strip()
+    if not stripped:
+        raise EventError(f"{source}: empty input")
+    try:
+        yield source, loads(stripped)
+        return
+    except json.JSONDecodeError as exc:
+        if exc.msg != "Extra data":
+            raise EventError(
+                f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{source}:line {lineno}"
+        try:
+            yield where, loads(line)
+        except json.JSONDecodeError as exc:
+            # a bad line is its own error; the next lines are still read
+            yield where, EventError(f"{where}: invalid JSON at column {exc.colno}: {exc.msg}")
+
+
+def read_path(path: str | Path) -> Iterator[tuple[str, Any]]:
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise EventError(f"{source}: cannot read file: {exc.strerror or exc}") from None
+    yield from read_documents(_decode(raw, source), source)
+
+
+def parse_document(doc: Any, where: str) -> Iterator[Parsed]:
+    """Route one document to its cloud and parse every record it holds."""
+    if isinstance(doc, EventError):
+        yield Parsed(where, [], error=doc)
+        return
+    cloud = detect_cloud(doc)
+    if cloud is None:
+        yield Parsed(where, [], error=EventError(f"{where}: {_unknown_shape(doc)}"))
+        return
+    module = events_module(cloud)
+    try:
+        records = list(module.records(doc))
+    except EventError as exc:
+        yield Parsed(where, [], error=EventError(f"{where}: {exc}"))
+        return
+    many = len(records) > 1
+    for index, record in enumerate(records):
+        at = f"{where} record {index}" if many else where
+        try:
+            outcome = module.parse(record)
+        except EventError as exc:
+            yield Parsed(at, [], error=EventError(f"{at}: {exc}"))
+            continue
+        if isinstance(outcome, Skipped):
+            yield Parsed(at, [], skipped=outcome)
+        else:
+            yield Parsed(at, outcome)
+
+
+def _unknown_shape(doc: Any) -> str:
+    if isinstance(doc, dict):
+        keys = ", ".join(sorted(map(str, doc))[:8])
+        return f"unknown record shape (not an AWS, Azure or GCP audit event; keys: {keys})"
+    return f"unknown record shape: a JSON {type(doc).__name__}, expected an object"
