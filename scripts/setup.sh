@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine: a virtualenv in .venv with trustwatch and its
+# dev extras. Re-installs only when pyproject.toml changed. Sourced by demo.sh and test.sh.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv="${TRUSTWATCH_VENV:-$root/.venv}"
+py="${PYTHON:-python3}"
+stamp="$venv/.trustwatch-installed"
+want=$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)
+
+if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "setup: Python >= 3.11 is required (found: $("$py" --version 2>&1))" >&2
+  exit 2
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  "$py" -m venv "$venv"
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing trustwatch and its dev dependencies into $venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[dev]"
+  echo "$want" > "$stamp"
+fi
+export PATH="$venv/bin:$PATH"
