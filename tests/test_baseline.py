@@ -131,7 +131,7 @@ def test_literal_trust_document_and_json_text():
 
 
 def test_cross_account_template_needs_databricks_account_id():
-    with pytest.raises(BaselineError, match="needs databricks.account_id"):
+    with pytest.raises(BaselineError, match=r"needs databricks\.account_id"):
         parse_baseline(
             "aws:\n  accounts:\n    '123456789012':\n      roles:\n        r:\n"
             "          trust: {template: databricks-cross-account}\n"

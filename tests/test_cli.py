@@ -86,12 +86,20 @@ def test_cloudtrail_log_file_gz_and_jsonl(tmp_path, capsys):
     gz = tmp_path / "111122223333_CloudTrail_us-east-1_20261127T1000Z_abc.json.gz"
     gz.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
     jsonl = tmp_path / "events.jsonl"
-    jsonl.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    again = records[0] | {"eventID": "another-event", "requestID": "another-request"}
+    jsonl.write_text("\n".join(json.dumps(r) for r in [again, records[1]]) + "\n")
     code, out, _ = replay([gz, jsonl], capsys)
     assert code == 1
     assert [json.loads(line)["rule"] for line in out.splitlines()] == [
         "aws.trust.principal_added"
     ] * 2
+
+
+def test_same_event_delivered_twice_is_reported_once(tmp_path, capsys):
+    path = tmp_path / "twice.jsonl"
+    path.write_text((json.dumps(drift_record()) + "\n") * 2)
+    code, out, _ = replay([path], capsys)
+    assert code == 1 and len(out.splitlines()) == 1
 
 
 def test_table_format(drift_file, capsys):

@@ -10,9 +10,9 @@ from typing import TextIO
 
 from trustwatch.baseline import Baseline, BaselineError, load_baseline
 from trustwatch.changes import EventError
-from trustwatch.engine import RuleError, evaluate
 from trustwatch.findings import Finding, Severity
 from trustwatch.intake import Parsed, parse_document, read_documents, read_path
+from trustwatch.respond import evaluate_records
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 SEVERITIES = [s.value for s in Severity]
@@ -42,47 +42,24 @@ def replay(
     keep_going: bool = False,
     on_error: TextIO | None = None,
 ) -> ReplayResult:
-    """Read recorded events, evaluate them, collect findings (deduplicated per operation)."""
+    """Read recorded events and evaluate them; stops at the first bad record unless
+    keep_going (what was found before it is still returned)."""
     result = ReplayResult()
-    seen: set[tuple[str, str]] = set()
-
-    def fail(message: str) -> None:
-        result.errors.append(message)
-        if on_error is not None:
-            print(f"trustwatch: error: {message}", file=on_error)
-
-    for parsed in _parsed(paths):
+    for record in evaluate_records(_parsed(paths), baseline):
         result.records += 1
-        if parsed.error is not None:
-            fail(str(parsed.error))
-            if not keep_going:
-                return result
-            continue
-        if parsed.skipped is not None:
+        result.findings.extend(record.findings)
+        if record.skipped:
             result.skipped += 1
-            continue
-        for change in parsed.changes:
-            if change.needs_enrichment:
-                note = f"{parsed.where}: not evaluated: body not in event ({change.event_name})"
-                result.not_evaluated.append(note)
-                if on_error is not None:
-                    print(f"trustwatch: {note}", file=on_error)
-                continue
-            try:
-                found = evaluate(change, baseline)
-            except RuleError as exc:
-                found = exc.findings
-                for message in exc.errors:
-                    fail(f"{parsed.where}: {message}")
-                if not keep_going:
-                    result.findings.extend(found)
-                    return result
-            operation = change.correlation_id or change.event_id or parsed.where
-            for finding in found:
-                key = (operation, finding.id)
-                if key not in seen:  # e.g. Azure Start + Success records of one operation
-                    seen.add(key)
-                    result.findings.append(finding)
+        if record.not_evaluated:
+            result.not_evaluated.append(record.not_evaluated)
+            if on_error is not None:
+                print(f"trustwatch: {record.not_evaluated}", file=on_error)
+        for message in record.errors:
+            result.errors.append(message)
+            if on_error is not None:
+                print(f"trustwatch: error: {message}", file=on_error)
+        if record.errors and not keep_going:
+            break
     return result
 
 

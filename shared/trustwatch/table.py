@@ -33,8 +33,9 @@ def render_table(findings: Sequence[Finding], out: TextIO) -> None:
         return
     table = Table(title=f"{len(findings)} finding(s)", show_lines=True)
     for column in COLUMNS:
-        table.add_column(column, overflow="fold")
-    for f in findings:
+        fixed = column in ("severity", "rule")
+        table.add_column(column, overflow="fold", no_wrap=fixed, ratio=None if fixed else 1)
+    for f in sorted(findings, key=lambda f: -f.severity.rank):
         cells = [escape(c) for c in _row(f)]  # event strings are data, never markup
         cells[0] = f"[{_STYLE[f.severity.value]}]{cells[0]}[/]"
         table.add_row(*cells)

@@ -94,7 +94,10 @@ def actor_ids(identity: dict[str, Any]) -> tuple[str, list[str]]:
         name = issuer_arn.rsplit("/", 1)[-1]
         ids.append(f"{issuer_arn.split(':role', 1)[0]}:role/{name}")
     if not arn:
-        arn = _str(identity.get("invokedBy")) or _str(identity.get("principalId"))
+        # AWSAccount / AWSService callers have no ARN: say who and from which account
+        who = _str(identity.get("invokedBy")) or _str(identity.get("principalId"))
+        account = _str(identity.get("accountId"))
+        arn = f"{who} (account {account})" if who and account else who or account
     return arn, list(dict.fromkeys(ids))
 
 
