@@ -1,0 +1,287 @@
+"""`trustwatch package aws|azure|gcp`: build the deployable bundle that `deploy/<cloud>/` ships.
+
+- aws: `trustwatch-aws.zip` — `handler.py` at the root, the `trustwatch` package and the
+  runtime deps vendored as manylinux2014 x86_64 CPython 3.11 wheels (boto3/botocore are the
+  Lambda runtime's own, so they are not vendored).
+- azure: a Function App folder `trustwatch-azure/` (remote build installs its
+  `requirements.txt`) and `trustwatch-azure.zip` of it.
+- gcp: `trustwatch-gcp.zip` — `main.py`, `requirements.txt`, the `trustwatch` package.
+
+Dependency pins live in `deploy/<cloud>/requirements.txt` (exact `==` pins, so the inputs are
+fixed). Zips are reproducible: sorted entries, one timestamp (1980-01-01 or
+SOURCE_DATE_EPOCH), 0644 files / 0755 dirs, no bytecode, the same deflate level.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+CLOUDS = ("aws", "azure", "gcp")
+ENTRY_POINTS = {"aws": "handler.py", "azure": "function_app.py", "gcp": "main.py"}
+
+# The Lambda runtime the vendored wheels target; deploy/aws/main.tf uses the same.
+AWS_PIP_TARGET = ["--platform", "manylinux2014_x86_64", "--implementation", "cp"]
+AWS_PIP_TARGET += ["--python-version", "3.11", "--only-binary=:all:"]
+AWS_RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer"}
+
+AZURE_HOST_JSON = {
+    "version": "2.0",
+    "logging": {"applicationInsights": {"samplingSettings": {"isEnabled": False}}},
+    "extensionBundle": {
+        "id": "Microsoft.Azure.Functions.ExtensionBundle",
+        "version": "[4.*, 5.0.0)",
+    },
+}
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
+FILE_MODE, DIR_MODE = 0o644, 0o755
+# Never shipped: bytecode, caches, tests, local state of tools.
+_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
+_SKIP_DIRS |= {"tests", "test", ".git", ".venv", "dist", "build"}
+_SKIP_FILES = re.compile(r"(\.py[co]|\.DS_Store|~|\.swp|^local\.settings\.json)$")
+_VENDOR_SKIP_DIRS = {"__pycache__", "bin"}  # pip's console scripts are not importable
+_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+$")
+
+# archive path -> file on disk or contents
+Files = dict[str, Path | bytes]
+
+
+class PackageError(RuntimeError):
+    """The bundle cannot be built; the message says what is missing and where."""
+
+
+def build_bundle(
+    cloud: str,
+    out_dir: Path,
+    *,
+    baseline: Path | None = None,
+    project_root: Path | None = None,
+) -> list[Path]:
+    """Build the bundle for `cloud` into `out_dir`; return the paths written (zip last)."""
+    if cloud not in CLOUDS:
+        raise PackageError(f"unknown cloud {cloud!r}; expected one of: {', '.join(CLOUDS)}")
+    root = Path(project_root) if project_root else find_project_root()
+    files = _entry_point_files(cloud, root)
+    files.update(_package_files(root))
+    if baseline is not None:
+        files["baseline.yaml"] = _checked_baseline(Path(baseline))
+    requirements = read_requirements(root / "deploy" / cloud / "requirements.txt")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if cloud == "aws":
+        with tempfile.TemporaryDirectory(prefix="trustwatch-vendor-") as tmp:
+            vendored = vendor_requirements(requirements, Path(tmp))
+            for name, source in vendored.items():
+                files.setdefault(name, source)  # our own files win over a dependency's
+            zip_path = out_dir / "trustwatch-aws.zip"
+            write_zip(files, zip_path)
+        return [zip_path]
+
+    files["requirements.txt"] = "".join(f"{r}\n" for r in requirements).encode()
+    if cloud == "azure":
+        files.setdefault("host.json", (json.dumps(AZURE_HOST_JSON, indent=2) + "\n").encode())
+        folder = out_dir / "trustwatch-azure"
+        write_tree(files, folder)
+        zip_path = out_dir / "trustwatch-azure.zip"
+        write_zip(files, zip_path)
+        return [folder, zip_path]
+    zip_path = out_dir / "trustwatch-gcp.zip"
+    write_zip(files, zip_path)
+    return [zip_path]
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The checkout that holds `functions/` and `shared/trustwatch/` (from here, or cwd)."""
+    candidates = [Path(__file__).resolve().parent, (start or Path.cwd()).resolve()]
+    for candidate in candidates:
+        for folder in (candidate, *candidate.parents):
+            if (folder / "functions").is_dir() and (folder / "shared" / "trustwatch").is_dir():
+                return folder
+    raise PackageError(
+        "cannot find the trustwatch checkout (a folder with functions/ and shared/trustwatch/); "
+        "run from inside it or pass --project-root"
+    )
+
+
+def read_requirements(path: Path) -> list[str]:
+    """Exact `name==version` pins, one a line (comments and blank lines ignored)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise PackageError(f"{path}: cannot read the pinned requirements: {exc.strerror}") from None
+    pins = []
+    for number, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if not _PIN.match(line):
+            raise PackageError(f"{path}:{number}: {line!r} is not an exact pin (name==version)")
+        pins.append(line)
+    if not pins:
+        raise PackageError(f"{path}: no requirements pinned")
+    return pins
+
+
+def vendor_requirements(requirements: list[str], target: Path) -> Files:
+    """pip-install the pinned Lambda deps (Linux wheels, whatever this machine is) into
+    `target`; return the files to ship. `--no-deps`: the pins are the whole closure."""
+    provided = [r for r in requirements if _dist_name(r) in AWS_RUNTIME_PROVIDED]
+    if provided:
+        raise PackageError(f"the Lambda runtime provides {', '.join(provided)}: do not vendor it")
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    command += ["--no-input", "--no-compile", "--no-deps", "--target", str(target)]
+    command += AWS_PIP_TARGET + requirements
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
+        raise PackageError(f"pip could not vendor the AWS dependencies:\n{tail}")
+    return dict(_tree_files(target, "", skip_dirs=_VENDOR_SKIP_DIRS))
+
+
+def _dist_name(requirement: str) -> str:
+    return re.split(r"[\[=]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _entry_point_files(cloud: str, root: Path) -> Files:
+    folder = root / "functions" / cloud
+    entry = folder / ENTRY_POINTS[cloud]
+    if not entry.is_file():
+        raise PackageError(f"{entry}: the {cloud} entry point is missing")
+    files = dict(_tree_files(folder, ""))
+    files.pop("requirements.txt", None)  # the pinned deploy/<cloud>/requirements.txt rules
+    return files
+
+
+def _package_files(root: Path) -> Files:
+    package = root / "shared" / "trustwatch"
+    if not (package / "__init__.py").is_file():
+        raise PackageError(f"{package}: the trustwatch package is missing")
+    return dict(_tree_files(package, "trustwatch/"))
+
+
+def _checked_baseline(path: Path) -> bytes:
+    """Refuse to ship a baseline that would fail on the function's first event."""
+    from trustwatch.baseline import BaselineError, load_baseline
+
+    try:
+        load_baseline(path)
+    except BaselineError as exc:
+        raise PackageError(str(exc)) from None
+    return path.read_bytes()
+
+
+def _tree_files(
+    folder: Path, prefix: str, *, skip_dirs: set[str] = _SKIP_DIRS
+) -> Iterator[tuple[str, Path]]:
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
+        base = Path(dirpath)
+        for name in sorted(filenames):
+            path = base / name
+            if _SKIP_FILES.search(name) or not path.is_file():
+                continue
+            yield prefix + path.relative_to(folder).as_posix(), path
+
+
+def _contents(source: Path | bytes) -> bytes:
+    return source if isinstance(source, bytes) else source.read_bytes()
+
+
+def _directories(names: list[str]) -> list[str]:
+    dirs = {"/".join(n.split("/")[:i]) + "/" for n in names for i in range(1, n.count("/") + 1)}
+    return sorted(dirs)
+
+
+def zip_timestamp(environ: Mapping[str, str] = os.environ) -> tuple[int, int, int, int, int, int]:
+    """SOURCE_DATE_EPOCH (UTC, clamped to the zip range) or 1980-01-01 00:00:00."""
+    raw = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return ZIP_EPOCH
+    try:
+        epoch = int(raw)
+    except ValueError:
+        raise PackageError(f"SOURCE_DATE_EPOCH={raw!r} is not an integer") from None
+    stamp = time.gmtime(max(epoch, 315532800))  # 1980-01-01T00:00:00Z
+    return max(ZIP_EPOCH, tuple(stamp[:6]))  # type: ignore[return-value]
+
+
+def write_zip(files: Files, dest: Path) -> Path:
+    """A reproducible zip: the same files give the same bytes."""
+    stamp = zip_timestamp()
+    names = sorted(files)
+    tmp = dest.with_name(dest.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w") as archive:
+        for name in sorted(_directories(names) + names):
+            is_dir = name.endswith("/")
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.create_system = 3  # Unix, so the mode bits below are honoured
+            if is_dir:
+                info.external_attr = ((0o040000 | DIR_MODE) << 16) | 0x10
+                archive.writestr(info, b"")
+            else:
+                info.external_attr = (0o100000 | FILE_MODE) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, _contents(files[name]), compresslevel=9)
+    tmp.replace(dest)
+    return dest
+
+
+def write_tree(files: Files, dest: Path) -> Path:
+    """The same files as a folder, replacing what was there (fixed modes)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    for name in sorted(files):
+        path = dest / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_contents(files[name]))
+        path.chmod(FILE_MODE)
+    for folder in [dest, *(dest / d for d in _directories(sorted(files)))]:
+        folder.chmod(DIR_MODE)
+    return dest
+
+
+def _package_command(args: argparse.Namespace) -> int:
+    root = Path(args.project_root) if args.project_root else None
+    try:
+        root = root or find_project_root()
+        out_dir = Path(args.output) if args.output else root / "dist"
+        written = build_bundle(args.cloud, out_dir, baseline=args.baseline, project_root=root)
+    except PackageError as exc:
+        print(f"trustwatch: package: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+def add_package_command(subparsers: argparse._SubParsersAction) -> None:
+    """Register `trustwatch package aws|azure|gcp [-o DIR] [--baseline FILE]`."""
+    parser = subparsers.add_parser(
+        "package",
+        help="build the deployable function bundle for deploy/<cloud>/",
+        description="Build the function bundle that deploy/<cloud>/ deploys "
+        "(reproducible: the same inputs give byte-identical zips).",
+    )
+    parser.add_argument("cloud", choices=CLOUDS)
+    parser.add_argument(
+        "-o", "--output", metavar="DIR", help="output folder (default: <checkout>/dist)"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, metavar="FILE", help="baseline YAML to bundle (validated)"
+    )
+    parser.add_argument(
+        "--project-root", metavar="DIR", help="the checkout (default: found from here)"
+    )
+    parser.set_defaults(func=_package_command)

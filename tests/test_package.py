@@ -1,0 +1,449 @@
+"""`trustwatch package`: bundle contents, reproducibility, and that the bundles run.
+
+Fast tests build the gcp and azure bundles (no pip). The slow ones vendor the AWS deps with
+pip, then run each bundle's entry point on a real event in a fresh virtualenv that has
+only what the cloud's runtime provides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE_BASELINE, ROOT
+from trustwatch.package import (
+    PackageError,
+    add_package_command,
+    build_bundle,
+    read_requirements,
+    zip_timestamp,
+)
+
+ENTRY = {"aws": "functions/aws/handler.py", "azure": "functions/azure/function_app.py"}
+ENTRY["gcp"] = "functions/gcp/main.py"
+
+
+def _needs_entry_point(cloud: str) -> None:
+    if not (ROOT / ENTRY[cloud]).is_file():
+        pytest.skip(f"{ENTRY[cloud]} is not written yet")
+
+
+def _names(zip_path: Path) -> list[str]:
+    with zipfile.ZipFile(zip_path) as archive:
+        return archive.namelist()
+
+
+def _unpack(zip_path: Path, dest: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(dest)
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the checkout's inputs with stub entry points and litter to leave out."""
+    root = tmp_path / "project"
+    for cloud, entry in ENTRY.items():
+        path = root / entry
+        path.parent.mkdir(parents=True)
+        path.write_text(f"# {cloud} entry point\nimport trustwatch\n")
+        shutil.copy(ROOT / "deploy" / cloud / "requirements.txt", _mkdir(root / "deploy" / cloud))
+    package = root / "shared" / "trustwatch"
+    shutil.copytree(ROOT / "shared" / "trustwatch", package)
+    (_mkdir(package / "__pycache__") / "x.cpython-311.pyc").write_bytes(b"\0")
+    (_mkdir(package / "tests") / "test_x.py").write_text("")
+    (package / "stray.pyc").write_bytes(b"\0")
+    (root / "functions" / "azure" / "local.settings.json").write_text("{}")
+    return root
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- contents -------------------------------------------------------------------------------
+
+
+def test_gcp_bundle_has_entry_point_requirements_package_and_baseline(tmp_path: Path) -> None:
+    _needs_entry_point("gcp")
+    (zip_path,) = build_bundle("gcp", tmp_path, baseline=EXAMPLE_BASELINE)
+    assert zip_path == tmp_path / "trustwatch-gcp.zip"
+    names = _names(zip_path)
+    assert {"main.py", "requirements.txt", "baseline.yaml", "trustwatch/__init__.py"} <= set(names)
+    assert "trustwatch/py.typed" in names
+    assert names == sorted(names)
+    with zipfile.ZipFile(zip_path) as archive:
+        assert archive.read("main.py") == (ROOT / ENTRY["gcp"]).read_bytes()
+        assert archive.read("baseline.yaml") == EXAMPLE_BASELINE.read_bytes()
+        requirements = archive.read("requirements.txt").decode().split()
+    assert requirements == read_requirements(ROOT / "deploy/gcp/requirements.txt")
+    assert {r.split("==")[0] for r in requirements} >= {
+        "functions-framework",
+        "google-cloud-storage",
+        "google-cloud-logging",
+        "pydantic",
+        "PyYAML",
+        "slack-sdk",
+    }
+
+
+def test_gcp_bundle_without_baseline_has_none(tmp_path: Path) -> None:
+    _needs_entry_point("gcp")
+    (zip_path,) = build_bundle("gcp", tmp_path)
+    assert "baseline.yaml" not in _names(zip_path)
+
+
+def test_azure_bundle_is_a_function_app_folder_and_its_zip(tmp_path: Path) -> None:
+    _needs_entry_point("azure")
+    folder, zip_path = build_bundle("azure", tmp_path, baseline=EXAMPLE_BASELINE)
+    assert folder == tmp_path / "trustwatch-azure" and zip_path == tmp_path / "trustwatch-azure.zip"
+    on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    in_zip = [n for n in _names(zip_path) if not n.endswith("/")]
+    assert on_disk == in_zip
+    assert {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"} <= set(in_zip)
+    host = json.loads((folder / "host.json").read_text())
+    assert host["version"] == "2.0"
+    assert host["extensionBundle"]["id"] == "Microsoft.Azure.Functions.ExtensionBundle"
+    assert host["extensionBundle"]["version"].startswith("[4.")
+    pins = {r.split("==")[0] for r in (folder / "requirements.txt").read_text().split()}
+    assert pins >= {
+        "azure-functions",
+        "azure-identity",
+        "azure-mgmt-authorization",
+        "azure-data-tables",
+        "azure-storage-blob",
+        "pydantic",
+        "PyYAML",
+        "slack-sdk",
+    }
+
+
+def test_leaves_out_bytecode_tests_and_local_settings(project: Path, tmp_path: Path) -> None:
+    for cloud in ("azure", "gcp"):
+        written = build_bundle(cloud, tmp_path / "out", project_root=project)
+        names = _names(written[-1])
+        assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".pyo"))]
+        assert not [n for n in names if n.startswith("trustwatch/tests")]
+        assert "local.settings.json" not in names
+        assert "trustwatch/baseline.py" in names
+
+
+def test_requirements_files_are_exact_pins() -> None:
+    for cloud in ("aws", "azure", "gcp"):
+        pins = read_requirements(ROOT / "deploy" / cloud / "requirements.txt")
+        assert all("==" in p for p in pins)
+    aws = {
+        p.split("==")[0].lower() for p in read_requirements(ROOT / "deploy/aws/requirements.txt")
+    }
+    assert not aws & {"boto3", "botocore"}  # the Lambda runtime's own
+    assert {"aws-lambda-powertools", "pydantic", "pydantic-core", "pyyaml", "slack-sdk"} <= aws
+
+
+def test_unpinned_requirement_is_refused(project: Path, tmp_path: Path) -> None:
+    (project / "deploy/gcp/requirements.txt").write_text("pydantic>=2\n")
+    with pytest.raises(PackageError, match=r"requirements.txt:1: 'pydantic>=2' is not an exact"):
+        build_bundle("gcp", tmp_path, project_root=project)
+
+
+def test_invalid_baseline_is_refused(project: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("databricks: {account_id: 7}\nnope: 1\n")
+    with pytest.raises(PackageError, match=r"bad\.yaml"):
+        build_bundle("gcp", tmp_path / "out", baseline=bad, project_root=project)
+    assert not (tmp_path / "out" / "trustwatch-gcp.zip").exists()
+
+
+def test_missing_entry_point_is_named(project: Path, tmp_path: Path) -> None:
+    (project / ENTRY["gcp"]).unlink()
+    with pytest.raises(PackageError, match=r"functions/gcp/main.py: the gcp entry point"):
+        build_bundle("gcp", tmp_path, project_root=project)
+
+
+def test_unknown_cloud(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match="unknown cloud 'oci'"):
+        build_bundle("oci", tmp_path)
+
+
+# -- reproducibility ------------------------------------------------------------------------
+
+
+def test_same_inputs_give_byte_identical_zips(project: Path, tmp_path: Path) -> None:
+    first = [
+        p.read_bytes()
+        for cloud in ("azure", "gcp")
+        for p in build_bundle(cloud, tmp_path / "a", project_root=project)
+        if p.is_file()
+    ]
+    # What a checkout, an editor or umask change is not an input: mtimes and modes.
+    for path in (project / "shared").rglob("*.py"):
+        os.utime(path, (1_900_000_000, 1_900_000_000))
+        path.chmod(0o600)
+    second = [
+        p.read_bytes()
+        for cloud in ("azure", "gcp")
+        for p in build_bundle(cloud, tmp_path / "b", project_root=project)
+        if p.is_file()
+    ]
+    assert first == second and len(first) == 2
+
+
+def test_zip_entries_have_fixed_time_and_modes(project: Path, tmp_path: Path) -> None:
+    (zip_path,) = build_bundle("gcp", tmp_path, project_root=project)
+    with zipfile.ZipFile(zip_path) as archive:
+        infos = archive.infolist()
+    assert [i.filename for i in infos] == sorted(i.filename for i in infos)
+    for info in infos:
+        assert info.date_time == (1980, 1, 1, 0, 0, 0)
+        mode = info.external_attr >> 16
+        if info.filename.endswith("/"):
+            assert stat.S_ISDIR(mode) and stat.S_IMODE(mode) == 0o755
+        else:
+            assert stat.S_ISREG(mode) and stat.S_IMODE(mode) == 0o644
+            assert info.compress_type == zipfile.ZIP_DEFLATED
+
+
+def test_source_date_epoch_sets_the_timestamp(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert zip_timestamp({}) == (1980, 1, 1, 0, 0, 0)
+    assert zip_timestamp({"SOURCE_DATE_EPOCH": "1700000000"}) == (2023, 11, 14, 22, 13, 20)
+    assert zip_timestamp({"SOURCE_DATE_EPOCH": "0"}) == (1980, 1, 1, 0, 0, 0)
+    with pytest.raises(PackageError, match="SOURCE_DATE_EPOCH"):
+        zip_timestamp({"SOURCE_DATE_EPOCH": "soon"})
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    (zip_path,) = build_bundle("gcp", tmp_path, project_root=project)
+    with zipfile.ZipFile(zip_path) as archive:
+        # zip stores seconds in 2 s steps
+        assert {i.date_time for i in archive.infolist()} == {(2023, 11, 14, 22, 13, 20)}
+
+
+def test_azure_folder_has_fixed_modes(project: Path, tmp_path: Path) -> None:
+    folder, _ = build_bundle("azure", tmp_path, project_root=project)
+    stale = folder / "stale.txt"
+    stale.write_text("from an earlier build")
+    folder, _ = build_bundle("azure", tmp_path, project_root=project)
+    assert not stale.exists()
+    for path in [folder, *folder.rglob("*")]:
+        assert stat.S_IMODE(path.stat().st_mode) == (0o755 if path.is_dir() else 0o644)
+
+
+# -- the CLI ----------------------------------------------------------------------------------
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="trustwatch")
+    add_package_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_cli_package_writes_the_bundle_and_prints_its_path(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["package", "gcp", "-o", str(out), "--baseline", str(EXAMPLE_BASELINE)]
+    assert _cli([*argv, "--project-root", str(project)]) == 0
+    assert capsys.readouterr().out.split() == [str(out / "trustwatch-gcp.zip")]
+    assert "baseline.yaml" in _names(out / "trustwatch-gcp.zip")
+
+
+def test_cli_package_defaults_to_the_checkouts_dist(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _cli(["package", "azure", "--project-root", str(project)]) == 0
+    assert (project / "dist" / "trustwatch-azure.zip").is_file()
+
+
+def test_cli_package_error_is_one_line_and_exit_2(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / ENTRY["azure"]).unlink()
+    assert _cli(["package", "azure", "-o", str(tmp_path), "--project-root", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trustwatch: package: ") and "function_app.py" in err
+    assert err.count("\n") == 1
+
+
+# -- the bundles import and run ---------------------------------------------------------------
+
+
+def _run_in(bundle: Path, code: str, *, python: str = sys.executable, env: dict | None = None):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRUSTWATCH_")}
+    environ.update(env or {})
+    environ["PYTHONPATH"] = str(bundle)
+    environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    return subprocess.run(
+        [python, "-c", code],
+        cwd=bundle,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
+_IMPORT_CHECK = """
+import sys, trustwatch, trustwatch.baseline, trustwatch.engine
+from pathlib import Path
+assert Path(trustwatch.__file__).resolve().is_relative_to(Path.cwd().resolve()), trustwatch.__file__
+from trustwatch.baseline import load_baseline
+load_baseline("baseline.yaml")
+print("ok", trustwatch.__version__)
+"""
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "azure"])
+def test_trustwatch_imports_from_the_unpacked_bundle(cloud: str, tmp_path: Path) -> None:
+    _needs_entry_point(cloud)
+    written = build_bundle(cloud, tmp_path / "dist", baseline=EXAMPLE_BASELINE)
+    bundle = _unpack(written[-1], tmp_path / "unpacked")
+    # The deps come from this venv's site-packages, trustwatch itself from the bundle.
+    result = _run_in(bundle, _IMPORT_CHECK)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok ")
+
+
+# -- slow: the real bundles in a runtime-like virtualenv --------------------------------------
+
+
+def _fresh_venv(path: Path, *packages: str) -> str:
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
+    python = str(path / "bin" / "python")
+    if packages:
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        subprocess.run([*pip, *packages], check=True, timeout=900)
+    return python
+
+
+def _installed_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+def _lambda_compatible() -> bool:
+    return (
+        sys.platform == "linux"
+        and sysconfig.get_platform().endswith("x86_64")
+        and sys.version_info[:2] == (3, 11)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_aws_bundle_runs_in_a_boto3_only_python(tmp_path: Path) -> None:
+    _needs_entry_point("aws")
+    if not _lambda_compatible():
+        pytest.skip("the vendored wheels are CPython 3.11 manylinux x86_64")
+    from trustwatch.alerts.receivers import RecordingHTTPServer
+
+    (zip_path,) = build_bundle("aws", tmp_path / "dist", baseline=EXAMPLE_BASELINE)
+    names = set(_names(zip_path))
+    assert {"handler.py", "trustwatch/__init__.py", "baseline.yaml"} <= names
+    assert any(n.startswith("pydantic_core/_pydantic_core.") for n in names)
+    assert any(n.startswith("aws_lambda_powertools/") for n in names)
+    assert not [n for n in names if n.startswith(("boto3/", "botocore/"))]
+    assert not [n for n in names if n.endswith(".pyc")]
+    # Reproducible with vendored deps too.
+    (again,) = build_bundle("aws", tmp_path / "dist2", baseline=EXAMPLE_BASELINE)
+    assert again.read_bytes() == zip_path.read_bytes()
+
+    python = _fresh_venv(tmp_path / "venv", f"boto3=={_installed_version('boto3')}")
+    bundle = _unpack(zip_path, tmp_path / "task")
+    event = ROOT / "examples" / "events" / "aws-trust-backdoor.eventbridge.json"
+    code = (
+        "import json, handler\n"
+        f"event = json.load(open({str(event)!r}))\n"
+        "print(json.dumps(handler.lambda_handler(event, None)))\n"
+    )
+    with RecordingHTTPServer() as slack:
+        result = _run_in(
+            bundle,
+            code,
+            python=python,
+            env={
+                "TRUSTWATCH_SLACK_WEBHOOK_URL": f"{slack.url}/services/T000/B000/XXXX",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "POWERTOOLS_METRICS_NAMESPACE": "trustwatch",
+                "AWS_LAMBDA_FUNCTION_NAME": "trustwatch-test",
+            },
+        )
+        assert result.returncode == 0, result.stderr
+        posts = [r for r in slack.requests if r.method == "POST"]
+    assert posts, f"no Slack post; handler said: {result.stdout}\n{result.stderr}"
+    assert posts[0].path == "/services/T000/B000/XXXX"
+    assert "databricks-cross-account" in posts[0].body.decode()
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["findings"] and outcome["sent"] >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_gcp_bundle_runs_with_its_requirements(tmp_path: Path) -> None:
+    _needs_entry_point("gcp")
+    (zip_path,) = build_bundle("gcp", tmp_path / "dist", baseline=EXAMPLE_BASELINE)
+    bundle = _unpack(zip_path, tmp_path / "src")
+    python = _fresh_venv(tmp_path / "venv", "-r", str(bundle / "requirements.txt"))
+    entry = sorted(
+        (Path(os.environ.get("TRUSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))).glob(
+            "gcp/auditlog-iam-setiampolicy-*.json"
+        )
+    )
+    if not entry:
+        pytest.skip("no GCP SetIamPolicy audit entry in the corpus")
+    code = (
+        "import base64, json, main\n"
+        "from cloudevents.http import CloudEvent\n"
+        f"entry = json.load(open({str(entry[0])!r}))\n"
+        "data = {'message': {'data': base64.b64encode(json.dumps(entry).encode()).decode(),\n"
+        "        'messageId': '1', 'publishTime': '2026-11-27T10:00:00Z'},\n"
+        "        'subscription': 'projects/p/subscriptions/s'}\n"
+        "event = CloudEvent({'type': 'google.cloud.pubsub.topic.v1.messagePublished',\n"
+        "    'source': '//pubsub.googleapis.com/projects/p/topics/trustwatch', 'id': 'evt-1'}, data)\n"
+        "main.on_audit_log(event)\n"
+        "print('handled')\n"
+    )
+    result = _run_in(bundle, code, python=python)
+    assert result.returncode == 0, result.stderr
+    assert "handled" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_azure_bundle_runs_with_its_requirements(tmp_path: Path) -> None:
+    _needs_entry_point("azure")
+    folder, _ = build_bundle("azure", tmp_path / "dist", baseline=EXAMPLE_BASELINE)
+    python = _fresh_venv(tmp_path / "venv", "-r", str(folder / "requirements.txt"))
+    corpus = Path(os.environ.get("TRUSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
+    samples = sorted(corpus.glob("azure/eventgrid-resourcewritesuccess-*.json"))
+    if not samples:
+        pytest.skip("no Event Grid sample in the corpus")
+    code = (
+        "import datetime, json\n"
+        "import azure.functions as func\n"
+        "import function_app\n"
+        f"doc = json.load(open({str(samples[0])!r}))\n"
+        "doc = doc[0] if isinstance(doc, list) else doc\n"
+        "event = func.EventGridEvent(id=doc['id'], data=doc['data'], topic=doc.get('topic', ''),\n"
+        "    subject=doc['subject'], event_type=doc['eventType'],\n"
+        "    event_time=datetime.datetime.fromisoformat(doc['eventTime'].replace('Z', '+00:00')),\n"
+        "    data_version=doc.get('dataVersion', ''))\n"
+        "fns = {f.get_function_name(): f for f in function_app.app.get_functions()}\n"
+        "assert {'on_event_grid', 'on_activity_log'} <= set(fns), sorted(fns)\n"
+        "fns['on_event_grid'].get_user_function()(event)\n"
+        "print('handled')\n"
+    )
+    result = _run_in(folder, code, python=python)
+    assert result.returncode == 0, result.stderr
+    assert "handled" in result.stdout
