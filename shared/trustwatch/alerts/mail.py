@@ -1,0 +1,159 @@
+"""Email sinks: SMTP (STARTTLS or implicit TLS, AUTH) and Amazon SES. One mail carries all
+findings of one event (or one sweep), as multipart/alternative plain text + HTML."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from trustwatch.alerts import formats
+from trustwatch.alerts.config import (
+    ENV_EMAIL_FROM,
+    ENV_EMAIL_TO,
+    ENV_SES_REGION,
+    EmailConfig,
+    SesConfig,
+    addresses,
+)
+from trustwatch.alerts.render import view
+from trustwatch.alerts.secrets import SecretError
+from trustwatch.alerts.sinks import Sink, email_batches
+from trustwatch.alerts.transport import HTTPStatusError
+from trustwatch.findings import Finding
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    username: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)
+    cafile: str | None = None
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """`smtp://user:pass@host:587` (STARTTLS required), `smtps://…:465` (implicit TLS),
+    `?starttls=false` for plain local relays, `?cafile=/path` for a private CA.
+    Errors never echo the URL (it holds the password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("SMTP URL must look like smtp://user:pass@host:port or smtps://…")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"starttls", "cafile"}
+    if unknown:
+        raise ValueError(f"SMTP URL: unknown option(s) {', '.join(sorted(unknown))}")
+    starttls = query.get("starttls", "true").lower() not in ("false", "0", "no")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("SMTP URL: the port is not a number") from None
+    implicit = parts.scheme == "smtps"
+    return SmtpTarget(
+        host=parts.hostname,
+        port=port or (465 if implicit else 587),
+        implicit_tls=implicit,
+        starttls=starttls and not implicit,
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        cafile=query.get("cafile"),
+    )
+
+
+class _MailSink(Sink):
+    config: EmailConfig | SesConfig
+
+    def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
+        return email_batches(findings)
+
+    def envelope(self) -> tuple[str, list[str]]:
+        sender = self.config.sender or self._environ.get(ENV_EMAIL_FROM, "").strip()
+        to = self.config.to or addresses(self._environ.get(ENV_EMAIL_TO, ""))
+        if not sender or not to:
+            raise SecretError(f"sink {self.name}: set from/to or {ENV_EMAIL_FROM}/{ENV_EMAIL_TO}")
+        return sender, to
+
+
+class SmtpSink(_MailSink):
+    kind = "email"
+    config: EmailConfig
+
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        target = parse_smtp_url(self.secret(self.config.smtp_url))
+        sender, to = self.envelope()
+        message = formats.email_message([view(f) for f in batch], sender, to)
+        self.with_retry(lambda: self._send(target, message))
+
+    def _send(self, target: SmtpTarget, message: object) -> None:
+        context = ssl.create_default_context(cafile=target.cafile)
+        smtp: smtplib.SMTP
+        if target.implicit_tls:
+            smtp = smtplib.SMTP_SSL(target.host, target.port, timeout=self.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(target.host, target.port, timeout=self.timeout)
+        with smtp:
+            smtp.ehlo()
+            if target.starttls:
+                # No downgrade: a relay that doesn't offer STARTTLS fails here, loudly.
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if target.username:
+                smtp.login(target.username, target.password)
+            smtp.send_message(message)  # type: ignore[arg-type]
+
+
+class SesSink(_MailSink):
+    """SES v2 SendEmail (raw MIME, same mail as SMTP). botocore's own retries are off:
+    the project's retry helper decides, like for every other sink."""
+
+    kind = "ses"
+    config: SesConfig
+
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        import boto3
+        from botocore.config import Config
+
+        sender, to = self.envelope()
+        message = formats.email_message([view(f) for f in batch], sender, to)
+        region = self.config.region or self._environ.get(ENV_SES_REGION) or None
+        client = boto3.client(
+            "sesv2",
+            region_name=region,
+            config=Config(
+                retries={"total_max_attempts": 1},
+                connect_timeout=self.timeout,
+                read_timeout=self.timeout,
+            ),
+        )
+        extra = (
+            {"ConfigurationSetName": self.config.configuration_set}
+            if self.config.configuration_set
+            else {}
+        )
+        raw = message.as_bytes()
+        self.with_retry(lambda: _ses_send(client, sender, to, raw, extra))
+
+
+def _ses_send(client: object, sender: str, to: list[str], raw: bytes, extra: dict) -> None:
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    try:
+        client.send_email(  # type: ignore[attr-defined]
+            FromEmailAddress=sender,
+            Destination={"ToAddresses": to},
+            Content={"Raw": {"Data": raw}},
+            **extra,
+        )
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code", "")
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 400)
+        if code in ("Throttling", "TooManyRequestsException"):
+            status = 429
+        raise HTTPStatusError(status, None, code) from None
+    except (ConnectionError, HTTPClientError) as err:
+        # botocore's connection and read timeouts: the same class of failure as a socket's.
+        raise TimeoutError(type(err).__name__) from None

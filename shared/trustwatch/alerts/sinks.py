@@ -1,0 +1,261 @@
+"""Sinks: where alerts go. One class per transport, all with the same small surface.
+
+A sink turns findings into messages (`batches`: one per finding, or one per event for
+email), sends each with the project's retry helper, and raises when a message could not
+be delivered. Secrets are resolved on first use, cached, and redacted from any error
+text; `repr` shows the name and kind only. Client libraries are imported on first send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar, TypeVar
+
+from trustwatch.alerts import formats
+from trustwatch.alerts.config import (
+    DeliveryConfig,
+    SinkConfigBase,
+    SlackConfig,
+    TeamsConfig,
+    WebhookConfig,
+)
+from trustwatch.alerts.render import group_key, view
+from trustwatch.alerts.secrets import SecretRef
+from trustwatch.alerts.transport import HTTPStatusError, check_url, describe, post, transient
+from trustwatch.findings import Finding, Severity
+from trustwatch.retry import parse_retry_after, retry_call
+
+log = logging.getLogger("trustwatch.alerts")
+T = TypeVar("T")
+
+# slack_sdk logs request URLs (a webhook URL is a secret) at DEBUG and errors we report
+# ourselves: give its clients a logger that stays quiet whatever the root level.
+_SDK_LOG = logging.getLogger("trustwatch.alerts.sdk")
+_SDK_LOG.setLevel(logging.CRITICAL + 1)
+_SDK_LOG.propagate = False
+
+SIGNATURE_HEADER = "X-Trustwatch-Signature"
+TIMESTAMP_HEADER = "X-Trustwatch-Timestamp"
+DELIVERY_HEADER = "X-Trustwatch-Delivery"
+
+
+class Sink(ABC):
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        config: SinkConfigBase,
+        *,
+        environ: Mapping[str, str],
+        delivery: DeliveryConfig,
+        default_severity: Severity,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.min_severity = config.min_severity or default_severity
+        self._environ = environ
+        self._delivery = delivery
+        self._sleep = sleep
+        self._secrets: dict[SecretRef, str] = {}
+
+    def routes(self, finding: Finding) -> bool:
+        return self.config.routes(finding, self.min_severity)
+
+    def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
+        """How findings become messages; default: one message per finding."""
+        return [[f] for f in findings]
+
+    @abstractmethod
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        """Send one message (retrying transient errors); raise if it was not accepted."""
+
+    # -- helpers for subclasses --
+
+    def secret(self, ref: SecretRef) -> str:
+        if ref not in self._secrets:
+            self._secrets[ref] = ref.resolve(self._environ)
+        return self._secrets[ref]
+
+    def redact(self, text: str) -> str:
+        for value in self._secrets.values():
+            if len(value) >= 6:
+                text = text.replace(value, "***")
+                path = value.split("://", 1)[-1].partition("/")[2]
+                if len(path) >= 6:  # webhook URLs carry their token in the path
+                    text = text.replace(path, "***")
+        return text
+
+    def reason(self, exc: BaseException) -> str:
+        return self.redact(describe(exc))
+
+    def with_retry(self, fn: Callable[[], T]) -> T:
+        d = self._delivery
+        return retry_call(
+            fn,
+            attempts=d.attempts,
+            base_delay=d.base_delay_s,
+            max_delay=d.max_delay_s,
+            retry_on=transient,
+            sleep=self._sleep,
+            on_retry=lambda n, exc, delay: log.warning(
+                "sink %s: attempt %d failed (%s); retrying in %.1fs",
+                self.name,
+                n,
+                self.reason(exc),
+                delay,
+            ),
+        )
+
+    @property
+    def timeout(self) -> float:
+        return self._delivery.timeout_s
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} min={self.min_severity.value}>"
+
+    __str__ = __repr__
+
+
+class SlackWebhookSink(Sink):
+    kind = "slack"
+    config: SlackConfig
+
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        from slack_sdk.webhook import WebhookClient
+
+        url = self.secret(self.config.webhook_url)  # type: ignore[arg-type]
+        check_url(url)
+        client = WebhookClient(
+            url,
+            timeout=self.timeout,
+            retry_handlers=[],
+            logger=_SDK_LOG,  # type: ignore[arg-type]
+        )
+        for finding in batch:
+            message = formats.slack_message(view(finding))
+
+            def send(message: dict[str, object] = message) -> None:
+                response = client.send_dict(message)
+                if response.status_code != 200:
+                    headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+                    raise HTTPStatusError(
+                        response.status_code,
+                        parse_retry_after(_first(headers.get("retry-after"))),
+                        str(response.body)[:80],
+                    )
+
+            self.with_retry(send)
+
+
+class SlackBotSink(Sink):
+    """chat.postMessage with a bot token: a sweep's findings thread under one digest."""
+
+    kind = "slack"
+    config: SlackConfig
+
+    def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
+        sweep = [f for f in findings if f.source == "sweep"]
+        rest = [[f] for f in findings if f.source != "sweep"]
+        return ([sweep] if len(sweep) > 1 else [[f] for f in sweep]) + rest
+
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        from slack_sdk import WebClient
+
+        client = WebClient(
+            token=self.secret(self.config.token),  # type: ignore[arg-type]
+            base_url=self.config.api_url,
+            timeout=int(max(1, self.timeout)),
+            retry_handlers=[],
+            logger=_SDK_LOG,
+        )
+        thread_ts = None
+        if len(batch) > 1:
+            digest = formats.slack_digest([view(f) for f in batch], "trustwatch sweep")
+            thread_ts = self._post(client, digest, None)
+        for finding in batch:
+            self._post(client, formats.slack_message(view(finding)), thread_ts)
+
+    def _post(self, client: object, message: dict[str, object], thread_ts: str | None) -> str:
+        from slack_sdk.errors import SlackApiError
+
+        def send() -> str:
+            try:
+                response = client.chat_postMessage(  # type: ignore[attr-defined]
+                    channel=self.config.channel, thread_ts=thread_ts, **message
+                )
+            except SlackApiError as err:
+                status = err.response.status_code
+                headers = {k.lower(): v for k, v in (err.response.headers or {}).items()}
+                code = (
+                    err.response.data.get("error", "")
+                    if isinstance(err.response.data, dict)
+                    else ""
+                )
+                raise HTTPStatusError(
+                    status if status != 200 else 400,  # ok=false with 200: permanent
+                    parse_retry_after(_first(headers.get("retry-after"))),
+                    str(code)[:80],
+                ) from None
+            return str(response.get("ts", ""))
+
+        return self.with_retry(send)
+
+
+class TeamsSink(Sink):
+    kind = "teams"
+    config: TeamsConfig
+
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        url = self.secret(self.config.webhook_url)
+        for finding in batch:
+            body = json.dumps(formats.teams_message(view(finding))).encode()
+            self.with_retry(lambda body=body: post(url, body, {}, self.timeout))
+
+
+class WebhookSink(Sink):
+    """POST the finding JSON; receivers verify
+    `X-Trustwatch-Signature: sha256=HMAC_SHA256(secret, timestamp + "." + body)`."""
+
+    kind = "webhook"
+    config: WebhookConfig
+
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        url = self.secret(self.config.url)
+        key = self.secret(self.config.secret).encode()
+        for finding in batch:
+            body = formats.webhook_body(finding)
+            headers = signature_headers(key, body, int(time.time()))
+            headers[DELIVERY_HEADER] = str(uuid.uuid4())  # the same on every retry
+            headers["X-Trustwatch-Finding-Id"] = finding.id[:128]
+            self.with_retry(
+                lambda body=body, headers=headers: post(url, body, headers, self.timeout)
+            )
+
+
+def signature_headers(key: bytes, body: bytes, timestamp: int) -> dict[str, str]:
+    """The signed string is `<timestamp>.<body>`: a captured request can't be replayed
+    later with a fresh timestamp, and receivers reject old timestamps (5 minutes)."""
+    digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: f"sha256={digest}"}
+
+
+def email_batches(findings: Sequence[Finding]) -> list[list[Finding]]:
+    """One mail per event (several findings of one change), one digest per sweep."""
+    groups: dict[str, list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault(group_key(finding), []).append(finding)
+    return list(groups.values())
+
+
+def _first(value: object) -> str | None:
+    if isinstance(value, list | tuple):
+        return str(value[0]) if value else None
+    return None if value is None else str(value)

@@ -1,0 +1,99 @@
+"""HTTP POST for the sinks (stdlib only) and the one answer to "is this worth a retry?"."""
+
+from __future__ import annotations
+
+import http.client
+import smtplib
+import urllib.request
+from collections.abc import Mapping
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+
+from trustwatch import __version__
+from trustwatch.alerts.render import clean
+from trustwatch.retry import RetryDecision, parse_retry_after
+
+USER_AGENT = f"trustwatch/{__version__}"
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+class HTTPStatusError(Exception):
+    """A non-2xx answer; `retry_after` is the server's Retry-After in seconds, if any."""
+
+    def __init__(self, status: int, retry_after: float | None = None, detail: str = "") -> None:
+        super().__init__(f"HTTP {status}" + (f": {detail}" if detail else ""))
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A webhook that redirects is misconfigured; following it would POST the alert elsewhere.
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def check_url(url: str) -> None:
+    """HTTPS only, except to loopback (local receivers); raises ValueError without the URL
+    (it is a secret)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK:
+        return
+    raise ValueError("the URL must be https:// (http:// only to 127.0.0.1 / localhost)")
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> bytes:
+    """POST `body`; returns the response body (first 64 kB) or raises HTTPStatusError /
+    a connection or timeout error."""
+    check_url(url)
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers},
+    )
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            return response.read(65536)
+    except HTTPError as err:
+        detail = clean(err.read(200).decode("utf-8", "replace"), 120) if err.fp else ""
+        retry_after = parse_retry_after(err.headers.get("Retry-After") if err.headers else None)
+        raise HTTPStatusError(err.code, retry_after, detail) from None
+
+
+def transient(exc: BaseException) -> RetryDecision:
+    """Retry policy of every sink: throttling, 5xx, timeouts, refused / dropped connections
+    and SMTP 4xx are retried (Retry-After honoured); anything else is permanent."""
+    if isinstance(exc, HTTPStatusError):
+        if exc.status in _RETRY_STATUS:
+            return exc.retry_after if exc.retry_after is not None else True
+        return None
+    if isinstance(exc, URLError) and not isinstance(exc, HTTPError):
+        return isinstance(exc.reason, OSError) or None  # DNS, refused, connect timeout
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return True if 400 <= exc.smtp_code < 500 else None
+    if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
+        return True
+    if isinstance(exc, TimeoutError | ConnectionError | http.client.HTTPException):
+        return True
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for a report or a log line: the error type and status, no URL
+    (urllib puts it in some messages) and no response payloads beyond a short snippet."""
+    if isinstance(exc, HTTPStatusError):
+        return str(exc)
+    if isinstance(exc, URLError):
+        reason = exc.reason
+        return f"{type(reason).__name__}: {clean(reason, 120)}" if reason else "URLError"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        return f"SMTP {exc.smtp_code}: {clean(text, 120)}"
+    return f"{type(exc).__name__}: {clean(exc, 160)}" if str(exc) else type(exc).__name__
