@@ -1,0 +1,448 @@
+"""The baseline's named AWS templates, rendered per partition.
+
+Trust templates render to a list of alternative documents (Databricks accepts two Unity
+Catalog shapes); policy templates render to one document. Constants and action lists are
+transcribed from the Databricks Terraform provider (databricks/terraform-provider-databricks):
+- aws/constants.go @ 57c8ebcf90c892621360db76393a9fab855dfe38 (accounts, UC master roles),
+- aws/data_aws_unity_catalog_assume_role_policy.go @ 2ffe50d988a5f1ebc6074906e6c52ee4b5a64370,
+- aws/data_aws_assume_role_policy.go @ 15374693003ed42a836901ebd8e665fdc43ac3bf,
+- aws/data_aws_crossaccount_policy.go @ b1f694d82bc437bfefb0bfb933231f7947f454e1, checked
+  against the expected JSON in aws/data_aws_crossaccount_policy_test.go
+  @ bc8bb54fcd7cd10dfdaadd31b47c0fae76285d3d.
+Documents are built with the provider's key order, so json.dumps(doc, indent=2) is
+byte-for-byte what the provider emits (tests compare lengths with the provider's tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trustwatch.aws.policy import load_document
+from trustwatch.baseline import TemplateRef
+
+# Databricks' AWS account per Databricks partition (constants.go "accountId").
+DATABRICKS_ACCOUNTS: dict[str, str] = {
+    "aws": "414351767826",
+    "aws-us-gov": "044793339203",
+    "aws-us-gov-dod": "170661010020",
+}
+# The Unity Catalog master role per partition (constants.go "unityCatalogueIamArn").
+UC_MASTER_ROLES: dict[str, str] = {
+    "aws": "arn:aws:iam::414351767826:role/unity-catalog-prod-UCMasterRole-14S5ZJVKOTYTL",
+    "aws-us-gov": (
+        "arn:aws-us-gov:iam::044793339203:role/unity-catalog-prod-UCMasterRole-1QRFA8SGY15OJ"
+    ),
+    "aws-us-gov-dod": (
+        "arn:aws-us-gov:iam::170661010020:role/unity-catalog-prod-UCMasterRole-1DI6DL6ZP26AS"
+    ),
+}
+# Databricks partition -> the partition written in ARNs (DoD lives in aws-us-gov).
+_ARN_PARTITIONS = {"aws": "aws", "aws-us-gov": "aws-us-gov", "aws-us-gov-dod": "aws-us-gov"}
+
+POLICY_TYPES = ("managed", "customer", "restricted")
+
+
+def arn_partition(partition: str) -> str:
+    """The ARN partition of a Databricks partition: "aws-us-gov-dod" -> "aws-us-gov"."""
+    try:
+        return _ARN_PARTITIONS[partition]
+    except KeyError:
+        known = ", ".join(_ARN_PARTITIONS)
+        raise ValueError(f"unknown AWS partition {partition!r}; expected one of: {known}") from None
+
+
+def databricks_principals(partition: str | None = None) -> set[str]:
+    """ARNs that mean "Databricks": account roots and UC master roles (all partitions if None)."""
+    partitions = [partition] if partition is not None else list(DATABRICKS_ACCOUNTS)
+    out = set()
+    for name in partitions:
+        out.add(f"arn:{arn_partition(name)}:iam::{DATABRICKS_ACCOUNTS[name]}:root")
+        out.add(UC_MASTER_ROLES[name])
+    return out
+
+
+def is_databricks_principal(principal: str) -> bool:
+    """Is this canonical principal (or bare account id) any identity in a Databricks account?
+
+    Wider than databricks_principals(): catches e.g. a role ARN in Databricks' account.
+    """
+    if principal in DATABRICKS_ACCOUNTS.values():
+        return True
+    parts = principal.split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn":
+        return False
+    return any(
+        parts[1] == arn_partition(name) and parts[4] == account
+        for name, account in DATABRICKS_ACCOUNTS.items()
+    )
+
+
+# ---------------------------------------------------------------- rendering helpers
+
+
+def _statement(
+    *,
+    sid: str | None = None,
+    action: str | list[str],
+    resource: str | list[str] | None = None,
+    not_resource: list[str] | None = None,
+    principal: dict[str, Any] | None = None,
+    condition: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A statement in the provider's key order (Go struct order; Condition keys sorted)."""
+    out: dict[str, Any] = {}
+    if sid:
+        out["Sid"] = sid
+    out["Effect"] = "Allow"
+    out["Action"] = action
+    if resource is not None:
+        out["Resource"] = resource
+    if not_resource is not None:
+        out["NotResource"] = not_resource
+    if principal is not None:
+        out["Principal"] = principal
+    if condition is not None:
+        out["Condition"] = {op: condition[op] for op in sorted(condition)}
+    return out
+
+
+def _document(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def _spec(ref: TemplateRef | dict[str, Any] | str) -> TemplateRef | dict[str, Any]:
+    """A TemplateRef, or a checked literal document."""
+    if isinstance(ref, TemplateRef):
+        return ref
+    if isinstance(ref, dict) and "template" in ref:
+        return TemplateRef.model_validate(ref)
+    return load_document(ref)
+
+
+# ---------------------------------------------------------------- trust
+
+
+def expected_trust(
+    ref: TemplateRef | dict[str, Any],
+    *,
+    partition: str,
+    account_id: str,
+    role_name: str,
+    databricks_account_id: str | None,
+) -> list[dict[str, Any]]:
+    """The accepted trust documents for a role: a literal -> [it]; a template -> its shapes."""
+    spec = _spec(ref)
+    if isinstance(spec, dict):
+        return [spec]
+    p = arn_partition(partition)
+    if spec.template == "databricks-cross-account":
+        if not databricks_account_id:
+            raise ValueError(
+                "template 'databricks-cross-account' needs the Databricks account id "
+                "(databricks.account_id), its sts:ExternalId"
+            )
+        root = f"arn:{p}:iam::{DATABRICKS_ACCOUNTS[partition]}:root"
+        return [
+            _document(
+                _statement(
+                    action="sts:AssumeRole",
+                    principal={"AWS": root},
+                    condition={"StringEquals": {"sts:ExternalId": databricks_account_id}},
+                )
+            )
+        ]
+    if spec.template == "databricks-unity-catalog":
+        if not spec.external_id:
+            raise ValueError("template 'databricks-unity-catalog' needs 'external_id'")
+        external_id = {"StringEquals": {"sts:ExternalId": spec.external_id}}
+        master = UC_MASTER_ROLES[partition]
+        self_arn = f"arn:{p}:iam::{account_id}:role/{role_name}"
+        # (a) what the provider's databricks_aws_unity_catalog_assume_role_policy emits:
+        # the account root narrowed to this role by aws:PrincipalArn.
+        shape_a = _document(
+            _statement(
+                sid="UnityCatalogAssumeRole",
+                action="sts:AssumeRole",
+                principal={"AWS": master},
+                condition=external_id,
+            ),
+            _statement(
+                sid="ExplicitSelfRoleAssumption",
+                action="sts:AssumeRole",
+                principal={"AWS": f"arn:{p}:iam::{account_id}:root"},
+                condition={"ArnLike": {"aws:PrincipalArn": self_arn}, **external_id},
+            ),
+        )
+        # (b) the Databricks documentation's form: both principals in one statement.
+        shape_b = _document(
+            _statement(
+                action="sts:AssumeRole",
+                principal={"AWS": [master, self_arn]},
+                condition=external_id,
+            )
+        )
+        return [shape_a, shape_b]
+    if spec.template == "ec2":
+        return [
+            _document(
+                _statement(action="sts:AssumeRole", principal={"Service": "ec2.amazonaws.com"})
+            )
+        ]
+    raise ValueError(f"{spec.template!r} is not a trust template")
+
+
+# ---------------------------------------------------------------- cross-account policy
+
+# Non resource-based permissions, in every policy type (provider: `actions`).
+_EC2_BASE = [
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:CancelSpotInstanceRequests",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeIamInstanceProfileAssociations",
+    "ec2:DescribeInstanceStatus",
+    "ec2:DescribeInstances",
+    "ec2:DescribeInternetGateways",
+    "ec2:DescribeNatGateways",
+    "ec2:DescribeNetworkAcls",
+    "ec2:DescribePrefixLists",
+    "ec2:DescribeReservedInstancesOfferings",
+    "ec2:DescribeRouteTables",
+    "ec2:DescribeSecurityGroups",
+    "ec2:DescribeSpotInstanceRequests",
+    "ec2:DescribeSpotPriceHistory",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeVpcAttribute",
+    "ec2:DescribeVpcs",
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+    "ec2:GetSpotPlacementScores",
+    "ec2:RequestSpotInstances",
+    "ec2:DescribeFleetHistory",
+    "ec2:ModifyFleet",
+    "ec2:DeleteFleets",
+    "ec2:DescribeFleetInstances",
+    "ec2:DescribeFleets",
+    "ec2:CreateFleet",
+    "ec2:DeleteLaunchTemplate",
+    "ec2:GetLaunchTemplateData",
+    "ec2:CreateLaunchTemplate",
+    "ec2:DescribeLaunchTemplates",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:ModifyLaunchTemplate",
+    "ec2:DeleteLaunchTemplateVersions",
+    "ec2:CreateLaunchTemplateVersion",
+]
+# Unscoped instance/volume/security-group actions: managed and customer (restricted scopes
+# them by resource and tag instead).
+_EC2_UNRESTRICTED = [
+    "ec2:AssociateIamInstanceProfile",
+    "ec2:AttachVolume",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:CreateVolume",
+    "ec2:DeleteVolume",
+    "ec2:DetachVolume",
+    "ec2:DisassociateIamInstanceProfile",
+    "ec2:ReplaceIamInstanceProfileAssociation",
+    "ec2:RevokeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RunInstances",
+    "ec2:TerminateInstances",
+]
+# Databricks-managed VPC: Databricks creates and deletes the network itself (managed only).
+_EC2_MANAGED_VPC = [
+    "ec2:AttachInternetGateway",
+    "ec2:AllocateAddress",
+    "ec2:AssociateDhcpOptions",
+    "ec2:AssociateRouteTable",
+    "ec2:CreateDhcpOptions",
+    "ec2:CreateInternetGateway",
+    "ec2:CreateNatGateway",
+    "ec2:CreateRoute",
+    "ec2:CreateRouteTable",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateSubnet",
+    "ec2:CreateVpc",
+    "ec2:CreateVpcEndpoint",
+    "ec2:DeleteDhcpOptions",
+    "ec2:DeleteInternetGateway",
+    "ec2:DeleteNatGateway",
+    "ec2:DeleteRoute",
+    "ec2:DeleteRouteTable",
+    "ec2:DeleteSecurityGroup",
+    "ec2:DeleteSubnet",
+    "ec2:DeleteVpc",
+    "ec2:DeleteVpcEndpoints",
+    "ec2:DetachInternetGateway",
+    "ec2:DisassociateRouteTable",
+    "ec2:ModifyVpcAttribute",
+    "ec2:ReleaseAddress",
+]
+
+
+def _restricted_statements(
+    p: str, region: str, account: str, vpc_id: str | None, security_group_id: str | None
+) -> list[dict[str, Any]]:
+    """The provider's resource-scoped statements for policy_type "restricted".
+
+    The provider requires region, VPC and security group; the baseline may not know them.
+    Missing parts become "*", and the ec2:vpc test then switches from StringEquals to
+    StringLike so that any concrete VPC id still matches the pattern.
+    """
+
+    def arn(kind: str) -> str:
+        return f"arn:{p}:ec2:{region}:{account}:{kind}/*"
+
+    vpc_arn = f"arn:{p}:ec2:{region}:{account}:vpc/{vpc_id or '*'}"
+    vpc_test = {("StringEquals" if vpc_id else "StringLike"): {"ec2:vpc": vpc_arn}}
+    tag = {"StringEquals": {"ec2:ResourceTag/Vendor": "Databricks"}}
+    request_tag = {"StringEquals": {"aws:RequestTag/Vendor": "Databricks"}}
+    return [
+        _statement(
+            sid="InstancePoolsSupport",
+            action=[
+                "ec2:AssociateIamInstanceProfile",
+                "ec2:DisassociateIamInstanceProfile",
+                "ec2:ReplaceIamInstanceProfileAssociation",
+            ],
+            resource=arn("instance"),
+            condition=tag,
+        ),
+        _statement(
+            sid="AllowEc2RunInstancePerTag",
+            action="ec2:RunInstances",
+            resource=[arn("volume"), arn("instance")],
+            condition=request_tag,
+        ),
+        _statement(
+            sid="AllowEc2RunInstanceImagePerTag",
+            action="ec2:RunInstances",
+            resource=arn("image"),
+            condition={"StringEquals": {"aws:ResourceTag/Vendor": "Databricks"}},
+        ),
+        _statement(
+            sid="AllowEc2RunInstancePerVPCid",
+            action="ec2:RunInstances",
+            resource=[arn("network-interface"), arn("subnet"), arn("security-group")],
+            condition=vpc_test,
+        ),
+        _statement(
+            sid="AllowEc2RunInstanceOtherResources",
+            action="ec2:RunInstances",
+            not_resource=[
+                arn("image"),
+                arn("network-interface"),
+                arn("subnet"),
+                arn("security-group"),
+                arn("volume"),
+                arn("instance"),
+            ],
+        ),
+        _statement(
+            sid="EC2TerminateInstancesTag",
+            action="ec2:TerminateInstances",
+            resource=arn("instance"),
+            condition=tag,
+        ),
+        _statement(
+            sid="EC2AttachDetachVolumeTag",
+            action=["ec2:AttachVolume", "ec2:DetachVolume"],
+            resource=[arn("instance"), arn("volume")],
+            condition=tag,
+        ),
+        _statement(
+            sid="EC2CreateVolumeByTag",
+            action="ec2:CreateVolume",
+            resource=arn("volume"),
+            condition=request_tag,
+        ),
+        _statement(
+            sid="EC2DeleteVolumeByTag",
+            action="ec2:DeleteVolume",
+            resource=[arn("volume")],
+            condition=tag,
+        ),
+        _statement(
+            sid="VpcNonresourceSpecificActions",
+            action=[
+                "ec2:AuthorizeSecurityGroupEgress",
+                "ec2:AuthorizeSecurityGroupIngress",
+                "ec2:RevokeSecurityGroupEgress",
+                "ec2:RevokeSecurityGroupIngress",
+            ],
+            resource=f"arn:{p}:ec2:{region}:{account}:security-group/{security_group_id or '*'}",
+            condition=vpc_test,
+        ),
+    ]
+
+
+def crossaccount_policy(
+    policy_type: str = "managed",
+    *,
+    partition: str = "aws",
+    account_id: str | None = None,
+    region: str | None = None,
+    vpc_id: str | None = None,
+    security_group_id: str | None = None,
+    pass_roles: list[str] | None = None,
+) -> dict[str, Any]:
+    """What `data "databricks_aws_crossaccount_policy"` emits for these arguments."""
+    if policy_type not in POLICY_TYPES:
+        raise ValueError(
+            f"policy_type must be one of {', '.join(POLICY_TYPES)}, got {policy_type!r}"
+        )
+    p = arn_partition(partition)
+    actions = list(_EC2_BASE)
+    if policy_type != "restricted":
+        actions += _EC2_UNRESTRICTED
+    if policy_type == "managed":
+        actions += _EC2_MANAGED_VPC
+    statements = [
+        _statement(action=actions, resource="*"),
+        # EC2 Spot needs its service-linked role; only that role, only for spot.
+        _statement(
+            action=["iam:CreateServiceLinkedRole", "iam:PutRolePolicy"],
+            resource=f"arn:{p}:iam::*:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot",
+            condition={"StringLike": {"iam:AWSServiceName": "spot.amazonaws.com"}},
+        ),
+    ]
+    if pass_roles:
+        statements.append(_statement(action="iam:PassRole", resource=list(pass_roles)))
+    if policy_type == "restricted":
+        statements += _restricted_statements(
+            p, region or "*", account_id or "*", vpc_id, security_group_id
+        )
+    return _document(*statements)
+
+
+def expected_policy(
+    ref: TemplateRef | dict[str, Any],
+    *,
+    partition: str,
+    account_id: str,
+    region: str | None = None,
+    vpc_id: str | None = None,
+    security_group_id: str | None = None,
+    pass_roles: list[str] | None = None,
+) -> dict[str, Any]:
+    """The most a policy may grant: a literal -> it; "databricks-crossaccount-policy" -> rendered.
+
+    policy_type defaults to "managed". For "restricted", parts the baseline does not give
+    (region, VPC, security group) are "*" (see _restricted_statements). `pass_roles` adds the
+    provider's optional iam:PassRole statement (instance profiles).
+    """
+    spec = _spec(ref)
+    if isinstance(spec, dict):
+        return spec
+    if spec.template != "databricks-crossaccount-policy":
+        raise ValueError(f"{spec.template!r} is not a policy template")
+    return crossaccount_policy(
+        spec.policy_type or "managed",
+        partition=partition,
+        account_id=account_id,
+        region=region,
+        vpc_id=vpc_id,
+        security_group_id=security_group_id,
+        pass_roles=pass_roles,
+    )
