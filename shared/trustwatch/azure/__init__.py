@@ -1,0 +1,1 @@
+"""Azure: Activity Log and Event Grid records -> Changes (`events`), rules (`rules`)."""
