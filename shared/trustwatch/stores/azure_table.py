@@ -1,0 +1,168 @@
+"""Dedup claims in an Azure Storage table.
+
+One entity per finding id (PartitionKey = the id, RowKey = ""): `create_entity` fails if
+it exists; an expired claim is taken over by replacing it only if its ETag is unchanged
+(If-Match), so of several racing instances exactly one wins. The table is created on
+first use. Expired entities stay until taken over or released (Table storage has no
+TTL); they are one small row per distinct finding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+from trustwatch.stores._common import (
+    CLAIM_ROUNDS,
+    ClaimContentionError,
+    call_with_retry,
+    claim_token,
+    now_or_clock,
+)
+
+DEFAULT_TABLE = "trustwatchdedup"
+# Table keys may not contain / \ # ? or control characters; ids outside this set are hashed.
+_SAFE_KEY = re.compile(r"[A-Za-z0-9._:=+@-]{1,512}")
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return True
+    return isinstance(exc, HttpResponseError) and exc.status_code in (429, 500, 503)
+
+
+def _error_code(exc: Any) -> str | None:
+    # The SDK sets `error_code` on some paths only; the service always sends the header.
+    response = getattr(exc, "response", None)
+    header = response.headers.get("x-ms-error-code") if response is not None else None
+    return getattr(exc, "error_code", None) or header
+
+
+def partition_key(finding_id: str) -> str:
+    if _SAFE_KEY.fullmatch(finding_id):
+        return finding_id
+    return hashlib.sha256(finding_id.encode()).hexdigest()
+
+
+class AzureTableDedupStore:
+    """A DedupStore on Azure Table storage (or Azurite), by connection string or by
+    endpoint + credential (default: DefaultAzureCredential, i.e. the managed identity)."""
+
+    def __init__(
+        self,
+        connection_string: str | None = None,
+        table: str = DEFAULT_TABLE,
+        *,
+        endpoint: str | None = None,
+        credential: Any = None,
+    ) -> None:
+        if (connection_string is None) == (endpoint is None):
+            raise ValueError("give either a connection string or an endpoint")
+        self.table = table
+        self._connection_string = connection_string
+        self._endpoint = endpoint
+        self._credential = credential
+        self._client: Any = None
+
+    @classmethod
+    def from_url(cls, url: str, *, credential: Any = None) -> AzureTableDedupStore:
+        """`https://<account>.table.core.windows.net/<table>`"""
+        parsed = urlparse(url)
+        table = parsed.path.strip("/")
+        if parsed.scheme != "https" or not parsed.netloc or not table or "/" in table:
+            raise ValueError(f"{url!r} is not https://<account>.table.core.windows.net/<table>")
+        return cls(table=table, endpoint=f"https://{parsed.netloc}", credential=credential)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from azure.data.tables import TableClient
+
+            # Throttling is retried by call_with_retry, not azure-core as well.
+            if self._connection_string is not None:
+                self._client = TableClient.from_connection_string(
+                    self._connection_string, table_name=self.table, retry_total=0
+                )
+            else:
+                credential = self._credential
+                if credential is None:
+                    from azure.identity import DefaultAzureCredential
+
+                    credential = DefaultAzureCredential()
+                self._client = TableClient(
+                    self._endpoint, table_name=self.table, credential=credential, retry_total=0
+                )
+        return self._client
+
+    def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import (
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+        )
+        from azure.data.tables import UpdateMode
+
+        now = now_or_clock(now)
+        token = claim_token()
+        entity = {
+            "PartitionKey": partition_key(finding_id),
+            "RowKey": "",
+            "expires": float(now + window_s),
+            "claim": token,
+        }
+        key = entity["PartitionKey"]
+        for _round in range(CLAIM_ROUNDS):
+            try:
+                self._call(lambda: self.client.create_entity(entity))
+                return True
+            except ResourceExistsError:
+                pass
+            except ResourceNotFoundError as exc:
+                if _error_code(exc) != "TableNotFound":
+                    raise
+                self._call(self._create_table)
+                continue
+            try:
+                held = self._call(lambda: self.client.get_entity(key, ""))
+            except ResourceNotFoundError:
+                continue  # released meanwhile: create again
+            if held.get("claim") == token:
+                return True  # our own create, answered late and retried
+            if float(held.get("expires") or 0) > now:
+                return False
+            try:
+                self._call(
+                    lambda held=held: self.client.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=held.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                )
+                return True
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # another instance got there first: see what it wrote
+        raise ClaimContentionError(f"claim on {finding_id!r} kept changing")
+
+    def _create_table(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        with contextlib.suppress(ResourceExistsError):  # another instance created it
+            self.client.create_table()
+
+    def release(self, finding_id: str) -> None:
+        # delete_entity treats a missing entity as deleted.
+        self._call(lambda: self.client.delete_entity(partition_key(finding_id), ""))
+
+    def _call(self, fn: Any) -> Any:
+        return call_with_retry(fn, _is_transient)
+
+    def __repr__(self) -> str:
+        where = self._endpoint or "connection string"
+        return f"AzureTableDedupStore({where!r}, table={self.table!r})"

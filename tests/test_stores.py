@@ -1,0 +1,267 @@
+"""Cross-instance dedup stores against local stand-ins of DynamoDB, Azure Table and GCS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from trustwatch.dedup import DedupStore, SqliteDedupStore
+from trustwatch.stores import (
+    AzureTableDedupStore,
+    DynamoDedupStore,
+    GcsDedupStore,
+    store_from_env,
+)
+
+if TYPE_CHECKING:
+    from cloudservers import Azurite, GcsEmulator, MotoServer
+
+# The servers' fixtures. Registered as a plugin (not imported here) so pytest rewrites its
+# asserts; harmless once conftest.py registers it too.
+pytest_plugins = ["cloudservers"]
+
+
+def unique_name(prefix: str = "tw") -> str:
+    from cloudservers import unique_name
+
+    return unique_name(prefix)
+
+
+StoreFactory = Callable[[], DedupStore]  # a new "function instance" on the same backend
+
+
+def _dynamo_table(moto_server: MotoServer) -> str:
+    name = unique_name()
+    moto_server.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+@pytest.fixture(params=["dynamodb", "azure-table", "gcs"])
+def new_store(request: pytest.FixtureRequest) -> StoreFactory:
+    """Makes stores that share one fresh table / bucket, as separate instances would."""
+    if request.param == "dynamodb":
+        server: MotoServer = request.getfixturevalue("moto_server")
+        table = _dynamo_table(server)
+        return lambda: DynamoDedupStore(table, client=server.client("dynamodb"))
+    if request.param == "azure-table":
+        azurite: Azurite = request.getfixturevalue("azurite_table")
+        table = unique_name()  # created by the store on first use
+        return lambda: AzureTableDedupStore(azurite.connection_string, table=table)
+    emulator: GcsEmulator = request.getfixturevalue("gcs_emulator")
+    bucket = emulator.client().create_bucket(unique_name()).name
+    return lambda: GcsDedupStore(f"gs://{bucket}/dedup/claims", client=emulator.client())
+
+
+def test_stores_implement_the_protocol(new_store: StoreFactory) -> None:
+    assert isinstance(new_store(), DedupStore)
+
+
+def test_first_claim_wins_and_repeats_within_window_are_duplicates(new_store: StoreFactory) -> None:
+    store = new_store()
+    assert store.claim("f1", 3600, now=1000.0) is True
+    assert store.claim("f1", 3600, now=1001.0) is False
+    assert new_store().claim("f1", 3600, now=4599.0) is False  # another instance sees it
+    assert store.claim("f2", 3600, now=1001.0) is True  # ids are independent
+
+
+def test_claim_after_window_expires_alerts_again(new_store: StoreFactory) -> None:
+    store = new_store()
+    assert store.claim("f1", 60, now=1000.0)
+    assert new_store().claim("f1", 60, now=1060.0)  # window end is exclusive
+    assert not store.claim("f1", 60, now=1100.0)  # a fresh window started at 1060
+
+
+def test_release_lets_a_failed_delivery_be_retried(new_store: StoreFactory) -> None:
+    store = new_store()
+    assert store.claim("f1", 3600, now=1000.0)
+    store.release("f1")
+    assert new_store().claim("f1", 3600, now=1001.0)
+    store.release("never-claimed")  # harmless
+
+
+def test_ids_with_separators_are_kept_apart(new_store: StoreFactory) -> None:
+    store = new_store()
+    assert store.claim("aws/role#1?x", 3600, now=1000.0)
+    assert store.claim("aws/role#2?x", 3600, now=1000.0)
+    assert not store.claim("aws/role#1?x", 3600, now=1001.0)
+
+
+def _race(new_store: StoreFactory, now: float, contenders: int = 8) -> list[bool]:
+    """`contenders` instances claim one id at once; returns each one's answer."""
+    stores = [new_store() for _ in range(contenders)]
+    start = threading.Barrier(contenders)
+    results: list[bool] = [False] * contenders
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = stores[index].claim("contested", 600, now=now)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(contenders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    return results
+
+
+def test_exactly_one_of_many_racing_instances_wins(new_store: StoreFactory) -> None:
+    assert sum(_race(new_store, now=1000.0)) == 1
+    assert sum(_race(new_store, now=1001.0)) == 0  # all duplicates within the window
+
+
+def test_exactly_one_instance_takes_over_an_expired_claim(new_store: StoreFactory) -> None:
+    assert new_store().claim("contested", 600, now=1000.0)
+    assert sum(_race(new_store, now=2000.0)) == 1
+
+
+# --- DynamoDB specifics -------------------------------------------------------------------
+
+
+def test_dynamodb_items_share_the_powertools_table_layout(moto_server: MotoServer) -> None:
+    table = _dynamo_table(moto_server)
+    client = moto_server.client("dynamodb")
+    assert DynamoDedupStore(table, client=client).claim("abc", 60, now=1000.5)
+    item = client.get_item(TableName=table, Key={"id": {"S": "dedup#abc"}})["Item"]
+    assert item["expires"] == {"N": "1061"}  # whole epoch seconds for DynamoDB TTL
+
+
+def test_dynamodb_throttling_is_retried(moto_server: MotoServer) -> None:
+    from botocore.awsrequest import AWSResponse
+
+    table = _dynamo_table(moto_server)
+    client = moto_server.client("dynamodb")
+    throttled: list[str] = []
+
+    def throttle_first_put(request: object, **_: object) -> AWSResponse | None:
+        # botocore's own hook: a response returned here replaces the HTTP call.
+        if throttled:
+            return None
+        throttled.append("put")
+        body = json.dumps(
+            {
+                "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+                "message": "Rate of requests exceeds the allowed throughput",
+            }
+        ).encode()
+        return AWSResponse("", 400, {"Content-Type": "application/x-amz-json-1.0"}, _Raw(body))
+
+    client.meta.events.register("before-send.dynamodb.PutItem", throttle_first_put)
+    assert DynamoDedupStore(table, client=client).claim("f1", 60, now=1000.0)
+    assert throttled == ["put"]
+    assert not DynamoDedupStore(table, client=client).claim("f1", 60, now=1001.0)
+
+
+class _Raw:
+    """The streamed body botocore reads from an AWSResponse."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: object) -> object:
+        yield self._data
+
+
+def test_dynamodb_errors_other_than_a_lost_race_propagate(moto_server: MotoServer) -> None:
+    from botocore.exceptions import ClientError
+
+    store = DynamoDedupStore(unique_name("missing"), client=moto_server.client("dynamodb"))
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        store.claim("f1", 60)
+
+
+# --- choosing a store from the environment ------------------------------------------------
+
+
+def test_no_store_configured_means_none() -> None:
+    assert store_from_env({}) is None
+    assert store_from_env({"TRUSTWATCH_STATE_URL": " "}) is None
+
+
+def test_state_table_means_dynamodb() -> None:
+    store = store_from_env({"TRUSTWATCH_STATE_TABLE": "trustwatch-state"})
+    assert isinstance(store, DynamoDedupStore)
+    assert store.table_name == "trustwatch-state"
+
+
+def test_gs_url_means_gcs() -> None:
+    store = store_from_env({"TRUSTWATCH_STATE_URL": "gs://tw-state/dedup/"})
+    assert isinstance(store, GcsDedupStore)
+    assert (store.bucket_name, store.prefix) == ("tw-state", "dedup")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5;EndpointSuffix=core.windows.net",
+        "UseDevelopmentStorage=true",
+    ],
+)
+def test_connection_string_means_azure_table(value: str) -> None:
+    store = store_from_env({"TRUSTWATCH_STATE_URL": value})
+    assert isinstance(store, AzureTableDedupStore)
+    assert store.table == "trustwatchdedup"
+
+
+def test_table_url_means_azure_table_with_managed_identity() -> None:
+    url = "https://acct.table.core.windows.net/dedupclaims"
+    store = store_from_env({"TRUSTWATCH_STATE_URL": url})
+    assert isinstance(store, AzureTableDedupStore)
+    assert store.table == "dedupclaims"
+    assert "acct.table.core.windows.net" in repr(store)
+
+
+def test_sqlite_url_means_a_local_file(tmp_path: Path) -> None:
+    store = store_from_env({"TRUSTWATCH_STATE_URL": f"sqlite://{tmp_path}/dedup.sqlite"})
+    assert isinstance(store, SqliteDedupStore)
+    assert store.path == f"{tmp_path}/dedup.sqlite"
+    assert store.claim("f1", 60)
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TRUSTWATCH_STATE_TABLE": "t", "TRUSTWATCH_STATE_URL": "gs://b"}, "not both"),
+        ({"TRUSTWATCH_STATE_URL": "s3://bucket/dedup"}, "must be gs://"),
+        ({"TRUSTWATCH_STATE_URL": "gs:///prefix"}, "names no bucket"),
+        ({"TRUSTWATCH_STATE_URL": "sqlite://"}, "names no file"),
+        ({"TRUSTWATCH_STATE_URL": "https://acct.table.core.windows.net/"}, "<table>"),
+    ],
+)
+def test_unusable_settings_are_errors_not_silence(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        store_from_env(environ)
+
+
+def test_errors_never_echo_a_secret() -> None:
+    with pytest.raises(ValueError) as caught:
+        store_from_env({"TRUSTWATCH_STATE_URL": "Endpoint=x;SecretKey=hunter2-very-secret"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_importing_stores_loads_no_cloud_sdk() -> None:
+    # Cold start: the AWS function must not pay for Azure or Google, nor any for nothing.
+    # (Compared with a bare interpreter, where namespace-package .pth files add `google`.)
+    code = (
+        "import sys; before = set(sys.modules); import trustwatch.stores; "
+        "print(sorted(m for m in set(sys.modules) - before "
+        "if m.split('.')[0] in {'boto3', 'botocore', 'azure', 'google', 'requests'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
