@@ -40,8 +40,8 @@ Trust (compare_trust): a grant is (principal, assume actions, conditions).
   principal ("actions_added"); a baseline Deny with no equally broad Deny in actual.
 - expected_principals_removed: an expected principal/action no actual grant covers any more
   (or that an unconditional actual Deny blocks).
-Deny statements only narrow: apart from the dropped-Deny check they are ignored, so adding
-a Deny never widens (and a Deny is never credited against an Allow: conservative).
+Deny statements only narrow: besides the dropped-Deny and breakage checks they are ignored,
+so adding a Deny never widens (and a Deny is never credited against an Allow: conservative).
 
 Permissions (compare_permissions): each Allow is split into (principal?, action, resource,
 conditions) items; an actual item is covered by one expected Allow that covers its action,
