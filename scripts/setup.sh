@@ -21,4 +21,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[dev]"
   echo "$want" > "$stamp"
 fi
+# Azurite (npm), the Azure Storage stand-in the tests start (tests/cloudservers.py), in
+# .cache/node (git-ignored node_modules). Pinned: 3.36+ needs Node.js 21, the machines have 20.
+azurite_version=3.35.0
+azurite_dir="$root/.cache/node"
+if ! grep -qs "\"version\": \"$azurite_version\"" "$azurite_dir/node_modules/azurite/package.json"; then
+  if command -v npm >/dev/null; then
+    echo "setup: installing azurite@$azurite_version into $azurite_dir" >&2
+    npm install --no-save --no-audit --no-fund --silent --prefix "$azurite_dir" "azurite@$azurite_version"
+  else
+    echo "setup: npm not found; the Azure storage tests need Node.js and npm (apt-get install nodejs npm)" >&2
+  fi
+fi
 export PATH="$venv/bin:$PATH"
