@@ -29,6 +29,8 @@ from awsevents import (
     session,
     trust,
 )
+from conftest import EXAMPLE_BASELINE
+from trustwatch.baseline import load_baseline
 from trustwatch.engine import evaluate
 from trustwatch.intake import parse_document
 
@@ -551,3 +553,48 @@ def test_actor_session_matched_to_role_with_path(baseline):
         update_trust(XACCT, trust(allow({"AWS": ATTACKER})), actor=actor), baseline
     )
     assert found and {f.remediation.status for f in found} == {"skipped"}
+
+
+def test_pass_roles_in_the_crossaccount_template_allow_passrole():
+    from trustwatch.baseline import parse_baseline
+
+    text = EXAMPLE_BASELINE.read_text().replace(
+        "policy_type: customer",
+        "policy_type: customer\n              pass_roles: [arn:aws:iam::111122223333:role/databricks-cluster-data]",
+    )
+    with_pass_roles = parse_baseline(text)
+    passrole = iam_call(
+        "PutRolePolicy",
+        {
+            "roleName": XACCT,
+            "policyName": "databricks-cross-account-policy",
+            "policyDocument": json.dumps(
+                {
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": "iam:PassRole",
+                            "Resource": "arn:aws:iam::111122223333:role/databricks-cluster-data",
+                        }
+                    ]
+                }
+            ),
+        },
+    )
+    assert rules_of(passrole, with_pass_roles) == []
+    assert rules_of(passrole, load_baseline(EXAMPLE_BASELINE)) == ["aws.policy.inline_changed"]
+
+
+def test_untracked_role_trusting_any_databricks_identity(baseline):
+    record = iam_call(
+        "CreateRole",
+        {
+            "roleName": "shadow",
+            "assumeRolePolicyDocument": json.dumps(
+                trust(allow({"AWS": f"arn:aws:iam::{DATABRICKS}:role/some-role"}, external_id("x")))
+            ),
+        },
+    )
+    (finding,) = findings_for(record, baseline)
+    assert finding.rule == "aws.role.untracked_trusts_databricks"
+    assert finding.severity.value == "high"

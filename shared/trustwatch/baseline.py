@@ -19,7 +19,7 @@ _TEMPLATE_PARAMS = {
     "databricks-cross-account": set(),
     "databricks-unity-catalog": {"external_id"},
     "ec2": set(),
-    "databricks-crossaccount-policy": {"policy_type"},
+    "databricks-crossaccount-policy": {"policy_type", "pass_roles"},
 }
 
 
@@ -33,6 +33,7 @@ class TemplateRef(_Strict):
     template: str
     external_id: str | None = None
     policy_type: Literal["managed", "customer", "restricted"] | None = None
+    pass_roles: list[str] | None = None  # role ARNs the cross-account policy may iam:PassRole
 
     @model_validator(mode="after")
     def _known_template(self) -> TemplateRef:

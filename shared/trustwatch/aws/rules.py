@@ -150,11 +150,10 @@ def untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[
     account = _account(change, baseline)
     if account is None or change.name in account.roles or account.untracked_roles == "ignore":
         return
-    databricks = {p.lower() for p in templates.databricks_principals()}
     hits = [
         g
         for g in policy.trust_principals(change.data["policy"])
-        if g.principal.lower() in databricks
+        if templates.is_databricks_principal(g.principal)
     ]
     if not hits:
         return

@@ -444,5 +444,5 @@ def expected_policy(
         region=region,
         vpc_id=vpc_id,
         security_group_id=security_group_id,
-        pass_roles=pass_roles,
+        pass_roles=pass_roles if pass_roles is not None else spec.pass_roles,
     )
