@@ -1,0 +1,1 @@
+"""GCP: Cloud Audit Log entries -> Changes (`events`), rules (`rules`)."""

@@ -1,0 +1,376 @@
+"""Cloud Audit Log entries -> Changes.
+
+Shapes read: a raw `LogEntry` (`protoPayload` AuditLog); a Pub/Sub push body
+(`{"message": {"data": base64 LogEntry}, "subscription": …}`, also the CloudEvent `data` of
+`google.cloud.pubsub.topic.v1.messagePublished`, structured or binary); an Eventarc
+`google.cloud.audit.log.v1.written` CloudEvent (its `data` is the LogEntry); a JSON array
+(`gcloud logging read --format=json`) or JSON Lines of any of them. `records` yields each
+envelope as is and `parse` unwraps it, so a Pub/Sub message that is no LogEntry is a skip.
+
+Only IAM changes that can touch the watched identities become Changes; the after-state
+comes from the entry: `serviceData.policyDelta.bindingDeltas` when logged, else the full
+policy of the request (rules then diff it against the baseline).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from trustwatch.changes import Change, EventError, Skipped
+
+# (serviceName, lower-case last segment of methodName) -> change kind
+METHODS = {
+    ("cloudresourcemanager.googleapis.com", "setiampolicy"): "resource.iam_policy_set",
+    ("iam.googleapis.com", "setiampolicy"): "service_account.iam_policy_set",
+    ("storage.googleapis.com", "setiampermissions"): "bucket.iam_policy_set",
+    ("iam.googleapis.com", "createserviceaccountkey"): "service_account.key_created",
+    ("iam.googleapis.com", "uploadserviceaccountkey"): "service_account.key_created",
+    ("iam.googleapis.com", "deleteserviceaccount"): "service_account.deleted",
+    ("iam.googleapis.com", "disableserviceaccount"): "service_account.disabled",
+    ("iam.googleapis.com", "updaterole"): "custom_role.updated",
+    ("iam.googleapis.com", "deleterole"): "custom_role.deleted",
+}
+AUDIT_LOG_WRITTEN = "google.cloud.audit.log.v1.written"
+MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
+_CODES = {
+    1: "CANCELLED", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+    6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION", 10: "ABORTED", 13: "INTERNAL", 14: "UNAVAILABLE",
+    16: "UNAUTHENTICATED",
+}  # fmt: skip
+_SA_EMAIL = re.compile(r"(?:^|/)([^/@\s]+@[^/\s]+\.gserviceaccount\.com)(?:/|$)", re.IGNORECASE)
+_SA_ID = re.compile(r"serviceAccounts/(\d+)(?:/|$)")
+_PROJECT = re.compile(r"^projects/([^/]+)")
+_NODE = re.compile(r"^(projects|folders|organizations)/([^/]+)$")
+_NODE_TYPES = {"projects": "project", "folders": "folder", "organizations": "organization"}
+
+
+def recognizes(doc: Any) -> bool:
+    if isinstance(doc, list):
+        return bool(doc) and all(_is_entry(item) for item in doc)
+    return _is_entry(doc)
+
+
+def _is_entry(doc: Any) -> bool:
+    if not isinstance(doc, dict):
+        return False
+    if "protoPayload" in doc:
+        return True
+    if "specversion" in doc and _str(doc.get("type")).startswith("google."):
+        return True
+    message = doc.get("message")
+    return isinstance(message, dict) and ("data" in message or "messageId" in message)
+
+
+def records(doc: Any) -> Iterator[Any]:
+    if isinstance(doc, list):
+        yield from doc
+    else:
+        yield doc
+
+
+def parse(record: Any) -> list[Change] | Skipped:
+    entry = log_entry(record)
+    if isinstance(entry, Skipped):
+        return entry
+    event_id = _str(entry.get("insertId"))
+    proto = entry.get("protoPayload")
+    if proto is None:
+        return Skipped("log entry without protoPayload: not an audit log", event_id)
+    if not isinstance(proto, dict):
+        raise EventError(f"protoPayload is a {type(proto).__name__}, expected an object")
+    method = _str(proto.get("methodName"))
+    service = _str(proto.get("serviceName"))
+    if not method:
+        raise EventError("protoPayload without methodName")
+    kind = METHODS.get((service.lower(), method.rsplit(".", 1)[-1].lower()))
+    if kind is None:
+        return Skipped(f"{service} {method}: not a watched IAM call", event_id, method)
+
+    auth = _dict(proto, "authenticationInfo")
+    metadata = _dict(proto, "requestMetadata")
+    status = _dict(proto, "status")
+    code = status.get("code") or 0
+    if not isinstance(code, int):
+        raise EventError(f"protoPayload.status.code is {code!r}, expected an integer")
+    actor, ids = actor_ids(auth)
+    base: dict[str, Any] = {
+        "cloud": "gcp",
+        "kind": kind,
+        "event_name": method,
+        "scope": project_of(entry, proto),
+        "event_id": event_id,
+        "event_time": _str(entry.get("timestamp")),
+        "correlation_id": _str(_dict(entry, "operation").get("id")) or event_id,
+        "actor": actor,
+        "actor_ids": ids,
+        "source_ip": _str(metadata.get("callerIp") or metadata.get("callerIP")),
+        "user_agent": _str(metadata.get("callerSuppliedUserAgent")),
+        "error_code": (_CODES.get(code, str(code))) if code else "",
+    }
+    resource_name = _str(proto.get("resourceName"))
+    if kind.startswith("service_account."):
+        return [_service_account(base, entry, proto, resource_name)]
+    if kind.startswith("custom_role."):
+        return [_custom_role(base, entry, proto, resource_name)]
+    if kind == "bucket.iam_policy_set":
+        labels = _dict(_dict(entry, "resource"), "labels")
+        bucket = _str(labels.get("bucket_name")) or resource_name.rsplit("/buckets/", 1)[-1]
+        if not bucket:
+            raise EventError(f"{method}: no bucket name in resourceName or resource.labels")
+        data = {"resource_type": "bucket", "resource": bucket}
+        return [_policy_change(base, proto, bucket, data)]
+    m = _NODE.match(resource_name)
+    if not m:
+        return Skipped(
+            f"{method} on {resource_name!r}: not a project, folder or org", event_id, method
+        )
+    node = f"projects/{base['scope']}" if m[1] == "projects" and base["scope"] else resource_name
+    data = {"resource_type": _NODE_TYPES[m[1]], "resource": node}
+    return [_policy_change({**base, "scope": base["scope"] or node}, proto, node, data)]
+
+
+def log_entry(record: Any) -> dict[str, Any] | Skipped:
+    """The LogEntry inside any delivery envelope (EventError if malformed)."""
+    if not isinstance(record, dict):
+        raise EventError(f"a log entry must be an object, got {type(record).__name__}")
+    if "protoPayload" in record:
+        return record
+    if "specversion" in record:
+        event_type = _str(record.get("type"))
+        data = record.get("data")
+        if data is None and "data_base64" in record:
+            data = _json_or_none(_b64(record["data_base64"], "data_base64"))
+        if event_type == AUDIT_LOG_WRITTEN:
+            if not isinstance(data, dict):
+                raise EventError(f"{AUDIT_LOG_WRITTEN} CloudEvent without a LogEntry in 'data'")
+            return data
+        if event_type != MESSAGE_PUBLISHED:
+            return Skipped(f"CloudEvent {event_type or '(no type)'}: not an audit log delivery")
+        if not isinstance(data, dict):
+            raise EventError(f"{MESSAGE_PUBLISHED} CloudEvent without a message in 'data'")
+        record = data
+    message = record.get("message")
+    if not isinstance(message, dict):
+        raise EventError("Pub/Sub body without a 'message' object")
+    message_id = _str(message.get("messageId") or message.get("message_id"))
+    if "data" not in message:
+        return Skipped("Pub/Sub message without data", message_id)
+    entry = _json_or_none(_b64(message["data"], "message.data"))
+    if not isinstance(entry, dict) or not ("protoPayload" in entry or "logName" in entry):
+        return Skipped("Pub/Sub message is not a LogEntry (audit log sink)", message_id)
+    return entry
+
+
+def actor_ids(auth: dict[str, Any]) -> tuple[str, list[str]]:
+    """The caller's email and every identity it acts for (subject, delegation chain)."""
+    email = _str(auth.get("principalEmail"))
+    ids = [email, _str(auth.get("principalSubject")).split(":", 1)[-1]]
+    for step in auth.get("serviceAccountDelegationInfo") or []:
+        if isinstance(step, dict):
+            first = step.get("firstPartyPrincipal")
+            if isinstance(first, dict):
+                ids.append(_str(first.get("principalEmail")))
+    ids = [x for x in ids if x]
+    return email or (ids[0] if ids else ""), list(dict.fromkeys(ids))
+
+
+def project_of(entry: dict[str, Any], proto: dict[str, Any]) -> str:
+    labels = _dict(_dict(entry, "resource"), "labels")
+    project = _str(labels.get("project_id"))
+    if project:
+        return project
+    for text in (_str(entry.get("logName")), _str(proto.get("resourceName"))):
+        m = _PROJECT.match(text)
+        if m and m[1] not in ("-", "_"):
+            return m[1]
+    return ""
+
+
+def _policy_change(
+    base: dict[str, Any], proto: dict[str, Any], identity: str, data: dict[str, Any]
+) -> Change:
+    if base["error_code"]:
+        return Change(**base, identity=identity, name=identity, data=data)
+    data = {**data, "deltas": _deltas(proto), "bindings": _bindings(proto)}
+    enrich = data["deltas"] is None and data["bindings"] is None
+    if enrich:
+        data["not_evaluated"] = "policy not in event"
+    return Change(**base, identity=identity, name=identity, needs_enrichment=enrich, data=data)
+
+
+def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
+    for holder in ("serviceData", "metadata"):
+        delta = _dict(proto, holder).get("policyDelta")
+        if delta is None:
+            continue
+        if not isinstance(delta, dict):
+            raise EventError(f"{holder}.policyDelta is not an object")
+        out = []
+        for item in delta.get("bindingDeltas") or []:
+            if not isinstance(item, dict):
+                raise EventError(f"{holder}.policyDelta.bindingDeltas holds a non-object")
+            action, role, member = (_str(item.get(k)) for k in ("action", "role", "member"))
+            if action not in ("ADD", "REMOVE") or not role or not member:
+                raise EventError(
+                    f"binding delta {item!r}: expected action ADD/REMOVE, role, member"
+                )
+            out.append({"action": action, "role": role, "member": member})
+        return out
+    return None
+
+
+def _bindings(proto: dict[str, Any]) -> dict[str, list[str]] | None:
+    """The full policy the call set, role -> members (None if the entry logs none)."""
+    policy = _dict(proto, "request").get("policy")
+    if policy is None:
+        response = _dict(proto, "response")
+        policy = response if ("bindings" in response or "etag" in response) else None
+    if policy is None:
+        return None
+    if not isinstance(policy, dict) or not isinstance(policy.get("bindings") or [], list):
+        raise EventError("request.policy is not a policy object with a bindings list")
+    out: dict[str, list[str]] = {}
+    for binding in policy.get("bindings") or []:
+        role = _str(binding.get("role")) if isinstance(binding, dict) else ""
+        members = binding.get("members") if isinstance(binding, dict) else None
+        if not role or not isinstance(members, list):
+            raise EventError(f"policy binding {binding!r}: expected role and members")
+        out.setdefault(role, []).extend(_str(m) for m in members if _str(m))
+    return out
+
+
+def _service_account(
+    base: dict[str, Any], entry: dict[str, Any], proto: dict[str, Any], resource_name: str
+) -> Change:
+    request = _dict(proto, "request")
+    response = _dict(proto, "response")
+    labels = _dict(_dict(entry, "resource"), "labels")
+    candidates = [
+        _str(request.get("resource")),
+        _str(request.get("name")),
+        resource_name,
+        _str(response.get("name")),
+        _str(labels.get("email_id")),
+    ]
+    email = next((m[1].lower() for c in candidates if (m := _SA_EMAIL.search(c))), "")
+    unique_id = _str(labels.get("unique_id")) or next(
+        (m[1] for c in candidates if (m := _SA_ID.search(c))), ""
+    )
+    domain = email.split("@", 1)[-1]
+    if not base["scope"] and domain.endswith(".iam.gserviceaccount.com"):
+        base = {**base, "scope": domain.split(".", 1)[0]}
+    data: dict[str, Any] = {"email": email, "unique_id": unique_id}
+    if base["kind"] == "service_account.key_created":
+        key_name = _str(response.get("name"))
+        data["key_id"] = key_name.rsplit("/keys/", 1)[-1] if "/keys/" in key_name else ""
+    identity = email or resource_name
+    if base["kind"] == "service_account.iam_policy_set":
+        data["resource_type"] = "service_account"
+        data["resource"] = identity
+        if email or base["error_code"]:
+            return _policy_change(base, proto, identity, data)
+    if email or base["error_code"]:
+        return Change(**base, identity=identity, name=email.split("@", 1)[0], data=data)
+    # the entry names the account by unique id only: the caller must look the email up
+    data["not_evaluated"] = "service account email not in event"
+    return Change(**base, identity=identity, needs_enrichment=True, data=data)
+
+
+def _custom_role(
+    base: dict[str, Any], entry: dict[str, Any], proto: dict[str, Any], resource_name: str
+) -> Change:
+    request = _dict(proto, "request")
+    response = _dict(proto, "response")
+    labels = _dict(_dict(entry, "resource"), "labels")
+    name = (
+        _str(labels.get("role_name"))
+        or resource_name
+        or _str(request.get("name"))
+        or _str(response.get("name"))
+    )
+    if "/roles/" not in name:
+        raise EventError(f"{base['event_name']}: no custom role name in resourceName")
+    data: dict[str, Any] = {"role": name}
+    if base["kind"] == "custom_role.updated" and not base["error_code"]:
+        delta = _dict(proto, "serviceData").get("permissionDelta") or _dict(proto, "metadata").get(
+            "permissionDelta"
+        )
+        delta = delta if isinstance(delta, dict) else {}
+        paths = _mask_paths(request.get("update_mask", request.get("updateMask")))
+        after = _permissions(response)
+        if after is None and (paths is None or "included_permissions" in paths):
+            after = _permissions(_dict(request, "role"))
+        data.update(
+            delta_logged=bool(delta),
+            added=_strings(delta.get("addedPermissions")),
+            removed=_strings(delta.get("removedPermissions")),
+            permissions=after,  # the role's permissions after the call, when logged
+            update_mask=paths,
+        )
+    return Change(**base, identity=name, name=name.rsplit("/", 1)[-1], data=data)
+
+
+def _mask_paths(mask: Any) -> list[str] | None:
+    """update_mask as snake_case field paths ({"paths": [...]} or "a,b"), None if absent."""
+    if isinstance(mask, dict):
+        mask = mask.get("paths")
+    if isinstance(mask, str):
+        mask = mask.split(",")
+    if not isinstance(mask, list):
+        return None
+    snake = {"includedpermissions": "included_permissions"}
+    return [
+        snake.get(p.strip().lower(), p.strip()) for p in mask if isinstance(p, str) and p.strip()
+    ]
+
+
+def _permissions(role: dict[str, Any]) -> list[str] | None:
+    """A Role's permissions (raw logs spell the field in snake_case), None if not logged."""
+    value = role.get("included_permissions", role.get("includedPermissions"))
+    return None if value is None else sorted(_strings(value))
+
+
+def _strings(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise EventError(f"expected a list of strings, got {type(value).__name__}")
+    return [v.strip() for v in value if isinstance(v, str) and v.strip()]
+
+
+def _b64(value: Any, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise EventError(f"{field} is a {type(value).__name__}, expected base64 text")
+    padded = value.strip() + "=" * (-len(value.strip()) % 4)
+    try:
+        if "-" in padded or "_" in padded:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        raise EventError(f"{field} is not valid base64") from None
+
+
+def _json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _dict(record: dict[str, Any], key: str) -> dict[str, Any]:
+    value = record.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{key} is a {type(value).__name__}, expected an object")
+    return value

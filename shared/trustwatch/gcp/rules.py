@@ -1,0 +1,374 @@
+"""GCP rules: IAM policy, service account, bucket and custom role changes vs the baseline.
+
+Finding fields: `scope` is the project id (`folders/F` / `organizations/O` for grants made
+there). `identity` is the baseline object concerned: the service account email for
+`gcp.iam.*` and `gcp.sa.*` (for a project-level grant, each baseline account it reaches),
+the bucket name for `gcp.bucket.*`, the custom role's full name
+(`projects/P/roles/R`) for `gcp.role.custom_role_changed`.
+
+Grants are read from `bindingDeltas` when logged, else from the full policy the call set,
+which is then held against the baseline as a whole ("does it grant anything the baseline
+does not?"). Members compare case-insensitively. Folder- and organization-level grants of
+an impersonation role reach every baseline account (the hierarchy is not in the baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from trustwatch.baseline import Baseline, GcpBucket, GcpCustomRole, GcpServiceAccount
+from trustwatch.changes import Change
+from trustwatch.engine import Hit, rule
+from trustwatch.findings import Severity
+
+# Roles that let a member act as a service account, mint its tokens or keys, or grant
+# itself that; on the account itself or on the project (which reaches all its accounts).
+IMPERSONATION_ROLES = frozenset(
+    {
+        "roles/iam.serviceAccountUser",
+        "roles/iam.serviceAccountTokenCreator",
+        "roles/iam.workloadIdentityUser",
+        "roles/iam.serviceAccountOpenIdTokenCreator",
+        "roles/iam.serviceAccountKeyAdmin",
+        "roles/iam.serviceAccountAdmin",
+        "roles/owner",
+        "roles/editor",
+    }
+)
+PUBLIC_MEMBERS = frozenset({"allusers", "allauthenticatedusers"})
+POLICY_KINDS = (
+    "resource.iam_policy_set",
+    "service_account.iam_policy_set",
+    "bucket.iam_policy_set",
+)
+
+
+@dataclass(frozen=True)
+class Account:
+    project: str
+    email: str
+    spec: GcpServiceAccount
+
+
+def norm_member(member: str) -> str:
+    return member.strip().lower()
+
+
+def accounts(baseline: Baseline) -> dict[str, Account]:
+    return {
+        email.lower(): Account(project_id, email, spec)
+        for project_id, project in baseline.gcp.projects.items()
+        for email, spec in project.service_accounts.items()
+    }
+
+
+def account_of_member(baseline: Baseline, member: str) -> Account | None:
+    kind, _, email = norm_member(member).partition(":")
+    return accounts(baseline).get(email) if kind == "serviceaccount" else None
+
+
+def bucket_of(baseline: Baseline, name: str) -> GcpBucket | None:
+    return next(
+        (p.buckets[name] for p in baseline.gcp.projects.values() if name in p.buckets), None
+    )
+
+
+def custom_role_of(baseline: Baseline, name: str) -> GcpCustomRole | None:
+    for project_id, project in baseline.gcp.projects.items():
+        for key, spec in project.custom_roles.items():
+            full = key if "/" in key else f"projects/{project_id}/roles/{key}"
+            if full == name:
+                return spec
+    return None
+
+
+def granted(change: Change) -> list[tuple[str, str]]:
+    """(role, member) the call granted: its ADD deltas, else every binding of the policy."""
+    deltas = change.data.get("deltas")
+    if deltas is not None:
+        return [(d["role"], d["member"]) for d in deltas if d["action"] == "ADD"]
+    bindings = change.data.get("bindings") or {}
+    return [(role, member) for role, members in bindings.items() for member in members]
+
+
+def revoked(change: Change, expected: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Which of the `expected` (role, member) grants the call took away."""
+    wanted = {(role, norm_member(m)): (role, m) for role, m in expected}
+    deltas = change.data.get("deltas")
+    if deltas is not None:
+        gone = {(d["role"], norm_member(d["member"])) for d in deltas if d["action"] == "REMOVE"}
+    else:
+        bindings = change.data.get("bindings") or {}
+        present = {(role, norm_member(m)) for role, ms in bindings.items() for m in ms}
+        gone = set(wanted) - present
+    return [wanted[key] for key in wanted if key in gone]
+
+
+def evaluable(change: Change) -> bool:
+    return not change.needs_enrichment
+
+
+def powerful(role: str) -> bool:
+    return role in ("roles/owner", "roles/editor") or "admin" in role.rsplit("/", 1)[-1].lower()
+
+
+def _binding(resource: str, role: str, member: str) -> dict[str, str]:
+    return {"resource": resource, "role": role, "member": norm_member(member)}
+
+
+def _expected_at(account: Account, change: Change, role: str) -> bool:
+    """Is this grant one the baseline lists (a project role on the account's own project)?"""
+    return (
+        change.data.get("resource") == f"projects/{account.project}"
+        and role in account.spec.project_roles
+    )
+
+
+@rule(
+    "gcp.iam.binding_added",
+    "high",
+    POLICY_KINDS,
+    "A baseline service account was granted a role the baseline does not list",
+)
+def iam_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if not evaluable(change):
+        return
+    resource = change.data["resource"]
+    if change.kind == "bucket.iam_policy_set" and bucket_of(baseline, resource) is not None:
+        return  # a watched bucket: gcp.bucket.binding_added judges it against its bindings
+    for role, member in granted(change):
+        account = account_of_member(baseline, member)
+        if account is None or _expected_at(account, change, role):
+            continue
+        yield Hit(
+            summary=f"{account.email} was granted {role} on {resource}, not in the baseline",
+            expected={"project": account.project, "project_roles": account.spec.project_roles},
+            actual=_binding(resource, role, member),
+            severity=Severity.critical if powerful(role) else None,
+            identity=account.email,
+            remediation="remove_iam_binding",
+            mode=account.spec.mode,
+        )
+
+
+@rule(
+    "gcp.iam.impersonation_granted",
+    "critical",
+    ("resource.iam_policy_set", "service_account.iam_policy_set"),
+    "A member not listed may now act as a baseline service account",
+)
+def iam_impersonation_granted(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if not evaluable(change):
+        return
+    resource = change.data["resource"]
+    for role, member in granted(change):
+        if role not in IMPERSONATION_ROLES:
+            continue
+        grantee = account_of_member(baseline, member)
+        if grantee is not None and _expected_at(grantee, change, role):
+            continue  # e.g. the automation account's own expected roles/owner
+        for account in _reached(change, baseline):
+            allowed = {norm_member(m) for m in account.spec.impersonators}
+            if norm_member(member) in allowed or grantee == account:
+                continue
+            yield Hit(
+                summary=f"{member} may now act as {account.email} ({role} on {resource})",
+                expected={"impersonators": account.spec.impersonators},
+                actual=_binding(resource, role, member),
+                identity=account.email,
+                remediation="remove_iam_binding",
+                mode=account.spec.mode,
+            )
+
+
+def _reached(change: Change, baseline: Baseline) -> list[Account]:
+    """The baseline accounts a grant on this resource lets someone act as."""
+    everyone = accounts(baseline)
+    resource = change.data["resource"]
+    if change.kind == "service_account.iam_policy_set":
+        return [everyone[resource.lower()]] if resource.lower() in everyone else []
+    if change.data.get("resource_type") == "project":
+        return [a for a in everyone.values() if resource == f"projects/{a.project}"]
+    return list(everyone.values())  # folder / organization: may hold any project
+
+
+@rule(
+    "gcp.iam.binding_removed",
+    "medium",
+    ("resource.iam_policy_set",),
+    "A project role the baseline expects a service account to hold was removed",
+)
+def iam_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if not evaluable(change) or change.data.get("resource_type") != "project":
+        return
+    resource = change.data["resource"]
+    for account in accounts(baseline).values():
+        if resource != f"projects/{account.project}":
+            continue
+        expected = [
+            (role, f"serviceAccount:{account.email}") for role in account.spec.project_roles
+        ]
+        for role, member in revoked(change, expected):
+            yield Hit(
+                summary=f"expected {role} of {account.email} on {resource} was removed",
+                expected=_binding(resource, role, member),
+                actual=None,
+                identity=account.email,
+                detail=_binding(resource, role, member),
+                remediation="restore_iam_binding",
+                mode=account.spec.mode,
+            )
+
+
+@rule(
+    "gcp.sa.key_created",
+    "critical",
+    ("service_account.key_created",),
+    "A user-managed key was created for a service account whose baseline allows none",
+)
+def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    account = accounts(baseline).get(change.data.get("email", ""))
+    if not evaluable(change) or account is None or account.spec.user_managed_keys:
+        return
+    key_id = change.data.get("key_id", "")
+    yield Hit(
+        summary=f"user-managed key {key_id or '(id not logged)'} created for {account.email}",
+        expected={"user_managed_keys": False},
+        actual={"key_id": key_id},
+        detail={"key_id": key_id or change.event_id},
+        identity=account.email,
+        remediation="disable_service_account_key",
+        mode=account.spec.mode,
+    )
+
+
+@rule(
+    "gcp.sa.deleted_or_disabled",
+    "high",
+    ("service_account.deleted", "service_account.disabled"),
+    "A baseline service account was deleted or disabled",
+)
+def sa_deleted_or_disabled(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    account = accounts(baseline).get(change.data.get("email", ""))
+    if not evaluable(change) or account is None:
+        return
+    what = change.kind.rsplit(".", 1)[-1]
+    yield Hit(
+        summary=f"service account {account.email} was {what}",
+        expected={"state": "enabled"},
+        actual={"state": what},
+        identity=account.email,
+        remediation="undelete_service_account" if what == "deleted" else "enable_service_account",
+        mode=account.spec.mode,
+    )
+
+
+@rule(
+    "gcp.bucket.binding_added",
+    "high",
+    ("bucket.iam_policy_set",),
+    "A watched bucket grants a member or role the baseline does not list",
+)
+def bucket_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    bucket = bucket_of(baseline, change.data.get("resource", ""))
+    if not evaluable(change) or bucket is None:
+        return
+    name = change.data["resource"]
+    for role, member in granted(change):
+        if norm_member(member) in {norm_member(m) for m in bucket.bindings.get(role, [])}:
+            continue
+        public = norm_member(member) in PUBLIC_MEMBERS
+        yield Hit(
+            summary=f"bucket {name} grants {role} to {member}"
+            + (" (public)" if public else "")
+            + ", not in the baseline",
+            expected={"bindings": bucket.bindings},
+            actual=_binding(name, role, member),
+            severity=Severity.critical if public else None,
+            identity=name,
+            remediation="remove_bucket_binding",
+            mode=bucket.mode,
+        )
+
+
+@rule(
+    "gcp.bucket.binding_removed",
+    "medium",
+    ("bucket.iam_policy_set",),
+    "An expected binding of a watched bucket was removed",
+)
+def bucket_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    bucket = bucket_of(baseline, change.data.get("resource", ""))
+    if not evaluable(change) or bucket is None:
+        return
+    name = change.data["resource"]
+    expected = [(role, m) for role, members in bucket.bindings.items() for m in members]
+    for role, member in revoked(change, expected):
+        yield Hit(
+            summary=f"expected {role} of {member} on bucket {name} was removed",
+            expected=_binding(name, role, member),
+            actual=None,
+            detail=_binding(name, role, member),
+            identity=name,
+            remediation="restore_bucket_binding",
+            mode=bucket.mode,
+        )
+
+
+@rule(
+    "gcp.role.custom_role_changed",
+    "high",
+    ("custom_role.updated", "custom_role.deleted"),
+    "A watched custom role's permissions changed (or the role was deleted)",
+)
+def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    name = change.data.get("role", "")
+    spec = custom_role_of(baseline, name)
+    if not evaluable(change) or spec is None:
+        return
+    expected = {"permissions": spec.permissions} if spec.permissions is not None else {}
+    if change.kind == "custom_role.deleted":
+        yield Hit(
+            summary=f"watched custom role {name} was deleted",
+            expected=expected,
+            actual=None,
+            detail={"role": name, "deleted": True},
+            identity=name,
+            remediation="undelete_custom_role",
+            mode=spec.mode,
+        )
+        return
+    actual = _permission_change(change, spec)
+    if actual is None:
+        return
+    yield Hit(
+        summary=f"permissions of watched custom role {name} changed",
+        expected=expected,
+        actual=actual,
+        identity=name,
+        remediation="restore_custom_role",
+        mode=spec.mode,
+    )
+
+
+def _permission_change(change: Change, spec: GcpCustomRole) -> dict[str, object] | None:
+    """What changed in the role's permissions against the baseline, or None if nothing."""
+    data = change.data
+    added, removed, after = set(data["added"]), set(data["removed"]), data["permissions"]
+    mask = data["update_mask"]
+    if mask is not None and "included_permissions" not in mask and not (added or removed):
+        return None  # title, description or stage only
+    if spec.permissions is None:  # any permission change is drift
+        if data["delta_logged"] or added or removed:
+            return (
+                {"added": sorted(added), "removed": sorted(removed)} if added or removed else None
+            )
+        return {"permissions": after} if after is not None else None
+    pinned = set(spec.permissions)
+    if after is not None:
+        if set(after) == pinned:
+            return None
+        return {"added": sorted(set(after) - pinned), "removed": sorted(pinned - set(after))}
+    extra, lost = added - pinned, removed & pinned
+    return {"added": sorted(extra), "removed": sorted(lost)} if extra or lost else None
