@@ -270,7 +270,10 @@ def load_routing(path: str | Path) -> Routing:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise AlertConfigError(f"{path}{where}: not valid YAML") from None
+        problem = getattr(exc, "problem", None)
+        raise AlertConfigError(
+            f"{path}{where}: not valid YAML" + (f" ({problem})" if problem else "")
+        ) from None
     if not isinstance(data, dict):
         raise AlertConfigError(f"{path}: expected a mapping with `sinks:` at the top")
     return _validate(data, str(path))

@@ -196,7 +196,8 @@ class RecordingSMTPServer:
             password = data.password
             password = password.decode() if isinstance(password, bytes) else str(password)
             owner.logins.append(login)
-            return AuthResult(success=(login, password) == owner._credentials)
+            ok = (login, password) == owner._credentials
+            return AuthResult(success=ok, handled=False)  # unhandled failure: 535
 
         kwargs: dict[str, Any] = {"hostname": "127.0.0.1", "port": self.port}
         if self._implicit:
