@@ -1,0 +1,315 @@
+# trustwatch on AWS: CloudTrail IAM/STS calls -> EventBridge -> Lambda -> alerts.
+#
+# IAM is a global service: its CloudTrail events reach EventBridge in us-east-1 only, so
+# deploy this module there (the check below warns otherwise). AssumeRole events arrive in
+# the region whose STS endpoint was called; see README.md for other regions.
+
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+data "aws_caller_identity" "current" {}
+
+locals {
+  bundle_path = coalesce(var.bundle_path, "${path.module}/../../dist/trustwatch-aws.zip")
+
+  baseline_bucket = var.baseline_url == null ? null : split("/", trimprefix(var.baseline_url, "s3://"))[0]
+  baseline_key    = var.baseline_url == null ? null : join("/", slice(split("/", trimprefix(var.baseline_url, "s3://")), 1, length(split("/", trimprefix(var.baseline_url, "s3://")))))
+
+  literal_secrets = {
+    TRUSTWATCH_SLACK_WEBHOOK_URL = var.slack_webhook_url
+    TRUSTWATCH_TEAMS_WEBHOOK_URL = var.teams_webhook_url
+    TRUSTWATCH_WEBHOOK_URL       = var.webhook_url
+    TRUSTWATCH_WEBHOOK_SECRET    = var.webhook_secret
+    TRUSTWATCH_SMTP_URL          = var.smtp_url
+  }
+  # A secret-store value reaches the function as a reference it resolves at run time
+  # (trustwatch.alerts.secrets): `aws-secret:ARN[#field]`, `ssm:/name[#field]`.
+  secret_references = merge(
+    { for k, v in var.secret_arns : k => "aws-secret:${v}" },
+    { for k, v in var.ssm_parameters : k => "ssm:${v}" },
+  )
+  secret_arns  = distinct([for v in values(var.secret_arns) : split("#", v)[0]])
+  ssm_names    = distinct([for v in values(var.ssm_parameters) : split("#", v)[0]])
+  ssm_arn_base = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
+  ssm_arns     = [for n in local.ssm_names : "${local.ssm_arn_base}${n}"]
+  uses_ses     = var.ses_region != null
+  plain_setting = { for k, v in {
+    TRUSTWATCH_BASELINE          = var.baseline_url
+    TRUSTWATCH_MIN_SEVERITY      = var.min_severity
+    TRUSTWATCH_STATE_TABLE       = aws_dynamodb_table.state.name
+    TRUSTWATCH_EMAIL_FROM        = var.email_from
+    TRUSTWATCH_EMAIL_TO          = var.email_to
+    TRUSTWATCH_SES_REGION        = var.ses_region
+    POWERTOOLS_SERVICE_NAME      = "trustwatch"
+    POWERTOOLS_METRICS_NAMESPACE = "trustwatch"
+  } : k => v if v != null }
+
+  environment = merge(
+    local.plain_setting,
+    { for k, v in local.literal_secrets : k => v if v != null },
+    local.secret_references,
+    var.extra_environment,
+  )
+}
+
+check "iam_events_region" {
+  assert {
+    condition     = data.aws_region.current.name == "us-east-1"
+    error_message = "IAM's CloudTrail events are delivered to EventBridge in us-east-1 only; in ${data.aws_region.current.name} this rule sees AssumeRole calls made to that region's STS endpoint and no IAM changes."
+  }
+}
+
+# -- state: powertools idempotency records and alert dedup claims share one table ---------
+
+resource "aws_dynamodb_table" "state" {
+  name         = "${var.name}-state"
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "id"
+
+  attribute {
+    name = "id"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "expires"
+    enabled        = true
+  }
+
+  server_side_encryption {
+    enabled = true
+  }
+
+  tags = var.tags
+}
+
+# -- failures: events EventBridge could not deliver, and invocations that failed every retry
+
+resource "aws_sqs_queue" "dead_letter" {
+  name                      = "${var.name}-dead-letter"
+  message_retention_seconds = 1209600 # 14 days, the most SQS keeps
+  sqs_managed_sse_enabled   = true
+  tags                      = var.tags
+}
+
+data "aws_iam_policy_document" "dead_letter" {
+  statement {
+    sid       = "EventBridgeDeliveryFailures"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["events.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnEquals"
+      variable = "aws:SourceArn"
+      values   = [aws_cloudwatch_event_rule.identity_changes.arn]
+    }
+  }
+}
+
+resource "aws_sqs_queue_policy" "dead_letter" {
+  queue_url = aws_sqs_queue.dead_letter.id
+  policy    = data.aws_iam_policy_document.dead_letter.json
+}
+
+# -- the function's identity: only what the code calls ------------------------------------
+
+data "aws_iam_policy_document" "assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "function" {
+  name               = "${var.name}-function"
+  description        = "trustwatch responder: logs, its state table, its dead-letter queue, its secrets."
+  assume_role_policy = data.aws_iam_policy_document.assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "function" {
+  statement {
+    sid       = "Logs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function.arn}:*"]
+  }
+
+  statement {
+    sid       = "StateTable"
+    actions   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+    resources = [aws_dynamodb_table.state.arn]
+  }
+
+  statement {
+    sid       = "OnFailureDestination"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.baseline_url == null ? [] : [1]
+    content {
+      sid       = "Baseline"
+      actions   = ["s3:GetObject"]
+      resources = ["arn:${data.aws_partition.current.partition}:s3:::${local.baseline_bucket}/${local.baseline_key}"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.secret_arns) > 0 ? [1] : []
+    content {
+      sid       = "Secrets"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = local.secret_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(local.ssm_arns) > 0 ? [1] : []
+    content {
+      sid       = "Parameters"
+      actions   = ["ssm:GetParameter"]
+      resources = local.ssm_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = length(var.kms_key_arns) > 0 ? [1] : []
+    content {
+      sid       = "DecryptSecrets"
+      actions   = ["kms:Decrypt"]
+      resources = var.kms_key_arns
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.uses_ses && length(var.ses_identity_arns) > 0 ? [1] : []
+    content {
+      sid       = "AlertMail"
+      actions   = ["ses:SendEmail", "ses:SendRawEmail"]
+      resources = var.ses_identity_arns
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "function" {
+  name   = "${var.name}-function"
+  role   = aws_iam_role.function.id
+  policy = data.aws_iam_policy_document.function.json
+}
+
+# -- the function --------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "function" {
+  name              = "/aws/lambda/${var.name}"
+  retention_in_days = var.log_retention_days
+  tags              = var.tags
+}
+
+resource "aws_lambda_function" "responder" {
+  function_name    = var.name
+  description      = "trustwatch: drift responder for the identities Databricks uses"
+  role             = aws_iam_role.function.arn
+  filename         = local.bundle_path
+  source_code_hash = filebase64sha256(local.bundle_path)
+  handler          = "handler.lambda_handler"
+  # The bundle vendors CPython 3.11 manylinux2014 x86_64 wheels (trustwatch.package).
+  runtime       = "python3.11"
+  architectures = ["x86_64"]
+  memory_size   = var.memory_mb
+  timeout       = var.timeout_s
+
+  environment {
+    variables = local.environment
+  }
+
+  depends_on = [aws_cloudwatch_log_group.function, aws_iam_role_policy.function]
+  tags       = var.tags
+}
+
+resource "aws_lambda_function_event_invoke_config" "responder" {
+  function_name                = aws_lambda_function.responder.function_name
+  maximum_retry_attempts       = var.async_retry_attempts
+  maximum_event_age_in_seconds = var.max_event_age_s
+
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.dead_letter.arn
+    }
+  }
+}
+
+# -- the events ------------------------------------------------------------------------------
+
+resource "aws_cloudwatch_event_rule" "identity_changes" {
+  name        = "${var.name}-identity-changes"
+  description = "IAM role/policy changes and AssumeRole calls, for trustwatch"
+  # AssumeRole is a read-only CloudTrail event: EventBridge delivers those only in this state.
+  state = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+
+  event_pattern = jsonencode({
+    source      = ["aws.iam", "aws.sts"]
+    detail-type = ["AWS API Call via CloudTrail"]
+    detail = {
+      eventSource = ["iam.amazonaws.com", "sts.amazonaws.com"]
+      # The calls trustwatch.aws.events understands. AssumeRole is how a confused-deputy
+      # attempt shows (a wrong or missing ExternalId).
+      eventName = [
+        "UpdateAssumeRolePolicy",
+        "CreateRole",
+        "DeleteRole",
+        "AttachRolePolicy",
+        "DetachRolePolicy",
+        "PutRolePolicy",
+        "DeleteRolePolicy",
+        "CreatePolicyVersion",
+        "SetDefaultPolicyVersion",
+        "PutRolePermissionsBoundary",
+        "DeleteRolePermissionsBoundary",
+        "AddRoleToInstanceProfile",
+        "RemoveRoleFromInstanceProfile",
+        "DeleteInstanceProfile",
+        "AssumeRole",
+      ]
+    }
+  })
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "responder" {
+  rule      = aws_cloudwatch_event_rule.identity_changes.name
+  target_id = "trustwatch"
+  arn       = aws_lambda_function.responder.arn
+
+  retry_policy {
+    maximum_event_age_in_seconds = var.max_event_age_s
+    maximum_retry_attempts       = 24
+  }
+
+  dead_letter_config {
+    arn = aws_sqs_queue.dead_letter.arn
+  }
+}
+
+resource "aws_lambda_permission" "events" {
+  statement_id  = "AllowEventBridge"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.responder.function_name
+  principal     = "events.amazonaws.com"
+  source_arn    = aws_cloudwatch_event_rule.identity_changes.arn
+}

@@ -1,0 +1,175 @@
+variable "name" {
+  description = "Name (and prefix) of every resource: the function, its role, rule, table and queue."
+  type        = string
+  default     = "trustwatch"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-_]{1,40}$", var.name))
+    error_message = "name: 1-40 letters, digits, '-' or '_'."
+  }
+}
+
+variable "bundle_path" {
+  description = "The zip from `trustwatch package aws` (default: dist/trustwatch-aws.zip in the checkout)."
+  type        = string
+  default     = null
+}
+
+variable "baseline_url" {
+  description = "TRUSTWATCH_BASELINE: null = the baseline.yaml bundled in the zip (`trustwatch package aws --baseline FILE`); or s3://BUCKET/KEY (the function gets s3:GetObject on that object only)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.baseline_url == null || can(regex("^s3://[^/]+/.+", var.baseline_url))
+    error_message = "baseline_url: null (the bundled baseline.yaml) or s3://BUCKET/KEY."
+  }
+}
+
+variable "min_severity" {
+  description = "TRUSTWATCH_MIN_SEVERITY: the lowest finding severity that alerts."
+  type        = string
+  default     = "medium"
+
+  validation {
+    condition     = contains(["critical", "high", "medium", "low", "info"], var.min_severity)
+    error_message = "min_severity: one of critical, high, medium, low, info."
+  }
+}
+
+# Secrets as literal values. Prefer secret_arns / ssm_parameters below: a literal ends up
+# in the Terraform state and the Lambda configuration.
+variable "slack_webhook_url" {
+  description = "TRUSTWATCH_SLACK_WEBHOOK_URL (literal; or use secret_arns / ssm_parameters)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "teams_webhook_url" {
+  description = "TRUSTWATCH_TEAMS_WEBHOOK_URL (literal; or use secret_arns / ssm_parameters)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhook_url" {
+  description = "TRUSTWATCH_WEBHOOK_URL: a generic JSON webhook (literal; or use secret_arns / ssm_parameters)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhook_secret" {
+  description = "TRUSTWATCH_WEBHOOK_SECRET: the webhook's HMAC signing key (literal; or use secret_arns / ssm_parameters)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "smtp_url" {
+  description = "TRUSTWATCH_SMTP_URL: smtp://user:pass@host:port or smtps://... (literal; or use secret_arns / ssm_parameters)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "email_from" {
+  description = "TRUSTWATCH_EMAIL_FROM: sender address of alert mail (SMTP or SES)."
+  type        = string
+  default     = null
+}
+
+variable "email_to" {
+  description = "TRUSTWATCH_EMAIL_TO: comma-separated recipients of alert mail."
+  type        = string
+  default     = null
+}
+
+variable "ses_region" {
+  description = "TRUSTWATCH_SES_REGION: send alert mail with Amazon SES in this region (instead of SMTP)."
+  type        = string
+  default     = null
+}
+
+variable "ses_identity_arns" {
+  description = "SES identities (arn:aws:ses:REGION:ACCOUNT:identity/DOMAIN-OR-ADDRESS) the function may send from, when ses_region is set."
+  type        = list(string)
+  default     = []
+}
+
+variable "secret_arns" {
+  description = "Secrets Manager secrets, by the variable they fill: { TRUSTWATCH_SLACK_WEBHOOK_URL = \"arn:aws:secretsmanager:us-east-1:111122223333:secret:trustwatch/slack-AbCdEf\" }. Full ARN (with the 6-character suffix); append #FIELD to read one field of a JSON secret. The function reads them at run time (env value `aws-secret:ARN`) and gets secretsmanager:GetSecretValue on these ARNs only."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k, v in var.secret_arns :
+      contains(["TRUSTWATCH_SLACK_WEBHOOK_URL", "TRUSTWATCH_TEAMS_WEBHOOK_URL", "TRUSTWATCH_WEBHOOK_URL", "TRUSTWATCH_WEBHOOK_SECRET", "TRUSTWATCH_SMTP_URL"], k) && can(regex("^arn:aws[a-z-]*:secretsmanager:[^:]+:[0-9]{12}:secret:[^#]+(#.+)?$", v))
+    ])
+    error_message = "secret_arns: keys are TRUSTWATCH_SLACK_WEBHOOK_URL, TRUSTWATCH_TEAMS_WEBHOOK_URL, TRUSTWATCH_WEBHOOK_URL, TRUSTWATCH_WEBHOOK_SECRET or TRUSTWATCH_SMTP_URL; values are Secrets Manager secret ARNs (optionally #FIELD)."
+  }
+}
+
+variable "ssm_parameters" {
+  description = "SSM Parameter Store parameters (SecureString), by the variable they fill: { TRUSTWATCH_SMTP_URL = \"/trustwatch/smtp-url\" }. The function gets ssm:GetParameter on these only."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k, v in var.ssm_parameters :
+      contains(["TRUSTWATCH_SLACK_WEBHOOK_URL", "TRUSTWATCH_TEAMS_WEBHOOK_URL", "TRUSTWATCH_WEBHOOK_URL", "TRUSTWATCH_WEBHOOK_SECRET", "TRUSTWATCH_SMTP_URL"], k) && can(regex("^/[^#]+(#.+)?$", v))
+    ])
+    error_message = "ssm_parameters: keys are one of the TRUSTWATCH_* secret variables; values are parameter names starting with '/' (optionally #FIELD)."
+  }
+}
+
+variable "kms_key_arns" {
+  description = "Customer-managed KMS keys that encrypt the secrets, parameters or the baseline object (kms:Decrypt on these only). Not needed for AWS-managed keys."
+  type        = list(string)
+  default     = []
+}
+
+variable "memory_mb" {
+  description = "Lambda memory (MB); CPU scales with it, and cold start with CPU."
+  type        = number
+  default     = 512
+}
+
+variable "timeout_s" {
+  description = "Lambda timeout (s): one event, its enrichment and its alerts with retries."
+  type        = number
+  default     = 60
+}
+
+variable "log_retention_days" {
+  description = "Retention of the function's CloudWatch log group."
+  type        = number
+  default     = 90
+}
+
+variable "max_event_age_s" {
+  description = "How long EventBridge and Lambda keep retrying one event before it goes to the dead-letter queue."
+  type        = number
+  default     = 3600
+}
+
+variable "async_retry_attempts" {
+  description = "Lambda async retries after a failed invocation (0-2) before the on-failure destination."
+  type        = number
+  default     = 2
+}
+
+variable "extra_environment" {
+  description = "More environment variables for the function (e.g. TRUSTWATCH_DEDUP_WINDOW, TRUSTWATCH_ALERT_ROUTING)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "tags" {
+  description = "Tags on every resource."
+  type        = map(string)
+  default     = {}
+}

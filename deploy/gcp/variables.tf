@@ -1,0 +1,171 @@
+variable "project_id" {
+  description = "The project that hosts the function, its topics and its bucket (and whose audit logs are watched unless organization_id is set)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the function, its bucket and its trigger."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "name" {
+  description = "Name (and prefix) of every resource."
+  type        = string
+  default     = "trustwatch"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{2,20}$", var.name))
+    error_message = "name: 3-21 lower-case letters, digits or '-', starting with a letter (service account ids derive from it)."
+  }
+}
+
+variable "organization_id" {
+  description = "Watch the whole organization with an aggregated sink (include_children) instead of one project. Needs roles/logging.configWriter on the organization to apply."
+  type        = string
+  default     = null
+}
+
+variable "bundle_path" {
+  description = "The zip from `trustwatch package gcp` (default: dist/trustwatch-gcp.zip in the checkout)."
+  type        = string
+  default     = null
+}
+
+variable "bucket_name" {
+  description = "The bucket for the function source (source/) and the dedup state (state/). Default: PROJECT-NAME."
+  type        = string
+  default     = null
+}
+
+variable "baseline_url" {
+  description = "TRUSTWATCH_BASELINE: null = the baseline.yaml bundled in the zip; or gs://BUCKET/OBJECT (the function may read that object only; the bucket needs uniform bucket-level access for the conditional grant)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.baseline_url == null || can(regex("^gs://[^/]+/.+", var.baseline_url))
+    error_message = "baseline_url: null (the bundled baseline.yaml) or gs://BUCKET/OBJECT."
+  }
+}
+
+variable "min_severity" {
+  description = "TRUSTWATCH_MIN_SEVERITY: the lowest finding severity that alerts."
+  type        = string
+  default     = "medium"
+
+  validation {
+    condition     = contains(["critical", "high", "medium", "low", "info"], var.min_severity)
+    error_message = "min_severity: one of critical, high, medium, low, info."
+  }
+}
+
+variable "secret_ids" {
+  description = "Secret Manager secrets, by the variable they fill: { TRUSTWATCH_SLACK_WEBHOOK_URL = \"trustwatch-slack\" } (a secret id in project_id, or projects/P/secrets/S). The platform mounts the latest version as the environment variable; the function's service account may access these secrets only."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k, v in var.secret_ids :
+      contains(["TRUSTWATCH_SLACK_WEBHOOK_URL", "TRUSTWATCH_TEAMS_WEBHOOK_URL", "TRUSTWATCH_WEBHOOK_URL", "TRUSTWATCH_WEBHOOK_SECRET", "TRUSTWATCH_SMTP_URL"], k)
+      && can(regex("^(projects/[^/]+/secrets/)?[A-Za-z0-9_-]+$", v))
+    ])
+    error_message = "secret_ids: keys are TRUSTWATCH_SLACK_WEBHOOK_URL, TRUSTWATCH_TEAMS_WEBHOOK_URL, TRUSTWATCH_WEBHOOK_URL, TRUSTWATCH_WEBHOOK_SECRET or TRUSTWATCH_SMTP_URL; values are secret ids or projects/P/secrets/S."
+  }
+}
+
+variable "slack_webhook_url" {
+  description = "TRUSTWATCH_SLACK_WEBHOOK_URL as a literal (prefer secret_ids: a literal lands in the state and the function's configuration)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "teams_webhook_url" {
+  description = "TRUSTWATCH_TEAMS_WEBHOOK_URL as a literal (prefer secret_ids)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhook_url" {
+  description = "TRUSTWATCH_WEBHOOK_URL as a literal (prefer secret_ids)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "webhook_secret" {
+  description = "TRUSTWATCH_WEBHOOK_SECRET as a literal (prefer secret_ids)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "smtp_url" {
+  description = "TRUSTWATCH_SMTP_URL (smtp://user:pass@host:port, smtps://...) as a literal (prefer secret_ids)."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "email_from" {
+  description = "TRUSTWATCH_EMAIL_FROM: sender of alert mail."
+  type        = string
+  default     = null
+}
+
+variable "email_to" {
+  description = "TRUSTWATCH_EMAIL_TO: comma-separated recipients of alert mail."
+  type        = string
+  default     = null
+}
+
+variable "extra_environment" {
+  description = "More environment variables for the function (e.g. TRUSTWATCH_DEDUP_WINDOW)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "memory" {
+  description = "Memory of one function instance."
+  type        = string
+  default     = "512Mi"
+}
+
+variable "timeout_s" {
+  description = "Function timeout (s): one event and its alerts with retries."
+  type        = number
+  default     = 60
+}
+
+variable "max_instances" {
+  description = "Upper bound on concurrent function instances."
+  type        = number
+  default     = 10
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of one audit entry before it goes to the dead-letter topic (5-100)."
+  type        = number
+  default     = 10
+}
+
+variable "attach_dead_letter" {
+  description = "Attach the dead-letter topic to the subscription Eventarc creates for the trigger (Terraform cannot manage that subscription): runs gcloud at apply time. Set false where gcloud is not installed and run the command in the dead_letter_command output by hand."
+  type        = bool
+  default     = true
+}
+
+variable "enable_apis" {
+  description = "Enable the APIs the module needs (Cloud Functions, Run, Build, Eventarc, Pub/Sub, Logging, Artifact Registry, Secret Manager, IAM)."
+  type        = bool
+  default     = true
+}
+
+variable "labels" {
+  description = "Labels on every resource that takes them."
+  type        = map(string)
+  default     = {}
+}

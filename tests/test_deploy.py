@@ -1,0 +1,449 @@
+"""The Terraform modules in deploy/: they parse, wire what the functions need, and grant no
+more than the code calls. Parsed with python-hcl2 (no terraform, no cloud account); when a
+terraform binary with a local AWS provider mirror is on the machine, the AWS module is also
+`terraform validate`d."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+from conftest import ROOT
+from trustwatch.package import AWS_PIP_TARGET
+
+DEPLOY = ROOT / "deploy"
+CLOUDS = ("aws", "azure", "gcp")
+MODULE_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md")
+CONTRACT5_ENV = [
+    "TRUSTWATCH_BASELINE",
+    "TRUSTWATCH_MIN_SEVERITY",
+    "TRUSTWATCH_SLACK_WEBHOOK_URL",
+    "TRUSTWATCH_TEAMS_WEBHOOK_URL",
+    "TRUSTWATCH_WEBHOOK_URL",
+    "TRUSTWATCH_WEBHOOK_SECRET",
+    "TRUSTWATCH_SMTP_URL",
+    "TRUSTWATCH_EMAIL_FROM",
+    "TRUSTWATCH_EMAIL_TO",
+]
+STATE_ENV = {"aws": "TRUSTWATCH_STATE_TABLE", "azure": "TRUSTWATCH_STATE_URL"}
+STATE_ENV["gcp"] = "TRUSTWATCH_STATE_URL"
+
+
+def _clean(value: Any) -> Any:
+    """python-hcl2 keeps HCL quotes on keys and strings and adds markers: drop them."""
+    if isinstance(value, dict):
+        return {_unquote(k): _clean(v) for k, v in value.items() if not k.startswith("__")}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return _unquote(value) if isinstance(value, str) else value
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+@cache
+def module(cloud: str) -> dict[str, Any]:
+    """All .tf files of a module merged: {"resource": {type: {name: body}}, "variable": …}."""
+    merged: dict[str, Any] = {}
+    for path in sorted((DEPLOY / cloud).glob("*.tf")):
+        with path.open() as handle:
+            doc = _clean(hcl2.load(handle))
+        for kind, blocks in doc.items():
+            if kind in ("resource", "data"):
+                for block in blocks:
+                    for rtype, named in block.items():
+                        merged.setdefault(kind, {}).setdefault(rtype, {}).update(named)
+            elif kind in ("variable", "output"):
+                for block in blocks:
+                    merged.setdefault(kind, {}).update(block)
+            elif kind == "locals":
+                for block in blocks:
+                    merged.setdefault("locals", {}).update(block)
+            else:
+                merged.setdefault(kind, []).extend(blocks)
+    return merged
+
+
+def resource(cloud: str, rtype: str, name: str | None = None) -> dict[str, Any]:
+    named = module(cloud)["resource"][rtype]
+    if name is None:
+        (only,) = named.values()
+        return only
+    return named[name]
+
+
+def block(body: dict[str, Any], name: str) -> dict[str, Any]:
+    (only,) = body[name]
+    return only
+
+
+# -- every module ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", sorted(DEPLOY.glob("*/*.tf")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
+def test_terraform_file_parses(path: Path) -> None:
+    with path.open() as handle:
+        assert hcl2.load(handle)
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_has_its_files_and_documents_every_input(cloud: str) -> None:
+    for name in MODULE_FILES:
+        assert (DEPLOY / cloud / name).is_file(), f"deploy/{cloud}/{name}"
+    mod = module(cloud)
+    for name, body in {**mod["variable"], **mod["output"]}.items():
+        assert body.get("description"), f"deploy/{cloud}: {name} has no description"
+    for name in (
+        "slack_webhook_url",
+        "teams_webhook_url",
+        "webhook_url",
+        "webhook_secret",
+        "smtp_url",
+    ):
+        assert mod["variable"][name].get("sensitive") is True, f"{cloud}: {name} not sensitive"
+    readme = (DEPLOY / cloud / "README.md").read_text()
+    for env in [*CONTRACT5_ENV, STATE_ENV[cloud]]:
+        assert env in readme, f"deploy/{cloud}/README.md does not document {env}"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_pins_terraform_and_its_provider(cloud: str) -> None:
+    (terraform,) = module(cloud)["terraform"]
+    assert terraform["required_version"].startswith(">=")
+    (providers,) = terraform["required_providers"]
+    (spec,) = providers.values()
+    assert spec["source"].startswith("hashicorp/") and "<" in spec["version"]
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_sets_every_setting_the_function_reads(cloud: str) -> None:
+    text = (DEPLOY / cloud / "main.tf").read_text()
+    for env in [*CONTRACT5_ENV, STATE_ENV[cloud]]:
+        assert env in text, f"deploy/{cloud}/main.tf never sets {env}"
+
+
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_deploys_the_bundle_trustwatch_package_builds(cloud: str) -> None:
+    assert f"dist/trustwatch-{cloud}.zip" in (DEPLOY / cloud / "main.tf").read_text()
+
+
+# -- AWS -------------------------------------------------------------------------------------
+
+WATCHED_AWS_CALLS = {
+    "UpdateAssumeRolePolicy",
+    "CreateRole",
+    "DeleteRole",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "PutRolePolicy",
+    "DeleteRolePolicy",
+    "CreatePolicyVersion",
+    "SetDefaultPolicyVersion",
+    "PutRolePermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
+    "AddRoleToInstanceProfile",
+    "RemoveRoleFromInstanceProfile",
+    "DeleteInstanceProfile",
+    "AssumeRole",
+}
+
+
+def _quoted(expression: str) -> set[str]:
+    return set(re.findall(r'"([^"]+)"', expression))
+
+
+def test_aws_rule_matches_the_watched_calls_from_both_sources() -> None:
+    rule = resource("aws", "aws_cloudwatch_event_rule")
+    pattern = rule["event_pattern"]
+    assert pattern.startswith("${jsonencode(")
+    names = _quoted(pattern)
+    assert {"aws.iam", "aws.sts", "AWS API Call via CloudTrail"} <= names
+    assert names >= WATCHED_AWS_CALLS
+    # AssumeRole is a read-only management event: delivered only in this state.
+    assert rule["state"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+    target = resource("aws", "aws_cloudwatch_event_target")
+    assert "aws_lambda_function.responder.arn" in target["arn"]
+    assert "aws_sqs_queue.dead_letter.arn" in block(target, "dead_letter_config")["arn"]
+    permission = resource("aws", "aws_lambda_permission")
+    assert permission["principal"] == "events.amazonaws.com"
+    assert "aws_cloudwatch_event_rule.identity_changes.arn" in permission["source_arn"]
+
+
+def test_aws_rule_covers_what_the_aws_parser_handles() -> None:
+    from trustwatch.aws import events
+
+    source = Path(events.__file__).read_text()
+    for call in WATCHED_AWS_CALLS:
+        assert call in source, f"the rule watches {call}, which trustwatch.aws.events ignores"
+
+
+def test_aws_lambda_matches_the_vendored_wheels() -> None:
+    function = resource("aws", "aws_lambda_function")
+    target = dict(zip(AWS_PIP_TARGET[::2], AWS_PIP_TARGET[1::2], strict=False))
+    assert function["runtime"] == f"python{target['--python-version']}"
+    assert function["architectures"] == ["x86_64"]
+    assert target["--platform"].endswith("_x86_64")
+    assert function["handler"] == "handler.lambda_handler"
+    assert "filebase64sha256" in function["source_code_hash"]
+
+
+def test_aws_state_table_and_failure_destination() -> None:
+    table = resource("aws", "aws_dynamodb_table")
+    assert table["hash_key"] == "id" and table["billing_mode"] == "PAY_PER_REQUEST"
+    assert block(table, "attribute") == {"name": "id", "type": "S"}
+    assert block(table, "ttl") == {"attribute_name": "expires", "enabled": True}
+    invoke = resource("aws", "aws_lambda_function_event_invoke_config")
+    on_failure = block(block(invoke, "destination_config"), "on_failure")
+    assert "aws_sqs_queue.dead_letter.arn" in on_failure["destination"]
+    assert "max_event_age" in invoke["maximum_event_age_in_seconds"]
+
+
+def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
+    """Static and dynamic statements of an aws_iam_policy_document."""
+    found = list(policy.get("statement", []))
+    for dynamic in policy.get("dynamic", []):
+        for name, body in dynamic.items():
+            if name == "statement":
+                found.append(block(body, "content"))
+    return found
+
+
+def test_aws_function_role_grants_only_what_the_code_calls() -> None:
+    policy = module("aws")["data"]["aws_iam_policy_document"]["function"]
+    statements = _statements(policy)
+    actions = [a for s in statements for a in s["actions"]]
+    assert not [a for a in actions if "*" in a], actions
+    assert set(actions) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "sqs:SendMessage",
+        "s3:GetObject",
+        "secretsmanager:GetSecretValue",
+        "ssm:GetParameter",
+        "kms:Decrypt",
+        "ses:SendEmail",
+        "ses:SendRawEmail",
+    }
+    for statement in statements:
+        assert statement.get("effect", "Allow") == "Allow"
+        resources = statement["resources"]
+        assert resources != ["*"] and "*" not in resources, statement
+    by_sid = {s["sid"]: s for s in statements}
+    assert "aws_dynamodb_table.state.arn" in by_sid["StateTable"]["resources"][0]
+    assert "aws_sqs_queue.dead_letter.arn" in by_sid["OnFailureDestination"]["resources"][0]
+    assert "aws_cloudwatch_log_group.function.arn" in by_sid["Logs"]["resources"][0]
+    # The role carries no managed policy (AWSLambdaBasicExecutionRole would add logs:* on *).
+    assert "aws_iam_role_policy_attachment" not in module("aws")["resource"]
+
+
+def test_aws_secrets_are_sensitive_or_secret_store_references() -> None:
+    variables = module("aws")["variable"]
+    assert "secretsmanager" in variables["secret_arns"]["validation"][0]["condition"]
+    text = (DEPLOY / "aws" / "main.tf").read_text()
+    # The references the function resolves (trustwatch.alerts.secrets).
+    from trustwatch.alerts.secrets import ENV_REFERENCE_PREFIXES
+
+    assert '"aws-secret:${v}"' in text and '"ssm:${v}"' in text
+    assert {"aws-secret:", "ssm:"} <= set(ENV_REFERENCE_PREFIXES)
+
+
+# -- Azure -----------------------------------------------------------------------------------
+
+
+def test_azure_event_grid_subscription_filters_identity_operations() -> None:
+    topic = resource("azure", "azurerm_eventgrid_system_topic")
+    assert topic["topic_type"] == "Microsoft.Resources.Subscriptions"
+    sub = resource("azure", "azurerm_eventgrid_system_topic_event_subscription")
+    assert sub["included_event_types"] == [
+        "Microsoft.Resources.ResourceWriteSuccess",
+        "Microsoft.Resources.ResourceDeleteSuccess",
+    ]
+    contains = block(block(sub, "advanced_filter"), "string_contains")
+    assert contains["key"] == "data.operationName"
+    assert "watched_operations" in contains["values"]
+    assert module("azure")["locals"]["watched_operations"] == [
+        "Microsoft.Authorization/roleAssignments",
+        "Microsoft.Databricks/accessConnectors",
+        "Microsoft.ManagedIdentity/userAssignedIdentities",
+    ]
+    endpoint = block(sub, "azure_function_endpoint")
+    assert endpoint["function_id"].endswith("/functions/on_event_grid")
+    dead = block(sub, "storage_blob_dead_letter_destination")
+    assert "azurerm_storage_container.dead_letter.name" in dead["storage_blob_container_name"]
+
+
+def test_azure_activity_log_streams_administrative_events_to_the_hub() -> None:
+    setting = resource("azure", "azurerm_monitor_diagnostic_setting")
+    assert block(setting, "enabled_log") == {"category": "Administrative"}
+    assert "subscription_scope" in setting["target_resource_id"]
+    listen = resource("azure", "azurerm_eventhub_authorization_rule", "function_listens")
+    assert (listen["listen"], listen["send"], listen["manage"]) == (True, False, False)
+    settings = module("azure")["locals"]["app_settings"]
+    assert "function_listens.primary_connection_string" in settings
+
+
+def test_azure_identity_has_only_reader_and_table_data_contributor() -> None:
+    assignments = module("azure")["resource"]["azurerm_role_assignment"]
+    roles = {name: body["role_definition_name"] for name, body in assignments.items()}
+    assert roles == {
+        "reader": "Reader",
+        "dedup_table": "Storage Table Data Contributor",
+        "key_vault_secret": "Key Vault Secrets User",  # one per named secret
+        "baseline": "Storage Blob Data Reader",  # only when a blob baseline is named
+    }
+    assert assignments["reader"]["scope"] == "${local.subscription_scope}"
+    assert "/tableServices/default/tables/" in assignments["dedup_table"]["scope"]
+    assert "/secrets/" in assignments["key_vault_secret"]["scope"]
+    assert "count" in assignments["baseline"] and "for_each" in assignments["key_vault_secret"]
+
+
+def test_azure_function_app_runs_python_311_with_a_managed_identity() -> None:
+    app = resource("azure", "azurerm_linux_function_app")
+    stack = block(block(app, "site_config"), "application_stack")
+    assert stack["python_version"] == "3.11"
+    assert block(app, "identity")["type"] == "SystemAssigned"
+    assert "bundle_path" in app["zip_deploy_file"]
+    text = (DEPLOY / "azure" / "main.tf").read_text()
+    assert "@Microsoft.KeyVault(" in text
+
+
+# -- GCP -------------------------------------------------------------------------------------
+
+WATCHED_GCP_METHODS = {
+    "SetIamPolicy",
+    "google.iam.admin.v1.SetIAMPolicy",
+    "storage.setIamPermissions",
+    "google.iam.admin.v1.CreateServiceAccountKey",
+    "google.iam.admin.v1.DeleteServiceAccount",
+    "google.iam.admin.v1.DisableServiceAccount",
+    "google.iam.admin.v1.UpdateRole",
+    "google.iam.admin.v1.DeleteRole",
+}
+
+
+def test_gcp_sink_filter_names_the_watched_methods() -> None:
+    local = module("gcp")["locals"]
+    assert {m.strip('"') for m in local["watched_methods"]} >= WATCHED_GCP_METHODS
+    for sink in ("google_logging_project_sink", "google_logging_organization_sink"):
+        body = resource("gcp", sink)
+        assert body["filter"] == "${local.sink_filter}"
+        assert "google_pubsub_topic.audit.id" in body["destination"]
+    assert resource("gcp", "google_logging_organization_sink")["include_children"] is True
+    publisher = resource("gcp", "google_pubsub_topic_iam_member", "sink_publishes")
+    assert publisher["role"] == "roles/pubsub.publisher"
+    assert "sink_writer" in publisher["member"]
+
+
+def test_gcp_sink_filter_matches_the_corpus_methods_it_should() -> None:
+    """The filter's service and method lists, applied to the published audit entries."""
+    from conftest import corpus_files
+
+    local = module("gcp")["locals"]
+    services = set(local["watched_services"])
+    methods = set(local["watched_methods"])
+    matched = set()
+    for path in corpus_files("gcp"):
+        doc = json.loads(path.read_text())
+        for entry in doc if isinstance(doc, list) else [doc]:
+            proto = entry.get("protoPayload", {})
+            if proto.get("serviceName") in services and proto.get("methodName") in methods:
+                matched.add(path.name)
+    assert any("setiampolicy" in n for n in matched)
+    assert any("createserviceaccountkey" in n for n in matched)
+    assert any("setiampermissions" in n for n in matched)
+    assert not any("pubsub-createtopic" in n or "instancetemplates" in n for n in matched)
+
+
+def test_gcp_function_and_trigger() -> None:
+    function = resource("gcp", "google_cloudfunctions2_function")
+    build = block(function, "build_config")
+    assert (build["runtime"], build["entry_point"]) == ("python311", "on_audit_log")
+    trigger = block(function, "event_trigger")
+    assert trigger["event_type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert "google_pubsub_topic.audit.id" in trigger["pubsub_topic"]
+    assert trigger["retry_policy"] == "RETRY_POLICY_RETRY"
+    service = block(function, "service_config")
+    assert "google_service_account.function.email" in service["service_account_email"]
+    assert "dead_letter" in module("gcp")["resource"]["google_pubsub_topic"]
+
+
+def test_gcp_function_identity_has_only_its_three_grants() -> None:
+    res = module("gcp")["resource"]
+    member = "google_service_account.function.email"
+    grants = {
+        (rtype, name, body["role"])
+        for rtype, named in res.items()
+        if rtype.endswith("_iam_member")
+        for name, body in named.items()
+        if member in body["member"]
+    }
+    assert grants == {
+        ("google_storage_bucket_iam_member", "function_state", "roles/storage.objectUser"),
+        ("google_storage_bucket_iam_member", "function_baseline", "roles/storage.objectViewer"),
+        (
+            "google_secret_manager_secret_iam_member",
+            "function",
+            "roles/secretmanager.secretAccessor",
+        ),
+        ("google_project_iam_member", "function_logs", "roles/logging.logWriter"),
+    }
+    state = res["google_storage_bucket_iam_member"]["function_state"]
+    assert "state_prefix" in block(state, "condition")["expression"]
+
+
+# -- terraform itself, where the machine has it ----------------------------------------------
+
+TF_PLUGINS = Path(os.environ.get("TRUSTWATCH_TF_PLUGIN_DIR", "/opt/tf-plugins"))
+
+
+def _terraform() -> str:
+    binary = shutil.which("terraform")
+    if not binary:
+        pytest.skip("no terraform binary on this machine")
+    return binary
+
+
+def test_terraform_fmt_is_clean() -> None:
+    result = subprocess.run(
+        [_terraform(), "fmt", "-check", "-recursive", "-list=true", str(DEPLOY)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"not terraform-formatted: {result.stdout}"
+
+
+def test_terraform_validates_the_aws_module(tmp_path: Path) -> None:
+    binary = _terraform()
+    if not (TF_PLUGINS / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+        pytest.skip(f"no local AWS provider mirror in {TF_PLUGINS}")
+    work = tmp_path / "aws"
+    shutil.copytree(DEPLOY / "aws", work)
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    for command in (["init", "-input=false", f"-plugin-dir={TF_PLUGINS}"], ["validate"]):
+        result = subprocess.run(
+            [binary, *command, "-no-color"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
