@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import smtplib
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.error import URLError
 
 import pytest
 from alerts_support import aws_trust_finding, azure_owner_finding, gcp_bucket_finding
@@ -19,6 +22,7 @@ from trustwatch.alerts.receivers import (
     self_signed_tls,
 )
 from trustwatch.alerts.secrets import _gcp_secret
+from trustwatch.alerts.transport import HTTPStatusError, transient
 
 MAIL_ENV = {
     "TRUSTWATCH_EMAIL_FROM": "trustwatch@example.com",
@@ -272,3 +276,27 @@ def test_slack_bot_rate_limit_and_errors(tmp_path: Path) -> None:
             d.send([gcp_bucket_finding()])
         assert "channel_not_found" in caught.value.report.failures["slack"][0].reason
         assert "xoxb-t" not in str(caught.value.report.to_dict())
+
+
+# --- the retry policy -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "decision"),
+    [
+        (HTTPStatusError(429, 1.0), 1.0),
+        (HTTPStatusError(503), True),
+        (HTTPStatusError(404), None),
+        (URLError(ConnectionRefusedError(111, "refused")), True),
+        (URLError(ssl.SSLCertVerificationError("bad cert")), None),
+        (URLError("unknown url type"), None),
+        (TimeoutError("timed out"), True),
+        (smtplib.SMTPResponseException(451, b"later"), True),
+        (smtplib.SMTPResponseException(550, b"no"), None),
+        (smtplib.SMTPServerDisconnected("gone"), True),
+        (ssl.SSLCertVerificationError("bad cert"), None),
+        (ValueError("the URL must be https://"), None),
+    ],
+)
+def test_retry_policy(exc: BaseException, decision: object) -> None:
+    assert transient(exc) == decision

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import smtplib
+import ssl
 import urllib.request
 from collections.abc import Mapping
 from urllib.error import HTTPError, URLError
@@ -74,7 +75,10 @@ def transient(exc: BaseException) -> RetryDecision:
             return exc.retry_after if exc.retry_after is not None else True
         return None
     if isinstance(exc, URLError) and not isinstance(exc, HTTPError):
-        return isinstance(exc.reason, OSError) or None  # DNS, refused, connect timeout
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return None  # a wrong certificate stays wrong
+        return True if isinstance(reason, OSError) else None  # DNS, refused, connect timeout
     if isinstance(exc, smtplib.SMTPResponseException):
         return True if 400 <= exc.smtp_code < 500 else None
     if isinstance(exc, smtplib.SMTPServerDisconnected | smtplib.SMTPConnectError):
