@@ -177,6 +177,25 @@ class _Raw:
         yield self._data
 
 
+def test_dynamodb_own_write_whose_answer_was_lost_counts_as_won(moto_server: MotoServer) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    table = _dynamo_table(moto_server)
+    client = moto_server.client("dynamodb")
+    lost: list[str] = []
+
+    def lose_first_answer(**_: object) -> None:
+        # The put reached the table; the client never heard back and will send it again.
+        if not lost:
+            lost.append("put")
+            raise ReadTimeoutError(endpoint_url=moto_server.endpoint_url)
+
+    client.meta.events.register("after-call.dynamodb.PutItem", lose_first_answer)
+    assert DynamoDedupStore(table, client=client).claim("f1", 60, now=1000.0)
+    assert lost == ["put"]
+    assert not DynamoDedupStore(table, client=client).claim("f1", 60, now=1001.0)
+
+
 def test_dynamodb_errors_other_than_a_lost_race_propagate(moto_server: MotoServer) -> None:
     from botocore.exceptions import ClientError
 
