@@ -586,3 +586,10 @@ def test_not_an_azure_document():
     vm = load("activitylog-vm-delete-panther-synthetic")["resourceId"]
     grid = to_event_grid(activity("Microsoft.Compute/virtualMachines/delete", "Success", vm))
     assert isinstance(events.parse(grid), Skipped)
+
+
+def test_event_grid_resource_event_without_operation_is_an_error():
+    grid = to_event_grid(delete("Microsoft.Databricks/accessConnectors/delete", CONNECTOR)[1])
+    del grid["data"]["operationName"]
+    with pytest.raises(EventError, match=r"without data\.operationName"):
+        events.parse(grid)

@@ -29,6 +29,7 @@ from test_azure_events import (
     TERRAFORM_SP,
     activity,
     assign,
+    assignment_response,
     connector_body,
     delete,
     load,
@@ -38,10 +39,12 @@ from test_azure_events import (
     unassign,
     write_connector,
 )
+from trustwatch.azure.events import complete
 from trustwatch.baseline import Baseline
 from trustwatch.cli import main
 from trustwatch.engine import all_rules, evaluate
 from trustwatch.intake import parse_document
+from trustwatch.respond import evaluate_records
 
 SUBSCRIPTION = f"/subscriptions/{SUB}"
 CONTAINER = f"{STORAGE}/blobServices/default/containers/uc-root"
@@ -384,3 +387,26 @@ def test_cli_subprocess_rest_export(tmp_path):
     (finding,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert finding["rule"] == IC and finding["identity"] == CONNECTOR
     assert finding["actor"] == "admin@contoso.com"
+
+
+# --- enrichment: what the function does with an Event Grid event ---
+
+
+def test_completed_event_grid_change_gives_the_activity_log_finding(azure_baseline):
+    records = assign(CONNECTOR_PRINCIPAL, ROLE["Owner"], SUBSCRIPTION)
+    fetched = assignment_response(CONNECTOR_PRINCIPAL, ROLE["Owner"], SUBSCRIPTION)
+    parsed = parse_document(to_event_grid(records[-1]), "grid")
+    (outcome,) = evaluate_records(parsed, azure_baseline, enrich=lambda c: complete(c, fetched))
+    (direct,) = findings_of([{"records": records}], azure_baseline)[0]
+    (finding,) = outcome.findings
+    assert (finding.rule, finding.id) == (UA, direct.id)
+    assert outcome.not_evaluated is None
+
+
+def test_completed_connector_write(azure_baseline):
+    success = write_connector(connector_body("None"))[-1]
+    (change,) = [c for p in parse_document(to_event_grid(success), "g") for c in p.changes]
+    done = complete(change, connector_body("None"))
+    assert [f.rule for f in evaluate(done, azure_baseline)] == [IC]
+    with pytest.raises(ValueError, match="does not wait for a body"):
+        complete(done, connector_body("None"))

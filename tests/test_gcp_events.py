@@ -551,3 +551,11 @@ def test_not_a_gcp_document():
     assert not events.recognizes(
         {"specversion": "1.0", "type": "Microsoft.Resources.ResourceWriteSuccess"}
     )
+
+
+def test_iam_policy_of_something_else_than_a_service_account_is_skipped():
+    entry = sa_policy(COMPUTE, add("roles/iam.workloadIdentityUser", MALLORY))
+    pool = f"projects/{PROJECT}/locations/global/workloadIdentityPools/github"
+    entry["protoPayload"]["resourceName"] = pool
+    (parsed,) = parse_document(entry, "test")
+    assert "not a service account" in parsed.skipped.reason

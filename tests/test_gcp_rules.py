@@ -44,7 +44,9 @@ from test_gcp_events import (
 from trustwatch.baseline import Baseline
 from trustwatch.cli import main
 from trustwatch.engine import all_rules, evaluate
+from trustwatch.gcp.events import complete
 from trustwatch.intake import parse_document
+from trustwatch.respond import evaluate_records
 
 BA = "gcp.iam.binding_added"
 IG = "gcp.iam.impersonation_granted"
@@ -341,3 +343,29 @@ def test_cli_subprocess_over_the_corpus():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and "error" not in proc.stderr
+
+
+# --- enrichment: what the function does when the entry lacks a name or the policy ---
+
+
+def test_completed_unique_id_change(baseline):
+    entry = sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY), email_at="nowhere")
+    account = {"name": f"projects/{PROJECT}/serviceAccounts/{COMPUTE}", "email": COMPUTE}
+    parsed = parse_document(entry, "sa")
+    (outcome,) = evaluate_records(parsed, baseline, enrich=lambda c: complete(c, account))
+    (finding,) = outcome.findings
+    assert (finding.rule, finding.identity) == (IG, COMPUTE)
+    with pytest.raises(ValueError, match="expected an IAM ServiceAccount"):
+        complete(next(c for p in parse_document(entry, "sa") for c in p.changes), {})
+
+
+def test_completed_policy_change(baseline):
+    entry = project_policy(add("roles/viewer", MALLORY))
+    del entry["protoPayload"]["serviceData"]  # neither delta nor policy logged
+    (change,) = [c for p in parse_document(entry, "p") for c in p.changes]
+    assert change.needs_enrichment and change.data["not_evaluated"] == "policy not in event"
+    current = {"bindings": [{"role": r, "members": m} for r, m in EXPECTED_POLICY.items()]}
+    current["bindings"].append({"role": "roles/compute.viewer", "members": [SA + COMPUTE]})
+    done = complete(change, current)
+    assert not done.needs_enrichment
+    assert [f.rule for f in evaluate(done, baseline)] == [BA]

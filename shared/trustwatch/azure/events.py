@@ -8,7 +8,8 @@ Shapes read, each unwrapped by `records` into one record per operation stage:
 - Event Grid events of the subscription system topic (`Microsoft.Resources.Resource*`), in
   Event Grid or CloudEvents schema, one event or an array. They carry no request or
   response body: a role assignment or connector write becomes a Change marked
-  `needs_enrichment` (`data["not_evaluated"]` says why) for the caller to fetch.
+  `needs_enrichment` (`data["not_evaluated"]` says why); the caller fetches the resource
+  and `complete(change, resource)` gives the Change the Activity Log would have.
 
 Operation names, scopes and resource ids are compared lower-case: exports spell them in
 upper case. The Start and Success records of one operation give the same Change data (so
@@ -70,7 +71,6 @@ class Superseded:
 class ActivityRecord:
     """A typed view of one record in any of the three shapes."""
 
-    shape: str  # activity | rest | eventgrid
     operation: str  # as logged
     stage: str  # start | accept | success | failure
     resource_id: str
@@ -119,8 +119,8 @@ def recognizes(doc: Any) -> bool:
 def _is_record(item: Any) -> bool:
     if not isinstance(item, dict) or "protoPayload" in item:
         return False
-    if _str(item.get("eventType") or item.get("type")).startswith("Microsoft.") and "data" in item:
-        return True  # Event Grid (either schema)
+    if _is_event_grid(item):
+        return True
     op = item.get("operationName")
     if isinstance(op, dict):
         op = op.get("value")
@@ -185,7 +185,7 @@ def parse(record: Any) -> list[Change] | Skipped:
     if not isinstance(record, dict):
         raise EventError(f"an Activity Log record must be an object, got {type(record).__name__}")
     event_type = _str(record.get("eventType") or record.get("type"))
-    if event_type and "data" in record and not _EVENT_GRID.fullmatch(event_type):
+    if _is_event_grid(record) and not _EVENT_GRID.fullmatch(event_type):
         return Skipped(f"Event Grid {event_type}: not a resource operation", _str(record.get("id")))
     view = view_of(record)
     kind = view.kind
@@ -208,9 +208,22 @@ def parse(record: Any) -> list[Change] | Skipped:
         reason = NOT_IN_EVENT if body is None else "body not readable JSON (truncated?)"
         data = {"resource_id": view.resource_id, "not_evaluated": reason}
         return [Change(**base, identity=view.resource_id, needs_enrichment=True, data=data)]
-    if kind.startswith("role_assignment."):
-        return [_role_assignment(base, view, body)]
-    return [_access_connector(base, view, body)]
+    return [_with_body(base, view.resource_id, body, from_response=view.stage == "success")]
+
+
+def complete(change: Change, resource: Any) -> Change:
+    """The Change of a `needs_enrichment` record, given the resource it names as Azure
+    Resource Manager returns it (GET `change.identity`), fetched by the caller."""
+    if not change.needs_enrichment or change.kind not in _BODY_STAGES:
+        raise ValueError(f"{change.kind} change does not wait for a body")
+    base = change.model_dump(exclude={"identity", "name", "data", "needs_enrichment"})
+    return _with_body(base, change.data["resource_id"], resource, from_response=True)
+
+
+def _with_body(base: dict[str, Any], resource_id: str, body: Any, *, from_response: bool) -> Change:
+    if base["kind"].startswith("role_assignment."):
+        return _role_assignment(base, resource_id, body)
+    return _access_connector(base, resource_id, body, from_response)
 
 
 def _common(view: ActivityRecord, kind: str) -> dict[str, Any]:
@@ -245,11 +258,16 @@ def actor_ids(
     return (ids[0] if ids else ""), ids
 
 
+def _is_event_grid(item: dict[str, Any]) -> bool:
+    """An Event Grid event, in Event Grid (`eventType`) or CloudEvents (`type`) schema."""
+    return "data" in item and _str(item.get("eventType") or item.get("type")).startswith(
+        "Microsoft."
+    )
+
+
 def view_of(record: dict[str, Any]) -> ActivityRecord:
     """Read one record of any shape into an ActivityRecord (EventError if malformed)."""
-    if "data" in record and _str(record.get("eventType") or record.get("type")).startswith(
-        "Microsoft."
-    ):
+    if _is_event_grid(record):
         return _event_grid(record)
     if "eventDataId" in record or "eventTimestamp" in record:
         return _rest(record)
@@ -260,7 +278,6 @@ def _activity(record: dict[str, Any]) -> ActivityRecord:
     identity = _dict(record, "identity")
     props = _properties(record)
     return ActivityRecord(
-        shape="activity",
         operation=_operation(record),
         stage=_stage(record.get("resultType"), "resultType"),
         resource_id=_str(record.get("resourceId")),
@@ -285,7 +302,6 @@ def _rest(record: dict[str, Any]) -> ActivityRecord:
     resource_id = _str(record.get("resourceId"))
     sub_status = _value(record.get("subStatus"))
     return ActivityRecord(
-        shape="rest",
         operation=_operation(record),
         stage=_stage(_value(status) if isinstance(status, dict) else status, "status.value"),
         resource_id=resource_id,
@@ -311,9 +327,10 @@ def _event_grid(record: dict[str, Any]) -> ActivityRecord:
         {"Success": "success", "Failure": "failure", "Cancel": "failure"}[m[2]] if m else "success"
     )
     resource_id = _str(data.get("resourceUri")) or _str(record.get("subject"))
+    if not _str(data.get("operationName")):
+        raise EventError(f"{event_type} event without data.operationName")
     topic = _str(record.get("topic") or record.get("source"))
     return ActivityRecord(
-        shape="eventgrid",
         operation=_str(data.get("operationName")),
         stage=stage,
         resource_id=resource_id,
@@ -333,22 +350,21 @@ def _event_grid(record: dict[str, Any]) -> ActivityRecord:
     )
 
 
-def _role_assignment(base: dict[str, Any], view: ActivityRecord, body: Any) -> Change:
+def _role_assignment(base: dict[str, Any], resource_id: str, body: Any) -> Change:
+    op = base["event_name"]
     props = _ci(body, "properties")
     if not isinstance(props, dict):
-        raise EventError(f"{view.operation}: role assignment body without 'properties'")
+        raise EventError(f"{op}: role assignment body without 'properties'")
     principal = _str(_ci(props, "principalId"))
     role_ref = _str(_ci(props, "roleDefinitionId"))
     if not principal or not role_ref:
-        raise EventError(
-            f"{view.operation}: role assignment body without principalId/roleDefinitionId"
-        )
-    assignment_id = view.resource_id or _str(_ci(body, "id"))
+        raise EventError(f"{op}: role assignment body without principalId/roleDefinitionId")
+    assignment_id = resource_id or _str(_ci(body, "id"))
     scope = _str(_ci(props, "scope")) or _scope_of(assignment_id)
     try:
         role = normalize_role(role_ref)
     except UnknownRole as exc:
-        raise EventError(f"{view.operation}: roleDefinitionId {exc}") from None
+        raise EventError(f"{op}: roleDefinitionId {exc}") from None
     data = {
         "assignment_id": assignment_id,
         "principal_id": normalize_guid(principal),
@@ -361,36 +377,38 @@ def _role_assignment(base: dict[str, Any], view: ActivityRecord, body: Any) -> C
     return Change(**base, identity=data["principal_id"], name=role_name(role), data=data)
 
 
-def _access_connector(base: dict[str, Any], view: ActivityRecord, body: Any) -> Change:
+def _access_connector(
+    base: dict[str, Any], resource_id: str, body: Any, from_response: bool
+) -> Change:
+    op = base["event_name"]
     if not isinstance(body, dict):
-        raise EventError(f"{view.operation}: body is a {type(body).__name__}, expected an object")
+        raise EventError(f"{op}: body is a {type(body).__name__}, expected an object")
     identity = _ci(body, "identity")
-    from_response = view.stage == "success"
     if identity is None:
         # a response without identity means none; a request without it may be a PATCH
         kind, principals, assigned = ("None" if from_response else None), [], []
     elif not isinstance(identity, dict):
-        raise EventError(f"{view.operation}: identity is not an object")
+        raise EventError(f"{op}: identity is not an object")
     else:
         kind = _identity_type(_str(_ci(identity, "type")))
         principals = [normalize_guid(_str(_ci(identity, "principalId")))]
         users = _ci(identity, "userAssignedIdentities") or {}
         if not isinstance(users, dict):
-            raise EventError(f"{view.operation}: userAssignedIdentities is not an object")
+            raise EventError(f"{op}: userAssignedIdentities is not an object")
         assigned = sorted(users)
         for detail in users.values():
             if isinstance(detail, dict):
                 principals.append(normalize_guid(_str(_ci(detail, "principalId"))))
         principals = sorted({p for p in principals if p})
     data = {
-        "connector_id": view.resource_id,
+        "connector_id": resource_id,
         "identity_type": kind,
         # the request names identities; only the response knows their principal ids
         "principal_ids": principals if from_response else None,
         "user_assigned_identities": assigned,
     }
-    leaf = view.resource_id.rstrip("/").rsplit("/", 1)[-1]
-    return Change(**base, identity=view.resource_id, name=leaf, data=data)
+    leaf = resource_id.rstrip("/").rsplit("/", 1)[-1]
+    return Change(**base, identity=resource_id, name=leaf, data=data)
 
 
 def _identity_type(value: str) -> str:

@@ -9,7 +9,9 @@ envelope as is and `parse` unwraps it, so a Pub/Sub message that is no LogEntry 
 
 Only IAM changes that can touch the watched identities become Changes; the after-state
 comes from the entry: `serviceData.policyDelta.bindingDeltas` when logged, else the full
-policy of the request (rules then diff it against the baseline).
+policy of the request (rules then diff it against the baseline). An entry naming a service
+account by unique id only, or logging no policy, gives a Change marked `needs_enrichment`;
+`complete(change, fetched)` finishes it with what the caller looked up.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ _SA_ID = re.compile(r"serviceAccounts/(\d+)(?:/|$)")
 _PROJECT = re.compile(r"^projects/([^/]+)")
 _NODE = re.compile(r"^(projects|folders|organizations)/([^/]+)$")
 _NODE_TYPES = {"projects": "project", "folders": "folder", "organizations": "organization"}
+NO_EMAIL = "service account email not in event"
+NO_POLICY = "policy not in event"
 
 
 def recognizes(doc: Any) -> bool:
@@ -114,6 +118,8 @@ def parse(record: Any) -> list[Change] | Skipped:
         "error_code": (_CODES.get(code, str(code))) if code else "",
     }
     resource_name = _str(proto.get("resourceName"))
+    if kind == "service_account.iam_policy_set" and "serviceaccounts/" not in resource_name.lower():
+        return Skipped(f"{method} on {resource_name!r}: not a service account", event_id, method)
     if kind.startswith("service_account."):
         return [_service_account(base, entry, proto, resource_name)]
     if kind.startswith("custom_role."):
@@ -198,10 +204,35 @@ def _policy_change(
     if base["error_code"]:
         return Change(**base, identity=identity, name=identity, data=data)
     data = {**data, "deltas": _deltas(proto), "bindings": _bindings(proto)}
-    enrich = data["deltas"] is None and data["bindings"] is None
-    if enrich:
-        data["not_evaluated"] = "policy not in event"
+    if data["deltas"] is None and data["bindings"] is None:
+        data.setdefault("not_evaluated", NO_POLICY)
+    enrich = "not_evaluated" in data
     return Change(**base, identity=identity, name=identity, needs_enrichment=enrich, data=data)
+
+
+def complete(change: Change, resource: Any) -> Change:
+    """The Change of a `needs_enrichment` entry, given what it lacked, fetched by the
+    caller: the account (IAM `ServiceAccount` JSON) when only its unique id is logged, else
+    the resource's IAM `Policy` JSON when the entry logs no policy. Still lacking the other
+    (both were missing), the result stays `needs_enrichment`."""
+    if not change.needs_enrichment or not isinstance(resource, dict):
+        raise ValueError(f"{change.kind}: nothing to complete with {type(resource).__name__}")
+    data = {k: v for k, v in change.data.items() if k != "not_evaluated"}
+    update: dict[str, Any] = {}
+    if change.kind.startswith("service_account.") and not data.get("email"):
+        email = _str(resource.get("email")).lower()
+        if not email:
+            raise ValueError("expected an IAM ServiceAccount with an email")
+        data["email"] = email
+        data.update({"resource": email} if "resource" in data else {})
+        update = {"identity": email, "name": email.split("@", 1)[0]}
+        update["scope"] = change.scope or _str(resource.get("projectId"))
+    else:
+        data["bindings"] = _bindings({"request": {"policy": resource}})
+    if data.get("deltas", []) is None and data.get("bindings") is None:
+        data["not_evaluated"] = NO_POLICY
+    update.update(data=data, needs_enrichment="not_evaluated" in data)
+    return change.model_copy(update=update)
 
 
 def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
@@ -270,16 +301,15 @@ def _service_account(
         key_name = _str(response.get("name"))
         data["key_id"] = key_name.rsplit("/keys/", 1)[-1] if "/keys/" in key_name else ""
     identity = email or resource_name
+    if not email and not base["error_code"]:
+        # the entry names the account by unique id only: the caller must look the email up
+        data["not_evaluated"] = NO_EMAIL
     if base["kind"] == "service_account.iam_policy_set":
-        data["resource_type"] = "service_account"
-        data["resource"] = identity
-        if email or base["error_code"]:
-            return _policy_change(base, proto, identity, data)
-    if email or base["error_code"]:
-        return Change(**base, identity=identity, name=email.split("@", 1)[0], data=data)
-    # the entry names the account by unique id only: the caller must look the email up
-    data["not_evaluated"] = "service account email not in event"
-    return Change(**base, identity=identity, needs_enrichment=True, data=data)
+        data.update(resource_type="service_account", resource=identity)
+        return _policy_change(base, proto, identity, data)
+    enrich = "not_evaluated" in data
+    name = email.split("@", 1)[0]
+    return Change(**base, identity=identity, name=name, needs_enrichment=enrich, data=data)
 
 
 def _custom_role(
