@@ -191,7 +191,8 @@ def addresses(value: str) -> list[str]:
     return [_address(v) for v in value.split(",") if v.strip()]
 
 
-def _severity(environ: Mapping[str, str]) -> Severity | None:
+def env_min_severity(environ: Mapping[str, str]) -> Severity | None:
+    """TRUSTWATCH_MIN_SEVERITY, if set."""
     raw = environ.get(ENV_MIN_SEVERITY, "").strip().lower()
     if not raw:
         return None
@@ -238,11 +239,6 @@ def routing_from_env(environ: Mapping[str, str]) -> Routing:
     elif environ.get(ENV_SES_REGION):
         sinks.append({"name": "email", "type": "ses"})
     return _validate({"sinks": sinks}, "environment")
-
-
-def env_min_severity(environ: Mapping[str, str]) -> Severity | None:
-    """TRUSTWATCH_MIN_SEVERITY, if set."""
-    return _severity(environ)
 
 
 def env_window(environ: Mapping[str, str]) -> int | None:
