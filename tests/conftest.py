@@ -14,6 +14,8 @@ EXAMPLE_BASELINE = ROOT / "examples" / "baseline.yaml"
 CORPUS = Path(os.environ.get("TRUSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
 HANDBOOK_BASELINE = CORPUS.parent / "baseline.example.yaml"
 
+pytest_plugins = ["cloudservers"]  # moto server, Azurite, GCS emulator fixtures
+
 
 @pytest.fixture(scope="session")
 def baseline():
