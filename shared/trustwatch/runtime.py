@@ -1,0 +1,53 @@
+"""What every cloud function needs at run time, built once per warm instance.
+
+`function_responder()` reads the environment (Contract 5): where the baseline lives,
+the alert sinks, the dedup store. Everything is created lazily on the first event, so
+importing an entry point stays cheap and tests can set the environment first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from trustwatch.respond import Enricher, Responder
+
+log = logging.getLogger("trustwatch")
+
+BASELINE_TTL_S = 300
+
+
+def default_baseline_path(entry_point_file: str) -> Path:
+    """The baseline bundled next to the function's entry point."""
+    return Path(entry_point_file).resolve().parent / "baseline.yaml"
+
+
+def function_responder(
+    entry_point_file: str,
+    *,
+    enrich: Enricher | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Responder:
+    from trustwatch.alerts import Dispatcher
+    from trustwatch.baseline_source import BaselineCache
+    from trustwatch.dedup import MemoryDedupStore
+    from trustwatch.stores import store_from_env
+
+    env = os.environ if environ is None else environ
+    location = env.get("TRUSTWATCH_BASELINE") or str(default_baseline_path(entry_point_file))
+    ttl = int(env.get("TRUSTWATCH_BASELINE_TTL", BASELINE_TTL_S))
+    cache = BaselineCache(ttl_s=ttl)
+    store = store_from_env(env)
+    if store is None:
+        log.warning(
+            "no dedup store configured (TRUSTWATCH_STATE_TABLE / TRUSTWATCH_STATE_URL): "
+            "duplicates are suppressed within this instance only"
+        )
+        store = MemoryDedupStore()
+    dispatcher = Dispatcher.from_env(env, store=store)
+    # No sink means findings would go nowhere: leave the sender unset so the first
+    # finding to send raises (retry, then dead-letter) instead of vanishing.
+    sender = dispatcher if dispatcher.sinks else None
+    return Responder(lambda: cache.get(location), sender, enrich, env)

@@ -1,0 +1,175 @@
+"""The Lambda entry point with real EventBridge envelopes, moto server (DynamoDB for
+idempotency + dedup) and a local Slack receiver."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import sys
+
+import pytest
+from conftest import CORPUS, EXAMPLE_BASELINE, ROOT
+from trustwatch.alerts.receivers import RecordingHTTPServer, Reply
+
+EVENTS = ROOT / "examples" / "events"
+
+
+@pytest.fixture
+def slack():
+    with RecordingHTTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def state_table(moto_server):
+    from cloudservers import unique_name
+
+    name = unique_name("tw-state")
+    moto_server.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def load_handler(monkeypatch, env: dict[str, str]):
+    """A fresh import of functions/aws/handler.py, as a new Lambda instance would do."""
+    for key in [k for k in list(__import__("os").environ) if k.startswith("TRUSTWATCH_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.syspath_prepend(str(ROOT / "functions" / "aws"))
+    sys.modules.pop("handler", None)
+    return importlib.import_module("handler")
+
+
+class Context:
+    function_name = "trustwatch"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def drift_event() -> dict:
+    return json.loads((EVENTS / "aws-trust-backdoor.eventbridge.json").read_text())
+
+
+def test_drift_event_alerts_slack_once_under_redelivery(
+    monkeypatch, moto_server, state_table, slack
+):
+    handler = load_handler(
+        monkeypatch,
+        {
+            **moto_server.environ(),
+            "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
+            "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url,
+            "TRUSTWATCH_STATE_TABLE": state_table,
+        },
+    )
+    event = drift_event()
+    first = handler.lambda_handler(event, Context())
+    assert first["sent"] == 1 and not first["errors"]
+    assert len(slack.requests) == 1
+    body = slack.requests[0].json()
+    assert "aws.trust.principal_added" in json.dumps(body)
+    # redelivery of the same CloudTrail event: idempotent, no second alert
+    again = handler.lambda_handler(copy.deepcopy(event), Context())
+    assert again == first
+    assert len(slack.requests) == 1
+    # a new instance (cold start) with the same table: still no second alert
+    handler = load_handler(
+        monkeypatch,
+        {
+            **moto_server.environ(),
+            "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
+            "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url,
+            "TRUSTWATCH_STATE_TABLE": state_table,
+        },
+    )
+    handler.lambda_handler(copy.deepcopy(event), Context())
+    assert len(slack.requests) == 1
+    items = moto_server.client("dynamodb").scan(TableName=state_table)["Items"]
+    keys = sorted(item["id"]["S"] for item in items)
+    assert any(k.startswith("dedup#") for k in keys)  # alert dedup claim
+    assert any(not k.startswith("dedup#") for k in keys)  # powertools idempotency record
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "eventbridge-cloudtrail-s3-createbucket-c7n.json",
+        "eventbridge-scheduled-event-c7n.json",
+        "eventbridge-serviceevent-s3-batch-jobcreated-awsdocs.json",
+    ],
+)
+def test_noise_is_acknowledged_without_alert(monkeypatch, slack, name):
+    handler = load_handler(
+        monkeypatch,
+        {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+    )
+    event = json.loads((CORPUS / "aws" / name).read_text())
+    result = handler.lambda_handler(event, Context())
+    assert result["findings"] == [] and result["errors"] == []
+    assert result["skipped"]
+    assert slack.requests == []
+
+
+def test_benign_terraform_reapply_is_quiet(monkeypatch, slack):
+    handler = load_handler(
+        monkeypatch,
+        {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+    )
+    record = json.loads((EVENTS / "aws-terraform-reapply-benign.json").read_text())
+    event = drift_event() | {"detail": record}
+    assert handler.lambda_handler(event, Context())["findings"] == []
+    assert slack.requests == []
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"detail-type": "AWS API Call via CloudTrail", "source": "aws.iam", "detail": "oops"},
+        {"hello": "world"},
+        [1, 2, 3],
+    ],
+)
+def test_malformed_event_is_logged_and_acknowledged(monkeypatch, slack, event, capsys):
+    handler = load_handler(
+        monkeypatch,
+        {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+    )
+    result = handler.lambda_handler(event, Context())
+    assert result["errors"]
+    assert slack.requests == []
+    out = capsys.readouterr().out
+    assert "UnprocessableEvents" in out  # EMF metric
+
+
+def test_alert_failure_raises_so_lambda_retries(monkeypatch, slack):
+    slack.reply(Reply(status=500))
+    handler = load_handler(
+        monkeypatch,
+        {
+            "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
+            "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url,
+            "TRUSTWATCH_ALERT_ATTEMPTS": "1",
+        },
+    )
+    from trustwatch.alerts import AlertDeliveryError
+
+    with pytest.raises(AlertDeliveryError):
+        handler.lambda_handler(drift_event(), Context())
+    assert slack.requests  # it was tried
+    # once the sink is back, the retried event alerts (the failed claim was released)
+    result = handler.lambda_handler(drift_event(), Context())
+    assert result["sent"] == 1
+
+
+def test_no_sink_configured_raises_rather_than_losing_the_finding(monkeypatch):
+    handler = load_handler(monkeypatch, {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE)})
+    with pytest.raises(Exception, match="sink"):
+        handler.lambda_handler(drift_event(), Context())
