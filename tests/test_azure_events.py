@@ -593,3 +593,18 @@ def test_event_grid_resource_event_without_operation_is_an_error():
     del grid["data"]["operationName"]
     with pytest.raises(EventError, match=r"without data\.operationName"):
         events.parse(grid)
+
+
+def test_other_categories_are_skipped_whatever_their_shape():
+    """ServiceHealth, Alert, Autoscale records carry other results and identity shapes."""
+    health = load("activitylog-vm-delete-panther-synthetic")
+    health.update(
+        operationName="Microsoft.ServiceHealth/incident/action",
+        category="ServiceHealth",
+        resultType="Active",
+        identity="",
+    )
+    batch = {"records": [health, assign(STRANGER, ROLE["Reader"], RG)[1]]}
+    skipped, parsed = outcomes(batch)
+    assert "not a watched operation" in skipped.skipped.reason
+    assert parsed.changes

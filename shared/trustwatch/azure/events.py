@@ -146,10 +146,11 @@ def _collapse_stages(batch: list[Any]) -> Iterator[Any]:
     outcomes: dict[tuple[str, str, str], dict[str, bool]] = {}
     for record in batch:
         try:
-            view = view_of(record) if isinstance(record, dict) else None
+            watched = isinstance(record, dict) and _operation(record).lower() in OPERATIONS
+            view = view_of(record) if watched else None
         except EventError:
             view = None  # parse() reports it
-        if view is not None and (view.kind is None or not view.correlation_id):
+        if view is not None and not view.correlation_id:
             view = None
         views.append(view)
         if view is not None:
@@ -187,11 +188,13 @@ def parse(record: Any) -> list[Change] | Skipped:
     event_type = _str(record.get("eventType") or record.get("type"))
     if _is_event_grid(record) and not _EVENT_GRID.fullmatch(event_type):
         return Skipped(f"Event Grid {event_type}: not a resource operation", _str(record.get("id")))
+    name = _operation(record)
+    kind = OPERATIONS.get(name.lower())
+    if kind is None:  # decided before reading the rest: other categories vary in shape
+        grid_id = record.get("id") if _is_event_grid(record) else ""
+        event_id = _str(record.get("eventDataId") or grid_id)
+        return Skipped(f"{name}: not a watched operation", event_id, name)
     view = view_of(record)
-    kind = view.kind
-    name = view.operation
-    if kind is None:
-        return Skipped(f"{name}: not a watched operation", view.event_id, name)
     if view.stage == "accept":
         return Skipped(f"{name} accepted: judged on its Success record", view.event_id, name)
     if view.stage == "start" and "start" not in _BODY_STAGES.get(kind, ()):
@@ -327,11 +330,9 @@ def _event_grid(record: dict[str, Any]) -> ActivityRecord:
         {"Success": "success", "Failure": "failure", "Cancel": "failure"}[m[2]] if m else "success"
     )
     resource_id = _str(data.get("resourceUri")) or _str(record.get("subject"))
-    if not _str(data.get("operationName")):
-        raise EventError(f"{event_type} event without data.operationName")
     topic = _str(record.get("topic") or record.get("source"))
     return ActivityRecord(
-        operation=_str(data.get("operationName")),
+        operation=_operation(record),
         stage=stage,
         resource_id=resource_id,
         correlation_id=_str(data.get("correlationId")),
@@ -428,6 +429,11 @@ def _subscription(resource_id: str) -> str:
 
 
 def _operation(record: dict[str, Any]) -> str:
+    if _is_event_grid(record):
+        op = _dict(record, "data").get("operationName")
+        if not isinstance(op, str) or not op:
+            raise EventError("Event Grid event without data.operationName")
+        return op
     op = record.get("operationName")
     op = _value(op) if isinstance(op, dict) else op
     if not isinstance(op, str) or not op:
