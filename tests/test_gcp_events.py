@@ -559,3 +559,18 @@ def test_iam_policy_of_something_else_than_a_service_account_is_skipped():
     entry["protoPayload"]["resourceName"] = pool
     (parsed,) = parse_document(entry, "test")
     assert "not a service account" in parsed.skipped.reason
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_cloudevent_data_as_json_text(as_bytes):
+    """The SDK may hand a binary-mode event's body over as text or bytes."""
+    entry = key_created(COMPUTE)
+    event = eventarc(entry)
+    text = json.dumps(event["data"])
+    event["data"] = text.encode() if as_bytes else text
+    (change,) = events.parse(event)
+    assert change.kind == "service_account.key_created" and change.identity == COMPUTE
+    pushed = pubsub_cloudevent(entry)
+    pushed["data"] = json.dumps(pushed["data"]).encode()
+    (change,) = events.parse(pushed)
+    assert change.identity == COMPUTE

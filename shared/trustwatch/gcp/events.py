@@ -152,6 +152,8 @@ def log_entry(record: Any) -> dict[str, Any] | Skipped:
         data = record.get("data")
         if data is None and "data_base64" in record:
             data = _json_or_none(_b64(record["data_base64"], "data_base64"))
+        elif isinstance(data, bytes | str):  # a binary-mode event's body, as the SDK hands it
+            data = _json_or_none(data.encode() if isinstance(data, str) else data)
         if event_type == AUDIT_LOG_WRITTEN:
             if not isinstance(data, dict):
                 raise EventError(f"{AUDIT_LOG_WRITTEN} CloudEvent without a LogEntry in 'data'")
