@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from trustwatch.findings import Finding, Remediation, fingerprint
 
 ALICE = "arn:aws:sts::111122223333:assumed-role/dev/alice"
@@ -26,6 +29,7 @@ HOSTILE = [
     '"><img src=x onerror=alert(1)>',
     "<at>Everyone</at>",
     "[click](https://evil.example)",
+    "lone \ud800 surrogate",
 ]
 HUGE = "A" * 10_000
 
@@ -139,3 +143,53 @@ def hostile_finding(text: str, **overrides: object) -> Finding:
         remediation=Remediation(action="restore_trust_policy", status="failed", detail=text),
         **overrides,
     )
+
+
+# --- what "inert" means in Slack --------------------------------------------------------
+
+CONSOLES = (
+    "https://console.aws.amazon.com/",
+    "https://console.amazonaws-us-gov.com/",
+    "https://portal.azure.com/",
+    "https://console.cloud.google.com/",
+)
+INVISIBLE = re.compile("[\r\x00-\x09\x0b-\x1f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def slack_texts(node: Any, kind: str | None = None) -> list[str]:
+    """Every text object's text in a Block Kit tree (optionally of one type)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        if isinstance(node.get("text"), str) and (kind is None or node.get("type") == kind):
+            found.append(node["text"])
+        for value in node.values():
+            found += slack_texts(value, kind)
+    elif isinstance(node, list):
+        for item in node:
+            found += slack_texts(item, kind)
+    return found
+
+
+def assert_slack_inert(message: dict[str, Any]) -> None:
+    for text in slack_texts(message):
+        # The only angle brackets left are our own console links.
+        for inner in re.findall(r"<([^>]*)>", text):
+            assert inner.startswith(CONSOLES), text
+        assert "<" not in re.sub(r"<https://[^|<>]+\|[^<>]+>", "", text)
+        assert ">" not in re.sub(r"<https://[^|<>]+\|[^<>]+>", "", text)
+        assert not re.search(r"&(?!(amp|lt|gt);)", text), text
+        assert not re.search(r"@(channel|here|everyone)\b", text, re.IGNORECASE), text
+        assert not INVISIBLE.search(text), text
+    for text in [*slack_texts(message, "mrkdwn"), message["text"]]:
+        # Outside code spans / blocks only our own markup remains.
+        outside = re.sub(r"```.*?```|`[^`]*`|<https://[^|<>]+\|", "", text, flags=re.DOTALL)
+        assert "`" not in outside, text
+        for marker in ("*bold*", "_it_", "~strike~", "[click]"):
+            assert marker not in outside, text
+    for block in message["blocks"]:
+        if block["type"] == "header":
+            assert len(block["text"]["text"]) <= 150
+        for field in block.get("fields", []):
+            assert len(field["text"]) <= 2000
+        if isinstance(block.get("text"), dict):
+            assert len(block["text"]["text"]) <= 3000

@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from alerts_support import aws_trust_finding, azure_owner_finding, gcp_bucket_finding
+from alerts_support import (
+    HOSTILE,
+    assert_slack_inert,
+    aws_trust_finding,
+    azure_owner_finding,
+    gcp_bucket_finding,
+    hostile_finding,
+)
 from trustwatch.alerts import AlertDeliveryError, Dispatcher
 from trustwatch.alerts.receivers import (
     RecordingHTTPServer,
@@ -409,3 +417,29 @@ def test_webhook_urls_must_be_https_except_loopback(
         Dispatcher.from_env(env, sleep=sleeps.append).send([aws_trust_finding()])
     assert "must be https" in caught.value.report.failures["slack"][0].reason
     assert not sleeps  # a configuration error is not retried
+
+
+def test_hostile_event_strings_arrive_inert_in_every_sink(
+    dispatcher: Dispatcher,
+    slack: RecordingHTTPServer,
+    teams: RecordingHTTPServer,
+    hook: RecordingHTTPServer,
+    smtp: RecordingSMTPServer,
+) -> None:
+    findings = [hostile_finding(text) for text in HOSTILE]
+    report = dispatcher.send(findings)
+    assert all(len(ids) == len(HOSTILE) for ids in report.delivered.values())
+    for request in slack.requests:
+        assert_slack_inert(request.json())
+    for request in teams.requests:
+        card = json.dumps(request.json()["attachments"][0]["content"])
+        assert '"type": "TextBlock"' not in card and '"type": "FactSet"' not in card
+    for request, finding in zip(hook.requests, findings, strict=True):
+        assert request.json() == finding.model_dump(mode="json")
+        assert verify_signature(request.headers, request.body, SIGNING_KEY)
+    for mail in smtp.messages:
+        msg = mail.message
+        assert msg["Bcc"] is None and "\n" not in msg["Subject"]
+        html_part = msg.get_body(("html",)).get_content()
+        assert "<script>" not in html_part and "<img" not in html_part
+        assert mail.rcpt_tos == ["secops@example.com", "oncall@example.com"]

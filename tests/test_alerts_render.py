@@ -12,26 +12,22 @@ from typing import Any
 
 import pytest
 from alerts_support import (
+    CONSOLES,
     HOSTILE,
     HUGE,
+    INVISIBLE,
+    assert_slack_inert,
     aws_trust_finding,
     azure_owner_finding,
     gcp_bucket_finding,
     hostile_finding,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trustwatch.alerts import formats
 from trustwatch.alerts.links import deep_link
 from trustwatch.alerts.render import clean, short_diff, view
 from trustwatch.findings import Finding
-
-CONSOLES = (
-    "https://console.aws.amazon.com/",
-    "https://console.amazonaws-us-gov.com/",
-    "https://portal.azure.com/",
-    "https://console.cloud.google.com/",
-)
-INVISIBLE = re.compile("[\r\x00-\x09\x0b-\x1f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
 
 # --- the neutral view -------------------------------------------------------------------
 
@@ -122,20 +118,6 @@ def test_deep_link_of_a_hostile_identity_is_percent_encoded(text: str) -> None:
 # --- Slack ------------------------------------------------------------------------------
 
 
-def _texts(node: Any, kind: str | None = None) -> list[str]:
-    """Every text object's text in a Block Kit tree (optionally of one type)."""
-    found: list[str] = []
-    if isinstance(node, dict):
-        if isinstance(node.get("text"), str) and (kind is None or node.get("type") == kind):
-            found.append(node["text"])
-        for value in node.values():
-            found += _texts(value, kind)
-    elif isinstance(node, list):
-        for item in node:
-            found += _texts(item, kind)
-    return found
-
-
 def test_slack_message_structure() -> None:
     message = formats.slack_message(view(aws_trust_finding()))
     types = [b["type"] for b in message["blocks"]]
@@ -152,31 +134,6 @@ def test_slack_message_structure() -> None:
         "<https://console.aws.amazon.com/iam/home#/roles/details/databricks-cross-account|"
     )
     assert message["text"].startswith("CRITICAL: ")
-
-
-def assert_slack_inert(message: dict[str, Any]) -> None:
-    for text in _texts(message):
-        # The only angle brackets left are our own console links.
-        for inner in re.findall(r"<([^>]*)>", text):
-            assert inner.startswith(CONSOLES), text
-        assert "<" not in re.sub(r"<https://[^|<>]+\|[^<>]+>", "", text)
-        assert ">" not in re.sub(r"<https://[^|<>]+\|[^<>]+>", "", text)
-        assert not re.search(r"&(?!(amp|lt|gt);)", text), text
-        assert not re.search(r"@(channel|here|everyone)\b", text, re.IGNORECASE), text
-        assert not INVISIBLE.search(text), text
-    for text in [*_texts(message, "mrkdwn"), message["text"]]:
-        # Outside code spans / blocks only our own markup remains.
-        outside = re.sub(r"```.*?```|`[^`]*`|<https://[^|<>]+\|", "", text, flags=re.DOTALL)
-        assert "`" not in outside, text
-        for marker in ("*bold*", "_it_", "~strike~", "[click]"):
-            assert marker not in outside, text
-    for block in message["blocks"]:
-        if block["type"] == "header":
-            assert len(block["text"]["text"]) <= 150
-        for field in block.get("fields", []):
-            assert len(field["text"]) <= 2000
-        if isinstance(block.get("text"), dict):
-            assert len(block["text"]["text"]) <= 3000
 
 
 @pytest.mark.parametrize("text", [*HOSTILE, HUGE, "".join(HOSTILE) * 40])
@@ -342,3 +299,28 @@ def test_webhook_body_is_the_finding_json_with_markup_characters_escaped(text: s
     body = formats.webhook_body(finding)
     assert json.loads(body) == finding.model_dump(mode="json")
     assert not re.search(rb"[<>&]", body)
+
+
+# --- property: any event text stays inert -------------------------------------------------
+
+_ANY_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(list("<>&!@|*_~`[]()#:\r\n\t\"' \u202e\u200b\u2066")),
+        st.characters(),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=_ANY_TEXT)
+def test_any_event_text_is_inert_in_slack_html_and_headers(text: str) -> None:
+    v = view(hostile_finding(text))
+    assert_slack_inert(formats.slack_message(v))
+    msg = formats.email_message([v], "trustwatch@example.com", ["secops@example.com"])
+    assert "\n" not in msg["Subject"] and "\r" not in msg["Subject"]
+    parser = _Tags()
+    parser.feed(formats.email_html([v]))
+    assert {tag for tag, _ in parser.tags} <= {
+        "html", "body", "h2", "p", "table", "tr", "th", "td", "code", "pre", "a", "strong", "hr"
+    }  # fmt: skip

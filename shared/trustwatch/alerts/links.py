@@ -36,9 +36,16 @@ class Link:
 def deep_link(finding: Finding) -> Link | None:
     """The console page for the finding's identity, or None when nothing fits."""
     build = {"aws": _aws, "azure": _azure, "gcp": _gcp}[finding.cloud]
-    link = build(finding)
+    # Only the identity and scope feed a link: make them encodable (JSON allows lone
+    # surrogates such as "\\ud800"; quote() can't encode them).
+    parts = {k: _encodable(getattr(finding, k)) for k in ("identity", "scope")}
+    link = build(finding.model_copy(update=parts))
     # Belt and braces: whatever the parts were, never hand out a URL with markup in it.
     return link if link and _SAFE_URL.match(link.url) else None
+
+
+def _encodable(text: str) -> str:
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _aws(finding: Finding) -> Link | None:

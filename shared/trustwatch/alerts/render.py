@@ -39,9 +39,14 @@ SEVERITY_MARK = {
 
 def clean(value: object, limit: int = FIELD_MAX) -> str:
     """One line of inert plain text, at most `limit` characters (… marks a cut)."""
-    text = str(value)[: limit * 4]  # bound the work on huge inputs before the regexes
+    text = valid_text(str(value)[: limit * 4])  # bound the work on huge inputs first
     text = _INVISIBLE.sub("", _CONTROL.sub(" ", text)).strip()
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def valid_text(text: str) -> str:
+    """Lone surrogates (JSON allows "\\ud800") become U+FFFD: they can't be encoded."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
