@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, TextIO
 
-from trustwatch.alerts.dispatch import DeliveryReport, Dispatcher
+from trustwatch.alerts.dispatch import AlertDeliveryError, DeliveryReport, Dispatcher
 from trustwatch.alerts.receivers import (
     RecordedRequest,
     RecordingHTTPServer,
@@ -35,7 +35,8 @@ class LocalDelivery:
 
 
 def deliver_locally(findings: Sequence[Finding], *, min_severity: str = "info") -> LocalDelivery:
-    """Send `findings` through all four sink kinds to local receivers; return what arrived."""
+    """Send `findings` through all four sink kinds to local receivers; return what arrived
+    (a failed delivery does not raise here: `report.undelivered` says so)."""
     with (
         RecordingHTTPServer() as slack,
         RecordingHTTPServer(Reply(202, b"")) as teams,
@@ -53,7 +54,10 @@ def deliver_locally(findings: Sequence[Finding], *, min_severity: str = "info") 
             "TRUSTWATCH_MIN_SEVERITY": min_severity,
             "TRUSTWATCH_ALERT_TIMEOUT": "5",
         }
-        report = Dispatcher.from_env(env).send(findings)
+        try:
+            report = Dispatcher.from_env(env).send(findings)
+        except AlertDeliveryError as exc:  # the caller shows the report either way
+            report = exc.report
         return LocalDelivery(
             report=report,
             slack=[r.json() for r in slack.requests],
