@@ -15,6 +15,7 @@ from trustwatch.intake import Parsed, parse_document, read_documents, read_path
 from trustwatch.respond import evaluate_records
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_ALERT_FAILED = 3  # findings that no sink accepted: never a silent 0 or 1
 SEVERITIES = [s.value for s in Severity]
 
 
@@ -91,10 +92,54 @@ def _replay_command(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     result = replay(args.paths, baseline, keep_going=args.keep_going, on_error=sys.stderr)
     print_findings(result.findings, args.format, sys.stdout)
+    if args.alert and result.findings:
+        code = _send_alerts(result.findings, args.routing)
+        if code != EXIT_OK:
+            return code
     if result.errors:
         return EXIT_BAD_INPUT
     worst = [f for f in result.findings if f.severity.at_least(args.fail_on)]
     return EXIT_FINDINGS if worst else EXIT_OK
+
+
+def _send_alerts(findings: list[Finding], routing: str | None) -> int:
+    """Send through the sinks the environment (and optional routing file) configure."""
+    from trustwatch.alerts import AlertConfigError, AlertDeliveryError, Dispatcher
+    from trustwatch.dedup import SqliteDedupStore
+
+    try:
+        store = SqliteDedupStore(_state_path())
+        dispatcher = Dispatcher.from_env(routing_file=routing, store=store)
+    except (AlertConfigError, OSError) as exc:
+        print(f"trustwatch: alert configuration: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not dispatcher.sinks:
+        print(
+            "trustwatch: --alert: no sink configured (set TRUSTWATCH_SLACK_WEBHOOK_URL, "
+            "TRUSTWATCH_SMTP_URL, … or --routing FILE)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    try:
+        report = dispatcher.send(findings)
+    except AlertDeliveryError as exc:
+        print(f"trustwatch: alert delivery failed: {exc}", file=sys.stderr)
+        return EXIT_ALERT_FAILED
+    print(f"trustwatch: alerts: {report.summary()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _state_path() -> str:
+    """The CLI's dedup store: TRUSTWATCH_STATE_DB or ~/.cache/trustwatch/dedup.sqlite."""
+    import os
+    from pathlib import Path
+
+    path = os.environ.get("TRUSTWATCH_STATE_DB")
+    if path:
+        return path
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trustwatch"
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / "dedup.sqlite")
 
 
 def _validate_command(args: argparse.Namespace) -> int:
@@ -140,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report bad records and continue (exit is still 2 if any was bad)",
     )
+    rp.add_argument(
+        "--alert",
+        action="store_true",
+        help="send findings through the sinks configured by TRUSTWATCH_* variables",
+    )
+    rp.add_argument("--routing", metavar="FILE", help="alert routing file (with --alert)")
     rp.add_argument("paths", nargs="+", metavar="PATH", help="event files ('-' for stdin)")
     rp.set_defaults(func=_replay_command)
 
@@ -151,6 +202,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     dp = sub.add_parser("demo", help="the whole loop on bundled example events")
     dp.set_defaults(func=_demo_command)
+
+    from trustwatch.package import add_package_command
+
+    add_package_command(sub)
     return parser
 
 

@@ -43,4 +43,22 @@ def run_demo(out: TextIO) -> int:
         out.write(f"{note}\n")
     for error in result.errors:
         out.write(f"error: {error}\n")
-    return 2 if result.errors else 0
+    if result.errors:
+        return 2
+    return _show_alerts(result.findings, out)
+
+
+def _show_alerts(findings: list, out: TextIO) -> int:
+    """Deliver the findings for real to local Slack/Teams/webhook/SMTP receivers."""
+    try:
+        from trustwatch.alerts.local import deliver_locally, write_preview
+    except ImportError as exc:  # the demo's receivers need the `cli` extra (aiosmtpd)
+        out.write(f"\n(alerts not shown: {exc}; install with: pip install -e '.[cli]')\n")
+        return 0
+    out.write(
+        "\nSending them through the real sinks to local receivers "
+        "(Slack, Teams, signed webhook, SMTP on 127.0.0.1):\n"
+    )
+    delivery = deliver_locally(sorted(findings, key=lambda f: -f.severity.rank))
+    write_preview(delivery, out)
+    return 0 if not delivery.report.undelivered else 3
