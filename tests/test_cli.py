@@ -192,5 +192,10 @@ def test_demo_runs(capsys):
         "aws.trust.principal_added",
         "aws.policy.managed_attached",
         "aws.assume_role.external_id_mismatch",
+        "azure.role_assignment.unexpected",
+        "gcp.iam.impersonation_granted",
+        "gcp.bucket.binding_added",
     ):
         assert rule in out
+    assert "6 findings" in out  # the benign Terraform re-apply gives none
+    assert "--- Slack message" in out and "--- Email" in out

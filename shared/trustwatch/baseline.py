@@ -146,6 +146,15 @@ class AzureRoleAssignment(_Strict):
     role: str = Field(description="built-in role name, definition GUID or full definition id")
     scope: str
 
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        # an unknown name would never match, flagging every assignment of the identity
+        from trustwatch.azure.roles import normalize_role
+
+        normalize_role(value)
+        return value
+
 
 class AzureIdentity(_Strict):
     mode: Mode | None = None

@@ -71,7 +71,8 @@ def evaluate_records(
             continue
         for change in parsed.changes:
             if change.needs_enrichment:
-                enriched = enrich(change) if enrich else "body not in event"
+                reason = str(change.data.get("not_evaluated") or "body not in event")
+                enriched = enrich(change) if enrich else reason
                 if isinstance(enriched, str):
                     note = f"{parsed.where}: not evaluated: {enriched} ({change.event_name})"
                     yield RecordOutcome(parsed.where, not_evaluated=note)
