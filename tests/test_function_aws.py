@@ -173,3 +173,40 @@ def test_no_sink_configured_raises_rather_than_losing_the_finding(monkeypatch):
     handler = load_handler(monkeypatch, {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE)})
     with pytest.raises(Exception, match="sink"):
         handler.lambda_handler(drift_event(), Context())
+
+
+def test_baseline_min_severity_applies_when_the_variable_is_unset(monkeypatch, slack, tmp_path):
+    strict = tmp_path / "baseline.yaml"
+    strict.write_text(
+        EXAMPLE_BASELINE.read_text().replace("min_severity: medium", "min_severity: critical")
+    )
+    handler = load_handler(
+        monkeypatch,
+        {"TRUSTWATCH_BASELINE": str(strict), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+    )
+    record = json.loads((EVENTS / "aws-assumerole-wrong-external-id.json").read_text())
+    result = handler.lambda_handler(drift_event() | {"detail": record}, Context())
+    assert len(result["findings"]) == 1 and result["sent"] == 0  # high < critical
+    assert slack.requests == []
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(
+        EXAMPLE_BASELINE.read_text().replace("min_severity: medium", "min_severity: low")
+    )
+    handler = load_handler(
+        monkeypatch,
+        {"TRUSTWATCH_BASELINE": str(loose), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+    )
+    detach = copy.deepcopy(record) | {
+        "eventSource": "iam.amazonaws.com",
+        "eventName": "DetachRolePolicy",
+        "errorCode": None,
+        "eventID": "detach-1",
+        "requestParameters": {
+            "roleName": "databricks-uc-metastore",
+            "policyArn": "arn:aws:iam::111122223333:policy/databricks-uc-metastore-access",
+        },
+    }
+    del detach["errorCode"]
+    result = handler.lambda_handler(drift_event() | {"detail": detach}, Context())
+    assert result["sent"] == 1  # medium >= low: delivered, not held back by a sink default
+    assert len(slack.requests) == 1

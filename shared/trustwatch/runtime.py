@@ -46,7 +46,12 @@ def function_responder(
             "duplicates are suppressed within this instance only"
         )
         store = MemoryDedupStore()
-    dispatcher = Dispatcher.from_env(env, store=store)
+    # The responder applies TRUSTWATCH_MIN_SEVERITY, or else the baseline's
+    # defaults.min_severity (known only once the baseline loads); sinks without their own
+    # threshold then take every finding it hands over.
+    sink_env = dict(env)
+    sink_env.setdefault("TRUSTWATCH_MIN_SEVERITY", "info")
+    dispatcher = Dispatcher.from_env(sink_env, store=store)
     # No sink means findings would go nowhere: leave the sender unset so the first
     # finding to send raises (retry, then dead-letter) instead of vanishing.
     sender = dispatcher if dispatcher.sinks else None
