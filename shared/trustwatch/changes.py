@@ -45,6 +45,21 @@ class EventError(ValueError):
     """A record that cannot be read: malformed, truncated, or of an unknown shape."""
 
 
+def str_or_empty(value: Any) -> str:
+    """A record field that should be text: anything else reads as absent."""
+    return value if isinstance(value, str) else ""
+
+
+def object_field(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """A record field that must be an object when present (absent/null -> {})."""
+    value = record.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError(f"{key} is a {type(value).__name__}, expected an object")
+    return value
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A record read fine but carrying nothing to evaluate (noise, reads, schedules)."""

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.changes import object_field as _dict
+from trustwatch.changes import str_or_empty as _str
 
 # eventName -> change kind
 IAM_KINDS = {
@@ -52,19 +54,6 @@ def records(doc: Any) -> Iterator[Any]:
         yield doc  # the envelope itself: parse() unwraps it and keeps its account
     else:
         yield doc
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(record: dict[str, Any], key: str) -> dict[str, Any]:
-    value = record.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise EventError(f"{key} is a {type(value).__name__}, expected an object")
-    return value
 
 
 def partition_of(arn: str) -> str:

@@ -27,6 +27,8 @@ from typing import Any
 
 from trustwatch.azure.roles import UnknownRole, normalize_guid, normalize_role, role_name
 from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.changes import object_field as _dict
+from trustwatch.changes import str_or_empty as _str
 
 # lower-case operation name -> change kind
 OPERATIONS = {
@@ -481,16 +483,3 @@ def _ci(obj: Any, key: str) -> Any:
 
 def _value(obj: Any) -> str:
     return _str(obj.get("value")) if isinstance(obj, dict) else _str(obj)
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(record: dict[str, Any], key: str) -> dict[str, Any]:
-    value = record.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise EventError(f"{key} is a {type(value).__name__}, expected an object")
-    return value

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.changes import object_field as _dict
+from trustwatch.changes import str_or_empty as _str
 
 # (serviceName, lower-case last segment of methodName) -> change kind
 METHODS = {
@@ -393,16 +395,3 @@ def _json_or_none(raw: bytes) -> Any:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return None
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _dict(record: dict[str, Any], key: str) -> dict[str, Any]:
-    value = record.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise EventError(f"{key} is a {type(value).__name__}, expected an object")
-    return value
