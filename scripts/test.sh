@@ -5,8 +5,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$root"
 ruff check .
-ruff format --check --quiet . || {
-  echo "test: code is not ruff-formatted (run: ruff format .)" >&2
+ruff format --check --quiet shared functions tests benchmarks || {
+  echo "test: code is not ruff-formatted (run: ruff format shared functions tests benchmarks)" >&2
   exit 1
 }
 exec python -m pytest "$@"

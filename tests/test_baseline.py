@@ -139,7 +139,9 @@ def test_cross_account_template_needs_databricks_account_id():
 
 
 def test_unknown_azure_role_name_is_rejected_at_load():
-    text = TEXT.replace("- role: Storage Queue Data Contributor", "- role: Storage Queue Data Contributer")
+    text = TEXT.replace(
+        "- role: Storage Queue Data Contributor", "- role: Storage Queue Data Contributer"
+    )
     with pytest.raises(BaselineError) as err:
         parse_baseline(text, "b.yaml")
     assert "role_assignments.1.role" in str(err.value)
