@@ -10,13 +10,14 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import hcl2
 import pytest
-from conftest import ROOT
+from conftest import DATA, ROOT
 from trustwatch.package import AWS_PIP_TARGET
 
 DEPLOY = ROOT / "deploy"
@@ -447,3 +448,157 @@ def test_terraform_validates_the_aws_module(tmp_path: Path) -> None:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- slow: apply the AWS module to moto and read back what it made ---------------------------
+
+_ROOT_MODULE = """
+provider "aws" {
+  region                      = "us-east-1"
+  access_key                  = "testing"
+  secret_key                  = "testing"
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_requesting_account_id  = true
+  endpoints {
+    sts              = "%(endpoint)s"
+    iam              = "%(endpoint)s"
+    dynamodb         = "%(endpoint)s"
+    sqs              = "%(endpoint)s"
+    lambda           = "%(endpoint)s"
+    cloudwatchevents = "%(endpoint)s"
+    cloudwatchlogs   = "%(endpoint)s"
+  }
+}
+
+module "trustwatch" {
+  source            = "%(module)s"
+  name              = "twdeploy"
+  bundle_path       = "bundle.zip"
+  baseline_url      = "s3://tw-config/trustwatch/baseline.yaml"
+  min_severity      = "high"
+  slack_webhook_url = "https://hooks.example.invalid/slack"
+  secret_arns = {
+    TRUSTWATCH_WEBHOOK_SECRET = "%(secret)s#key"
+  }
+  ssm_parameters = {
+    TRUSTWATCH_SMTP_URL = "/trustwatch/smtp-url"
+  }
+}
+"""
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:trustwatch/hook-AbCdEf"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
+    binary = _terraform()
+    if not (TF_PLUGINS / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+        pytest.skip(f"no local AWS provider mirror in {TF_PLUGINS}")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        work = tmp_path / "root"
+        work.mkdir()
+        shutil.copytree(DEPLOY / "aws", tmp_path / "module")
+        values = {"endpoint": endpoint, "module": tmp_path / "module", "secret": SECRET_ARN}
+        (work / "main.tf").write_text(_ROOT_MODULE % values)
+        with zipfile.ZipFile(work / "bundle.zip", "w") as bundle:
+            bundle.writestr("handler.py", "def lambda_handler(event, context):\n    return {}\n")
+        env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+        for command in (
+            ["init", "-input=false", f"-plugin-dir={TF_PLUGINS}"],
+            ["apply", "-input=false", "-auto-approve"],
+        ):
+            result = subprocess.run(
+                [binary, *command, "-no-color"],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+        def client(service: str):
+            return boto3.client(
+                service,
+                endpoint_url=endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+
+        events = client("events")
+        rule = events.describe_rule(Name="twdeploy-identity-changes")
+        assert rule["State"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+        # moto's own EventBridge matcher (its TestEventPattern API is a stub).
+        from moto.events.models import EventPattern
+
+        pattern = EventPattern.load(rule["EventPattern"])
+        drift = json.loads(
+            (ROOT / "examples/events/aws-trust-backdoor.eventbridge.json").read_text()
+        )
+        assert pattern.matches_event(drift)
+        assume = dict(drift, source="aws.sts")
+        assume["detail"] = dict(
+            drift["detail"], eventSource="sts.amazonaws.com", eventName="AssumeRole"
+        )
+        assert pattern.matches_event(assume)
+        other = json.loads(
+            (DATA / "aws/eventbridge-cloudtrail-s3-createbucket-c7n.json").read_text()
+        )
+        assert not pattern.matches_event(other)
+        read_only = dict(drift)
+        read_only["detail"] = dict(drift["detail"], eventName="GetRole")
+        assert not pattern.matches_event(read_only)
+        (target,) = events.list_targets_by_rule(Rule="twdeploy-identity-changes")["Targets"]
+        assert target["Arn"].endswith(":function:twdeploy")
+
+        config = client("lambda").get_function_configuration(FunctionName="twdeploy")
+        assert (config["Runtime"], config["Handler"]) == ("python3.11", "handler.lambda_handler")
+        environment = config["Environment"]["Variables"]
+        assert environment["TRUSTWATCH_STATE_TABLE"] == "twdeploy-state"
+        assert environment["TRUSTWATCH_BASELINE"] == "s3://tw-config/trustwatch/baseline.yaml"
+        assert environment["TRUSTWATCH_MIN_SEVERITY"] == "high"
+        assert environment["TRUSTWATCH_WEBHOOK_SECRET"] == f"aws-secret:{SECRET_ARN}#key"
+        assert environment["TRUSTWATCH_SMTP_URL"] == "ssm:/trustwatch/smtp-url"
+        assert environment["TRUSTWATCH_SLACK_WEBHOOK_URL"] == "https://hooks.example.invalid/slack"
+
+        policy = client("iam").get_role_policy(
+            RoleName="twdeploy-function", PolicyName="twdeploy-function"
+        )["PolicyDocument"]
+        policy = json.loads(policy) if isinstance(policy, str) else policy
+        grants = {
+            s["Sid"]: (_as_list(s["Action"]), _as_list(s["Resource"])) for s in policy["Statement"]
+        }
+        assert grants["Baseline"] == (
+            ["s3:GetObject"],
+            ["arn:aws:s3:::tw-config/trustwatch/baseline.yaml"],
+        )
+        assert grants["Secrets"] == (["secretsmanager:GetSecretValue"], [SECRET_ARN])
+        assert grants["Parameters"] == (
+            ["ssm:GetParameter"],
+            ["arn:aws:ssm:us-east-1:123456789012:parameter/trustwatch/smtp-url"],
+        )
+        assert "AlertMail" not in grants and "DecryptSecrets" not in grants
+        assert all("*" not in a for actions, _ in grants.values() for a in actions)
+
+        ttl = client("dynamodb").describe_time_to_live(TableName="twdeploy-state")
+        assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires"
+        invoke = client("lambda").get_function_event_invoke_config(FunctionName="twdeploy")
+        assert invoke["DestinationConfig"]["OnFailure"]["Destination"].endswith(
+            ":twdeploy-dead-letter"
+        )
+    finally:
+        server.stop()
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return sorted([value] if isinstance(value, str) else value)

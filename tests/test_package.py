@@ -392,31 +392,32 @@ def test_aws_bundle_runs_in_a_boto3_only_python(tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)
 def test_gcp_bundle_runs_with_its_requirements(tmp_path: Path) -> None:
     _needs_entry_point("gcp")
+    from test_gcp_events import COMPUTE, MALLORY, add, pubsub_cloudevent, sa_policy
+    from trustwatch.alerts.receivers import RecordingHTTPServer
+
     (zip_path,) = build_bundle("gcp", tmp_path / "dist", baseline=EXAMPLE_BASELINE)
     bundle = _unpack(zip_path, tmp_path / "src")
     python = _fresh_venv(tmp_path / "venv", "-r", str(bundle / "requirements.txt"))
-    entry = sorted(
-        (Path(os.environ.get("TRUSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))).glob(
-            "gcp/auditlog-iam-setiampolicy-*.json"
-        )
-    )
-    if not entry:
-        pytest.skip("no GCP SetIamPolicy audit entry in the corpus")
+    # Drift: someone may now mint tokens for the Databricks compute service account.
+    entry = sa_policy(COMPUTE, add("roles/iam.serviceAccountTokenCreator", MALLORY))
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(pubsub_cloudevent(entry)))
     code = (
-        "import base64, json, main\n"
+        "import json, main\n"
         "from cloudevents.http import CloudEvent\n"
-        f"entry = json.load(open({str(entry[0])!r}))\n"
-        "data = {'message': {'data': base64.b64encode(json.dumps(entry).encode()).decode(),\n"
-        "        'messageId': '1', 'publishTime': '2026-11-27T10:00:00Z'},\n"
-        "        'subscription': 'projects/p/subscriptions/s'}\n"
-        "event = CloudEvent({'type': 'google.cloud.pubsub.topic.v1.messagePublished',\n"
-        "    'source': '//pubsub.googleapis.com/projects/p/topics/trustwatch', 'id': 'evt-1'}, data)\n"
-        "main.on_audit_log(event)\n"
+        f"doc = json.load(open({str(event_file)!r}))\n"
+        "data = doc.pop('data')\n"
+        "main.on_audit_log(CloudEvent(doc, data))\n"
         "print('handled')\n"
     )
-    result = _run_in(bundle, code, python=python)
+    with RecordingHTTPServer() as slack:
+        url = f"{slack.url}/services/T000/B000/XXXX"
+        result = _run_in(bundle, code, python=python, env={"TRUSTWATCH_SLACK_WEBHOOK_URL": url})
+        posts = [r for r in slack.requests if r.method == "POST"]
     assert result.returncode == 0, result.stderr
     assert "handled" in result.stdout
+    assert posts, f"no Slack post; the function said:\n{result.stdout}\n{result.stderr}"
+    assert COMPUTE in posts[0].body.decode()
 
 
 @pytest.mark.slow
