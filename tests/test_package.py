@@ -424,27 +424,46 @@ def test_gcp_bundle_runs_with_its_requirements(tmp_path: Path) -> None:
 @pytest.mark.timeout(1800)
 def test_azure_bundle_runs_with_its_requirements(tmp_path: Path) -> None:
     _needs_entry_point("azure")
+    from test_azure_events import CONNECTOR_PRINCIPAL, ROLE, SUB, assign, load
+    from trustwatch.alerts.receivers import RecordingHTTPServer
+
     folder, _ = build_bundle("azure", tmp_path / "dist", baseline=EXAMPLE_BASELINE)
     python = _fresh_venv(tmp_path / "venv", "-r", str(folder / "requirements.txt"))
-    corpus = Path(os.environ.get("TRUSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
-    samples = sorted(corpus.glob("azure/eventgrid-resourcewritesuccess-*.json"))
-    if not samples:
-        pytest.skip("no Event Grid sample in the corpus")
-    code = (
-        "import datetime, json\n"
-        "import azure.functions as func\n"
-        "import function_app\n"
-        f"doc = json.load(open({str(samples[0])!r}))\n"
-        "doc = doc[0] if isinstance(doc, list) else doc\n"
-        "event = func.EventGridEvent(id=doc['id'], data=doc['data'], topic=doc.get('topic', ''),\n"
-        "    subject=doc['subject'], event_type=doc['eventType'],\n"
-        "    event_time=datetime.datetime.fromisoformat(doc['eventTime'].replace('Z', '+00:00')),\n"
-        "    data_version=doc.get('dataVersion', ''))\n"
-        "fns = {f.get_function_name(): f for f in function_app.app.get_functions()}\n"
-        "assert {'on_event_grid', 'on_activity_log'} <= set(fns), sorted(fns)\n"
-        "fns['on_event_grid'].get_user_function()(event)\n"
-        "print('handled')\n"
-    )
-    result = _run_in(folder, code, python=python)
+    # Drift on the Activity Log path: the access connector's identity made Owner of the
+    # subscription. On the Event Grid path: a storage account write, which is not watched
+    # (so no ARM read is needed).
+    records = assign(CONNECTOR_PRINCIPAL, ROLE["Owner"], f"/subscriptions/{SUB}")
+    (tmp_path / "records.json").write_text(json.dumps({"records": records}))
+    grid = load("eventgrid-resourcewritesuccess-storageaccount-msdocs")
+    grid = grid[0] if isinstance(grid, list) else grid
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    code = f"""
+import datetime, json, types
+import azure.functions as func
+import function_app
+fns = {{f.get_function_name(): f for f in function_app.app.get_functions()}}
+assert {{"on_event_grid", "on_activity_log"}} <= set(fns), sorted(fns)
+doc = json.load(open({str(tmp_path / "grid.json")!r}))
+when = datetime.datetime.fromisoformat(doc["eventTime"].replace("Z", "+00:00"))
+grid = func.EventGridEvent(id=doc["id"], data=doc["data"], topic=doc.get("topic", ""),
+    subject=doc["subject"], event_type=doc["eventType"], event_time=when,
+    data_version=doc.get("dataVersion", ""))
+fns["on_event_grid"].get_user_function()(grid)
+body = open({str(tmp_path / "records.json")!r}, "rb").read()
+hub = func.EventHubEvent(body=body, sequence_number=7, partition_key=None)
+fns["on_activity_log"].get_user_function()([hub], types.SimpleNamespace(retry_context=None))
+print("handled")
+"""
+    with RecordingHTTPServer() as slack:
+        env = {
+            "TRUSTWATCH_SLACK_WEBHOOK_URL": f"{slack.url}/services/T000/B000/XXXX",
+            "TRUSTWATCH_EVENTHUB_NAME": "activity-log",
+            "TRUSTWATCH_EVENTHUB_CONNECTION": "unused",
+            "TRUSTWATCH_EVENTHUB_CONSUMER_GROUP": "trustwatch",
+        }
+        result = _run_in(folder, code, python=python, env=env)
+        posts = [r for r in slack.requests if r.method == "POST"]
     assert result.returncode == 0, result.stderr
     assert "handled" in result.stdout
+    assert posts, f"no Slack post; the function said:\n{result.stdout}\n{result.stderr}"
+    assert CONNECTOR_PRINCIPAL in posts[0].body.decode() or "Owner" in posts[0].body.decode()
