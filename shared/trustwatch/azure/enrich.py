@@ -1,0 +1,170 @@
+"""Fetch what an Event Grid event leaves out: the role assignment or access connector it
+names, read from Azure Resource Manager (ARM) with the function's identity.
+
+`arm_enricher()` is the `Enricher` the Azure function wires into its responder. For a
+`needs_enrichment` Change it GETs `change.identity` (the resource id) and hands the resource,
+as ARM returns it, to `events.complete()`:
+- a role assignment through azure-mgmt-authorization (`role_assignments.get_by_id`);
+- an access connector through a plain authenticated ARM GET (no SDK is worth its import
+  for one read).
+A 404 means the resource is gone by the time we look: the change is reported as not
+evaluated with that reason, never as an error. The Activity Log path (`on_activity_log`)
+carries the request body of the same operation, so a grant removed within seconds is still
+judged there; so is a grant that ARM has not replicated yet and answers 404 for.
+Throttling (429) and 5xx are retried by the azure-core retry policy; what still fails
+raises, so the platform retries the event and finally dead-letters it.
+
+The SDK and azure-identity are imported on the first enrichment, not at import: most events
+need none, and the function's cold start should not pay for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from trustwatch.azure.events import complete
+from trustwatch.changes import Change, EventError
+from trustwatch.respond import Enricher
+
+ARM_ENDPOINT = "https://management.azure.com"
+# A Microsoft.Databricks API version that returns the connector's identity.
+ACCESS_CONNECTOR_API_VERSION = "2024-05-01"
+# A function invocation has minutes, not the SDK defaults (10 retries, 300 s reads):
+# fail within that budget and let the platform retry the event.
+CLIENT_DEFAULTS: dict[str, Any] = {"retry_total": 3, "connection_timeout": 10, "read_timeout": 30}
+
+ASSIGNMENT_DELETED = "role assignment already deleted (404)"
+CONNECTOR_DELETED = "access connector already deleted (404)"
+DELETE_NOT_READABLE = (
+    "a deleted role assignment cannot be read back from ARM; "
+    "the Activity Log record of the operation carries its principal and role"
+)
+
+
+def arm_enricher(
+    *,
+    credential: Any = None,
+    base_url: str | None = None,
+    connection_verify: bool | str = True,
+    **client_options: Any,
+) -> Enricher:
+    """An Enricher reading from ARM at `base_url` (public cloud by default).
+
+    `credential` is any azure-core TokenCredential (default: DefaultAzureCredential, i.e.
+    the Function App's managed identity); `connection_verify` a CA bundle path to trust
+    instead of the system store; `client_options` go to the azure-core pipeline
+    (e.g. `retry_total`).
+    """
+    reader = _ArmReader(
+        credential,
+        (base_url or ARM_ENDPOINT).rstrip("/"),
+        {**CLIENT_DEFAULTS, **client_options, "connection_verify": connection_verify},
+    )
+
+    def enrich(change: Change) -> Change | str:
+        if change.kind == "role_assignment.deleted":
+            return DELETE_NOT_READABLE  # a GET could only answer 404
+        if change.kind == "role_assignment.created":
+            resource = reader.role_assignment(change.identity)
+            return _completed(change, resource, ASSIGNMENT_DELETED)
+        if change.kind == "access_connector.written":
+            resource = reader.resource(change.identity, ACCESS_CONNECTOR_API_VERSION)
+            return _completed(change, resource, CONNECTOR_DELETED)
+        return f"no ARM read for {change.kind} changes"
+
+    return enrich
+
+
+def _completed(change: Change, resource: Any, gone: str) -> Change | str:
+    if resource is None:
+        return gone
+    try:
+        return complete(change, resource)
+    except EventError as exc:  # asking again would get the same answer
+        return f"ARM's answer is not readable: {exc}"
+
+
+def enricher_from_env(environ: Mapping[str, str]) -> Enricher:
+    """arm_enricher() configured by TRUSTWATCH_ARM_ENDPOINT (another cloud's ARM, e.g.
+    https://management.chinacloudapi.cn, or a test server) and TRUSTWATCH_ARM_CA_BUNDLE
+    (a CA file to trust for it)."""
+    return arm_enricher(
+        base_url=environ.get("TRUSTWATCH_ARM_ENDPOINT") or None,
+        connection_verify=environ.get("TRUSTWATCH_ARM_CA_BUNDLE") or True,
+    )
+
+
+class _ArmReader:
+    """Reads ARM resources by id; the credential and clients are made on first use."""
+
+    def __init__(self, credential: Any, base_url: str, options: dict[str, Any]) -> None:
+        self._credential = credential
+        self._base_url = base_url
+        # The token audience is the ARM endpoint itself (sovereign clouds differ).
+        self._scope = f"{base_url}/.default"
+        self._options = options
+        self._authorization: Any = None
+        self._pipeline: Any = None
+
+    def _token_credential(self) -> Any:
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            self._credential = DefaultAzureCredential()
+        return self._credential
+
+    def role_assignment(self, assignment_id: str) -> dict[str, Any] | None:
+        """The assignment as ARM returns it, or None if ARM answers 404."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if self._authorization is None:
+            from azure.mgmt.authorization import AuthorizationManagementClient
+
+            # get_by_id never uses the client's subscription: one client serves them all.
+            self._authorization = AuthorizationManagementClient(
+                self._token_credential(),
+                "00000000-0000-0000-0000-000000000000",
+                base_url=self._base_url,
+                credential_scopes=[self._scope],
+                **self._options,
+            )
+        try:
+            # `cls` hands back the response body itself: the ARM JSON complete() reads,
+            # with nothing lost to a model round trip.
+            return self._authorization.role_assignments.get_by_id(
+                assignment_id, cls=lambda response, _model, _headers: _json(response)
+            )
+        except ResourceNotFoundError:
+            return None
+
+    def resource(self, resource_id: str, api_version: str) -> dict[str, Any] | None:
+        """GET any ARM resource by id, or None if ARM answers 404."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.rest import HttpRequest
+
+        if self._pipeline is None:
+            from azure.core import PipelineClient
+            from azure.core.pipeline.policies import RetryPolicy, UserAgentPolicy
+            from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+            policies = [
+                UserAgentPolicy(sdk_moniker="trustwatch"),
+                RetryPolicy(**self._options),
+                ARMChallengeAuthenticationPolicy(self._token_credential(), self._scope),
+            ]
+            self._pipeline = PipelineClient(self._base_url, policies=policies, **self._options)
+        request = HttpRequest(
+            "GET", self._base_url + resource_id, params={"api-version": api_version}
+        )
+        response = self._pipeline.send_request(request)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HttpResponseError(response=response)
+        return response.json()
+
+
+def _json(pipeline_response: Any) -> Any:
+    return json.loads(pipeline_response.http_response.text())

@@ -1,0 +1,209 @@
+"""A small Azure Resource Manager stand-in on loopback, for the real SDK clients to talk to.
+
+- ARM over HTTPS (azure-core's bearer-token policy refuses plain http), with a fresh
+  self-signed certificate for 127.0.0.1/localhost (`ca_bundle` is its path): GET a
+  resource by id (`/subscriptions/…/roleAssignments/{name}?api-version=…`) from `resources`,
+  else 404 with ARM's error JSON. Requests without the issued bearer token get 401.
+- The App Service managed identity endpoint over plain http, as the Functions host serves
+  it to the app (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`): azure-identity's
+  DefaultAzureCredential gets its token here, so the production credential path runs too.
+
+Every request is recorded (`requests`, `token_requests`); `fail(status, …)` queues answers
+for the next ARM requests (throttling, outages).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from trustwatch.alerts.receivers import self_signed_tls
+
+IDENTITY_PATH = "/msi/token"
+
+
+@dataclass(frozen=True)
+class ArmRequest:
+    method: str
+    path: str  # without the query
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Failure:
+    status: int
+    headers: dict[str, str]
+
+
+def role_assignment(assignment_id: str, principal_id: str, role_guid: str) -> dict[str, Any]:
+    """A role assignment as ARM's GET returns it (api-version 2022-04-01)."""
+    scope, _, name = assignment_id.rpartition("/providers/Microsoft.Authorization/roleAssignments/")
+    subscription = assignment_id.split("/")[2]
+    return {
+        "properties": {
+            "roleDefinitionId": f"/subscriptions/{subscription}/providers/"
+            f"Microsoft.Authorization/roleDefinitions/{role_guid}",
+            "principalId": principal_id,
+            "principalType": "ServicePrincipal",
+            "scope": scope,
+            "condition": None,
+            "conditionVersion": None,
+            "createdOn": "2026-11-27T10:00:00.0000000Z",
+            "updatedOn": "2026-11-27T10:00:00.0000000Z",
+            "createdBy": None,
+            "updatedBy": "0c7e5a8d-9f41-4b6a-8d2e-51f0a3c9b7e4",
+            "delegatedManagedIdentityResourceId": None,
+            "description": None,
+        },
+        "id": assignment_id,
+        "type": "Microsoft.Authorization/roleAssignments",
+        "name": name,
+    }
+
+
+class ArmServer:
+    """`with ArmServer() as arm:` … `arm.url`, `arm.ca_bundle`, `arm.resources[id] = body`."""
+
+    def __init__(self) -> None:
+        self.resources: dict[
+            str, dict[str, Any]
+        ] = {}  # resource id -> body (ids match case-insensitively)
+        self.requests: list[ArmRequest] = []
+        self.token_requests: list[ArmRequest] = []
+        self.token = secrets.token_urlsafe(24)
+        self.identity_header = secrets.token_urlsafe(12)
+        self._failures: deque[Failure] = deque()
+        self._lock = threading.Lock()
+        context, self.ca_bundle, self._cleanup = self_signed_tls("localhost")
+        self._arm = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(self._serve_arm))
+        self._arm.socket = context.wrap_socket(self._arm.socket, server_side=True)
+        self._identity = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(self._serve_token))
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self._arm.server_address[1]}"
+
+    @property
+    def identity_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._identity.server_address[1]}{IDENTITY_PATH}"
+
+    def managed_identity_environ(self) -> dict[str, str]:
+        """What the Functions host sets for an app with a managed identity."""
+        return {
+            "IDENTITY_ENDPOINT": self.identity_endpoint,
+            "IDENTITY_HEADER": self.identity_header,
+        }
+
+    def fail(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._failures.extend([Failure(status, headers or {})] * times)
+
+    # --- the two endpoints -----------------------------------------------------------------
+
+    def _serve_arm(self, request: ArmRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            self.requests.append(request)
+            failure = self._failures.popleft() if self._failures else None
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return 401, _error("AuthenticationFailed", "missing or wrong bearer token"), {}
+        if failure is not None:
+            return failure.status, _error("ServerBusy", "injected failure"), failure.headers
+        if request.method != "GET" or "api-version" not in request.query:
+            return 400, _error("MissingApiVersionParameter", "api-version is required"), {}
+        found = {k.lower(): v for k, v in self.resources.items()}.get(request.path.lower())
+        if found is not None:
+            return 200, found, {}
+        if "/providers/microsoft.authorization/roleassignments/" in request.path.lower():
+            code = "RoleAssignmentNotFound"
+            message = f"The role assignment '{request.path.rsplit('/', 1)[-1]}' is not found."
+        else:
+            code = "ResourceNotFound"
+            message = f"The Resource '{request.path}' was not found."
+        return 404, _error(code, message), {}
+
+    def _serve_token(self, request: ArmRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self._lock:
+            self.token_requests.append(request)
+        if (
+            request.path != IDENTITY_PATH
+            or request.headers.get("x-identity-header") != self.identity_header
+        ):
+            return 400, {"error": "invalid_request"}, {}
+        body = {
+            "access_token": self.token,
+            "expires_on": str(int(time.time()) + 3600),
+            "resource": request.query.get("resource", ""),
+            "token_type": "Bearer",
+        }
+        return 200, body, {}
+
+    def _handler(
+        self, serve: Callable[[ArmRequest], tuple[int, dict[str, Any], dict[str, str]]]
+    ) -> type[BaseHTTPRequestHandler]:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                length = int(headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                status, body, extra = serve(ArmRequest(self.command, url.path, query, headers))
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in extra.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_PUT = do_POST = do_DELETE = do_PATCH = do_GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        return Handler
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ArmServer:
+        for server in (self._arm, self._identity):
+            server.daemon_threads = True
+            thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def close(self) -> None:
+        for server in (self._arm, self._identity):
+            if self._threads:
+                server.shutdown()
+            server.server_close()
+        for thread in self._threads:
+            thread.join()
+        self._cleanup()
+
+    def __enter__(self) -> ArmServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
