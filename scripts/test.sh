@@ -5,8 +5,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$root"
 ruff check .
-ruff format --check --quiet shared functions tests benchmarks || {
-  echo "test: code is not ruff-formatted (run: ruff format shared functions tests benchmarks)" >&2
+python_dirs=$(for d in shared functions tests benchmarks; do [ -d "$d" ] && echo "$d"; done)
+# shellcheck disable=SC2086  # word splitting of the folder list is intended
+ruff format --check --quiet $python_dirs || {
+  echo "test: code is not ruff-formatted (run: ruff format $(echo $python_dirs))" >&2
   exit 1
 }
 exec python -m pytest "$@"
