@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$root"
 ruff check .
-python_dirs=$(for d in shared functions tests benchmarks; do [ -d "$d" ] && echo "$d"; done)
+python_dirs=$(for d in shared functions tests benchmarks; do if [ -d "$d" ]; then echo "$d"; fi; done)
 # shellcheck disable=SC2086  # word splitting of the folder list is intended
 ruff format --check --quiet $python_dirs || {
   echo "test: code is not ruff-formatted (run: ruff format $(echo $python_dirs))" >&2
