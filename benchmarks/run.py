@@ -1,0 +1,413 @@
+"""trustwatch benchmarks, side by side with Cloud Custodian and with bare JSON parsing.
+
+    python benchmarks/run.py [--quick] [--json FILE]
+
+Prints one table (medians over several runs, and the ratios) and writes the figures as
+JSON (default .benchmarks/results.json). benchmarks/README.md says how to read them.
+Every measurement runs in a fresh interpreter (benchmarks/workers.py); moto and a
+recording webhook receiver run in this process, on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from local import DUMMY_AWS, MotoServer, RecordingServer, c7n_python  # noqa: E402
+from stream import cached_stream  # noqa: E402
+
+WORKERS = HERE / "workers.py"
+DRIFT_EVENT = ROOT / "examples" / "events" / "aws-trust-backdoor.eventbridge.json"
+BASELINE = ROOT / "examples" / "baseline.yaml"
+C7N_POLICY = {
+    "policies": [
+        {
+            "name": "iam-role-trust",
+            "resource": "iam-role",
+            "mode": {
+                "type": "cloudtrail",
+                "events": [
+                    {
+                        "source": "iam.amazonaws.com",
+                        "event": "UpdateAssumeRolePolicy",
+                        "ids": "requestParameters.roleName",
+                    }
+                ],
+            },
+            "filters": [{"type": "cross-account"}],
+        }
+    ]
+}
+# the team's goals (issue #6), not assertions: the table says whether each is met
+GOALS = {
+    "cold_ratio_vs_c7n": ("<=", 0.25),
+    "warm_ms_per_event": ("<=", 1.0),
+    "replay_ratio_vs_orjson": (">=", 0.5),
+    "peak_rss_mb": ("<=", 128.0),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    cold_runs: int
+    warm_runs: int
+    warm_events: dict[str, int]
+    replay_records: int
+    replay_runs: int
+    rss_events: int
+    profile: bool
+
+
+FULL = Plan(7, 3, {"trustwatch": 1000, "c7n": 200}, 1_000_000, 3, 10_000, True)
+QUICK = Plan(3, 2, {"trustwatch": 300, "c7n": 40}, 100_000, 2, 10_000, False)
+
+
+class Bench:
+    """Starts workers with the right interpreter and environment and collects their JSON."""
+
+    def __init__(self, cache: Path, work: Path, c7n: str | None, moto_url: str, hook: str):
+        self.cache, self.work, self.c7n, self.count = cache, work, c7n, 0
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TRUSTWATCH_", "AWS_", "POWERTOOLS_", "C7N_", "PYTHON"))
+        }
+        # both tools run with cached bytecode (kept in the cache folder): a cold start
+        # measures imports and first-event work, not compiling sources
+        base.update(DUMMY_AWS, PYTHONPYCACHEPREFIX=str(cache / "pycache"))
+        self.env = {
+            "trustwatch": {
+                **base,
+                "TRUSTWATCH_BASELINE": str(BASELINE),
+                "TRUSTWATCH_WEBHOOK_URL": hook,
+                "TRUSTWATCH_WEBHOOK_SECRET": "benchmark-secret",
+                "TRUSTWATCH_DEDUP_WINDOW": "0",  # every event alerts: delivery is measured
+            },
+            "c7n": {**base, "AWS_ENDPOINT_URL": moto_url},
+        }
+        self.c7n_dir = work / "c7n"
+        self.c7n_dir.mkdir()
+        (self.c7n_dir / "config.json").write_text(json.dumps(C7N_POLICY))
+
+    def run(self, mode: str, tool: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
+        self.count += 1
+        out = self.work / f"{self.count:04d}-{mode}-{tool}.json"
+        log = out.with_suffix(".log")
+        python = self.c7n if tool == "c7n" else sys.executable
+        assert python is not None
+        argv = [python, str(WORKERS), mode, tool, "--out", str(out), *args]
+        if tool == "c7n":
+            argv += ["--c7n-dir", str(self.c7n_dir)]
+        env = self.env["c7n" if tool == "c7n" else "trustwatch"]
+        started = time.perf_counter()
+        with log.open("wb") as err:
+            proc = subprocess.run(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=err, timeout=timeout, cwd=ROOT
+            )
+        wall = (time.perf_counter() - started) * 1000
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"worker {mode} {tool} failed ({proc.returncode}):\n{tail}")
+        result = json.loads(out.read_text())
+        result["process_ms"] = wall
+        return result
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def measure_cold(bench: Bench, plan: Plan, tools: list[str], hook: RecordingServer) -> dict:
+    event = ["--event", str(DRIFT_EVENT)]
+    for tool in tools:  # unmeasured: fills the bytecode and OS file caches
+        bench.run("cold", tool, *event)
+    runs: dict[str, list[dict]] = {t: [] for t in tools}
+    for index in range(plan.cold_runs):
+        order = tools if index % 2 == 0 else tools[::-1]  # interleaved: noise hits both
+        for tool in order:
+            posts = hook.posts
+            result = bench.run("cold", tool, *event)
+            if tool == "trustwatch" and hook.posts == posts:
+                raise RuntimeError("trustwatch's cold run delivered no alert")
+            runs[tool].append(result)
+    return {
+        tool: {
+            "cold_ms": median([r["cold_ms"] for r in rs]),
+            "import_ms": median([r["import_ms"] for r in rs]),
+            "first_event_ms": median([r["first_event_ms"] for r in rs]),
+            "process_ms": median([r["process_ms"] for r in rs]),
+            "detected": all(r["detected"] for r in rs),
+            "runs_ms": [round(r["cold_ms"], 2) for r in rs],
+        }
+        for tool, rs in runs.items()
+    }
+
+
+def measure_warm(bench: Bench, plan: Plan, tools: list[str]) -> dict:
+    runs: dict[str, list[dict]] = {t: [] for t in tools}
+    for index in range(plan.warm_runs):
+        for tool in tools if index % 2 == 0 else tools[::-1]:
+            count = str(plan.warm_events[tool])
+            runs[tool].append(
+                bench.run("warm", tool, "--event", str(DRIFT_EVENT), "--count", count)
+            )
+    return {
+        tool: {
+            "ms_per_event": median([r["median_ms"] for r in rs]),
+            "p90_ms": median([r["p90_ms"] for r in rs]),
+            "events_per_run": plan.warm_events[tool],
+            "detected": all(r["detected"] for r in rs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+            "run_medians_ms": [round(r["median_ms"], 3) for r in rs],
+        }
+        for tool, rs in runs.items()
+    }
+
+
+def measure_replay(bench: Bench, plan: Plan) -> dict:
+    path, mix = cached_stream(bench.cache, plan.replay_records)
+    runs: dict[str, list[dict]] = {"trustwatch": [], "json": [], "orjson": []}
+    for _ in range(plan.replay_runs):
+        for tool in runs:
+            runs[tool].append(bench.run("replay", tool, "--stream", str(path)))
+    tw = runs["trustwatch"][0]
+    if tw["records"] != plan.replay_records or tw["errors"]:
+        raise RuntimeError(f"trustwatch replay read {tw['records']} records, {tw['errors']} errors")
+    out: dict[str, Any] = {
+        tool: {
+            "records_per_s": median([r["records_per_s"] for r in rs]),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+            "runs_records_per_s": [round(r["records_per_s"]) for r in rs],
+        }
+        for tool, rs in runs.items()
+    }
+    out["trustwatch"].update(
+        findings=tw["findings"], skipped=tw["skipped"], not_evaluated=tw["not_evaluated"]
+    )
+    out["stream"] = {
+        "path": str(path),
+        "records": plan.replay_records,
+        "mix": mix,
+        "bytes": path.stat().st_size,
+    }
+    return out
+
+
+def measure_profile(bench: Bench) -> dict:
+    path, _ = cached_stream(bench.cache, QUICK.replay_records)
+    return bench.run("profile", "trustwatch", "--stream", str(path), "--top", "15")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def summarize(cold: dict, warm: dict, replay: dict, rss: dict) -> dict[str, Any]:
+    c7n_cold = cold.get("c7n", {}).get("cold_ms")
+    c7n_warm = warm.get("c7n", {}).get("ms_per_event")
+    summary = {
+        "cold_ms": cold["trustwatch"]["cold_ms"],
+        "c7n_cold_ms": c7n_cold,
+        "cold_ratio_vs_c7n": _ratio(cold["trustwatch"]["cold_ms"], c7n_cold),
+        "warm_ms_per_event": warm["trustwatch"]["ms_per_event"],
+        "c7n_warm_ms_per_event": c7n_warm,
+        "warm_ratio_vs_c7n": _ratio(warm["trustwatch"]["ms_per_event"], c7n_warm),
+        "replay_records_per_s": replay["trustwatch"]["records_per_s"],
+        "json_records_per_s": replay["json"]["records_per_s"],
+        "orjson_records_per_s": replay["orjson"]["records_per_s"],
+        "replay_ratio_vs_orjson": _ratio(
+            replay["trustwatch"]["records_per_s"], replay["orjson"]["records_per_s"]
+        ),
+        "replay_ratio_vs_json": _ratio(
+            replay["trustwatch"]["records_per_s"], replay["json"]["records_per_s"]
+        ),
+        "peak_rss_mb": rss["peak_rss_mb"],
+        "rss_events": rss["events"],
+    }
+    summary["goals"] = {
+        key: {"goal": f"{op} {limit:g}", "met": _met(summary[key], op, limit)}
+        for key, (op, limit) in GOALS.items()
+    }
+    return summary
+
+
+def _met(value: float | None, op: str, limit: float) -> bool | None:
+    if value is None:
+        return None
+    return value <= limit if op == "<=" else value >= limit
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if unit == "x":
+        return f"{value:.3f}x"
+    if value >= 1000:
+        return f"{value:,.0f}{unit}"
+    return f"{value:.3g}{unit}" if value < 10 else f"{value:.1f}{unit}"
+
+
+def render_table(s: dict[str, Any], c7n_note: str) -> str:
+    goal = s["goals"]
+
+    def met(key: str) -> str:
+        return {True: "yes", False: "NO", None: "-"}[goal[key]["met"]]
+
+    rows = [
+        ("measure", "trustwatch", "reference", "ratio", "goal", "met"),
+        (
+            "cold: import + 1st event (ms)",
+            _fmt(s["cold_ms"]),
+            f"c7n {_fmt(s['c7n_cold_ms'])}",
+            _fmt(s["cold_ratio_vs_c7n"], "x"),
+            "<= 0.25x",
+            met("cold_ratio_vs_c7n"),
+        ),
+        (
+            "warm: per event (ms)",
+            _fmt(s["warm_ms_per_event"]),
+            f"c7n {_fmt(s['c7n_warm_ms_per_event'])}",
+            _fmt(s["warm_ratio_vs_c7n"], "x"),
+            "<= 1 ms",
+            met("warm_ms_per_event"),
+        ),
+        (
+            "replay (records/s)",
+            _fmt(s["replay_records_per_s"]),
+            f"orjson {_fmt(s['orjson_records_per_s'])}",
+            _fmt(s["replay_ratio_vs_orjson"], "x"),
+            ">= 0.5x",
+            met("replay_ratio_vs_orjson"),
+        ),
+        (
+            "",
+            "",
+            f"json {_fmt(s['json_records_per_s'])}",
+            _fmt(s["replay_ratio_vs_json"], "x"),
+            "",
+            "",
+        ),
+        (
+            f"peak RSS, {s['rss_events']:,} events (MB)",
+            _fmt(s["peak_rss_mb"]),
+            "",
+            "",
+            "<= 128 MB",
+            met("peak_rss_mb"),
+        ),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if c7n_note:
+        lines.append(f"c7n: {c7n_note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, 100k-record stream")
+    parser.add_argument("--json", metavar="FILE", help="results file (default: CACHE/results.json)")
+    parser.add_argument("--cache", default=str(ROOT / ".benchmarks"), help="generated data")
+    parser.add_argument("--c7n-python", help="an interpreter that imports c7n")
+    parser.add_argument("--no-c7n", action="store_true", help="skip the Cloud Custodian side")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the replay path (default: full runs)"
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    cache = Path(args.cache).resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    c7n, c7n_note = (
+        (None, "skipped (--no-c7n)") if args.no_c7n else c7n_python(cache, args.c7n_python)
+    )
+    c7n_version = c7n_note if c7n else None
+    c7n_note = "" if c7n else c7n_note
+    tools = ["trustwatch", "c7n"] if c7n else ["trustwatch"]
+    drift = json.loads(DRIFT_EVENT.read_text())
+
+    with tempfile.TemporaryDirectory(prefix="trustwatch-bench-") as tmp, RecordingServer() as hook:
+        with MotoServer() as moto:
+            # c7n reads the role's current state from the API: the state after the event
+            moto.create_role(
+                drift["detail"]["requestParameters"]["roleName"],
+                drift["detail"]["requestParameters"]["policyDocument"],
+            )
+            bench = Bench(cache, Path(tmp), c7n, moto.url, hook.url)
+            print("benchmarks: cold path ...", file=sys.stderr)
+            cold = measure_cold(bench, plan, tools, hook)
+            print("benchmarks: warm path ...", file=sys.stderr)
+            warm = measure_warm(bench, plan, tools)
+        print(f"benchmarks: replay over {plan.replay_records:,} records ...", file=sys.stderr)
+        replay = measure_replay(bench, plan)
+        print(f"benchmarks: RSS over {plan.rss_events:,} events ...", file=sys.stderr)
+        rss = bench.run(
+            "rss", "trustwatch", "--event", str(DRIFT_EVENT), "--count", str(plan.rss_events)
+        )
+        summary = summarize(cold, warm, replay, rss)
+        profile = None
+        if args.profile or (plan.profile and not summary["goals"]["replay_ratio_vs_orjson"]["met"]):
+            print("benchmarks: profiling the replay path ...", file=sys.stderr)
+            profile = measure_profile(bench)
+        alerts_delivered = hook.posts
+
+    result = {
+        **summary,
+        "quick": args.quick,
+        "cold": cold,
+        "warm": warm,
+        "replay": replay,
+        "rss": rss,
+        "replay_profile": profile,
+        "sweep": None,  # no sweep yet: the row appears once `trustwatch sweep` exists
+        "alerts_delivered": alerts_delivered,
+        "environment": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "c7n": c7n_version,
+            "c7n_note": c7n_note or None,
+            "commit": _commit(),
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+    }
+    out = Path(args.json) if args.json else cache / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(render_table(summary, c7n_note))
+    if profile:
+        print("\nreplay profile (top own time, 100k records under cProfile):")
+        for row in profile["top_own"][:10]:
+            print(f"  {row['own_s']:7.2f} s  {row['calls']:>9,}  {row['function']}")
+    print(f"\nresults: {out}  ({result['environment']['seconds']} s)")
+    return 0
+
+
+def _commit() -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        )
+    except OSError:
+        return None
+    return proc.stdout.strip() or None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

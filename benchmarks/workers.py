@@ -1,0 +1,254 @@
+"""Benchmark workers: each measurement runs here, in its own fresh interpreter.
+
+    python benchmarks/workers.py MODE TOOL --out RESULT.json [options]
+
+run.py starts these (trustwatch ones with the dev interpreter, Cloud Custodian ones with
+the interpreter of the c7n venv) and reads RESULT.json. Only the standard library is
+imported before a cold measurement starts, so both tools pay for their own imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class LambdaContext:
+    """The attributes Lambda's context object has that either entry point may read."""
+
+    function_name = "benchmark"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:111122223333:function:benchmark"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/benchmark"
+    log_stream_name = "benchmark"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 300_000
+
+
+def _simulate_lambda_logging() -> None:
+    # The Lambda Python runtime puts a handler on the root logger before importing the
+    # function; c7n logs through it (it sets the root level to DEBUG itself).
+    logging.getLogger().addHandler(logging.StreamHandler(sys.stderr))
+
+
+def load_handler(tool: str, c7n_dir: str | None) -> tuple[Handler, Callable[[Any], bool]]:
+    """Import the tool's Lambda entry point: (handle(event), did-it-detect-the-drift)."""
+    context = LambdaContext()
+    if tool == "trustwatch":
+        sys.path.insert(0, str(ROOT / "functions" / "aws"))
+        from handler import lambda_handler  # type: ignore[import-not-found]
+
+        def detected(result: Any) -> bool:
+            return bool(result.get("sent")) and not result.get("errors")
+
+        return (lambda event: lambda_handler(event, context)), detected
+    assert c7n_dir is not None
+    from c7n.handler import dispatch_event  # type: ignore[import-not-found]
+
+    resources = Path("/tmp") / "iam-role-trust" / "resources.json"  # c7n's fixed output dir
+
+    def c7n_detected(result: Any) -> bool:
+        # dispatch_event returns True once the policy ran; a match writes resources.json
+        return result is True and resources.is_file() and resources.stat().st_mtime >= START_WALL
+
+    return (lambda event: dispatch_event(event, context)), c7n_detected
+
+
+START_WALL = time.time()
+
+
+def _rss_mb() -> dict[str, float]:
+    # VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss across execve, so a worker
+    # would report its (larger) parent's peak
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return {
+        "peak_rss_mb": int(status["VmHWM"].split()[0]) / 1024,
+        "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+    }
+
+
+def cold(args: argparse.Namespace) -> dict[str, Any]:
+    event = json.loads(Path(args.event).read_text())
+    if args.c7n_dir:
+        os.chdir(args.c7n_dir)  # c7n's handler reads ./config.json, as in its Lambda bundle
+    start = time.perf_counter()
+    handle, detected = load_handler(args.tool, args.c7n_dir)
+    imported = time.perf_counter()
+    result = handle(event)
+    done = time.perf_counter()
+    return {
+        "cold_ms": (done - start) * 1000,
+        "import_ms": (imported - start) * 1000,
+        "first_event_ms": (done - imported) * 1000,
+        "detected": detected(result),
+        **_rss_mb(),
+    }
+
+
+def warm(args: argparse.Namespace) -> dict[str, Any]:
+    event = json.loads(Path(args.event).read_text())
+    if args.c7n_dir:
+        os.chdir(args.c7n_dir)
+    handle, detected = load_handler(args.tool, args.c7n_dir)
+    first = handle(copy.deepcopy(event))
+    times = []
+    for _ in range(args.count):
+        fresh = copy.deepcopy(event)  # c7n writes into the event; give both a fresh one
+        start = time.perf_counter()
+        handle(fresh)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {
+        "events": args.count,
+        "median_ms": times[len(times) // 2],
+        "p90_ms": times[int(len(times) * 0.9)],
+        "mean_ms": sum(times) / len(times),
+        "detected": detected(first),
+        **_rss_mb(),
+    }
+
+
+def rss(args: argparse.Namespace) -> dict[str, Any]:
+    """The AWS handler over N drift events, each a distinct finding (dedup never helps)."""
+    event = json.loads(Path(args.event).read_text())
+    handle, detected = load_handler("trustwatch", None)
+    document = event["detail"]["requestParameters"]["policyDocument"]
+    after_first = None
+    start = time.perf_counter()
+    for index in range(args.count):
+        fresh = copy.deepcopy(event)
+        fresh["detail"]["eventID"] = f"rss-{index:08d}"
+        attacker = f"{900000000000 + index:012d}"
+        fresh["detail"]["requestParameters"]["policyDocument"] = document.replace(
+            "193672423079", attacker
+        )
+        result = handle(fresh)
+        if after_first is None:
+            after_first = _rss_mb()["rss_mb"]
+            if not detected(result):
+                raise SystemExit(f"the drift event was not detected: {result}")
+    elapsed = time.perf_counter() - start
+    return {
+        "events": args.count,
+        "events_per_s": args.count / elapsed,
+        "rss_after_first_mb": after_first,
+        **_rss_mb(),
+    }
+
+
+def replay(args: argparse.Namespace) -> dict[str, Any]:
+    """Records per second over the JSON Lines stream: trustwatch's replay path or a bare parse."""
+    path = Path(args.stream)
+    start = time.perf_counter()
+    if args.tool == "trustwatch":
+        from trustwatch.baseline import load_baseline
+        from trustwatch.cli import replay as replay_paths
+
+        baseline = load_baseline(args.baseline)
+        start = time.perf_counter()  # the baseline is read once per run, not per record
+        result = replay_paths([str(path)], baseline, keep_going=True)
+        records, extra = (
+            result.records,
+            {
+                "findings": len(result.findings),
+                "skipped": result.skipped,
+                "errors": len(result.errors),
+                "not_evaluated": len(result.not_evaluated),
+            },
+        )
+    elif args.tool == "orjson":
+        import orjson
+
+        start = time.perf_counter()
+        records = 0
+        with path.open("rb") as f:
+            for line in f:
+                orjson.loads(line)
+                records += 1
+        extra = {}
+    else:
+        records = 0
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                json.loads(line)
+                records += 1
+        extra = {}
+    elapsed = time.perf_counter() - start
+    return {
+        "records": records,
+        "seconds": elapsed,
+        "records_per_s": records / elapsed,
+        **extra,
+        **_rss_mb(),
+    }
+
+
+def profile(args: argparse.Namespace) -> dict[str, Any]:
+    """Where trustwatch's replay spends its time: the top functions by own time."""
+    import cProfile
+    import pstats
+
+    from trustwatch.baseline import load_baseline
+    from trustwatch.cli import replay as replay_paths
+
+    baseline = load_baseline(args.baseline)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    replay_paths([args.stream], baseline, keep_going=True)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    rows = []
+    for (file, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append(
+            {
+                "function": f"{Path(file).name}:{line}({name})",
+                "calls": calls,
+                "own_s": own,
+                "cumulative_s": cumulative,
+            }
+        )
+    rows.sort(key=lambda r: r["own_s"], reverse=True)
+    return {
+        "total_s": total,
+        "top_own": rows[: args.top],
+        "top_cumulative": sorted(rows, key=lambda r: r["cumulative_s"], reverse=True)[: args.top],
+    }
+
+
+MODES = {"cold": cold, "warm": warm, "rss": rss, "replay": replay, "profile": profile}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=sorted(MODES))
+    parser.add_argument("tool", choices=["trustwatch", "c7n", "json", "orjson"])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--event")
+    parser.add_argument("--c7n-dir", help="folder holding c7n's config.json")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--stream")
+    parser.add_argument("--baseline", default=str(ROOT / "examples" / "baseline.yaml"))
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    _simulate_lambda_logging()
+    result = MODES[args.mode](args)
+    Path(args.out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
