@@ -1,0 +1,1 @@
+"""Fuzzing helpers shared by tests/test_adversarial*.py, and the atheris target."""
