@@ -17,7 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("TRUSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
-VERSION = 1  # bump when the mix or the templates change: the cached stream is rebuilt
+VERSION = 2  # bump when the mix or the templates change: the cached stream is rebuilt
 SEED = 20261127
 
 # category, its share of the stream, and (file pattern, relative weight) within it;
@@ -49,7 +49,7 @@ MIX: list[tuple[str, float, list[tuple[str, int]]]] = [
             ("cloudtrail-createaccesskey-*.json", 1),
             ("cloudtrail-createuser-*.json", 1),
             ("cloudtrail-getuserpolicy-*.json", 1),
-            ("examples:*.json", 1),
+            ("examples:aws-*.json", 1),
         ],
     ),
 ]

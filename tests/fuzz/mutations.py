@@ -284,8 +284,14 @@ def load_corpus(corpus: Path, examples: Path | None = None) -> list[tuple[str, A
     if examples is not None:
         for path in sorted(examples.glob("*.json")):
             name = path.name
-            kind = "aws/cloudtrail-" if "eventbridge" not in name else "aws/eventbridge-"
-            out.append((f"{kind}example-{name}", json.loads(path.read_text(), strict=False)))
+            cloud = name.split("-", 1)[0]
+            kind = {
+                "aws": "eventbridge" if "eventbridge" in name else "cloudtrail",
+                "azure": "example",  # already in its delivery shape
+                "gcp": "auditlog" if "logentry" in name else "example",
+            }.get(cloud, "example")
+            doc = json.loads(path.read_text(), strict=False)
+            out.append((f"{cloud}/{kind}-example-{name}", doc))
     return out
 
 
