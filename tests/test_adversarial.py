@@ -13,7 +13,7 @@ nesting, unicode oddities, wrong base64, invalid policy documents) and fed to:
 
 The default suite runs a fixed (derandomized) sample, so CI is repeatable; the `slow`
 variants draw thousands of fresh examples: `pytest -m slow tests/test_adversarial.py`.
-Inputs that still crash are listed in tests/fuzz/known.py; their reproducers are at the end.
+Crashes found and fixed keep their reproducers at the end; open ones go in tests/fuzz/known.py.
 """
 
 from __future__ import annotations
@@ -263,26 +263,16 @@ def test_lambda_handler_acknowledges_mutated_events_at_scale(lambda_handler, doc
     check_handler(lambda_handler, doc)
 
 
-# ------------------------------------------------------------------ known crashes
-# Minimal reproducers of crashes the fuzzers found (tests/fuzz/known.py). strict=True: when
-# the owner fixes one, its test passes, fails as XPASS, and the marker and entry must go.
+# ------------------------------------------------------------------ regressions
+# Minimal reproducers of crashes the fuzzers found, fixed since; kept so they stay fixed.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known crash deep-nesting-recursion: intake.loads does not catch RecursionError",
-)
-def test_known_crash_replay_of_deeply_nested_json_file():
+def test_regression_replay_of_deeply_nested_json_file():
     code, err = replay_exit_code(b"[" * 100_000 + b"]" * 100_000)
     assert code == 2 and err.startswith("trustwatch: ")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known crash assumerole-role-arn-not-an-arn: aws.events.parse indexes "
-    "roleArn.split(':')[4]",
-)
-def test_known_crash_assumerole_with_a_role_arn_that_is_not_an_arn():
+def test_regression_assumerole_with_a_role_arn_that_is_not_an_arn():
     record = {
         "eventSource": "sts.amazonaws.com",
         "eventName": "AssumeRole",

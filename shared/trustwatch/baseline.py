@@ -269,18 +269,35 @@ class BaselineError(ValueError):
         )
 
 
-def _node_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
+# A baseline has hundreds of nodes; aliases can make a 300-byte file expand to billions.
+MAX_EXPANDED_NODES = 100_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _node_lines(
+    node: yaml.Node,
+    path: tuple[str, ...],
+    out: dict[tuple[str, ...], int],
+    budget: list[int] | None = None,
+) -> None:
     """Map each field path to its 1-based line, for error messages."""
+    budget = budget if budget is not None else [MAX_EXPANDED_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*path, str(key.value))
             out[child] = key.start_mark.line + 1
-            _node_lines(value, child, out)
+            _node_lines(value, child, out, budget)
             out[child] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _node_lines(item, (*path, str(index)), out)
+            _node_lines(item, (*path, str(index)), out, budget)
 
 
 def _describe(err: dict[str, Any]) -> str:
@@ -299,7 +316,16 @@ def parse_baseline(text: str, source: str = "<baseline>") -> Baseline:
     """Validate YAML text as a baseline; raises BaselineError with every problem found."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        lines: dict[tuple[str, ...], int] = {}
+        if node is not None:
+            _node_lines(node, (), lines)  # before loading: it also bounds alias expansion
         data = yaml.safe_load(text)
+    except _TooLarge:
+        raise BaselineError(
+            source, [f"expands to more than {MAX_EXPANDED_NODES} YAML nodes (nested aliases?)"]
+        ) from None
+    except RecursionError:
+        raise BaselineError(source, ["nested too deeply"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -307,9 +333,6 @@ def parse_baseline(text: str, source: str = "<baseline>") -> Baseline:
         raise BaselineError(source, [f"{where}not valid YAML: {problem}"]) from None
     if not isinstance(data, dict):
         raise BaselineError(source, ["expected a mapping at the top (version, aws, azure, gcp …)"])
-    lines: dict[tuple[str, ...], int] = {}
-    if node is not None:
-        _node_lines(node, (), lines)
     try:
         return Baseline.model_validate(data)
     except ValidationError as exc:

@@ -62,7 +62,10 @@ def _decode(raw: bytes, source: str) -> str:
 
 def loads(text: str) -> Any:
     # strict=False: published CloudTrail samples carry raw line breaks inside strings
-    return json.loads(text, strict=False)
+    try:
+        return json.loads(text, strict=False)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:

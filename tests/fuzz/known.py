@@ -21,16 +21,8 @@ def raised_in(exc: BaseException, kind: type[BaseException], module: str) -> boo
 
 
 KNOWN_CRASHES: dict[str, Callable[[BaseException], bool]] = {
-    # json.loads of deeply nested text raises RecursionError, which intake.loads and
-    # aws.policy._parse_text do not catch (they catch JSONDecodeError / ValueError).
-    # Reproducer: tests/test_adversarial.py::test_known_crash_replay_of_deeply_nested_json_file
-    "deep-nesting-recursion": lambda exc: isinstance(exc, RecursionError),
-    # An AssumeRole record whose requestParameters.roleArn is not an ARN: aws.events.parse
-    # indexes identity_arn.split(":")[4].
-    # Reproducer: tests/test_adversarial.py::test_known_crash_assumerole_with_a_role_arn_that_is_not_an_arn
-    "assumerole-role-arn-not-an-arn": lambda exc: raised_in(
-        exc, IndexError, "trustwatch/aws/events.py"
-    ),
+    # none open: deep nesting (RecursionError), AssumeRole with a non-ARN roleArn are fixed;
+    # their reproducers stay as regression tests in tests/test_adversarial.py
 }
 
 
@@ -38,23 +30,10 @@ def is_known_crash(exc: BaseException) -> bool:
     return any(matches(exc) for matches in KNOWN_CRASHES.values())
 
 
-def has_empty_principal(doc: dict[str, Any]) -> bool:
-    """A statement whose Principal/NotPrincipal names no one ({} or {"AWS": []})."""
-    stmts = doc.get("Statement")
-    for stmt in stmts if isinstance(stmts, list) else [stmts]:
-        for key in ("Principal", "NotPrincipal"):
-            value = stmt.get(key) if isinstance(stmt, dict) else None
-            if isinstance(value, dict) and not any(value.values()):
-                return True
-    return False
-
-
-# Wrong answers (no crash) on inputs IAM itself rejects; the invariant checks skip them.
-# Reproducer: tests/test_adversarial_policy.py::test_known_wrong_answer_empty_principal_is_not_its_own_subset
+# Wrong answers (no crash); the invariant checks skip inputs listed here.
 KNOWN_WRONG_ANSWERS: dict[str, Callable[[dict[str, Any]], bool]] = {
-    # compare_permissions(d, d) reports the statement as added and removed: _items() turns
-    # an empty principal set into "no principal", which the statement itself does not cover
-    "empty-principal-not-its-own-subset": has_empty_principal,
+    # none open: Principal {} (grants to no one) is fixed; see the regression test in
+    # tests/test_adversarial_policy.py
 }
 
 
@@ -62,17 +41,10 @@ def is_known_wrong_answer(doc: dict[str, Any]) -> bool:
     return any(matches(doc) for matches in KNOWN_WRONG_ANSWERS.values())
 
 
-def many_wildcards(text: str) -> bool:
-    """More '*' than the comparator's glob matching survives (it backtracks exponentially)."""
-    return text.count("*") > 8
-
-
 # Inputs that are slow, not wrong: the atheris target skips them (libFuzzer -timeout would
-# stop at the first). Reproducer:
-# tests/test_adversarial_policy.py::test_known_crash_many_wildcards_in_a_condition_do_not_stall_the_comparator
+# stop at the first).
 KNOWN_SLOW_INPUTS: dict[str, Callable[[str], bool]] = {
-    # aws.policy._glob_regex turns each '*' into '.*': fullmatch backtracks exponentially
-    "glob-redos": many_wildcards,
+    # none open: wildcard matching is linear-time now (was regex backtracking)
 }
 
 

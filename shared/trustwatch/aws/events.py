@@ -160,7 +160,10 @@ def parse(record: Any) -> list[Change] | Skipped:
         data["caller_account"] = _str(identity.get("accountId"))
         data["parameters_recorded"] = bool(params)
         # the watched role lives in the role's account, not necessarily the recipient's
-        base["scope"] = identity_arn.split(":")[4] or account
+        parts = identity_arn.split(":")
+        if len(parts) < 6 or parts[0] != "arn" or not parts[5].startswith("role/"):
+            raise EventError(f"AssumeRole roleArn {identity_arn[:200]!r} is not a role ARN")
+        base["scope"] = parts[4] or account
     return [Change(**base, identity=identity_arn, name=role_name, data=data)]
 
 

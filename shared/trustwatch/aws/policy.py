@@ -60,7 +60,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
@@ -101,11 +100,13 @@ def _parse_text(text: str) -> Any:
         try:
             # strict=False: published CloudTrail records carry raw newlines inside strings.
             value = json.loads(candidate, strict=False)
+        except RecursionError:
+            raise PolicyError("policy document is nested too deeply") from None
         except ValueError as exc:
             first_error = first_error or exc
             continue
         if isinstance(value, str):  # JSON text stored as a JSON string (double-encoded)
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError):
                 value = json.loads(value, strict=False)
         return value
     raise PolicyError(f"policy document is not valid JSON: {first_error}")
@@ -324,16 +325,42 @@ def _unimplied(
 # ---------------------------------------------------------------- wildcards and principals
 
 
-@lru_cache(maxsize=8192)
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    # '?' must not stand for a '*' of the other pattern: that '*' may be many characters.
-    body = "".join(".*" if c == "*" else "[^*]" if c == "?" else re.escape(c) for c in pattern)
-    return re.compile(body, re.DOTALL)
+# IAM caps ARNs and patterns at 2048 characters; longer strings are compared literally,
+# which can only report more drift, never less.
+_MAX_PATTERN = 2048
 
 
 def _glob_covers(general: str, specific: str) -> bool:
     """True when everything `specific` (a literal or an IAM pattern) matches, `general` matches."""
-    return general == specific or _glob_regex(general).fullmatch(specific) is not None
+    if general == specific:
+        return True
+    if len(general) > _MAX_PATTERN or len(specific) > _MAX_PATTERN:
+        return False
+    return _wildcard_match(general, specific)
+
+
+def _wildcard_match(pattern: str, text: str) -> bool:
+    """Greedy '*'/'?' matching in O(len(pattern) * len(text)) at worst: a regex of many
+    '.*' backtracks exponentially on attacker-written policies. '?' never stands for a
+    '*' of `text`, which may be many characters."""
+    p = t = 0
+    star, mark = -1, 0
+    while t < len(text):
+        if p < len(pattern) and (pattern[p] == text[t] or (pattern[p] == "?" and text[t] != "*")):
+            p += 1
+            t += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, mark = p, t
+            p += 1
+        elif star >= 0:
+            p = star + 1
+            mark += 1
+            t = mark
+        else:
+            return False
+    while p < len(pattern) and pattern[p] == "*":
+        p += 1
+    return p == len(pattern)
 
 
 _ACCOUNT_ID = re.compile(r"\d{12}")
@@ -774,6 +801,8 @@ class _Item:
 
 
 def _items(stmt: _Statement) -> Iterator[_Item]:
+    if stmt.principals is not None and not stmt.principals:
+        return  # Principal {} / {"AWS": []} names no one: the statement grants nothing
     principals: list[str | None] = sorted(stmt.principals) if stmt.principals else [None]
     actions: list[str | None] = sorted(stmt.actions) if stmt.actions is not None else [None]
     if stmt.resources is None and stmt.not_resources is None:
