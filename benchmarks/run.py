@@ -32,6 +32,8 @@ from stream import cached_stream  # noqa: E402
 
 WORKERS = HERE / "workers.py"
 DRIFT_EVENT = ROOT / "examples" / "events" / "aws-trust-backdoor.eventbridge.json"
+# the same call on the same role, re-applying the baseline's trust: no finding, no alert
+BENIGN_RECORD = ROOT / "examples" / "events" / "aws-terraform-reapply-benign.json"
 BASELINE = ROOT / "examples" / "baseline.yaml"
 C7N_POLICY = {
     "policies": [
@@ -99,6 +101,10 @@ class Bench:
             },
             "c7n": {**base, "AWS_ENDPOINT_URL": moto_url},
         }
+        envelope = json.loads(DRIFT_EVENT.read_text())
+        envelope["detail"] = json.loads(BENIGN_RECORD.read_text())
+        self.benign_event = work / "benign.eventbridge.json"
+        self.benign_event.write_text(json.dumps(envelope))
         self.c7n_dir = work / "c7n"
         self.c7n_dir.mkdir()
         (self.c7n_dir / "config.json").write_text(json.dumps(C7N_POLICY))
@@ -165,11 +171,19 @@ def measure_warm(bench: Bench, plan: Plan, tools: list[str]) -> dict:
             runs[tool].append(
                 bench.run("warm", tool, "--event", str(DRIFT_EVENT), "--count", count)
             )
+    # trustwatch alone on an event that gives no finding: evaluation without delivery
+    count = str(plan.warm_events["trustwatch"])
+    runs["trustwatch_no_finding"] = [
+        bench.run("warm", "trustwatch", "--event", str(bench.benign_event), "--count", count)
+        for _ in range(plan.warm_runs)
+    ]
+    if any(r["detected"] for r in runs["trustwatch_no_finding"]):
+        raise RuntimeError("the no-finding event alerted")
     return {
         tool: {
             "ms_per_event": median([r["median_ms"] for r in rs]),
             "p90_ms": median([r["p90_ms"] for r in rs]),
-            "events_per_run": plan.warm_events[tool],
+            "events_per_run": plan.warm_events[tool.split("_", 1)[0]],
             "detected": all(r["detected"] for r in rs),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
             "run_medians_ms": [round(r["median_ms"], 3) for r in rs],
@@ -224,6 +238,7 @@ def summarize(cold: dict, warm: dict, replay: dict, rss: dict) -> dict[str, Any]
         "c7n_cold_ms": c7n_cold,
         "cold_ratio_vs_c7n": _ratio(cold["trustwatch"]["cold_ms"], c7n_cold),
         "warm_ms_per_event": warm["trustwatch"]["ms_per_event"],
+        "warm_no_finding_ms_per_event": warm["trustwatch_no_finding"]["ms_per_event"],
         "c7n_warm_ms_per_event": c7n_warm,
         "warm_ratio_vs_c7n": _ratio(warm["trustwatch"]["ms_per_event"], c7n_warm),
         "replay_records_per_s": replay["trustwatch"]["records_per_s"],
@@ -286,6 +301,14 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
             met("warm_ms_per_event"),
         ),
         (
+            "warm: no-finding event (ms)",
+            _fmt(s["warm_no_finding_ms_per_event"]),
+            "",
+            "",
+            "",
+            "",
+        ),
+        (
             "replay (records/s)",
             _fmt(s["replay_records_per_s"]),
             f"orjson {_fmt(s['orjson_records_per_s'])}",
@@ -311,7 +334,7 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
         ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if c7n_note:
         lines.append(f"c7n: {c7n_note}")
