@@ -18,6 +18,7 @@ Crashes found and fixed keep their reproducers at the end; open ones go in tests
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import importlib.util
@@ -261,6 +262,41 @@ def test_lambda_handler_acknowledges_mutated_events(lambda_handler, doc):
 @given(mutated_envelopes())
 def test_lambda_handler_acknowledges_mutated_events_at_scale(lambda_handler, doc):
     check_handler(lambda_handler, doc)
+
+
+# ------------------------------------------------------------------ known crashes
+# Open crashes (tests/fuzz/known.py), reported to the owner. strict=True: once fixed, the
+# test fails as XPASS; then drop the marker and the entry in known.py.
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known crash nested-json-text-azure-gcp: azure.events._body catches ValueError, "
+    "not the RecursionError of json.loads on deeply nested text",
+)
+def test_known_crash_nested_json_text_in_an_azure_record():
+    record = json.loads(
+        (
+            CORPUS / "azure" / "activitylog-roleassignments-write-owner-panther-synthetic.json"
+        ).read_text()
+    )
+    record["properties"]["requestbody"] = "[" * 5_000
+    outcomes = evaluate_doc(record)
+    assert outcomes and all(o.errors or o.skipped or o.not_evaluated for o in outcomes)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known crash nested-json-text-azure-gcp: gcp.events._json_or_none catches "
+    "ValueError, not the RecursionError of json.loads on deeply nested text",
+)
+def test_known_crash_nested_json_text_in_a_pubsub_message():
+    body = {
+        "message": {"data": base64.b64encode(b"[" * 5_000).decode(), "messageId": "1"},
+        "subscription": "projects/p/subscriptions/trustwatch",
+    }
+    outcomes = evaluate_doc(body)
+    assert outcomes and all(o.errors or o.skipped for o in outcomes)
 
 
 # ------------------------------------------------------------------ regressions

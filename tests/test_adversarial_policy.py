@@ -136,6 +136,8 @@ VALUES = [
     "2026-01-01T00:00:00Z",
     "",
     "\u202eevil",
+    "arn:aws:iam::" + "*" * 60 + "#:role/x",  # wildcard runs: matching must stay linear
+    "*a" * 30 + "*b",
 ]
 
 

@@ -51,6 +51,8 @@ HOSTILE_TEXT = [
     "1e999",
     "*",
     "arn:aws:iam::*:root",
+    "arn:aws:iam::" + "*" * 60 + "#:role/x",  # wildcard runs: matching must stay linear
+    "*a" * 30 + "*b",
 ]
 BAD_BASE64 = ["!!!not base64!!!", "dGVzd", "====", "dGVzdA=x", "\u00e9\u00e9\u00e9\u00e9", "-_-_"]
 
