@@ -299,6 +299,21 @@ def test_known_crash_nested_json_text_in_a_pubsub_message():
     assert outcomes and all(o.errors or o.skipped for o in outcomes)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known crash gcp-cloudevent-data-surrogate: gcp.events.log_entry encodes a str "
+    "`data` holding a lone surrogate (UnicodeEncodeError)",
+)
+def test_known_crash_cloudevent_data_with_a_lone_surrogate():
+    text = (
+        '{"specversion": "1.0", "type": "google.cloud.audit.log.v1.written", "id": "1",'
+        ' "source": "//cloudaudit.googleapis.com/projects/p/logs/activity", "data": "\\ud800"}'
+    )
+    [(where, doc)] = read_documents(text, "event.json")
+    outcomes = evaluate_doc(doc, where)
+    assert outcomes and all(o.errors or o.skipped for o in outcomes)
+
+
 # ------------------------------------------------------------------ regressions
 # Minimal reproducers of crashes the fuzzers found, fixed since; kept so they stay fixed.
 

@@ -43,6 +43,12 @@ KNOWN_CRASHES: dict[str, Callable[[BaseException], bool]] = {
         raised_through(exc, RecursionError, "trustwatch/azure/events.py")
         or raised_through(exc, RecursionError, "trustwatch/gcp/events.py")
     ),
+    # A CloudEvent whose `data` is a string holding a lone surrogate ("\ud800" in the JSON):
+    # gcp.events.log_entry calls data.encode(), which raises UnicodeEncodeError.
+    # Reproducer: tests/test_adversarial.py::test_known_crash_cloudevent_data_with_a_lone_surrogate
+    "gcp-cloudevent-data-surrogate": lambda exc: raised_through(
+        exc, UnicodeEncodeError, "trustwatch/gcp/events.py"
+    ),
 }
 
 
