@@ -17,7 +17,7 @@ import gzip
 import importlib
 import json
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -79,6 +79,9 @@ def loads(text: str) -> Any:
 
 def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:
     """Yield (position, document) for one JSON document or JSON Lines text."""
+    if _starts_json_lines(text):
+        yield from _json_lines(text, source)
+        return
     stripped = text.strip()
     if not stripped:
         raise EventError(f"{source}: empty input")
@@ -90,15 +93,64 @@ def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:
             raise EventError(
                 f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
             ) from None
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{source}:line {lineno}"
-        try:
-            yield where, loads(line)
-        except json.JSONDecodeError as exc:
-            # a bad line is its own error; the next lines are still read
-            yield where, EventError(f"{where}: invalid JSON at column {exc.colno}: {exc.msg}")
+    yield from _json_lines(text, source)
+
+
+def _starts_json_lines(text: str) -> bool:
+    """JSON Lines, told from the first line: a complete document there and more text after
+    it is exactly what makes the whole text fail to parse as one document ("Extra data"),
+    without copying and parsing a large file to find that out."""
+    first_end = text.find("\n")
+    if first_end < 0 or text[:1].isspace():
+        return False  # one line, or leading blank lines: the general case decides
+    try:
+        loads(text[:first_end])
+    except json.JSONDecodeError:
+        return False
+    end = len(text)
+    while end > first_end and text[end - 1].isspace():
+        end -= 1
+    return end > first_end
+
+
+# What str.splitlines() breaks a line at besides "\n" (JSON Lines positions count them).
+_ASCII_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e")
+_OTHER_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _json_lines(text: str, source: str) -> Iterator[tuple[str, Any]]:
+    """One document per line, lines numbered as text.splitlines() numbers them; read a
+    line at a time (splitting a large file at once would hold a second copy of it)."""
+    lineno, start, size = 0, 0, len(text)
+    while start < size:
+        end = text.find("\n", start)
+        if end < 0:
+            end = size
+        segment = text[start:end]
+        if _breaks_further(segment):
+            # with its "\n": "x\x0b\n" is two lines, "x\r\n" one
+            lines: Sequence[str] = text[start : end + 1].splitlines()
+        else:
+            lines = (segment,)
+        start = end + 1
+        for line in lines:
+            lineno += 1
+            if not line or line.isspace():
+                continue
+            where = f"{source}:line {lineno}"
+            try:
+                yield where, loads(line)
+            except json.JSONDecodeError as exc:
+                # a bad line is its own error; the next lines are still read
+                yield where, EventError(f"{where}: invalid JSON at column {exc.colno}: {exc.msg}")
+
+
+def _breaks_further(segment: str) -> bool:
+    """Does str.splitlines() split this newline-free text (CRLF, form feeds, U+2028...)?"""
+    for mark in _ASCII_BREAKS:
+        if mark in segment:
+            return True
+    return not segment.isascii() and any(mark in segment for mark in _OTHER_BREAKS)
 
 
 def read_path(path: str | Path) -> Iterator[tuple[str, Any]]:
@@ -107,7 +159,9 @@ def read_path(path: str | Path) -> Iterator[tuple[str, Any]]:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise EventError(f"{source}: cannot read file: {exc.strerror or exc}") from None
-    yield from read_documents(_decode(raw, source), source)
+    text = _decode(raw, source)
+    del raw  # a JSON Lines file can be large: keep only its text while it is read
+    yield from read_documents(text, source)
 
 
 def parse_document(doc: Any, where: str) -> Iterator[Parsed]:
