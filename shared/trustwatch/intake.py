@@ -25,6 +25,7 @@ from typing import Any
 
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.engine import CLOUDS
+from trustwatch.jsontext import loads
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,6 @@ def _decode(raw: bytes, source: str) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise EventError(f"{source}: not UTF-8 text (byte {exc.start})") from None
-
-
-def loads(text: str) -> Any:
-    # strict=False: published CloudTrail samples carry raw line breaks inside strings
-    try:
-        return json.loads(text, strict=False)
-    except RecursionError:
-        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:

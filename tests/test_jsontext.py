@@ -1,0 +1,101 @@
+"""jsontext.loads gives exactly json.loads(text, strict=False)'s value or error, with
+orjson installed (the fast path) and without it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from trustwatch import jsontext
+
+
+def outcome(parse: Any, text: str) -> tuple[Any, ...]:
+    try:
+        value = parse(text)
+    except json.JSONDecodeError as exc:
+        return ("error", exc.msg, exc.lineno, exc.colno)
+    return ("value", repr(value))  # repr: 1 and 1.0, -0.0 and 0.0 differ
+
+
+def json_loads(text: str) -> Any:
+    try:
+        return json.loads(text, strict=False)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
+@pytest.fixture(params=["orjson", "json only"])
+def loads(request, monkeypatch):
+    if request.param == "json only":
+        monkeypatch.setattr(jsontext, "orjson", None)
+    elif jsontext.orjson is None:
+        pytest.skip("orjson is not installed")
+    return jsontext.loads
+
+
+TEXTS = [
+    '{"a": 1, "b": [true, false, null], "c": "d"}',
+    '{"a": "raw\nnewline"}',  # CloudTrail samples: json's strict=False reads them
+    '{"a": "\\ud800"}',  # a lone surrogate, escaped
+    '"\ud800"',  # and raw
+    '{"a": NaN, "b": Infinity, "c": -Infinity}',
+    "1e400",
+    "-0",
+    "-0.0",
+    "0.1",
+    '{"a": 1, "a": 2}',
+    "9223372036854775807",
+    "-9223372036854775808",
+    "-9223372036854775809",  # beyond 64 bits: orjson would read a float
+    "18446744073709551615",
+    "18446744073709551616",
+    '{"n": [1, 123456789012345678901234567890]}',
+    '{"n":\t-99999999999999999999}',
+    '{"id": "1234567890123456789012345"}',  # digits in a string: the value is the same
+    "[" * 600 + "]" * 600,
+    "[" * 1000 + "]" * 1000,  # too deep for json: an error, as before
+    "[" * 100_000 + "]" * 100_000,
+    '{"a": 1} x',
+    '{"a": 1}\n{"b": 2}',
+    "",
+    "   ",
+    "\ufeff{}",
+    '{"a": "\u2028\x85"}',
+    "[1, 2,]",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_same_value_or_error_as_json(loads, text):
+    assert outcome(loads, text) == outcome(json_loads, text)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+# the fixture only picks the parser: the same for every example
+@settings(
+    max_examples=200,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(json_values, st.booleans(), st.integers(min_value=0, max_value=40))
+def test_any_json_text_parses_as_json_does(loads, value, ensure_ascii, cut):
+    text = json.dumps(value, ensure_ascii=ensure_ascii)
+    assert outcome(loads, text) == outcome(json_loads, text)
+    damaged = text[: len(text) - cut]  # and truncated: the same error, the same position
+    assert outcome(loads, damaged) == outcome(json_loads, damaged)
