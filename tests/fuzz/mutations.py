@@ -119,7 +119,7 @@ def _embedded_json(value: Any) -> Any | None:
         if text.lstrip()[:1] in ("{", "["):
             try:
                 return json.loads(text, strict=False)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
     return None
 
@@ -137,7 +137,7 @@ def _embedded_base64(value: Any) -> Any | None:
     try:
         raw = base64.b64decode(value, validate=True)
         return json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -250,10 +250,28 @@ def envelopes_for(name: str, doc: Any) -> list[Callable[[Any], Any]]:
     return wraps
 
 
+class Sample(tuple):
+    """(corpus name, document): a tuple whose repr stays short and printable however deep
+    or large the document is (hypothesis prints it when a test fails)."""
+
+    def __new__(cls, name: str, doc: Any) -> Sample:
+        return super().__new__(cls, (name, doc))
+
+    def __repr__(self) -> str:
+        name, doc = self
+        text = dumps(doc) or f"<JSON nested {depth(doc)} levels deep>"
+        if len(text) > 4000:
+            text = text[:4000] + f"... <{len(text) - 4000} more characters>"
+        return f"Sample({name!r}, {text})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
 @st.composite
 def mutated_events(
     draw: st.DrawFn, corpus: list[tuple[str, Any]], max_mutations: int = 3
-) -> tuple[str, Any]:
+) -> Sample:
     """(corpus file name, the event in some envelope, mutated 0..max_mutations times)."""
     name, doc = draw(st.sampled_from(corpus))
     wrap = draw(st.sampled_from(envelopes_for(name, doc)))
@@ -262,7 +280,7 @@ def mutated_events(
         if depth(doc) > 100:
             break  # deeply nested already: copying it again would hit the recursion limit
         doc = draw(mutation(doc))
-    return name, doc
+    return Sample(name, doc)
 
 
 def depth(doc: Any) -> int:
