@@ -55,7 +55,9 @@ TEXTS = [
     '{"n": [1, 123456789012345678901234567890]}',
     '{"n":\t-99999999999999999999}',
     '{"id": "1234567890123456789012345"}',  # digits in a string: the value is the same
+    "[" * 499 + "]" * 499,  # short enough not to count its brackets
     "[" * 600 + "]" * 600,
+    '{"a":' * 990 + "1" + "}" * 990,
     "[" * 1000 + "]" * 1000,  # too deep for json: an error, as before
     "[" * 100_000 + "]" * 100_000,
     '{"a": 1} x',

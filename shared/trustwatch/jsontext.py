@@ -55,9 +55,14 @@ def loads(text: str) -> Any:
 
 def _orjson_reads_as_json(text: str) -> bool:
     """Would orjson's value (or its error) be json's, as far as cheap checks can tell?"""
-    if text.count("[") + text.count("{") >= _SHALLOW_BRACKETS:
+    return not _may_nest_deeply(text) and not _may_hold_big_integer(text)
+
+
+def _may_nest_deeply(text: str) -> bool:
+    # n levels take n "[" or "{" and n closing brackets: short text needs no count
+    if len(text) < 2 * _SHALLOW_BRACKETS:
         return False
-    return not _may_hold_big_integer(text)
+    return text.count("[") + text.count("{") >= _SHALLOW_BRACKETS
 
 
 def _may_hold_big_integer(text: str) -> bool:
