@@ -12,7 +12,7 @@ from trustwatch.baseline import Baseline, BaselineError, load_baseline
 from trustwatch.changes import EventError
 from trustwatch.findings import Finding, Severity
 from trustwatch.intake import Parsed, parse_document, read_documents, read_path
-from trustwatch.respond import evaluate_records
+from trustwatch.respond import RecordEvaluator, RecordOutcome
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_ALERT_FAILED = 3  # findings that no sink accepted: never a silent 0 or 1
@@ -46,22 +46,33 @@ def replay(
     """Read recorded events and evaluate them; stops at the first bad record unless
     keep_going (what was found before it is still returned)."""
     result = ReplayResult()
-    for record in evaluate_records(_parsed(paths), baseline):
-        result.records += 1
-        result.findings.extend(record.findings)
-        if record.skipped:
-            result.skipped += 1
-        if record.not_evaluated:
-            result.not_evaluated.append(record.not_evaluated)
-            if on_error is not None:
-                print(f"trustwatch: {record.not_evaluated}", file=on_error)
-        for message in record.errors:
-            result.errors.append(message)
-            if on_error is not None:
-                print(f"trustwatch: error: {message}", file=on_error)
-        if record.errors and not keep_going:
-            break
+    evaluator = RecordEvaluator(baseline)
+    for parsed in _parsed(paths):
+        if parsed.error is None and parsed.skipped is not None:
+            # noise, most of a trail: counted as its outcome would be, without building it
+            result.records += 1
+            result.skipped += 1 if parsed.skipped.reason else 0
+            continue
+        for record in evaluator.outcomes(parsed):
+            _tally(result, record, on_error)
+            if record.errors and not keep_going:
+                return result
     return result
+
+
+def _tally(result: ReplayResult, record: RecordOutcome, on_error: TextIO | None) -> None:
+    result.records += 1
+    result.findings.extend(record.findings)
+    if record.skipped:
+        result.skipped += 1
+    if record.not_evaluated:
+        result.not_evaluated.append(record.not_evaluated)
+        if on_error is not None:
+            print(f"trustwatch: {record.not_evaluated}", file=on_error)
+    for message in record.errors:
+        result.errors.append(message)
+        if on_error is not None:
+            print(f"trustwatch: error: {message}", file=on_error)
 
 
 def _parsed(paths: Sequence[str]) -> Iterator[Parsed]:

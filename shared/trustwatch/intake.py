@@ -52,9 +52,16 @@ def events_module(cloud: str) -> ModuleType:
 
 
 def detect_cloud(doc: Any) -> str | None:
+    found = _recognized(doc)
+    return found[0] if found else None
+
+
+def _recognized(doc: Any) -> tuple[str, ModuleType] | None:
+    """The cloud that recognizes the document, and its events module."""
     for cloud in CLOUDS:
-        if events_module(cloud).recognizes(doc):
-            return cloud
+        module = events_module(cloud)
+        if module.recognizes(doc):
+            return cloud, module
     return None
 
 
@@ -162,28 +169,31 @@ def parse_document(doc: Any, where: str) -> Iterator[Parsed]:
     if isinstance(doc, EventError):
         yield Parsed(where, [], error=doc)
         return
-    cloud = detect_cloud(doc)
-    if cloud is None:
+    found = _recognized(doc)
+    if found is None:
         yield Parsed(where, [], error=EventError(f"{where}: {_unknown_shape(doc)}"))
         return
-    module = events_module(cloud)
+    _, module = found
     try:
         records = list(module.records(doc))
     except EventError as exc:
         yield Parsed(where, [], error=EventError(f"{where}: {exc}"))
         return
-    many = len(records) > 1
+    if len(records) == 1:  # the usual case: the document's position is the record's
+        yield _parse_record(module, records[0], where)
+        return
     for index, record in enumerate(records):
-        at = f"{where} record {index}" if many else where
-        try:
-            outcome = module.parse(record)
-        except EventError as exc:
-            yield Parsed(at, [], error=EventError(f"{at}: {exc}"))
-            continue
-        if isinstance(outcome, Skipped):
-            yield Parsed(at, [], skipped=outcome)
-        else:
-            yield Parsed(at, outcome)
+        yield _parse_record(module, record, f"{where} record {index}")
+
+
+def _parse_record(module: ModuleType, record: Any, where: str) -> Parsed:
+    try:
+        outcome = module.parse(record)
+    except EventError as exc:
+        return Parsed(where, [], error=EventError(f"{where}: {exc}"))
+    if isinstance(outcome, Skipped):
+        return Parsed(where, [], skipped=outcome)
+    return Parsed(where, outcome)
 
 
 def _unknown_shape(doc: Any) -> str:

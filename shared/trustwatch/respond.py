@@ -56,41 +56,54 @@ class RecordOutcome:
     errors: list[str] = field(default_factory=list)
 
 
+class RecordEvaluator:
+    """Evaluates parsed records one after another against one baseline; a finding repeated
+    within one operation (Azure Start + Success records share a correlation id) is reported
+    once."""
+
+    def __init__(self, baseline: Baseline, enrich: Enricher | None = None) -> None:
+        self.baseline = baseline
+        self.enrich = enrich
+        self._seen: set[tuple[str, str]] = set()
+
+    def outcomes(self, parsed: Parsed) -> list[RecordOutcome]:
+        """The record's outcome: an error, a skip, or one per change it holds."""
+        if parsed.error is not None:
+            return [RecordOutcome(parsed.where, errors=[str(parsed.error)])]
+        if parsed.skipped is not None:
+            return [RecordOutcome(parsed.where, skipped=parsed.skipped.reason)]
+        return [self._evaluate(change, parsed.where) for change in parsed.changes]
+
+    def _evaluate(self, change: Change, where: str) -> RecordOutcome:
+        if change.needs_enrichment:
+            reason = str(change.data.get("not_evaluated") or "body not in event")
+            enriched = self.enrich(change) if self.enrich else reason
+            if isinstance(enriched, str):
+                note = f"{where}: not evaluated: {enriched} ({change.event_name})"
+                return RecordOutcome(where, not_evaluated=note)
+            change = enriched
+        errors: list[str] = []
+        try:
+            found = evaluate(change, self.baseline)
+        except RuleError as exc:
+            found = exc.findings
+            errors = [f"{where}: {e}" for e in exc.errors]
+        operation = change.correlation_id or change.event_id or where
+        fresh = []
+        for finding in found:
+            if (operation, finding.id) not in self._seen:
+                self._seen.add((operation, finding.id))
+                fresh.append(finding)
+        return RecordOutcome(where, findings=fresh, errors=errors)
+
+
 def evaluate_records(
     parsed_records: Iterable[Parsed], baseline: Baseline, enrich: Enricher | None = None
 ) -> Iterator[RecordOutcome]:
-    """Evaluate parsed records in order; a finding repeated within one operation (Azure
-    Start + Success records share a correlation id) is reported once."""
-    seen: set[tuple[str, str]] = set()
+    """Evaluate parsed records in order (see RecordEvaluator)."""
+    evaluator = RecordEvaluator(baseline, enrich)
     for parsed in parsed_records:
-        if parsed.error is not None:
-            yield RecordOutcome(parsed.where, errors=[str(parsed.error)])
-            continue
-        if parsed.skipped is not None:
-            yield RecordOutcome(parsed.where, skipped=parsed.skipped.reason)
-            continue
-        for change in parsed.changes:
-            if change.needs_enrichment:
-                reason = str(change.data.get("not_evaluated") or "body not in event")
-                enriched = enrich(change) if enrich else reason
-                if isinstance(enriched, str):
-                    note = f"{parsed.where}: not evaluated: {enriched} ({change.event_name})"
-                    yield RecordOutcome(parsed.where, not_evaluated=note)
-                    continue
-                change = enriched
-            errors: list[str] = []
-            try:
-                found = evaluate(change, baseline)
-            except RuleError as exc:
-                found = exc.findings
-                errors = [f"{parsed.where}: {e}" for e in exc.errors]
-            operation = change.correlation_id or change.event_id or parsed.where
-            fresh = []
-            for finding in found:
-                if (operation, finding.id) not in seen:
-                    seen.add((operation, finding.id))
-                    fresh.append(finding)
-            yield RecordOutcome(parsed.where, findings=fresh, errors=errors)
+        yield from evaluator.outcomes(parsed)
 
 
 @dataclass
