@@ -53,15 +53,22 @@ class Rule:
 @dataclass
 class Registry:
     rules: dict[str, Rule] = field(default_factory=dict)
+    # (cloud, kind) -> its rules, asked for every change: kept until a rule is added
+    _by_kind: dict[tuple[str, str], tuple[Rule, ...]] = field(default_factory=dict, repr=False)
 
     def add(self, new: Rule) -> None:
         if new.id in self.rules:
             raise ValueError(f"rule {new.id} registered twice")
         self.rules[new.id] = new
+        self._by_kind.clear()
 
-    def for_kind(self, cloud: str, kind: str) -> list[Rule]:
-        load_cloud(cloud)
-        return [r for r in self.rules.values() if r.cloud == cloud and kind in r.kinds]
+    def for_kind(self, cloud: str, kind: str) -> tuple[Rule, ...]:
+        found = self._by_kind.get((cloud, kind))
+        if found is None:
+            load_cloud(cloud)
+            found = tuple(r for r in self.rules.values() if r.cloud == cloud and kind in r.kinds)
+            self._by_kind[(cloud, kind)] = found
+        return found
 
 
 REGISTRY = Registry()
@@ -98,8 +105,15 @@ def _norm(value: str) -> str:
 
 def actor_matches(change: Change, listed: Iterable[str]) -> bool:
     """Is the change's actor one of `listed` (ARNs, object ids, emails; case-insensitive)?"""
-    wanted = {_norm(x) for x in listed}
-    return any(_norm(a) in wanted for a in [change.actor, *change.actor_ids] if a)
+    return _listed(_actor_keys(change), listed)
+
+
+def _actor_keys(change: Change) -> set[str]:
+    return {_norm(a) for a in (change.actor, *change.actor_ids) if a}
+
+
+def _listed(actor_keys: set[str], listed: Iterable[str]) -> bool:
+    return not actor_keys.isdisjoint(_norm(x) for x in listed)
 
 
 class RuleError(RuntimeError):
@@ -117,9 +131,10 @@ def evaluate(change: Change, baseline: Baseline) -> list[Finding]:
     A rule that raises does not hide the others' findings: all rules run, then
     RuleError carries both the findings and the failures.
     """
-    if actor_matches(change, baseline.actors.responder):
+    actor_keys = _actor_keys(change)
+    if _listed(actor_keys, baseline.actors.responder):
         return []  # our own remediation: never react to it
-    approved = actor_matches(change, baseline.actors.approved)
+    approved = _listed(actor_keys, baseline.actors.approved)
     findings: list[Finding] = []
     errors: list[str] = []
     for r in REGISTRY.for_kind(change.cloud, change.kind):
