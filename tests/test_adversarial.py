@@ -271,17 +271,11 @@ def test_lambda_handler_acknowledges_mutated_events_at_scale(lambda_handler, eve
     check_handler(lambda_handler, event)
 
 
-# ------------------------------------------------------------------ known crashes
-# Open crashes (tests/fuzz/known.py), reported to the owner. strict=True: once fixed, the
-# test fails as XPASS; then drop the marker and the entry in known.py.
+# ------------------------------------------------------------------ regressions
+# Minimal reproducers of crashes the fuzzers found, fixed since; kept so they stay fixed.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known crash nested-json-text-azure-gcp: azure.events._body catches ValueError, "
-    "not the RecursionError of json.loads on deeply nested text",
-)
-def test_known_crash_nested_json_text_in_an_azure_record():
+def test_regression_nested_json_text_in_an_azure_record():
     record = json.loads(
         (
             CORPUS / "azure" / "activitylog-roleassignments-write-owner-panther-synthetic.json"
@@ -292,12 +286,7 @@ def test_known_crash_nested_json_text_in_an_azure_record():
     assert outcomes and all(o.errors or o.skipped or o.not_evaluated for o in outcomes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known crash nested-json-text-azure-gcp: gcp.events._json_or_none catches "
-    "ValueError, not the RecursionError of json.loads on deeply nested text",
-)
-def test_known_crash_nested_json_text_in_a_pubsub_message():
+def test_regression_nested_json_text_in_a_pubsub_message():
     body = {
         "message": {"data": base64.b64encode(b"[" * 5_000).decode(), "messageId": "1"},
         "subscription": "projects/p/subscriptions/trustwatch",
@@ -306,12 +295,7 @@ def test_known_crash_nested_json_text_in_a_pubsub_message():
     assert outcomes and all(o.errors or o.skipped for o in outcomes)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known crash gcp-cloudevent-data-surrogate: gcp.events.log_entry encodes a str "
-    "`data` holding a lone surrogate (UnicodeEncodeError)",
-)
-def test_known_crash_cloudevent_data_with_a_lone_surrogate():
+def test_regression_cloudevent_data_with_a_lone_surrogate():
     text = (
         '{"specversion": "1.0", "type": "google.cloud.audit.log.v1.written", "id": "1",'
         ' "source": "//cloudaudit.googleapis.com/projects/p/logs/activity", "data": "\\ud800"}'
@@ -319,10 +303,6 @@ def test_known_crash_cloudevent_data_with_a_lone_surrogate():
     [(where, doc)] = read_documents(text, "event.json")
     outcomes = evaluate_doc(doc, where)
     assert outcomes and all(o.errors or o.skipped for o in outcomes)
-
-
-# ------------------------------------------------------------------ regressions
-# Minimal reproducers of crashes the fuzzers found, fixed since; kept so they stay fixed.
 
 
 def test_regression_replay_of_deeply_nested_json_file():

@@ -31,24 +31,9 @@ def raised_through(exc: BaseException, kind: type[BaseException], module: str) -
 
 
 KNOWN_CRASHES: dict[str, Callable[[BaseException], bool]] = {
-    # fixed: deep nesting in intake and aws.policy, AssumeRole with a non-ARN roleArn; their
-    # reproducers stay as regression tests in tests/test_adversarial.py.
-    #
-    # Deeply nested JSON text inside a record: azure.events._body (properties.requestbody /
-    # responseBody) and gcp.events._json_or_none (Pub/Sub message.data, CloudEvent
-    # data_base64) call json.loads and catch ValueError only, not RecursionError.
-    # Reproducers: tests/test_adversarial.py::test_known_crash_nested_json_text_in_an_azure_record
-    # and ::test_known_crash_nested_json_text_in_a_pubsub_message
-    "nested-json-text-azure-gcp": lambda exc: (
-        raised_through(exc, RecursionError, "trustwatch/azure/events.py")
-        or raised_through(exc, RecursionError, "trustwatch/gcp/events.py")
-    ),
-    # A CloudEvent whose `data` is a string holding a lone surrogate ("\ud800" in the JSON):
-    # gcp.events.log_entry calls data.encode(), which raises UnicodeEncodeError.
-    # Reproducer: tests/test_adversarial.py::test_known_crash_cloudevent_data_with_a_lone_surrogate
-    "gcp-cloudevent-data-surrogate": lambda exc: raised_through(
-        exc, UnicodeEncodeError, "trustwatch/gcp/events.py"
-    ),
+    # none open. Fixed, with reproducers kept as regression tests in tests/test_adversarial.py:
+    # deep nesting (intake, aws.policy, Azure request bodies, Pub/Sub data), AssumeRole with
+    # a non-ARN roleArn, a CloudEvent `data` string holding a lone surrogate.
 }
 
 

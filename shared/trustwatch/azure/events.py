@@ -19,12 +19,12 @@ record, so a failed operation in the batch is not reported at all.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from trustwatch import jsontext
 from trustwatch.azure.roles import UnknownRole, normalize_guid, normalize_role, role_name
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
@@ -466,7 +466,7 @@ def _body(props: dict[str, Any], key: str) -> Any:
     if not isinstance(value, str):
         return ""
     try:
-        return json.loads(value)
+        return jsontext.loads(value)  # deep nesting: a ValueError there, not RecursionError
     except ValueError:
         return ""
 

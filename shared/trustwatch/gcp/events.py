@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
+from trustwatch import jsontext
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
@@ -154,8 +154,10 @@ def log_entry(record: Any) -> dict[str, Any] | Skipped:
         data = record.get("data")
         if data is None and "data_base64" in record:
             data = _json_or_none(_b64(record["data_base64"], "data_base64"))
-        elif isinstance(data, bytes | str):  # a binary-mode event's body, as the SDK hands it
-            data = _json_or_none(data.encode() if isinstance(data, str) else data)
+        elif isinstance(data, str):  # a binary-mode event's body, as the SDK hands it
+            data = _json_text_or_none(data)
+        elif isinstance(data, bytes):
+            data = _json_or_none(data)
         if event_type == AUDIT_LOG_WRITTEN:
             if not isinstance(data, dict):
                 raise EventError(f"{AUDIT_LOG_WRITTEN} CloudEvent without a LogEntry in 'data'")
@@ -392,6 +394,14 @@ def _b64(value: Any, field: str) -> bytes:
 
 def _json_or_none(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        return _json_text_or_none(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None
+
+
+def _json_text_or_none(text: str) -> Any:
+    # jsontext.loads: deep nesting is a JSONDecodeError there, never a RecursionError
+    try:
+        return jsontext.loads(text)
+    except ValueError:
         return None
