@@ -10,26 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-
-def raised_in(exc: BaseException, kind: type[BaseException], module: str) -> bool:
-    """Is `exc` a `kind` raised by code in `module` (a path suffix)?"""
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last, tb = tb.tb_frame.f_code.co_filename, tb.tb_next
-    return isinstance(exc, kind) and last is not None and last.endswith(module)
-
-
-def raised_through(exc: BaseException, kind: type[BaseException], module: str) -> bool:
-    """Is `exc` a `kind` that passed through code in `module` (raised there or below)?"""
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith(module):
-            return isinstance(exc, kind)
-        tb = tb.tb_next
-    return False
-
-
 KNOWN_CRASHES: dict[str, Callable[[BaseException], bool]] = {
     # none open. Fixed, with reproducers kept as regression tests in tests/test_adversarial.py:
     # deep nesting (intake, aws.policy, Azure request bodies, Pub/Sub data), AssumeRole with
