@@ -312,14 +312,25 @@ def _describe(err: dict[str, Any]) -> str:
     return message.removeprefix("Value error, ")
 
 
+def _load_yaml(text: str, lines: dict[tuple[str, ...], int]) -> Any:
+    """yaml.safe_load(text), parsing the text once: the nodes first give each field's line
+    (and bound alias expansion), then the data is built from them."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _node_lines(node, (), lines)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_baseline(text: str, source: str = "<baseline>") -> Baseline:
     """Validate YAML text as a baseline; raises BaselineError with every problem found."""
+    lines: dict[tuple[str, ...], int] = {}
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        lines: dict[tuple[str, ...], int] = {}
-        if node is not None:
-            _node_lines(node, (), lines)  # before loading: it also bounds alias expansion
-        data = yaml.safe_load(text)
+        data = _load_yaml(text, lines)
     except _TooLarge:
         raise BaselineError(
             source, [f"expands to more than {MAX_EXPANDED_NODES} YAML nodes (nested aliases?)"]
