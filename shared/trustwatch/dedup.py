@@ -8,7 +8,6 @@ protocol (conditional put); SQLite serves the CLI and tests, memory a single pro
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -66,6 +65,8 @@ class SqliteDedupStore:
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        import sqlite3  # here: the functions' memory and cloud stores never need it
+
         # Autocommit (isolation_level=None): each statement commits on its own.
         self._db = sqlite3.connect(
             self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False

@@ -39,7 +39,6 @@ from trustwatch.alerts.config import (
     load_routing,
     routing_from_env,
 )
-from trustwatch.alerts.mail import SesSink, SmtpSink
 from trustwatch.alerts.secrets import SecretRef
 from trustwatch.alerts.sinks import Sink, SlackBotSink, SlackWebhookSink, TeamsSink, WebhookSink
 from trustwatch.alerts.transport import HTTPStatusError
@@ -99,8 +98,6 @@ class AlertDeliveryError(RuntimeError):
 _SINK_TYPES: dict[type, type[Sink]] = {
     TeamsConfig: TeamsSink,
     WebhookConfig: WebhookSink,
-    EmailConfig: SmtpSink,
-    SesConfig: SesSink,
 }
 
 
@@ -255,6 +252,11 @@ def _build_sink(
     _check_env_references(config, env)
     if isinstance(config, SlackConfig):
         cls: type[Sink] = SlackBotSink if config.token else SlackWebhookSink
+    elif isinstance(config, EmailConfig | SesConfig):
+        # imported here: smtplib and MIME cost a function's cold start milliseconds
+        from trustwatch.alerts.mail import SesSink, SmtpSink
+
+        cls = SmtpSink if isinstance(config, EmailConfig) else SesSink
     else:
         cls = _SINK_TYPES[type(config)]
     return cls(
