@@ -598,3 +598,25 @@ def test_untracked_role_trusting_any_databricks_identity(baseline):
     (finding,) = findings_for(record, baseline)
     assert finding.rule == "aws.role.untracked_trusts_databricks"
     assert finding.severity.value == "high"
+
+
+def test_trust_rules_share_one_policy_diff_per_change(baseline, monkeypatch):
+    from trustwatch.aws import policy
+
+    calls = []
+    compare = policy.compare_trust
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return compare(*args, **kwargs)
+
+    monkeypatch.setattr(policy, "compare_trust", counted)
+    # only the attacker may assume: a principal added and the expected one removed
+    record = update_trust(XACCT, trust(allow({"AWS": ATTACKER})))
+    assert rules_of(record, baseline) == [
+        "aws.trust.expected_principal_removed",
+        "aws.trust.principal_added",
+    ]
+    assert len(calls) == 1  # four trust rules ran on the change
+    rules_of(record, baseline)
+    assert len(calls) == 2  # and the next change gets its own

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
@@ -116,6 +117,24 @@ def _listed(actor_keys: set[str], listed: Iterable[str]) -> bool:
     return not actor_keys.isdisjoint(_norm(x) for x in listed)
 
 
+T = TypeVar("T")
+
+# What several rules of one change compute alike (the trust rules' policy diff), kept for
+# the length of one evaluate() call: see computed_once.
+_per_change: ContextVar[dict[str, Any] | None] = ContextVar("trustwatch_per_change", default=None)
+
+
+def computed_once(key: str, compute: Callable[[], T]) -> T:
+    """compute(), once per evaluate() call: the change's other rules asking for the same
+    key get the same value. Outside evaluate() (a rule called on its own) it is computed."""
+    cache = _per_change.get()
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]  # type: ignore[no-any-return]
+
+
 class RuleError(RuntimeError):
     """Some rule failed on a change; `findings` holds what the other rules found."""
 
@@ -137,15 +156,21 @@ def evaluate(change: Change, baseline: Baseline) -> list[Finding]:
     approved = _listed(actor_keys, baseline.actors.approved)
     findings: list[Finding] = []
     errors: list[str] = []
-    for r in REGISTRY.for_kind(change.cloud, change.kind):
-        if change.failed and not r.on_failed:
-            continue
-        try:
-            hits = list(r.fn(change, baseline))
-        except Exception as exc:  # a rule bug or an odd document must not swallow findings
-            errors.append(f"rule {r.id} failed on {change.event_name}: {type(exc).__name__}: {exc}")
-            continue
-        findings.extend(_finding(r, hit, change, baseline, approved) for hit in hits)
+    scope = _per_change.set({})
+    try:
+        for r in REGISTRY.for_kind(change.cloud, change.kind):
+            if change.failed and not r.on_failed:
+                continue
+            try:
+                hits = list(r.fn(change, baseline))
+            except Exception as exc:  # a rule bug or an odd document must not swallow findings
+                errors.append(
+                    f"rule {r.id} failed on {change.event_name}: {type(exc).__name__}: {exc}"
+                )
+                continue
+            findings.extend(_finding(r, hit, change, baseline, approved) for hit in hits)
+    finally:
+        _per_change.reset(scope)
     if errors:
         raise RuleError(findings, errors)
     return findings

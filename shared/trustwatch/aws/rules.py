@@ -12,7 +12,7 @@ from typing import Any
 from trustwatch.aws import policy, templates
 from trustwatch.baseline import AwsAccount, AwsRole, Baseline, TemplateRef
 from trustwatch.changes import Change
-from trustwatch.engine import Hit, rule
+from trustwatch.engine import Hit, computed_once, rule
 from trustwatch.findings import Severity
 
 TRUST_KINDS = ("role.trust_updated", "role.created")
@@ -39,6 +39,11 @@ def _expected_trust(change: Change, baseline: Baseline, role: AwsRole) -> list[d
 
 
 def _trust_diff(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.TrustDiff] | None:
+    # the four trust rules judge the same diff: computed once per change
+    return computed_once("aws.trust_diff", lambda: _compare_trust(change, baseline))
+
+
+def _compare_trust(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.TrustDiff] | None:
     role = _role(change, baseline)
     if role is None or role.trust is None:
         return None
