@@ -274,7 +274,7 @@ MAX_EXPANDED_NODES = 100_000
 
 
 class _TooLarge(Exception):
-    pass
+    """The composed YAML expands past MAX_EXPANDED_NODES."""
 
 
 def _node_lines(
