@@ -35,7 +35,7 @@ def run_demo(out: TextIO) -> int:
         out.write(f"  - {path.name}\n")
     result = replay([str(p) for p in events], baseline, keep_going=True)
     out.write(
-        f"\n{result.records} records read, {result.skipped} skipped as noise, "
+        f"\n{result.records} records read, {result.skipped} skipped (not an identity change, or superseded within its operation), "
         f"{len(result.findings)} findings:\n"
     )
     render_table(result.findings, out)
