@@ -98,6 +98,18 @@ class MotoServer:
         }
 
 
+def create_state_table(server: MotoServer, prefix: str = "tw-state") -> str:
+    """A DynamoDB table shaped as deploy/aws creates it (key `id`), for dedup + idempotency."""
+    name = unique_name(prefix)
+    server.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
 def _serialised(app: Callable[..., Any]) -> Callable[..., Any]:
     # moto checks a condition and writes in two steps; real DynamoDB does both atomically.
     # One request at a time restores that, so races between clients behave as in AWS.

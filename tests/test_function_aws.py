@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
 import sys
 
 import pytest
@@ -23,21 +24,14 @@ def slack():
 
 @pytest.fixture
 def state_table(moto_server):
-    from cloudservers import unique_name
+    from cloudservers import create_state_table
 
-    name = unique_name("tw-state")
-    moto_server.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
+    return create_state_table(moto_server)
 
 
 def load_handler(monkeypatch, env: dict[str, str]):
     """A fresh import of functions/aws/handler.py, as a new Lambda instance would do."""
-    for key in [k for k in list(__import__("os").environ) if k.startswith("TRUSTWATCH_")]:
+    for key in [k for k in os.environ if k.startswith("TRUSTWATCH_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)

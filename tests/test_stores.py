@@ -37,14 +37,9 @@ StoreFactory = Callable[[], DedupStore]  # a new "function instance" on the same
 
 
 def _dynamo_table(moto_server: MotoServer) -> str:
-    name = unique_name()
-    moto_server.client("dynamodb").create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
+    from cloudservers import create_state_table
+
+    return create_state_table(moto_server, "tw")
 
 
 @pytest.fixture(params=["dynamodb", "azure-table", "gcs"])
