@@ -23,7 +23,7 @@ from trustwatch.aws.templates import (
     expected_trust,
     is_databricks_principal,
 )
-from trustwatch.baseline import TemplateRef
+from trustwatch.aws.baseline import TemplateRef
 
 PARTITIONS = ["aws", "aws-us-gov", "aws-us-gov-dod"]
 ACCOUNT = "111122223333"

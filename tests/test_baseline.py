@@ -6,7 +6,8 @@ import re
 
 import pytest
 from conftest import EXAMPLE_BASELINE, HANDBOOK_BASELINE
-from trustwatch.baseline import BaselineError, TemplateRef, load_baseline, parse_baseline
+from trustwatch.aws.baseline import TemplateRef
+from trustwatch.baseline import BaselineError, load_baseline, parse_baseline
 
 
 def test_handbook_and_project_examples_load_unchanged():

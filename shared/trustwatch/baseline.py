@@ -1,259 +1,100 @@
-"""The baseline file (Contract 1): pydantic models and a YAML loader with precise errors."""
+"""The baseline file (Contract 1): pydantic models and a YAML loader with precise errors.
+
+Core holds what every baseline has (version, databricks, defaults, actors); each cloud's
+section (`aws:`, `azure:`, …) is the model its folder declares
+(`CloudPlugin.baseline_section`), assembled into one model by `baseline_model()`.
+"""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
+from trustwatch import clouds
 from trustwatch.findings import Severity
 
 Mode = Literal["alert", "remediate"]
 
-AWS_TRUST_TEMPLATES = {"databricks-cross-account", "databricks-unity-catalog", "ec2"}
-AWS_POLICY_TEMPLATES = {"databricks-crossaccount-policy"}
-_TEMPLATE_PARAMS = {
-    "databricks-cross-account": set(),
-    "databricks-unity-catalog": {"external_id"},
-    "ec2": set(),
-    "databricks-crossaccount-policy": {"policy_type", "pass_roles"},
-}
 
+class Strict(BaseModel):
+    """The base of every baseline model: unknown fields are errors, values are frozen."""
 
-class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TemplateRef(_Strict):
-    """A named policy template with its parameters."""
-
-    template: str
-    external_id: str | None = None
-    policy_type: Literal["managed", "customer", "restricted"] | None = None
-    pass_roles: list[str] | None = None  # role ARNs the cross-account policy may iam:PassRole
-
-    @model_validator(mode="after")
-    def _known_template(self) -> TemplateRef:
-        if self.template not in _TEMPLATE_PARAMS:
-            known = ", ".join(sorted(_TEMPLATE_PARAMS))
-            raise ValueError(f"unknown template {self.template!r}; expected one of: {known}")
-        if self.template == "databricks-unity-catalog" and not self.external_id:
-            raise ValueError("template 'databricks-unity-catalog' needs 'external_id'")
-        return self
-
-
-def _policy_or_template(value: Any) -> Any:
-    """A literal IAM policy document (dict with Statement, or JSON text) or a template ref."""
-    if isinstance(value, str):
-        import json
-
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise ValueError(f"policy document is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError("expected a template ({template: NAME, ...}) or a policy document")
-    if "template" in value:
-        try:
-            return TemplateRef.model_validate(value)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise ValueError(f"{where + ': ' if where else ''}{_describe(err)}") from None
-    if "Statement" not in value:
-        raise ValueError("a literal policy document needs a 'Statement'")
-    return dict(value)
-
-
-# A TemplateRef or a literal policy document dict, checked by _policy_or_template.
-PolicySpec = Any
-
-
-class AwsRole(_Strict):
-    mode: Mode | None = None
-    trust: PolicySpec | None = None
-    managed_policies: list[str] = Field(default_factory=list)
-    inline_policies: dict[str, PolicySpec] = Field(default_factory=dict)
-    permissions_boundary: str | None = None
-
-    @field_validator("trust", mode="before")
-    @classmethod
-    def _trust(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        spec = _policy_or_template(value)
-        if isinstance(spec, TemplateRef) and spec.template not in AWS_TRUST_TEMPLATES:
-            raise ValueError(
-                f"{spec.template!r} is not a trust template; expected one of: "
-                + ", ".join(sorted(AWS_TRUST_TEMPLATES))
-            )
-        return spec
-
-    @field_validator("inline_policies", mode="before")
-    @classmethod
-    def _inline(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        out = {}
-        for name, doc in value.items():
-            try:
-                out[name] = _policy_or_template(doc)
-            except ValueError as exc:
-                raise ValueError(f"policy {name!r}: {exc}") from None
-        return out
-
-    @field_validator("managed_policies")
-    @classmethod
-    def _arns(cls, value: list[str]) -> list[str]:
-        for arn in value:
-            if not re.fullmatch(r"arn:aws[a-z-]*:iam::(aws|\d{12}):policy/.+", arn):
-                raise ValueError(f"{arn!r} is not a managed policy ARN")
-        return value
-
-
-class AwsInstanceProfile(_Strict):
-    role: str
-
-
-class AwsAccount(_Strict):
-    roles: dict[str, AwsRole] = Field(default_factory=dict)
-    instance_profiles: dict[str, AwsInstanceProfile] = Field(default_factory=dict)
-    untracked_roles: Literal["alert", "ignore"] = "alert"
-
-
-class AwsSection(_Strict):
-    partition: Literal["aws", "aws-us-gov", "aws-us-gov-dod"] = "aws"
-    accounts: dict[str, AwsAccount] = Field(default_factory=dict)
-
-    @field_validator("accounts", mode="before")
-    @classmethod
-    def _account_ids(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            out = {}
-            for key, account in value.items():
-                key = str(key)
-                if not re.fullmatch(r"\d{12}", key):
-                    raise ValueError(f"account id {key!r} must be 12 digits (quote it in YAML)")
-                out[key] = account
-            return out
-        return value
-
-
-class AzureRoleAssignment(_Strict):
-    role: str = Field(description="built-in role name, definition GUID or full definition id")
-    scope: str
-
-    @field_validator("role")
-    @classmethod
-    def _known_role(cls, value: str) -> str:
-        # an unknown name would never match, flagging every assignment of the identity
-        from trustwatch.azure.roles import normalize_role
-
-        normalize_role(value)
-        return value
-
-
-class AzureIdentity(_Strict):
-    mode: Mode | None = None
-    principal_id: str
-    resource_id: str | None = None
-    role_assignments: list[AzureRoleAssignment] = Field(default_factory=list)
-
-
-class AzureSubscription(_Strict):
-    identities: dict[str, AzureIdentity] = Field(default_factory=dict)
-    protected_scopes: list[str] = Field(default_factory=list)
-
-
-class AzureSection(_Strict):
-    tenant_id: str | None = None
-    subscriptions: dict[str, AzureSubscription] = Field(default_factory=dict)
-
-
-class GcpServiceAccount(_Strict):
-    mode: Mode | None = None
-    project_roles: list[str] = Field(default_factory=list)
-    impersonators: list[str] = Field(default_factory=list)
-    user_managed_keys: bool = False
-
-
-class GcpBucket(_Strict):
-    mode: Mode | None = None
-    bindings: dict[str, list[str]] = Field(default_factory=dict)
-
-
-class GcpCustomRole(_Strict):
-    mode: Mode | None = None
-    permissions: list[str] | None = None
-
-
-class GcpProject(_Strict):
-    service_accounts: dict[str, GcpServiceAccount] = Field(default_factory=dict)
-    buckets: dict[str, GcpBucket] = Field(default_factory=dict)
-    custom_roles: dict[str, GcpCustomRole] = Field(default_factory=dict)
-
-    @field_validator("custom_roles", mode="before")
-    @classmethod
-    def _empty_roles(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {name: ({} if spec is None else spec) for name, spec in value.items()}
-        return value
-
-
-class GcpSection(_Strict):
-    projects: dict[str, GcpProject] = Field(default_factory=dict)
-
-
-class Databricks(_Strict):
+class Databricks(Strict):
     account_id: str
 
 
-class Defaults(_Strict):
+class Defaults(Strict):
     mode: Mode = "alert"
     min_severity: Severity = Severity.medium
 
 
-class Actors(_Strict):
+class Actors(Strict):
     responder: list[str] = Field(default_factory=list)
     approved: list[str] = Field(default_factory=list)
 
 
-class Baseline(_Strict):
+class Baseline(Strict):
+    """The parts every baseline has; `baseline_model()` adds one field per cloud section,
+    read as `baseline.<cloud name>` (each cloud's rules read their own)."""
+
     version: Literal[1] = 1
     databricks: Databricks | None = None
     defaults: Defaults = Field(default_factory=Defaults)
     actors: Actors = Field(default_factory=Actors)
-    aws: AwsSection = Field(default_factory=AwsSection)
-    azure: AzureSection = Field(default_factory=AzureSection)
-    gcp: GcpSection = Field(default_factory=GcpSection)
+
+    if TYPE_CHECKING:  # the cloud sections are fields of the assembled subclass
+
+        def __getattr__(self, name: str) -> Any: ...
 
     @model_validator(mode="after")
-    def _cross_account_needs_account_id(self) -> Baseline:
-        for account_id, account in self.aws.accounts.items():
-            for name, role in account.roles.items():
-                trust = role.trust
-                if (
-                    isinstance(trust, TemplateRef)
-                    and trust.template == "databricks-cross-account"
-                    and self.databricks is None
-                ):
-                    raise ValueError(
-                        f"aws.accounts.{account_id}.roles.{name}.trust uses template "
-                        "'databricks-cross-account', which needs databricks.account_id"
-                    )
-            for profile_name, profile in account.instance_profiles.items():
-                if profile.role not in account.roles:
-                    raise ValueError(
-                        f"aws.accounts.{account_id}.instance_profiles.{profile_name}.role: "
-                        f"{profile.role!r} is not a role of this account's baseline"
-                    )
+    def _sections_agree(self) -> Baseline:
+        problems = [p for cloud in clouds.registered() for p in cloud.check_baseline(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    @classmethod
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Baseline:  # type: ignore[override]
+        """Validate with every registered cloud's section (the assembled model)."""
+        if cls is Baseline:
+            return baseline_model().model_validate(obj, **kwargs)
+        return super().model_validate(obj, **kwargs)
 
     def mode_for(self, override: Mode | None) -> Mode:
         return override or self.defaults.mode
+
+    def section(self, cloud: str) -> Any:
+        """The cloud's section (its own model, empty when the file has none)."""
+        return getattr(self, cloud)
+
+
+_assembled: type[Baseline] | None = None
+
+
+def baseline_model() -> type[Baseline]:
+    """Baseline with a field per registered cloud (rebuilt when the registry changes)."""
+    global _assembled
+    if _assembled is None:
+        sections: dict[str, Any] = {}
+        for cloud in clouds.registered():
+            model = cloud.baseline_section()
+            sections[cloud.name] = (model, Field(default_factory=model))
+        _assembled = create_model("Baseline", __base__=Baseline, **sections)
+    return _assembled
+
+
+def _reset_model() -> None:
+    global _assembled
+    _assembled = None
+
+
+clouds.on_change(_reset_model)
 
 
 class BaselineError(ValueError):
@@ -300,7 +141,8 @@ def _node_lines(
             _node_lines(item, (*path, str(index)), out, budget)
 
 
-def _describe(err: dict[str, Any]) -> str:
+def describe_error(err: dict[str, Any]) -> str:
+    """A pydantic error as a sentence a user can act on (no pydantic jargon)."""
     kind = err["type"]
     if kind == "extra_forbidden":
         return "unknown field"
@@ -343,9 +185,10 @@ def parse_baseline(text: str, source: str = "<baseline>") -> Baseline:
         problem = getattr(exc, "problem", None) or str(exc)
         raise BaselineError(source, [f"{where}not valid YAML: {problem}"]) from None
     if not isinstance(data, dict):
-        raise BaselineError(source, ["expected a mapping at the top (version, aws, azure, gcp …)"])
+        sections = ", ".join(("version", *clouds.names()))
+        raise BaselineError(source, [f"expected a mapping at the top ({sections} …)"])
     try:
-        return Baseline.model_validate(data)
+        return baseline_model().model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -353,7 +196,7 @@ def parse_baseline(text: str, source: str = "<baseline>") -> Baseline:
             line = _line_for(lines, path)
             dotted = ".".join(path) or "(top)"
             where = f"line {line}: " if line else ""
-            problems.append(f"{where}{dotted}: {_describe(err)}")
+            problems.append(f"{where}{dotted}: {describe_error(err)}")
         raise BaselineError(source, problems) from None
 
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-
-Cloud = Literal["aws", "azure", "gcp"]
 
 
 class Change(BaseModel):
@@ -19,7 +17,7 @@ class Change(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cloud: Cloud
+    cloud: str  # a registered cloud's name (trustwatch.clouds)
     kind: str
     event_name: str
     scope: str

@@ -159,13 +159,10 @@ def _validate_command(args: argparse.Namespace) -> int:
     except BaselineError as exc:
         print(f"trustwatch: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    roles = sum(len(a.roles) for a in baseline.aws.accounts.values())
-    identities = sum(len(s.identities) for s in baseline.azure.subscriptions.values())
-    accounts = sum(len(p.service_accounts) for p in baseline.gcp.projects.values())
-    print(
-        f"{args.file}: valid baseline ({roles} AWS roles, {identities} Azure identities, "
-        f"{accounts} GCP service accounts)"
-    )
+    from trustwatch import clouds
+
+    counts = ", ".join(c.describe_baseline(baseline.section(c.name)) for c in clouds.registered())
+    print(f"{args.file}: valid baseline ({counts})")
     return EXIT_OK
 
 

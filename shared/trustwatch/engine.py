@@ -7,17 +7,15 @@ the common fields (fingerprint, actor, event, remediation status from mode and a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from trustwatch import clouds
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
 from trustwatch.findings import Finding, Remediation, Severity, fingerprint
-
-CLOUDS = ("aws", "azure", "gcp")
 
 
 @dataclass(frozen=True)
@@ -89,13 +87,11 @@ def rule(
 
 def load_cloud(cloud: str) -> None:
     """Import a cloud's rules module (registers its rules); each cloud is one folder."""
-    if cloud not in CLOUDS:
-        raise ValueError(f"unknown cloud {cloud!r}")
-    importlib.import_module(f"trustwatch.{cloud}.rules")
+    clouds.get(cloud).load_rules()
 
 
 def all_rules() -> list[Rule]:
-    for cloud in CLOUDS:
+    for cloud in clouds.names():
         load_cloud(cloud)
     return sorted(REGISTRY.rules.values(), key=lambda r: r.id)
 

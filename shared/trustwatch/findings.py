@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from trustwatch import clouds
 
 
 class Severity(StrEnum):
@@ -34,6 +36,15 @@ _RANK = {
     Severity.critical: 4,
 }
 
+
+def _registered_cloud(name: str) -> str:
+    clouds.get(name)  # ValueError naming the registered clouds
+    return name
+
+
+# A registered cloud's name (trustwatch.clouds), checked wherever a finding is read.
+CloudName = Annotated[str, AfterValidator(_registered_cloud)]
+
 RemediationStatus = Literal["planned", "applied", "skipped", "failed", "none"]
 
 
@@ -53,7 +64,7 @@ class Finding(BaseModel):
     id: str = Field(description="sha256 fingerprint of rule + identity + detail")
     rule: str
     severity: Severity
-    cloud: Literal["aws", "azure", "gcp"]
+    cloud: CloudName
     scope: str
     identity: str
     actor: str = ""

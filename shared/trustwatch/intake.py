@@ -7,24 +7,23 @@ Each cloud's `events` module offers the same three functions:
 - `parse(record) -> list[Change] | Skipped`: one audit record; raises EventError if malformed.
 
 This module reads files (one JSON document, JSON Lines, `.gz` of either) and routes each
-document to the cloud that recognizes it. A new cloud is a new folder plus its name in
-`engine.CLOUDS`.
+document to the cloud that recognizes it, asking every registered cloud (trustwatch.clouds)
+in turn: a new cloud is a new folder.
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from trustwatch import clouds
+from trustwatch.clouds import EventsModule
 from trustwatch.changes import Change, EventError, Skipped
-from trustwatch.engine import CLOUDS
 from trustwatch.jsontext import loads
 
 
@@ -38,15 +37,16 @@ class Parsed:
     error: EventError | None = None
 
 
-_EVENTS_MODULES: dict[str, ModuleType] = {}
+_EVENTS_MODULES: dict[str, EventsModule] = {}
+clouds.on_change(_EVENTS_MODULES.clear)
 
 
-def events_module(cloud: str) -> ModuleType:
+def events_module(cloud: str) -> EventsModule:
     """The cloud's `events` module, imported on first use: called for every record, so
     after that it is a dict lookup (import_module costs microseconds even when cached)."""
     module = _EVENTS_MODULES.get(cloud)
     if module is None:
-        module = importlib.import_module(f"trustwatch.{cloud}.events")
+        module = clouds.get(cloud).events()
         _EVENTS_MODULES[cloud] = module
     return module
 
@@ -56,9 +56,9 @@ def detect_cloud(doc: Any) -> str | None:
     return found[0] if found else None
 
 
-def _recognized(doc: Any) -> tuple[str, ModuleType] | None:
+def _recognized(doc: Any) -> tuple[str, EventsModule] | None:
     """The cloud that recognizes the document, and its events module."""
-    for cloud in CLOUDS:
+    for cloud in clouds.names():
         module = events_module(cloud)
         if module.recognizes(doc):
             return cloud, module
@@ -186,7 +186,7 @@ def parse_document(doc: Any, where: str) -> Iterator[Parsed]:
         yield _parse_record(module, record, f"{where} record {index}")
 
 
-def _parse_record(module: ModuleType, record: Any, where: str) -> Parsed:
+def _parse_record(module: EventsModule, record: Any, where: str) -> Parsed:
     try:
         outcome = module.parse(record)
     except EventError as exc:
@@ -199,5 +199,6 @@ def _parse_record(module: ModuleType, record: Any, where: str) -> Parsed:
 def _unknown_shape(doc: Any) -> str:
     if isinstance(doc, dict):
         keys = ", ".join(sorted(map(str, doc))[:8])
-        return f"unknown record shape (not an AWS, Azure or GCP audit event; keys: {keys})"
+        known = ", ".join(clouds.names())
+        return f"unknown record shape (not an audit event of {known}; keys: {keys})"
     return f"unknown record shape: a JSON {type(doc).__name__}, expected an object"

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from trustwatch.alerts.secrets import SecretRef
-from trustwatch.findings import Finding, Severity
+from trustwatch.findings import CloudName, Finding, Severity
 
 DEFAULT_MIN_SEVERITY = Severity.medium
 DEFAULT_WINDOW_S = 3600
@@ -58,7 +58,7 @@ class _Strict(BaseModel):
 class SinkConfigBase(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     min_severity: Severity | None = None  # None: the routing default
-    clouds: list[Literal["aws", "azure", "gcp"]] = Field(default_factory=list)  # [] = all
+    clouds: list[CloudName] = Field(default_factory=list)  # [] = all
     rules: list[str] = Field(default_factory=list)  # glob patterns; [] = all
 
     def routes(self, finding: Finding, default: Severity) -> bool:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from trustwatch.aws import policy, templates
-from trustwatch.baseline import AwsAccount, AwsRole, Baseline, TemplateRef
+from trustwatch.aws.baseline import AwsAccount, AwsRole, TemplateRef
+from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, computed_once, rule
 from trustwatch.findings import Severity

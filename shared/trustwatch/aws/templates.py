@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from trustwatch.aws.policy import load_document
-from trustwatch.baseline import TemplateRef
+from trustwatch.aws.baseline import TemplateRef
 
 # Databricks' AWS account per Databricks partition (constants.go "accountId").
 DATABRICKS_ACCOUNTS: dict[str, str] = {

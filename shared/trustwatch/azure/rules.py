@@ -27,7 +27,8 @@ from trustwatch.azure.roles import (
     normalize_role,
     role_name,
 )
-from trustwatch.baseline import AzureIdentity, AzureRoleAssignment, Baseline, Mode
+from trustwatch.azure.baseline import AzureIdentity, AzureRoleAssignment
+from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity

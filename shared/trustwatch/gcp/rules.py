@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from trustwatch.baseline import Baseline, GcpBucket, GcpCustomRole, GcpServiceAccount
+from trustwatch.baseline import Baseline
+from trustwatch.gcp.baseline import GcpBucket, GcpCustomRole, GcpServiceAccount
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity

@@ -1,0 +1,164 @@
+"""The `aws` section of the baseline file: accounts, roles, instance profiles."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from trustwatch.baseline import Mode, Strict, describe_error
+
+AWS_TRUST_TEMPLATES = {"databricks-cross-account", "databricks-unity-catalog", "ec2"}
+AWS_POLICY_TEMPLATES = {"databricks-crossaccount-policy"}
+_TEMPLATE_PARAMS = {
+    "databricks-cross-account": set(),
+    "databricks-unity-catalog": {"external_id"},
+    "ec2": set(),
+    "databricks-crossaccount-policy": {"policy_type", "pass_roles"},
+}
+
+
+class TemplateRef(Strict):
+    """A named policy template with its parameters."""
+
+    template: str
+    external_id: str | None = None
+    policy_type: Literal["managed", "customer", "restricted"] | None = None
+    pass_roles: list[str] | None = None  # role ARNs the cross-account policy may iam:PassRole
+
+    @model_validator(mode="after")
+    def _known_template(self) -> TemplateRef:
+        if self.template not in _TEMPLATE_PARAMS:
+            known = ", ".join(sorted(_TEMPLATE_PARAMS))
+            raise ValueError(f"unknown template {self.template!r}; expected one of: {known}")
+        if self.template == "databricks-unity-catalog" and not self.external_id:
+            raise ValueError("template 'databricks-unity-catalog' needs 'external_id'")
+        return self
+
+
+def _policy_or_template(value: Any) -> Any:
+    """A literal IAM policy document (dict with Statement, or JSON text) or a template ref."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"policy document is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError("expected a template ({template: NAME, ...}) or a policy document")
+    if "template" in value:
+        try:
+            return TemplateRef.model_validate(value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"{where + ': ' if where else ''}{describe_error(err)}") from None
+    if "Statement" not in value:
+        raise ValueError("a literal policy document needs a 'Statement'")
+    return dict(value)
+
+
+# A TemplateRef or a literal policy document dict, checked by _policy_or_template.
+PolicySpec = Any
+
+
+class AwsRole(Strict):
+    mode: Mode | None = None
+    trust: PolicySpec | None = None
+    managed_policies: list[str] = Field(default_factory=list)
+    inline_policies: dict[str, PolicySpec] = Field(default_factory=dict)
+    permissions_boundary: str | None = None
+
+    @field_validator("trust", mode="before")
+    @classmethod
+    def _trust(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        spec = _policy_or_template(value)
+        if isinstance(spec, TemplateRef) and spec.template not in AWS_TRUST_TEMPLATES:
+            raise ValueError(
+                f"{spec.template!r} is not a trust template; expected one of: "
+                + ", ".join(sorted(AWS_TRUST_TEMPLATES))
+            )
+        return spec
+
+    @field_validator("inline_policies", mode="before")
+    @classmethod
+    def _inline(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for name, doc in value.items():
+            try:
+                out[name] = _policy_or_template(doc)
+            except ValueError as exc:
+                raise ValueError(f"policy {name!r}: {exc}") from None
+        return out
+
+    @field_validator("managed_policies")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::(aws|\d{12}):policy/.+", arn):
+                raise ValueError(f"{arn!r} is not a managed policy ARN")
+        return value
+
+
+class AwsInstanceProfile(Strict):
+    role: str
+
+
+class AwsAccount(Strict):
+    roles: dict[str, AwsRole] = Field(default_factory=dict)
+    instance_profiles: dict[str, AwsInstanceProfile] = Field(default_factory=dict)
+    untracked_roles: Literal["alert", "ignore"] = "alert"
+
+
+class AwsSection(Strict):
+    partition: Literal["aws", "aws-us-gov", "aws-us-gov-dod"] = "aws"
+    accounts: dict[str, AwsAccount] = Field(default_factory=dict)
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _account_ids(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for key, account in value.items():
+                key = str(key)
+                if not re.fullmatch(r"\d{12}", key):
+                    raise ValueError(f"account id {key!r} must be 12 digits (quote it in YAML)")
+                out[key] = account
+            return out
+        return value
+
+    def summary(self) -> str:
+        roles = sum(len(a.roles) for a in self.accounts.values())
+        return f"{roles} AWS roles"
+
+
+def check_baseline(baseline: Any) -> list[str]:
+    """What the aws section needs from the rest of the file, and from itself as a whole."""
+    problems = []
+    for account_id, account in baseline.aws.accounts.items():
+        for name, role in account.roles.items():
+            trust = role.trust
+            if (
+                isinstance(trust, TemplateRef)
+                and trust.template == "databricks-cross-account"
+                and baseline.databricks is None
+            ):
+                problems.append(
+                    f"aws.accounts.{account_id}.roles.{name}.trust uses template "
+                    "'databricks-cross-account', which needs databricks.account_id"
+                )
+        for profile_name, profile in account.instance_profiles.items():
+            if profile.role not in account.roles:
+                problems.append(
+                    f"aws.accounts.{account_id}.instance_profiles.{profile_name}.role: "
+                    f"{profile.role!r} is not a role of this account's baseline"
+                )
+    return problems
+
+
+Section = AwsSection  # what trustwatch.clouds.CloudFolder looks for

@@ -1,0 +1,44 @@
+"""The `azure` section of the baseline file: subscriptions, identities, protected scopes."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from trustwatch.azure.roles import normalize_role
+from trustwatch.baseline import Mode, Strict
+
+
+class AzureRoleAssignment(Strict):
+    role: str = Field(description="built-in role name, definition GUID or full definition id")
+    scope: str
+
+    @field_validator("role")
+    @classmethod
+    def _known_role(cls, value: str) -> str:
+        # an unknown name would never match, flagging every assignment of the identity
+        normalize_role(value)
+        return value
+
+
+class AzureIdentity(Strict):
+    mode: Mode | None = None
+    principal_id: str
+    resource_id: str | None = None
+    role_assignments: list[AzureRoleAssignment] = Field(default_factory=list)
+
+
+class AzureSubscription(Strict):
+    identities: dict[str, AzureIdentity] = Field(default_factory=dict)
+    protected_scopes: list[str] = Field(default_factory=list)
+
+
+class AzureSection(Strict):
+    tenant_id: str | None = None
+    subscriptions: dict[str, AzureSubscription] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        identities = sum(len(s.identities) for s in self.subscriptions.values())
+        return f"{identities} Azure identities"
+
+
+Section = AzureSection  # what trustwatch.clouds.CloudFolder looks for

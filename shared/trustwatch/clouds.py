@@ -1,0 +1,211 @@
+"""The registry of clouds: core asks it for everything cloud-specific.
+
+A cloud is one folder `trustwatch/<name>/` whose `cloud.py` declares `CLOUD`, an object
+that satisfies `CloudPlugin`: its name, its baseline section model, its events module
+(recognize, unwrap, parse), its rules, its enricher, its console links and the API
+operations it watches. Core modules (baseline, engine, intake, package, alerts) iterate
+`registered()` and never name a cloud. A plugin from outside the package (a test's toy
+cloud, a third-party folder) joins with `register()`.
+
+Discovery is a directory listing, not an import of each cloud's SDK: `cloud.py` modules
+import only what their declaration needs; events, rules and enrichers load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from trustwatch.alerts.links import Link
+    from trustwatch.changes import Change, Skipped
+    from trustwatch.findings import Finding
+
+    Enricher = Callable[[Change], "Change | str"]
+
+
+class EventsModule(Protocol):
+    """What every cloud's `events` module offers (see trustwatch.intake)."""
+
+    def recognizes(self, doc: Any) -> bool: ...
+    def records(self, doc: Any) -> Iterator[Any]: ...
+    def parse(self, record: Any) -> list[Change] | Skipped: ...
+
+
+@runtime_checkable
+class CloudPlugin(Protocol):
+    """The one object a cloud folder declares (`trustwatch/<name>/cloud.py: CLOUD`)."""
+
+    name: str  # the key of its baseline section, `Finding.cloud`, `functions/<name>/`
+    entry_point: str  # the file in functions/<name>/ that the platform calls
+
+    def baseline_section(self) -> type[BaseModel]:
+        """The pydantic model of the cloud's section of the baseline file."""
+        ...
+
+    def check_baseline(self, baseline: Any) -> list[str]:
+        """Cross-section problems (dotted path: message) pydantic cannot see alone."""
+        ...
+
+    def events(self) -> EventsModule:
+        """The events module: recognizes / records / parse."""
+        ...
+
+    def load_rules(self) -> None:
+        """Import the rules module, which registers its rules with the engine."""
+        ...
+
+    def enricher(self, environ: Mapping[str, str]) -> Enricher | None:
+        """Fetches what an event lacks from the cloud's API, or None when none is needed."""
+        ...
+
+    def console_link(self, finding: Finding) -> Link | None:
+        """The console page where a human checks or fixes the finding's identity."""
+        ...
+
+    def watched_operations(self) -> Mapping[str, tuple[str, ...]]:
+        """Event source (service) -> the API operations the events module turns into
+        changes; deploy/ filters the platform's event routing to exactly these."""
+        ...
+
+    def describe_baseline(self, section: Any) -> str:
+        """A short count of what the section watches, for `baseline validate`."""
+        ...
+
+
+_PACKAGE = Path(__file__).resolve().parent
+_registry: dict[str, CloudPlugin] | None = None
+
+
+def _discover() -> dict[str, CloudPlugin]:
+    found: dict[str, CloudPlugin] = {}
+    for folder in sorted(_PACKAGE.iterdir()):
+        if (folder / "cloud.py").is_file() and (folder / "__init__.py").is_file():
+            module: ModuleType = importlib.import_module(f"trustwatch.{folder.name}.cloud")
+            plugin = module.CLOUD
+            if plugin.name != folder.name:
+                raise RuntimeError(f"{folder}/cloud.py declares cloud {plugin.name!r}")
+            found[plugin.name] = plugin
+    return found
+
+
+def _plugins() -> dict[str, CloudPlugin]:
+    global _registry
+    if _registry is None:
+        _registry = _discover()
+    return _registry
+
+
+def registered() -> tuple[CloudPlugin, ...]:
+    """Every cloud, in name order (the order intake asks them to recognize a document)."""
+    return tuple(_plugins().values())
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_plugins())
+
+
+def get(name: str) -> CloudPlugin:
+    """The cloud called `name`; ValueError naming the known ones otherwise."""
+    plugin = _plugins().get(name)
+    if plugin is None:
+        raise ValueError(f"unknown cloud {name!r}; expected one of: {', '.join(names())}")
+    return plugin
+
+
+def register(plugin: CloudPlugin) -> Callable[[], None]:
+    """Add a cloud from outside the package; returns the function that removes it again.
+
+    Register before the first baseline is loaded: the baseline model gains the cloud's
+    section when it is built (`trustwatch.baseline.baseline_model`)."""
+    if not isinstance(plugin, CloudPlugin):
+        raise TypeError(f"{plugin!r} does not offer every part of a CloudPlugin")
+    plugins = _plugins()
+    if plugin.name in plugins:
+        raise ValueError(f"cloud {plugin.name!r} is registered already")
+    plugins[plugin.name] = plugin
+    _changed()
+
+    def unregister() -> None:
+        if plugins.get(plugin.name) is plugin:
+            del plugins[plugin.name]
+            _changed()
+
+    return unregister
+
+
+_listeners: list[Callable[[], None]] = []
+
+
+def on_change(listener: Callable[[], None]) -> None:
+    """Call `listener` whenever the set of clouds changes (caches built from it reset)."""
+    _listeners.append(listener)
+
+
+def _changed() -> None:
+    for listener in _listeners:
+        listener()
+
+
+class CloudFolder:
+    """A `CloudPlugin` made of a folder's modules, found by their names — the same in
+    every cloud, so that the three read as one design:
+
+    - `baseline.py`: `Section` (the section model, with `summary()`), and where the
+      section depends on the rest of the file, `check_baseline(baseline) -> list[str]`;
+    - `events.py`: `recognizes`, `records`, `parse`, `watched_operations()`;
+    - `rules.py`: the `@rule` functions;
+    - `links.py`: `console_link(finding)`;
+    - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`.
+
+    Each module is imported on first use, so declaring a cloud costs nothing.
+    """
+
+    def __init__(self, name: str, *, entry_point: str, package: str | None = None) -> None:
+        self.name = name
+        self.entry_point = entry_point
+        self.package = package or f"trustwatch.{name}"
+
+    def __repr__(self) -> str:
+        return f"CloudFolder({self.name!r}, package={self.package!r})"
+
+    def _module(self, part: str) -> ModuleType:
+        return importlib.import_module(f"{self.package}.{part}")
+
+    def baseline_section(self) -> type[BaseModel]:
+        section: type[BaseModel] = self._module("baseline").Section
+        return section
+
+    def check_baseline(self, baseline: Any) -> list[str]:
+        check = getattr(self._module("baseline"), "check_baseline", None)
+        return list(check(baseline)) if check else []
+
+    def events(self) -> EventsModule:
+        module: Any = self._module("events")
+        return module  # type: ignore[no-any-return]
+
+    def load_rules(self) -> None:
+        self._module("rules")
+
+    def enricher(self, environ: Mapping[str, str]) -> Enricher | None:
+        if importlib.util.find_spec(f"{self.package}.enrich") is None:
+            return None
+        enricher: Enricher | None = self._module("enrich").enricher_from_env(environ)
+        return enricher
+
+    def console_link(self, finding: Finding) -> Link | None:
+        link: Link | None = self._module("links").console_link(finding)
+        return link
+
+    def watched_operations(self) -> Mapping[str, tuple[str, ...]]:
+        watched: Mapping[str, tuple[str, ...]] = self._module("events").watched_operations()
+        return watched
+
+    def describe_baseline(self, section: Any) -> str:
+        return str(section.summary())
