@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from trustwatch.aws.baseline import TemplateRef
 from trustwatch.aws.policy import (
     compare_permissions,
     compare_trust,
@@ -23,7 +24,6 @@ from trustwatch.aws.templates import (
     expected_trust,
     is_databricks_principal,
 )
-from trustwatch.aws.baseline import TemplateRef
 
 PARTITIONS = ["aws", "aws-us-gov", "aws-us-gov-dod"]
 ACCOUNT = "111122223333"

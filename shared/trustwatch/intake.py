@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from trustwatch import clouds
-from trustwatch.clouds import EventsModule
 from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.clouds import EventsModule
 from trustwatch.jsontext import loads
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from trustwatch.aws.policy import load_document
 from trustwatch.aws.baseline import TemplateRef
+from trustwatch.aws.policy import load_document
 
 # Databricks' AWS account per Databricks partition (constants.go "accountId").
 DATABRICKS_ACCOUNTS: dict[str, str] = {

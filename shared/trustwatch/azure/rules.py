@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from trustwatch.azure.baseline import AzureIdentity, AzureRoleAssignment
 from trustwatch.azure.roles import (
     PRIVILEGED,
     UnknownRole,
@@ -27,7 +28,6 @@ from trustwatch.azure.roles import (
     normalize_role,
     role_name,
 )
-from trustwatch.azure.baseline import AzureIdentity, AzureRoleAssignment
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule

@@ -4,7 +4,6 @@ fixed bases, percent-encoded parts)."""
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 from trustwatch.alerts.links import Link
 from trustwatch.findings import Finding

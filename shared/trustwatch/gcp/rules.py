@@ -18,10 +18,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from trustwatch.baseline import Baseline
-from trustwatch.gcp.baseline import GcpBucket, GcpCustomRole, GcpServiceAccount
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity
+from trustwatch.gcp.baseline import GcpBucket, GcpCustomRole, GcpServiceAccount
 
 # Roles that let a member act as a service account, mint its tokens or keys, or grant
 # itself that; on the account itself or on the project (which reaches all its accounts).
