@@ -18,10 +18,12 @@ from typing import Any
 import hcl2
 import pytest
 from conftest import DATA, ROOT
-from trustwatch.package import AWS_PIP_TARGET
+from trustwatch import clouds
+from trustwatch.intake import events_module
+from trustwatch.package import AWS_PIP_TARGET, WATCHED_FILE, watched_operations_json
 
 DEPLOY = ROOT / "deploy"
-CLOUDS = ("aws", "azure", "gcp")
+CLOUDS = clouds.names()
 MODULE_FILES = ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md")
 CONTRACT5_ENV = [
     "TRUSTWATCH_BASELINE",
@@ -139,8 +141,21 @@ def test_module_deploys_the_bundle_trustwatch_package_builds(cloud: str) -> None
     assert f"dist/trustwatch-{cloud}.zip" in (DEPLOY / cloud / "main.tf").read_text()
 
 
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_module_routes_the_operations_the_code_watches(cloud: str) -> None:
+    """deploy/<cloud>/watched_operations.json is the code's list, not a hand copy: the
+    Terraform reads it, `trustwatch package` rewrites it."""
+    path = DEPLOY / cloud / WATCHED_FILE
+    assert path.read_text() == watched_operations_json(cloud), (
+        f"{path} is stale: run `trustwatch package {cloud}` (it rewrites the file)"
+    )
+    assert f'file("${{path.module}}/{WATCHED_FILE}")' in (DEPLOY / cloud / "main.tf").read_text()
+
+
 # -- AWS -------------------------------------------------------------------------------------
 
+# The calls the responder must see whatever else changes (a floor, not the list itself:
+# that comes from trustwatch.aws.events via watched_operations.json).
 WATCHED_AWS_CALLS = {
     "UpdateAssumeRolePolicy",
     "CreateRole",
@@ -168,9 +183,12 @@ def test_aws_rule_matches_the_watched_calls_from_both_sources() -> None:
     rule = resource("aws", "aws_cloudwatch_event_rule")
     pattern = rule["event_pattern"]
     assert pattern.startswith("${jsonencode(")
-    names = _quoted(pattern)
-    assert {"aws.iam", "aws.sts", "AWS API Call via CloudTrail"} <= names
-    assert names >= WATCHED_AWS_CALLS
+    assert "AWS API Call via CloudTrail" in _quoted(pattern)
+    assert "keys(local.watched)" in pattern and "flatten(values(local.watched))" in pattern
+    assert module("aws")["locals"]["watched"].startswith("${jsondecode(file(")
+    watched = clouds.get("aws").watched_operations()
+    assert set(watched) == {"iam.amazonaws.com", "sts.amazonaws.com"}
+    assert {n for names in watched.values() for n in names} >= WATCHED_AWS_CALLS
     # AssumeRole is a read-only management event: delivered only in this state.
     assert rule["state"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
     target = resource("aws", "aws_cloudwatch_event_target")
@@ -181,12 +199,39 @@ def test_aws_rule_matches_the_watched_calls_from_both_sources() -> None:
     assert "aws_cloudwatch_event_rule.identity_changes.arn" in permission["source_arn"]
 
 
-def test_aws_rule_covers_what_the_aws_parser_handles() -> None:
-    from trustwatch.aws import events
+@pytest.mark.parametrize("cloud", CLOUDS)
+def test_every_watched_operation_is_one_the_parser_reads(cloud: str) -> None:
+    """What deploy/ routes is never dropped as unwatched by the cloud's parser."""
+    events = events_module(cloud)
+    for source, operations in clouds.get(cloud).watched_operations().items():
+        for operation in operations:
+            outcome = _parse_minimal(cloud, events, source, operation)
+            reason = getattr(outcome, "reason", "")
+            assert "not a watched" not in reason and "not an identity" not in reason, (
+                f"{cloud}: {source} {operation} is routed but skipped: {reason}"
+            )
 
-    source = Path(events.__file__).read_text()
-    for call in WATCHED_AWS_CALLS:
-        assert call in source, f"the rule watches {call}, which trustwatch.aws.events ignores"
+
+def _parse_minimal(cloud: str, events: Any, source: str, operation: str) -> Any:
+    """A bare record of the operation in the cloud's audit-log shape."""
+    from trustwatch.changes import EventError
+
+    record: dict[str, Any]
+    if cloud == "aws":
+        record = {"eventSource": source, "eventName": operation, "awsRegion": "us-east-1"}
+        record |= {"eventVersion": "1.08", "recipientAccountId": "111122223333"}
+    elif cloud == "azure":
+        record = {"operationName": operation.upper(), "resultType": "Success"}
+        record |= {"resourceId": "/subscriptions/0/x", "category": "Administrative"}
+        record |= {"time": "2026-01-01T00:00:00Z", "properties": {}}
+    else:
+        proto = {"@type": "type.googleapis.com/google.cloud.audit.AuditLog"}
+        proto |= {"serviceName": source, "methodName": f"google.x.v1.{operation}"}
+        record = {"protoPayload": proto, "logName": "projects/p/logs/x", "resource": {}}
+    try:
+        return events.parse(record)
+    except EventError as exc:  # malformed for lack of fields, but not unwatched
+        return exc
 
 
 def test_aws_lambda_matches_the_vendored_wheels() -> None:
@@ -277,11 +322,12 @@ def test_azure_event_grid_subscription_filters_identity_operations() -> None:
     contains = block(block(sub, "advanced_filter"), "string_contains")
     assert contains["key"] == "data.operationName"
     assert "watched_operations" in contains["values"]
-    assert module("azure")["locals"]["watched_operations"] == [
-        "Microsoft.Authorization/roleAssignments",
-        "Microsoft.Databricks/accessConnectors",
-        "Microsoft.ManagedIdentity/userAssignedIdentities",
-    ]
+    assert module("azure")["locals"]["watched_operations"].startswith(
+        "${flatten(values(jsondecode("
+    )
+    watched = [op for ops in clouds.get("azure").watched_operations().values() for op in ops]
+    # Event Grid string filters ignore case (learn.microsoft.com/azure/event-grid/event-filtering)
+    assert "microsoft.authorization/roleassignments/write" in watched
     endpoint = block(sub, "azure_function_endpoint")
     assert endpoint["function_id"].endswith("/functions/on_event_grid")
     dead = block(sub, "storage_blob_dead_letter_destination")
@@ -325,6 +371,8 @@ def test_azure_function_app_runs_python_311_with_a_managed_identity() -> None:
 
 # -- GCP -------------------------------------------------------------------------------------
 
+# Methods the responder must see whatever else changes (a floor: the list itself comes from
+# trustwatch.gcp.events via watched_operations.json).
 WATCHED_GCP_METHODS = {
     "SetIamPolicy",
     "google.iam.admin.v1.SetIAMPolicy",
@@ -337,9 +385,40 @@ WATCHED_GCP_METHODS = {
 }
 
 
+def _gcp_sink_matches(service: str, method: str) -> bool:
+    """The sink filter's serviceName and methodName clauses, as deploy/gcp/main.tf builds
+    them from watched_operations.json (checked against its locals below)."""
+    watched = json.loads((DEPLOY / "gcp" / WATCHED_FILE).read_text())
+    methods = list(dict.fromkeys(m for ms in watched.values() for m in ms))
+    regex = "(?i)(^|[.])(" + "|".join(methods) + ")$"
+    return service in watched and re.search(regex, method) is not None
+
+
 def test_gcp_sink_filter_names_the_watched_methods() -> None:
     local = module("gcp")["locals"]
-    assert {m.strip('"') for m in local["watched_methods"]} >= WATCHED_GCP_METHODS
+    assert local["watched_services"] == "${keys(local.watched)}"
+    assert local["watched_methods_regex"] == (
+        '(?i)(^|[.])(${join("|", distinct(flatten(values(local.watched))))})$'
+    )
+    assert 'protoPayload.methodName=~\\"${local.watched_methods_regex}\\"' in local["sink_filter"]
+    services = {
+        "cloudresourcemanager.googleapis.com",
+        "iam.googleapis.com",
+        "storage.googleapis.com",
+    }
+    for method in WATCHED_GCP_METHODS:
+        service = (
+            "storage.googleapis.com" if method.startswith("storage.") else "iam.googleapis.com"
+        )
+        if method == "SetIamPolicy":
+            service = "cloudresourcemanager.googleapis.com"
+        assert service in services and _gcp_sink_matches(service, method), method
+    assert _gcp_sink_matches(
+        "cloudresourcemanager.googleapis.com",
+        "google.cloud.resourcemanager.v3.Folders.SetIamPolicy",
+    )
+    assert not _gcp_sink_matches("iam.googleapis.com", "google.iam.admin.v1.GetIamPolicy")
+    assert not _gcp_sink_matches("iam.googleapis.com", "google.iam.admin.v1.NotSetIamPolicy")
     for sink in ("google_logging_project_sink", "google_logging_organization_sink"):
         body = resource("gcp", sink)
         assert body["filter"] == "${local.sink_filter}"
@@ -354,15 +433,12 @@ def test_gcp_sink_filter_matches_the_corpus_methods_it_should() -> None:
     """The filter's service and method lists, applied to the published audit entries."""
     from conftest import corpus_files
 
-    local = module("gcp")["locals"]
-    services = set(local["watched_services"])
-    methods = set(local["watched_methods"])
     matched = set()
     for path in corpus_files("gcp"):
         doc = json.loads(path.read_text())
         for entry in doc if isinstance(doc, list) else [doc]:
             proto = entry.get("protoPayload", {})
-            if proto.get("serviceName") in services and proto.get("methodName") in methods:
+            if _gcp_sink_matches(proto.get("serviceName", ""), proto.get("methodName", "")):
                 matched.add(path.name)
     assert any("setiampolicy" in n for n in matched)
     assert any("createserviceaccountkey" in n for n in matched)

@@ -11,6 +11,10 @@ data "aws_caller_identity" "current" {}
 locals {
   bundle_path = coalesce(var.bundle_path, "${path.module}/../../dist/trustwatch-aws.zip")
 
+  # eventSource -> the eventNames trustwatch.aws.events turns into changes; written from
+  # the code by `trustwatch package aws` (tests/test_deploy.py checks it is current).
+  watched = jsondecode(file("${path.module}/watched_operations.json"))
+
   baseline_bucket = var.baseline_url == null ? null : split("/", trimprefix(var.baseline_url, "s3://"))[0]
   baseline_key    = var.baseline_url == null ? null : join("/", slice(split("/", trimprefix(var.baseline_url, "s3://")), 1, length(split("/", trimprefix(var.baseline_url, "s3://")))))
 
@@ -262,29 +266,14 @@ resource "aws_cloudwatch_event_rule" "identity_changes" {
   state = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 
   event_pattern = jsonencode({
-    source      = ["aws.iam", "aws.sts"]
+    # iam.amazonaws.com -> aws.iam
+    source      = [for s in keys(local.watched) : "aws.${split(".", s)[0]}"]
     detail-type = ["AWS API Call via CloudTrail"]
     detail = {
-      eventSource = ["iam.amazonaws.com", "sts.amazonaws.com"]
+      eventSource = keys(local.watched)
       # The calls trustwatch.aws.events understands. AssumeRole is how a confused-deputy
       # attempt shows (a wrong or missing ExternalId).
-      eventName = [
-        "UpdateAssumeRolePolicy",
-        "CreateRole",
-        "DeleteRole",
-        "AttachRolePolicy",
-        "DetachRolePolicy",
-        "PutRolePolicy",
-        "DeleteRolePolicy",
-        "CreatePolicyVersion",
-        "SetDefaultPolicyVersion",
-        "PutRolePermissionsBoundary",
-        "DeleteRolePermissionsBoundary",
-        "AddRoleToInstanceProfile",
-        "RemoveRoleFromInstanceProfile",
-        "DeleteInstanceProfile",
-        "AssumeRole",
-      ]
+      eventName = flatten(values(local.watched))
     }
   })
 

@@ -16,12 +16,10 @@ locals {
   )
   dedup_table = "trustwatchdedup"
 
-  # Operations trustwatch.azure.events turns into changes (Event Grid filters on data.operationName).
-  watched_operations = [
-    "Microsoft.Authorization/roleAssignments",
-    "Microsoft.Databricks/accessConnectors",
-    "Microsoft.ManagedIdentity/userAssignedIdentities",
-  ]
+  # Operations trustwatch.azure.events turns into changes (Event Grid filters on
+  # data.operationName, case-insensitively); written from the code by `trustwatch package
+  # azure` (tests/test_deploy.py checks it is current).
+  watched_operations = flatten(values(jsondecode(file("${path.module}/watched_operations.json"))))
 
   # The Event Hub trigger reads its connection and hub from these app settings (function_app.py).
   eventhub_connection_setting = "TRUSTWATCH_EVENTHUB_CONNECTION"

@@ -9,26 +9,18 @@ locals {
   bucket_name  = coalesce(var.bucket_name, "${var.project_id}-${var.name}")
   state_prefix = "state"
 
-  # The Admin Activity audit entries trustwatch.gcp.events turns into changes.
-  watched_services = ["cloudresourcemanager.googleapis.com", "iam.googleapis.com", "storage.googleapis.com"]
-  watched_methods = [
-    "SetIamPolicy",
-    "google.cloud.resourcemanager.v3.Projects.SetIamPolicy",
-    "google.cloud.resourcemanager.v3.Folders.SetIamPolicy",
-    "google.cloud.resourcemanager.v3.Organizations.SetIamPolicy",
-    "google.iam.admin.v1.SetIAMPolicy",
-    "storage.setIamPermissions",
-    "google.iam.admin.v1.CreateServiceAccountKey",
-    "google.iam.admin.v1.UploadServiceAccountKey",
-    "google.iam.admin.v1.DeleteServiceAccount",
-    "google.iam.admin.v1.DisableServiceAccount",
-    "google.iam.admin.v1.UpdateRole",
-    "google.iam.admin.v1.DeleteRole",
-  ]
+  # The Admin Activity audit entries trustwatch.gcp.events turns into changes: serviceName ->
+  # the lower-case last segments of their methodNames (SetIamPolicy is also
+  # google.cloud.resourcemanager.v3.Projects.SetIamPolicy); written from the code by
+  # `trustwatch package gcp` (tests/test_deploy.py checks it is current).
+  watched          = jsondecode(file("${path.module}/watched_operations.json"))
+  watched_services = keys(local.watched)
+  # =~ is an RE2 match (cloud.google.com/logging/docs/view/logging-query-language#regular-expressions)
+  watched_methods_regex = "(?i)(^|[.])(${join("|", distinct(flatten(values(local.watched))))})$"
   sink_filter = join(" AND ", [
     "log_id(\"cloudaudit.googleapis.com/activity\")",
     "protoPayload.serviceName=(${join(" OR ", [for s in local.watched_services : "\"${s}\""])})",
-    "protoPayload.methodName=(${join(" OR ", [for m in local.watched_methods : "\"${m}\""])})",
+    "protoPayload.methodName=~\"${local.watched_methods_regex}\"",
   ])
 
   baseline_bucket = var.baseline_url == null ? null : split("/", trimprefix(var.baseline_url, "gs://"))[0]

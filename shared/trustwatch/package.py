@@ -27,8 +27,7 @@ import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-CLOUDS = ("aws", "azure", "gcp")
-ENTRY_POINTS = {"aws": "handler.py", "azure": "function_app.py", "gcp": "main.py"}
+from trustwatch import clouds
 
 # The Lambda runtime the vendored wheels target; deploy/aws/main.tf uses the same.
 AWS_PIP_TARGET = ["--platform", "manylinux2014_x86_64", "--implementation", "cp"]
@@ -69,9 +68,11 @@ def build_bundle(
     project_root: Path | None = None,
 ) -> list[Path]:
     """Build the bundle for `cloud` into `out_dir`; return the paths written (zip last)."""
-    if cloud not in CLOUDS:
-        raise PackageError(f"unknown cloud {cloud!r}; expected one of: {', '.join(CLOUDS)}")
+    if cloud not in clouds.names():
+        known = ", ".join(clouds.names())
+        raise PackageError(f"unknown cloud {cloud!r}; expected one of: {known}")
     root = Path(project_root) if project_root else find_project_root()
+    write_watched_operations(cloud, root)
     files = _entry_point_files(cloud, root)
     files.update(_package_files(root))
     if baseline is not None:
@@ -156,12 +157,34 @@ def _dist_name(requirement: str) -> str:
 
 def _entry_point_files(cloud: str, root: Path) -> Files:
     folder = root / "functions" / cloud
-    entry = folder / ENTRY_POINTS[cloud]
+    entry = folder / clouds.get(cloud).entry_point
     if not entry.is_file():
         raise PackageError(f"{entry}: the {cloud} entry point is missing")
     files = dict(_tree_files(folder, ""))
     files.pop("requirements.txt", None)  # the pinned deploy/<cloud>/requirements.txt rules
     return files
+
+
+WATCHED_FILE = "watched_operations.json"
+
+
+def watched_operations_json(cloud: str) -> str:
+    """What deploy/<cloud>/watched_operations.json holds: the cloud's watched operations
+    (`CloudPlugin.watched_operations`), which its Terraform routes to the function."""
+    watched = {source: list(ops) for source, ops in clouds.get(cloud).watched_operations().items()}
+    return json.dumps(watched, indent=2) + "\n"
+
+
+def write_watched_operations(cloud: str, root: Path) -> Path | None:
+    """Keep the checkout's deploy/<cloud>/ in step with the code it deploys."""
+    folder = root / "deploy" / cloud
+    if not folder.is_dir():
+        return None
+    path = folder / WATCHED_FILE
+    text = watched_operations_json(cloud)
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+    return path
 
 
 def _package_files(root: Path) -> Files:
@@ -267,14 +290,14 @@ def _package_command(args: argparse.Namespace) -> int:
 
 
 def add_package_command(subparsers: argparse._SubParsersAction) -> None:
-    """Register `trustwatch package aws|azure|gcp [-o DIR] [--baseline FILE]`."""
+    """Register `trustwatch package CLOUD [-o DIR] [--baseline FILE]`."""
     parser = subparsers.add_parser(
         "package",
         help="build the deployable function bundle for deploy/<cloud>/",
         description="Build the function bundle that deploy/<cloud>/ deploys "
         "(reproducible: the same inputs give byte-identical zips).",
     )
-    parser.add_argument("cloud", choices=CLOUDS)
+    parser.add_argument("cloud", choices=clouds.names())
     parser.add_argument(
         "-o", "--output", metavar="DIR", help="output folder (default: <checkout>/dist)"
     )

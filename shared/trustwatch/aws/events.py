@@ -34,6 +34,13 @@ IAM_KINDS = {
 }
 STS_KINDS = {"AssumeRole": "role.assumed"}
 
+
+def watched_operations() -> dict[str, tuple[str, ...]]:
+    """CloudTrail eventSource -> the eventNames parse() turns into changes (deploy/aws
+    routes exactly these from EventBridge)."""
+    return {"iam.amazonaws.com": tuple(IAM_KINDS), "sts.amazonaws.com": tuple(STS_KINDS)}
+
+
 _ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
 
 

@@ -38,6 +38,18 @@ OPERATIONS = {
     "microsoft.databricks/accessconnectors/delete": "access_connector.deleted",
     "microsoft.managedidentity/userassignedidentities/delete": "managed_identity.deleted",
 }
+
+
+def watched_operations() -> dict[str, tuple[str, ...]]:
+    """Resource provider -> the (lower-case) operation names parse() turns into changes;
+    deploy/azure's Event Grid filter names exactly these (its string comparisons are
+    case-insensitive: learn.microsoft.com/azure/event-grid/event-filtering)."""
+    watched: dict[str, list[str]] = {}
+    for operation in OPERATIONS:
+        watched.setdefault(operation.split("/", 1)[0], []).append(operation)
+    return {provider: tuple(ops) for provider, ops in watched.items()}
+
+
 # kind -> the stage whose body describes the after-state (a delete has no request body)
 _BODY_STAGES = {
     "role_assignment.created": ("start", "success"),

@@ -40,6 +40,17 @@ METHODS = {
     ("iam.googleapis.com", "deleterole"): "custom_role.deleted",
 }
 AUDIT_LOG_WRITTEN = "google.cloud.audit.log.v1.written"
+
+
+def watched_operations() -> dict[str, tuple[str, ...]]:
+    """serviceName -> the (lower-case) last segments of the methodNames parse() turns into
+    changes; deploy/gcp's log sink filter matches exactly these."""
+    watched: dict[str, list[str]] = {}
+    for service, method in METHODS:
+        watched.setdefault(service, []).append(method)
+    return {service: tuple(methods) for service, methods in watched.items()}
+
+
 MESSAGE_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 _CODES = {
     1: "CANCELLED", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
