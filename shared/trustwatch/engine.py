@@ -69,8 +69,15 @@ class Registry:
             self._by_kind[(cloud, kind)] = found
         return found
 
+    def keep_only(self, cloud_names: Iterable[str]) -> None:
+        """Forget the rules of clouds no longer registered (trustwatch.clouds.register)."""
+        known = set(cloud_names)
+        self.rules = {i: r for i, r in self.rules.items() if r.cloud in known}
+        self._by_kind.clear()
+
 
 REGISTRY = Registry()
+clouds.on_change(lambda: REGISTRY.keep_only(clouds.names()))
 
 
 def rule(

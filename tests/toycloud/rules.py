@@ -1,0 +1,17 @@
+"""One toy rule: a member the baseline does not list for the role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from trustwatch.baseline import Baseline
+from trustwatch.changes import Change
+from trustwatch.engine import Hit, rule
+
+
+@rule("toy.grant.unexpected", "high", ["grant"], "a member the baseline does not list")
+def unexpected_grant(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    allowed = baseline.toy.grants.get(change.identity, [])
+    member = change.data["member"]
+    if member not in allowed:
+        yield Hit(f"{member} was granted {change.identity}", allowed, member)
