@@ -16,27 +16,26 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from trustwatch.respond import Outcome, Responder
-from trustwatch.runtime import function_responder
+from trustwatch.runtime import FunctionRuntime
 
 logger = Logger(service="trustwatch")
 metrics = Metrics(namespace="trustwatch", service="trustwatch")
 
-_responder: Responder | None = None
+runtime = FunctionRuntime("aws", __file__)
 _process: Any = None
 _idempotency_config: Any = None
 
 
 def _runtime() -> tuple[Responder, Any]:
     """Build the responder and the (idempotent) processing function on first use."""
-    global _responder, _process, _idempotency_config
-    if _responder is None:
-        _responder = function_responder(__file__)
+    global _process
+    if _process is None:
         _process = (
             _idempotent(_handle_record)
             if os.environ.get("TRUSTWATCH_STATE_TABLE")
             else _handle_record
         )
-    return _responder, _process
+    return runtime.responder(), _process
 
 
 def _idempotent(fn: Any) -> Any:
@@ -60,9 +59,7 @@ def _idempotent(fn: Any) -> Any:
 
 
 def _handle_record(event: dict[str, Any]) -> dict[str, Any]:
-    responder = _responder
-    assert responder is not None
-    outcome = responder.handle(event, _where(event))
+    outcome = runtime.responder().handle(event, _where(event))
     _count(outcome)
     return {
         "findings": [f.id for f in outcome.findings],

@@ -32,18 +32,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any, List  # noqa: UP035 - see on_activity_log
 
 import azure.functions as func
-from trustwatch.azure.enrich import enricher_from_env
 from trustwatch.changes import EventError
 from trustwatch.respond import Outcome, Responder
-from trustwatch.runtime import function_responder
+from trustwatch.runtime import FunctionRuntime
 
 log = logging.getLogger("trustwatch")
 app = func.FunctionApp()
-_responder: Responder | None = None
+runtime = FunctionRuntime("azure", __file__)  # ARM enrichment: trustwatch.azure.enrich
 
 # Retries of a failed Event Hub batch: 10 s doubling to 15 min, about 36 min in all.
 EVENTHUB_RETRIES = 8
@@ -51,10 +49,7 @@ EVENTHUB_RETRIES = 8
 
 def _runtime() -> Responder:
     """Built on the first event, from the app settings of this instance."""
-    global _responder
-    if _responder is None:
-        _responder = function_responder(__file__, enrich=enricher_from_env(os.environ))
-    return _responder
+    return runtime.responder()
 
 
 @app.event_grid_trigger(arg_name="event")

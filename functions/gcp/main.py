@@ -16,12 +16,11 @@ from typing import Any
 import functions_framework
 from cloudevents.http import CloudEvent
 from trustwatch import logjson
-from trustwatch.respond import Responder
-from trustwatch.runtime import function_responder
+from trustwatch.runtime import FunctionRuntime
 
 logjson.configure()
 log = logging.getLogger("trustwatch")
-_responder: Responder | None = None
+runtime = FunctionRuntime("gcp", __file__)
 
 
 def _structured(event: CloudEvent) -> dict[str, Any]:
@@ -33,11 +32,8 @@ def _structured(event: CloudEvent) -> dict[str, Any]:
 
 @functions_framework.cloud_event
 def on_audit_log(cloud_event: CloudEvent) -> None:
-    global _responder
-    if _responder is None:
-        _responder = function_responder(__file__)
     where = f"cloudevent {cloud_event['id']}"
-    outcome = _responder.handle(_structured(cloud_event), where)
+    outcome = runtime.responder().handle(_structured(cloud_event), where)
     log.info(
         "processed %s: %d finding(s), %d sent, %d skipped, %d unprocessable",
         where,

@@ -1,8 +1,9 @@
 """What every cloud function needs at run time, built once per warm instance.
 
 `function_responder()` reads the environment (Contract 5): where the baseline lives,
-the alert sinks, the dedup store. Everything is created lazily on the first event, so
-importing an entry point stays cheap and tests can set the environment first.
+the alert sinks, the dedup store, and asks the cloud for its enricher. Every entry point
+sets itself up the same way, through `FunctionRuntime`; everything is created on the first
+event, so importing an entry point stays cheap and tests can set the environment first.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from trustwatch.respond import Enricher, Responder
+from trustwatch import clouds
+from trustwatch.respond import Responder
 
 log = logging.getLogger("trustwatch")
 
@@ -24,12 +26,24 @@ def default_baseline_path(entry_point_file: str) -> Path:
     return Path(entry_point_file).resolve().parent / "baseline.yaml"
 
 
+class FunctionRuntime:
+    """The responder of one function instance of `cloud`, built on its first event."""
+
+    def __init__(self, cloud: str, entry_point_file: str) -> None:
+        self.cloud = cloud
+        self.entry_point_file = entry_point_file
+        self._responder: Responder | None = None
+
+    def responder(self) -> Responder:
+        if self._responder is None:
+            self._responder = function_responder(self.cloud, self.entry_point_file)
+        return self._responder
+
+
 def function_responder(
-    entry_point_file: str,
-    *,
-    enrich: Enricher | None = None,
-    environ: Mapping[str, str] | None = None,
+    cloud: str, entry_point_file: str, *, environ: Mapping[str, str] | None = None
 ) -> Responder:
+    """The responder a function of `cloud` runs, configured by its environment."""
     from trustwatch.alerts import Dispatcher
     from trustwatch.baseline_source import BaselineCache
     from trustwatch.dedup import MemoryDedupStore
@@ -55,4 +69,5 @@ def function_responder(
     # No sink means findings would go nowhere: leave the sender unset so the first
     # finding to send raises (retry, then dead-letter) instead of vanishing.
     sender = dispatcher if dispatcher.sinks else None
+    enrich = clouds.get(cloud).enricher(env)
     return Responder(lambda: cache.get(location), sender, enrich, env)
