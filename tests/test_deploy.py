@@ -19,8 +19,9 @@ import hcl2
 import pytest
 from conftest import DATA, ROOT
 from trustwatch import clouds
+from trustwatch.aws.bundle import AWS_PIP_TARGET
 from trustwatch.intake import events_module
-from trustwatch.package import AWS_PIP_TARGET, WATCHED_FILE, watched_operations_json
+from trustwatch.package import WATCHED_FILE, watched_operations_json
 
 DEPLOY = ROOT / "deploy"
 CLOUDS = clouds.names()

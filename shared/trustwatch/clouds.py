@@ -78,6 +78,11 @@ class CloudPlugin(Protocol):
         """A short count of what the section watches, for `baseline validate`."""
         ...
 
+    def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
+        """Shape the function's files and pinned requirements into what its platform
+        deploys (`trustwatch package`); returns the paths written, zip last."""
+        ...
+
 
 _PACKAGE = Path(__file__).resolve().parent
 _registry: dict[str, CloudPlugin] | None = None
@@ -162,6 +167,7 @@ class CloudFolder:
     - `events.py`: `recognizes`, `records`, `parse`, `watched_operations()`;
     - `rules.py`: the `@rule` functions;
     - `links.py`: `console_link(finding)`;
+    - `bundle.py`: `build(files, requirements, out_dir)`, the deployable bundle;
     - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`.
 
     Each module is imported on first use, so declaring a cloud costs nothing.
@@ -209,3 +215,7 @@ class CloudFolder:
 
     def describe_baseline(self, section: Any) -> str:
         return str(section.summary())
+
+    def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
+        written: list[Path] = self._module("bundle").build(files, requirements, out_dir)
+        return written

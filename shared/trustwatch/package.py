@@ -1,11 +1,9 @@
-"""`trustwatch package aws|azure|gcp`: build the deployable bundle that `deploy/<cloud>/` ships.
+"""`trustwatch package CLOUD`: build the deployable bundle that `deploy/<cloud>/` ships.
 
-- aws: `trustwatch-aws.zip` — `handler.py` at the root, the `trustwatch` package and the
-  runtime deps vendored as manylinux2014 x86_64 CPython 3.11 wheels (boto3/botocore are the
-  Lambda runtime's own, so they are not vendored).
-- azure: a Function App folder `trustwatch-azure/` (remote build installs its
-  `requirements.txt`) and `trustwatch-azure.zip` of it.
-- gcp: `trustwatch-gcp.zip` — `main.py`, `requirements.txt`, the `trustwatch` package.
+Core gathers the files every bundle has (the entry point of `functions/<cloud>/`, the
+`trustwatch` package, a validated baseline) and the pinned requirements; the cloud's
+`bundle.py` shapes them for its platform (see each: Lambda zip with vendored wheels,
+Function App folder and zip, Cloud Functions source zip).
 
 Dependency pins live in `deploy/<cloud>/requirements.txt` (exact `==` pins, so the inputs are
 fixed). Zips are reproducible: sorted entries, one timestamp (1980-01-01 or
@@ -19,9 +17,7 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -29,27 +25,12 @@ from pathlib import Path
 
 from trustwatch import clouds
 
-# The Lambda runtime the vendored wheels target; deploy/aws/main.tf uses the same.
-AWS_PIP_TARGET = ["--platform", "manylinux2014_x86_64", "--implementation", "cp"]
-AWS_PIP_TARGET += ["--python-version", "3.11", "--only-binary=:all:"]
-AWS_RUNTIME_PROVIDED = {"boto3", "botocore", "s3transfer"}
-
-AZURE_HOST_JSON = {
-    "version": "2.0",
-    "logging": {"applicationInsights": {"samplingSettings": {"isEnabled": False}}},
-    "extensionBundle": {
-        "id": "Microsoft.Azure.Functions.ExtensionBundle",
-        "version": "[4.*, 5.0.0)",
-    },
-}
-
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 FILE_MODE, DIR_MODE = 0o644, 0o755
 # Never shipped: bytecode, caches, tests, local state of tools.
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis"}
 _SKIP_DIRS |= {"tests", "test", ".git", ".venv", "dist", "build"}
 _SKIP_FILES = re.compile(r"(\.py[co]|\.DS_Store|~|\.swp|^local\.settings\.json)$")
-_VENDOR_SKIP_DIRS = {"__pycache__", "bin"}  # pip's console scripts are not importable
 _PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0-9.+!_-]+$")
 
 # archive path -> file on disk or contents
@@ -81,26 +62,7 @@ def build_bundle(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    if cloud == "aws":
-        with tempfile.TemporaryDirectory(prefix="trustwatch-vendor-") as tmp:
-            vendored = vendor_requirements(requirements, Path(tmp))
-            for name, source in vendored.items():
-                files.setdefault(name, source)  # our own files win over a dependency's
-            zip_path = out_dir / "trustwatch-aws.zip"
-            write_zip(files, zip_path)
-        return [zip_path]
-
-    files["requirements.txt"] = "".join(f"{r}\n" for r in requirements).encode()
-    if cloud == "azure":
-        files.setdefault("host.json", (json.dumps(AZURE_HOST_JSON, indent=2) + "\n").encode())
-        folder = out_dir / "trustwatch-azure"
-        write_tree(files, folder)
-        zip_path = out_dir / "trustwatch-azure.zip"
-        write_zip(files, zip_path)
-        return [folder, zip_path]
-    zip_path = out_dir / "trustwatch-gcp.zip"
-    write_zip(files, zip_path)
-    return [zip_path]
+    return clouds.get(cloud).bundle(files, requirements, out_dir)
 
 
 def find_project_root(start: Path | None = None) -> Path:
@@ -135,32 +97,12 @@ def read_requirements(path: Path) -> list[str]:
     return pins
 
 
-def vendor_requirements(requirements: list[str], target: Path) -> Files:
-    """pip-install the pinned Lambda deps (Linux wheels, whatever this machine is) into
-    `target`; return the files to ship. `--no-deps`: the pins are the whole closure."""
-    provided = [r for r in requirements if _dist_name(r) in AWS_RUNTIME_PROVIDED]
-    if provided:
-        raise PackageError(f"the Lambda runtime provides {', '.join(provided)}: do not vendor it")
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    command += ["--no-input", "--no-compile", "--no-deps", "--target", str(target)]
-    command += AWS_PIP_TARGET + requirements
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise PackageError(f"pip could not vendor the AWS dependencies:\n{tail}")
-    return dict(_tree_files(target, "", skip_dirs=_VENDOR_SKIP_DIRS))
-
-
-def _dist_name(requirement: str) -> str:
-    return re.split(r"[\[=]", requirement, maxsplit=1)[0].lower().replace("_", "-")
-
-
 def _entry_point_files(cloud: str, root: Path) -> Files:
     folder = root / "functions" / cloud
     entry = folder / clouds.get(cloud).entry_point
     if not entry.is_file():
         raise PackageError(f"{entry}: the {cloud} entry point is missing")
-    files = dict(_tree_files(folder, ""))
+    files = dict(tree_files(folder, ""))
     files.pop("requirements.txt", None)  # the pinned deploy/<cloud>/requirements.txt rules
     return files
 
@@ -191,7 +133,7 @@ def _package_files(root: Path) -> Files:
     package = root / "shared" / "trustwatch"
     if not (package / "__init__.py").is_file():
         raise PackageError(f"{package}: the trustwatch package is missing")
-    return dict(_tree_files(package, "trustwatch/"))
+    return dict(tree_files(package, "trustwatch/"))
 
 
 def _checked_baseline(path: Path) -> bytes:
@@ -205,7 +147,7 @@ def _checked_baseline(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _tree_files(
+def tree_files(
     folder: Path, prefix: str, *, skip_dirs: set[str] = _SKIP_DIRS
 ) -> Iterator[tuple[str, Path]]:
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -216,6 +158,11 @@ def _tree_files(
             if _SKIP_FILES.search(name) or not path.is_file():
                 continue
             yield prefix + path.relative_to(folder).as_posix(), path
+
+
+def requirements_file(requirements: list[str]) -> bytes:
+    """A requirements.txt of the pins, for platforms that install it themselves."""
+    return "".join(f"{r}\n" for r in requirements).encode()
 
 
 def _contents(source: Path | bytes) -> bytes:
