@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic_core import ErrorDetails
 
 from trustwatch import clouds
 from trustwatch.findings import Severity
@@ -141,7 +142,7 @@ def _node_lines(
             _node_lines(item, (*path, str(index)), out, budget)
 
 
-def describe_error(err: dict[str, Any]) -> str:
+def describe_error(err: ErrorDetails) -> str:
     """A pydantic error as a sentence a user can act on (no pydantic jargon)."""
     kind = err["type"]
     if kind == "extra_forbidden":

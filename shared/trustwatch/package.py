@@ -102,7 +102,7 @@ def _entry_point_files(cloud: str, root: Path) -> Files:
     entry = folder / clouds.get(cloud).entry_point
     if not entry.is_file():
         raise PackageError(f"{entry}: the {cloud} entry point is missing")
-    files = dict(tree_files(folder, ""))
+    files: Files = dict(tree_files(folder, ""))
     files.pop("requirements.txt", None)  # the pinned deploy/<cloud>/requirements.txt rules
     return files
 
