@@ -83,6 +83,7 @@ class SmtpSink(_MailSink):
     config: EmailConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """One mail per batch, retried on SMTP 4xx and dropped connections."""
         target = parse_smtp_url(self.secret(self.config.smtp_url))
         sender, to = self.envelope()
         message = formats.email_message([view(f) for f in batch], sender, to)
@@ -107,13 +108,16 @@ class SmtpSink(_MailSink):
 
 
 class SesSink(_MailSink):
-    """SES v2 SendEmail (raw MIME, same mail as SMTP). botocore's own retries are off:
-    the project's retry helper decides, like for every other sink."""
+    """SES v2 SendEmail (raw MIME, same mail as SMTP), retried by botocore's `standard`
+    retry mode (throttling, 5xx, connection errors; backoff with jitter) up to the
+    delivery `attempts` (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/
+    retries.html). A retried send after a lost answer may mail twice: better than none."""
 
     kind = "ses"
     config: SesConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """One raw mail per batch; raises HTTPStatusError / TimeoutError if not accepted."""
         import boto3
         from botocore.config import Config
 
@@ -124,7 +128,7 @@ class SesSink(_MailSink):
             "sesv2",
             region_name=region,
             config=Config(
-                retries={"total_max_attempts": 1},
+                retries={"mode": "standard", "total_max_attempts": self._delivery.attempts},
                 connect_timeout=self.timeout,
                 read_timeout=self.timeout,
             ),
@@ -135,7 +139,7 @@ class SesSink(_MailSink):
             else {}
         )
         raw = message.as_bytes()
-        self.with_retry(lambda: _ses_send(client, sender, to, raw, extra))
+        _ses_send(client, sender, to, raw, extra)
 
 
 def _ses_send(client: object, sender: str, to: list[str], raw: bytes, extra: dict) -> None:

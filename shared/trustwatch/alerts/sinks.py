@@ -1,8 +1,10 @@
 """Sinks: where alerts go. One class per transport, all with the same small surface.
 
 A sink turns findings into messages (`batches`: one per finding, or one per event for
-email), sends each with the project's retry helper, and raises when a message could not
-be delivered. Secrets are resolved on first use, cached, and redacted from any error
+email), sends each, retrying transient failures, and raises when a message could not be
+delivered. Slack retries through slack-sdk's own retry handlers (`slackretry`) and SES
+through botocore's standard mode; Teams, the generic webhook and SMTP go through stdlib
+urllib / smtplib, which retry nothing, so `with_retry` (trustwatch.retry) does it there. Secrets are resolved on first use, cached, and redacted from any error
 text; `repr` shows the name and kind only. Client libraries are imported on first send.
 """
 
@@ -96,7 +98,23 @@ class Sink(ABC):
     def reason(self, exc: BaseException) -> str:
         return self.redact(describe(exc))
 
+    def _log_retry(self, attempt: int, reason: str, delay: float) -> None:
+        log.warning(
+            "sink %s: attempt %d failed (%s); retrying in %.1fs", self.name, attempt, reason, delay
+        )
+
+    def slack_retry_handlers(self) -> list[object]:
+        """slack-sdk's retry handlers, bounded by this sink's delivery settings."""
+        from trustwatch.alerts.slackretry import retry_handlers
+
+        return retry_handlers(
+            self._delivery,
+            sleep=self._sleep,
+            on_retry=lambda n, reason, delay: self._log_retry(n, self.redact(reason), delay),
+        )
+
     def with_retry(self, fn: Callable[[], T]) -> T:
+        """Call `fn` with the delivery settings' retries, for transports without their own."""
         d = self._delivery
         return retry_call(
             fn,
@@ -105,13 +123,7 @@ class Sink(ABC):
             max_delay=d.max_delay_s,
             retry_on=transient,
             sleep=self._sleep,
-            on_retry=lambda n, exc, delay: log.warning(
-                "sink %s: attempt %d failed (%s); retrying in %.1fs",
-                self.name,
-                n,
-                self.reason(exc),
-                delay,
-            ),
+            on_retry=lambda n, exc, delay: self._log_retry(n, self.reason(exc), delay),
         )
 
     @property
@@ -135,24 +147,20 @@ class SlackWebhookSink(Sink):
         check_url(url)
         client = WebhookClient(
             url,
-            timeout=self.timeout,
-            retry_handlers=[],
-            logger=_SDK_LOG,  # type: ignore[arg-type]
+            timeout=self.timeout,  # type: ignore[arg-type]  # urllib takes a float
+            retry_handlers=self.slack_retry_handlers(),  # type: ignore[arg-type]
+            logger=_SDK_LOG,
         )
         for finding in batch:
-            message = formats.slack_message(view(finding))
-
-            def send(message: dict[str, object] = message) -> None:
-                response = client.send_dict(message)
-                if response.status_code != 200:
-                    headers = {k.lower(): v for k, v in (response.headers or {}).items()}
-                    raise HTTPStatusError(
-                        response.status_code,
-                        parse_retry_after(_first(headers.get("retry-after"))),
-                        str(response.body)[:80],
-                    )
-
-            self.with_retry(send)
+            # After the SDK's retries: the last answer, or the last connection error.
+            response = client.send_dict(formats.slack_message(view(finding)))
+            if response.status_code != 200:
+                headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+                raise HTTPStatusError(
+                    response.status_code,
+                    parse_retry_after(_first(headers.get("retry-after"))),
+                    str(response.body)[:80],
+                )
 
 
 class SlackBotSink(Sink):
@@ -173,7 +181,7 @@ class SlackBotSink(Sink):
             token=self.secret(self.config.token),  # type: ignore[arg-type]
             base_url=self.config.api_url,
             timeout=int(max(1, self.timeout)),
-            retry_handlers=[],
+            retry_handlers=self.slack_retry_handlers(),  # type: ignore[arg-type]
             logger=_SDK_LOG,
         )
         thread_ts = None
@@ -186,27 +194,20 @@ class SlackBotSink(Sink):
     def _post(self, client: object, message: dict[str, object], thread_ts: str | None) -> str:
         from slack_sdk.errors import SlackApiError
 
-        def send() -> str:
-            try:
-                response = client.chat_postMessage(  # type: ignore[attr-defined]
-                    channel=self.config.channel, thread_ts=thread_ts, **message
-                )
-            except SlackApiError as err:
-                status = err.response.status_code
-                headers = {k.lower(): v for k, v in (err.response.headers or {}).items()}
-                code = (
-                    err.response.data.get("error", "")
-                    if isinstance(err.response.data, dict)
-                    else ""
-                )
-                raise HTTPStatusError(
-                    status if status != 200 else 400,  # ok=false with 200: permanent
-                    parse_retry_after(_first(headers.get("retry-after"))),
-                    str(code)[:80],
-                ) from None
-            return str(response.get("ts", ""))
-
-        return self.with_retry(send)
+        try:  # the SDK's retry handlers have run when this returns or raises
+            response = client.chat_postMessage(  # type: ignore[attr-defined]
+                channel=self.config.channel, thread_ts=thread_ts, **message
+            )
+        except SlackApiError as err:
+            status = err.response.status_code
+            headers = {k.lower(): v for k, v in (err.response.headers or {}).items()}
+            code = err.response.data.get("error", "") if isinstance(err.response.data, dict) else ""
+            raise HTTPStatusError(
+                status if status != 200 else 400,  # ok=false with 200: permanent
+                parse_retry_after(_first(headers.get("retry-after"))),
+                str(code)[:80],
+            ) from None
+        return str(response.get("ts", ""))
 
 
 class TeamsSink(Sink):

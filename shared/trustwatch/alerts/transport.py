@@ -16,7 +16,7 @@ from trustwatch.retry import RetryDecision, parse_retry_after
 
 USER_AGENT = f"trustwatch/{__version__}"
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
 class HTTPStatusError(Exception):
@@ -71,7 +71,7 @@ def transient(exc: BaseException) -> RetryDecision:
     """Retry policy of every sink: throttling, 5xx, timeouts, refused / dropped connections
     and SMTP 4xx are retried (Retry-After honoured); anything else is permanent."""
     if isinstance(exc, HTTPStatusError):
-        if exc.status in _RETRY_STATUS:
+        if exc.status in RETRY_STATUS:
             return exc.retry_after if exc.retry_after is not None else True
         return None
     if isinstance(exc, URLError) and not isinstance(exc, HTTPError):
