@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Severity(StrEnum):
+    """How urgent a finding is, from `info` to `critical` (ordered by `rank`)."""
+
     critical = "critical"
     high = "high"
     medium = "medium"
@@ -23,6 +25,7 @@ class Severity(StrEnum):
         return _RANK[self]
 
     def at_least(self, other: Severity | str) -> bool:
+        """True if this severity is `other` or more urgent."""
         return self.rank >= Severity(other).rank
 
 
@@ -38,6 +41,8 @@ RemediationStatus = Literal["planned", "applied", "skipped", "failed", "none"]
 
 
 class Remediation(BaseModel):
+    """What was or would be done about a finding."""
+
     model_config = ConfigDict(extra="forbid")
 
     action: str = "none"
@@ -70,6 +75,7 @@ class Finding(BaseModel):
     event_name: str = ""
 
     def to_json(self) -> str:
+        """The finding as compact JSON (Contract 2)."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=False, separators=(",", ":"))
 
 

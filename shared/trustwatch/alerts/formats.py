@@ -1,4 +1,4 @@
-"""The one rendering path, second half: `AlertView`s -> each wire format.
+r"""The one rendering path, second half: `AlertView`s -> each wire format.
 
 Each format escapes the view's plain text for its own markup, in one function each:
 - Slack: `&`, `<`, `>` become entities (no links, mentions or `<!channel>` can form);
@@ -7,7 +7,7 @@ Each format escapes the view's plain text for its own markup, in one function ea
 - Teams: event values only in `TextRun`s, which Adaptive Cards never read as Markdown.
 - Email: the HTML part comes from a jinja2 template with autoescape on; headers are
   single-line (render.clean) and capped.
-- Webhook: the finding JSON itself, with `<`, `>`, `&` as \\u escapes (same data, safe to
+- Webhook: the finding JSON itself, with `<`, `>`, `&` as \u escapes (same data, safe to
   paste into HTML).
 """
 
@@ -33,6 +33,7 @@ _BROADCAST = re.compile(r"@(?=(channel|here|everyone)\b)", re.IGNORECASE)
 
 
 def slack_escape(text: str) -> str:
+    """Entities for `&`, `<`, `>` (mrkdwn's only markup characters) and broken broadcasts."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _BROADCAST.sub("@\u2060", text)
 
@@ -194,6 +195,7 @@ SUBJECT_MAX = 180
 
 
 def email_subject(views: Sequence[AlertView]) -> str:
+    """One line, capped: the top severity and title, the identity or the count."""
     top = max(views, key=lambda v: v.severity.rank)
     # ASCII separators: most clients show encoded-word subjects fine, but some filters don't.
     if len(views) == 1:
@@ -204,6 +206,7 @@ def email_subject(views: Sequence[AlertView]) -> str:
 
 
 def email_text(views: Sequence[AlertView]) -> str:
+    """The plain-text part: each finding's facts, diff and link."""
     parts = []
     for v in views:
         lines = [f"{v.headline}", v.summary, ""]
@@ -251,9 +254,11 @@ def email_html(views: Sequence[AlertView]) -> str:
 
 
 def email_message(views: Sequence[AlertView], sender: str, to: Sequence[str]) -> EmailMessage:
-    """multipart/alternative: plain text first, HTML second. Addresses come from the
-    configuration (checked there); everything from events is in the single-line subject
-    and the bodies."""
+    """The alert mail: multipart/alternative, plain text first, HTML second.
+
+    Addresses come from the configuration (checked there); everything from events is in
+    the single-line subject and the bodies.
+    """
     msg = EmailMessage()
     msg["Subject"] = email_subject(views)
     msg["From"] = sender
@@ -273,8 +278,11 @@ _JSON_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
 
 def webhook_body(finding: Finding) -> bytes:
-    """The finding JSON (Contract 2), compact; `<>&` only appear inside JSON strings, so
-    their \\u escapes decode to the same data."""
+    r"""The finding JSON (Contract 2), compact, with `<>&` as \u escapes.
+
+    Those characters only appear inside JSON strings, so the escapes decode to the same
+    data.
+    """
     return finding.to_json().translate(_JSON_HTML_SAFE).encode()
 
 

@@ -4,8 +4,9 @@ A sink turns findings into messages (`batches`: one per finding, or one per even
 email), sends each, retrying transient failures, and raises when a message could not be
 delivered. Slack retries through slack-sdk's own retry handlers (`slackretry`) and SES
 through botocore's standard mode; Teams, the generic webhook and SMTP go through stdlib
-urllib / smtplib, which retry nothing, so `with_retry` (trustwatch.retry) does it there. Secrets are resolved on first use, cached, and redacted from any error
-text; `repr` shows the name and kind only. Client libraries are imported on first send.
+urllib / smtplib, which retry nothing, so `with_retry` (trustwatch.retry) does it there.
+Secrets are resolved on first use, cached, and redacted from any error text; `repr` shows
+the name and kind only. Client libraries are imported on first send.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ DELIVERY_HEADER = "X-Trustwatch-Delivery"
 
 
 class Sink(ABC):
+    """One alert destination: routing, batching, delivery; secrets resolved lazily."""
+
     kind: ClassVar[str]
 
     def __init__(
@@ -69,6 +72,7 @@ class Sink(ABC):
         self._secrets: dict[SecretRef, str] = {}
 
     def routes(self, finding: Finding) -> bool:
+        """True if this sink takes `finding` (severity, cloud and rule filters)."""
         return self.config.routes(finding, self.min_severity)
 
     def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
@@ -82,11 +86,13 @@ class Sink(ABC):
     # -- helpers for subclasses --
 
     def secret(self, ref: SecretRef) -> str:
+        """The value of `ref`, read once per sink and cached."""
         if ref not in self._secrets:
             self._secrets[ref] = ref.resolve(self._environ)
         return self._secrets[ref]
 
     def redact(self, text: str) -> str:
+        """`text` with every resolved secret (and a webhook URL's path) replaced by ***."""
         for value in self._secrets.values():
             if len(value) >= 6:
                 text = text.replace(value, "***")
@@ -96,6 +102,7 @@ class Sink(ABC):
         return text
 
     def reason(self, exc: BaseException) -> str:
+        """Why `exc` failed a delivery, in one line without secrets."""
         return self.redact(describe(exc))
 
     def _log_retry(self, attempt: int, reason: str, delay: float) -> None:
@@ -128,6 +135,7 @@ class Sink(ABC):
 
     @property
     def timeout(self) -> float:
+        """Seconds each request may take."""
         return self._delivery.timeout_s
 
     def __repr__(self) -> str:
@@ -137,10 +145,13 @@ class Sink(ABC):
 
 
 class SlackWebhookSink(Sink):
+    """An incoming-webhook URL, posted to with slack-sdk's WebhookClient."""
+
     kind = "slack"
     config: SlackConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post each finding; slack-sdk's retry handlers retry transient failures."""
         from slack_sdk.webhook import WebhookClient
 
         url = self.secret(self.config.webhook_url)  # type: ignore[arg-type]
@@ -170,11 +181,13 @@ class SlackBotSink(Sink):
     config: SlackConfig
 
     def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
+        """A sweep's findings in one digest thread; every other finding on its own."""
         sweep = [f for f in findings if f.source == "sweep"]
         rest = [[f] for f in findings if f.source != "sweep"]
         return ([sweep] if len(sweep) > 1 else [[f] for f in sweep]) + rest
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post the digest (if any), then each finding in its thread."""
         from slack_sdk import WebClient
 
         client = WebClient(
@@ -211,10 +224,13 @@ class SlackBotSink(Sink):
 
 
 class TeamsSink(Sink):
+    """A Teams workflow webhook: one Adaptive Card per finding."""
+
     kind = "teams"
     config: TeamsConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post each finding's card, retried by `with_retry` (urllib retries nothing)."""
         url = self.secret(self.config.webhook_url)
         for finding in batch:
             body = json.dumps(formats.teams_message(view(finding))).encode()
@@ -222,13 +238,17 @@ class TeamsSink(Sink):
 
 
 class WebhookSink(Sink):
-    """POST the finding JSON; receivers verify
-    `X-Trustwatch-Signature: sha256=HMAC_SHA256(secret, timestamp + "." + body)`."""
+    """POST the finding JSON, signed.
+
+    Receivers verify
+    `X-Trustwatch-Signature: sha256=HMAC_SHA256(secret, timestamp + "." + body)`.
+    """
 
     kind = "webhook"
     config: WebhookConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post each finding's JSON, signed, retried by `with_retry`."""
         url = self.secret(self.config.url)
         key = self.secret(self.config.secret).encode()
         for finding in batch:
@@ -242,8 +262,11 @@ class WebhookSink(Sink):
 
 
 def signature_headers(key: bytes, body: bytes, timestamp: int) -> dict[str, str]:
-    """The signed string is `<timestamp>.<body>`: a captured request can't be replayed
-    later with a fresh timestamp, and receivers reject old timestamps (5 minutes)."""
+    """The timestamp and HMAC-SHA256 signature headers for `body`.
+
+    The signed string is `<timestamp>.<body>`: a captured request can't be replayed later
+    with a fresh timestamp, and receivers reject old timestamps (5 minutes).
+    """
     digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: f"sha256={digest}"}
 

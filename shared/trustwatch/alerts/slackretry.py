@@ -101,8 +101,10 @@ class _ServerError(_Bounded, ServerErrorRetryHandler):
 
 
 class _ConnectionError(_Bounded, ConnectionErrorRetryHandler):
-    """Refused, reset or timed-out connections, as `transport.transient` judges them (so
-    never a failed certificate check: a wrong certificate stays wrong)."""
+    """Refused, reset or timed-out connections, as `transport.transient` judges them.
+
+    So never a failed certificate check: a wrong certificate stays wrong.
+    """
 
     def _can_retry(
         self,

@@ -70,8 +70,11 @@ def partition_key(finding_id: str) -> str:
 
 
 class AzureTableDedupStore:
-    """A DedupStore on Azure Table storage (or Azurite), by connection string or by
-    endpoint + credential (default: DefaultAzureCredential, i.e. the managed identity)."""
+    """A DedupStore on Azure Table storage (or Azurite).
+
+    Reached by connection string or by endpoint + credential (default:
+    DefaultAzureCredential, i.e. the managed identity).
+    """
 
     def __init__(
         self,
@@ -82,8 +85,11 @@ class AzureTableDedupStore:
         credential: Any = None,
         **client_options: Any,
     ) -> None:
-        """Either `connection_string` or `endpoint` (+ `credential`); `client_options` are
-        further TableClient keywords (e.g. `transport`), on top of RETRY_OPTIONS."""
+        """Either `connection_string` or `endpoint` (+ `credential`).
+
+        `client_options` are further TableClient keywords (e.g. `transport`), on top of
+        RETRY_OPTIONS.
+        """
         if (connection_string is None) == (endpoint is None):
             raise ValueError("give either a connection string or an endpoint")
         self.table = table
@@ -95,7 +101,7 @@ class AzureTableDedupStore:
 
     @classmethod
     def from_url(cls, url: str, *, credential: Any = None) -> AzureTableDedupStore:
-        """`https://<account>.table.core.windows.net/<table>`"""
+        """The store for `https://<account>.table.core.windows.net/<table>`."""
         parsed = urlparse(url)
         table = parsed.path.strip("/")
         if parsed.scheme != "https" or not parsed.netloc or not table or "/" in table:

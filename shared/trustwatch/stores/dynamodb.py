@@ -22,7 +22,7 @@ KEY_PREFIX = "dedup#"
 
 
 def retry_config(attempts: int = STORE_ATTEMPTS) -> Any:
-    """botocore's `standard` retry mode, `attempts` tries in all (the first included).
+    """Botocore's `standard` retry mode, `attempts` tries in all (the first included).
 
     Standard mode retries throttling (ProvisionedThroughputExceededException,
     ThrottlingException, RequestLimitExceeded …), 5xx and connection / read-timeout
