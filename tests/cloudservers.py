@@ -245,15 +245,17 @@ def azurite_blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 _OBJECT_PATH = re.compile(r".*/b/(?P<bucket>[^/]+)/o(?:/(?P<name>.+))?")
 
 
-def _precondition_handler(base: type, faults: list[int]) -> type:
+def _precondition_handler(base: type, faults: list[int], faulted: list[str]) -> type:
     """The emulator's request handler plus `ifGenerationMatch`, which real GCS enforces
     (0 = the object must not exist) and the dedup stores depend on. The server handles
     one request at a time, so the check and the write that follows are atomic. While
-    `faults` holds statuses, each request is answered with the first one, removed."""
+    `faults` holds statuses, each request is answered with the first one, removed, and
+    its method and path are added to `faulted`."""
 
     class Handler(base):  # type: ignore[misc, valid-type]
         def _refused(self) -> bool:
             if faults:
+                faulted.append(f"{self.command} {urlparse(self.path).path}")
                 self._error(faults.pop(0), "injected")
                 return True
             url = urlparse(self.path)
@@ -321,10 +323,12 @@ class _Server(HTTPServer):
 class GcsEmulator:
     endpoint: str  # http://127.0.0.1:PORT; also the value for STORAGE_EMULATOR_HOST
     faults: list[int] = field(default_factory=list)  # statuses for the next requests
+    faulted: list[str] = field(default_factory=list)  # "METHOD /path" of those answered
 
     def fail_next(self, *statuses: int) -> None:
         """Answer the next len(statuses) requests with these HTTP statuses, in order."""
         self.faults[:] = statuses
+        self.faulted.clear()
 
     def client(self) -> Any:
         from google.auth.credentials import AnonymousCredentials
@@ -345,12 +349,15 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
     from gcp_storage_emulator.storage import Storage
 
     faults: list[int] = []
-    handler = partial(_precondition_handler(RequestHandler, faults), Storage(use_memory_fs=True))
+    faulted: list[str] = []
+    handler = partial(
+        _precondition_handler(RequestHandler, faults, faulted), Storage(use_memory_fs=True)
+    )
     server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="gcs-emulator", daemon=True)
     thread.start()
     try:
-        yield GcsEmulator(f"http://127.0.0.1:{server.server_port}", faults)
+        yield GcsEmulator(f"http://127.0.0.1:{server.server_port}", faults, faulted)
     finally:
         server.shutdown()
         server.server_close()
