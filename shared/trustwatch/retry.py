@@ -34,7 +34,7 @@ def backoff_delay(
     attempt: int, *, base_delay: float, max_delay: float, rng: Callable[[], float] = random.random
 ) -> float:
     """Full jitter (AWS architecture blog): uniform in [0, min(max, base * 2**attempt)]."""
-    return rng() * min(max_delay, base_delay * (2**attempt))
+    return rng() * min(max_delay, base_delay * 2.0**attempt)
 
 
 def retry_call(

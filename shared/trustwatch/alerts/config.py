@@ -108,7 +108,7 @@ class WebhookConfig(SinkConfigBase):
 
 
 class _MailConfig(SinkConfigBase):
-    sender: str | None = Field(None, alias="from")  # None: TRUSTWATCH_EMAIL_FROM
+    sender: str | None = Field(default=None, alias="from")  # None: TRUSTWATCH_EMAIL_FROM
     to: list[str] | None = None  # None: TRUSTWATCH_EMAIL_TO
 
     @field_validator("sender")
@@ -153,7 +153,7 @@ class Defaults(_Strict):
 class DedupConfig(_Strict):
     """The dedup window: one alert per finding id per `window_s` seconds."""
 
-    window_s: int | None = Field(None, ge=0)
+    window_s: int | None = Field(default=None, ge=0)
 
 
 class DeliveryConfig(_Strict):
@@ -163,10 +163,10 @@ class DeliveryConfig(_Strict):
     `base_delay_s` (full jitter), capped (Retry-After too) at `max_delay_s`.
     """
 
-    timeout_s: float = Field(10.0, gt=0, le=120)
-    attempts: int = Field(3, ge=1, le=10)
-    base_delay_s: float = Field(0.5, ge=0)
-    max_delay_s: float = Field(10.0, ge=0)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    attempts: int = Field(default=3, ge=1, le=10)
+    base_delay_s: float = Field(default=0.5, ge=0)
+    max_delay_s: float = Field(default=10.0, ge=0)
 
 
 class Routing(_Strict):

@@ -192,7 +192,7 @@ class Dispatcher:
             self._run_sink(*work[0], report)
         elif work:  # in parallel: a slow or dead sink delays no other
             with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="alert") as pool:
-                list(pool.map(lambda item: self._run_sink(*item, report), work))
+                list(pool.map(lambda item: self._run_sink(item[0], item[1], report), work))
         accepted = {i for ids in report.delivered.values() for i in ids}
         for finding in live:
             if finding.id not in accepted:

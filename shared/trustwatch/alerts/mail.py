@@ -154,7 +154,9 @@ class SesSink(_MailSink):
         _ses_send(client, sender, to, raw, extra)
 
 
-def _ses_send(client: object, sender: str, to: list[str], raw: bytes, extra: dict) -> None:
+def _ses_send(
+    client: object, sender: str, to: list[str], raw: bytes, extra: dict[str, str]
+) -> None:
     from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
     try:

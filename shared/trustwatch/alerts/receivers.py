@@ -153,7 +153,7 @@ class RecordedMail:
     @property
     def message(self) -> EmailMessage:
         """The raw message, parsed."""
-        return BytesParser(policy=policy.default).parsebytes(self.raw)  # type: ignore[return-value]
+        return BytesParser(policy=policy.default).parsebytes(self.raw)
 
 
 class RecordingSMTPServer:
@@ -206,7 +206,9 @@ class RecordingSMTPServer:
                 )
                 return "250 Message accepted for delivery"
 
-        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any):
+        def authenticate(
+            server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+        ) -> Any:
             login = data.login.decode() if isinstance(data.login, bytes) else str(data.login)
             password = data.password
             password = password.decode() if isinstance(password, bytes) else str(password)

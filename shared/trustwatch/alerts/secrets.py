@@ -148,7 +148,7 @@ def _gcp_secret(name: str, *, endpoint: str | None = None, credentials: object =
         credentials, _ = google.auth.default(
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
-    session = AuthorizedSession(credentials)
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]  # google-auth
     response = session.get(f"{endpoint or GCP_SECRET_MANAGER_URL}/{name}:access", timeout=10)
     if response.status_code != 200:
         raise SecretError(f"gcp_secret {name}: HTTP {response.status_code}")

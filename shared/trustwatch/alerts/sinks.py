@@ -11,6 +11,7 @@ the name and kind only. Client libraries are imported on first send.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -234,7 +235,7 @@ class TeamsSink(Sink):
         url = self.secret(self.config.webhook_url)
         for finding in batch:
             body = json.dumps(formats.teams_message(view(finding))).encode()
-            self.with_retry(lambda body=body: post(url, body, {}, self.timeout))
+            self.with_retry(functools.partial(post, url, body, {}, self.timeout))
 
 
 class WebhookSink(Sink):
@@ -256,9 +257,7 @@ class WebhookSink(Sink):
             headers = signature_headers(key, body, int(time.time()))
             headers[DELIVERY_HEADER] = str(uuid.uuid4())  # the same on every retry
             headers["X-Trustwatch-Finding-Id"] = finding.id[:128]
-            self.with_retry(
-                lambda body=body, headers=headers: post(url, body, headers, self.timeout)
-            )
+            self.with_retry(functools.partial(post, url, body, headers, self.timeout))
 
 
 def signature_headers(key: bytes, body: bytes, timestamp: int) -> dict[str, str]:

@@ -81,8 +81,8 @@ class _RateLimited(_Bounded, RateLimitErrorRetryHandler):
     def wait_s(self, state: RetryState, response: HttpResponse | None) -> float:
         backoff = super().wait_s(state, response)
         headers = {k.lower(): v for k, v in (response.headers if response else {}).items()}
-        values = headers.get("retry-after") or [None]
-        asked = parse_retry_after(str(values[0]) if values[0] is not None else None)
+        values = headers.get("retry-after") or []
+        asked = parse_retry_after(str(values[0]) if values else None)
         return backoff if asked is None else max(backoff, asked)
 
 

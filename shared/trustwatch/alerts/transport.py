@@ -64,7 +64,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> b
     )
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            return response.read(65536)
+            data: bytes = response.read(65536)
+            return data
     except HTTPError as err:
         detail = clean(err.read(200).decode("utf-8", "replace"), 120) if err.fp else ""
         retry_after = parse_retry_after(err.headers.get("Retry-After") if err.headers else None)

@@ -94,7 +94,7 @@ class AzureTableDedupStore:
             raise ValueError("give either a connection string or an endpoint")
         self.table = table
         self._connection_string = connection_string
-        self._endpoint = endpoint
+        self._endpoint = endpoint or ""  # "" with a connection string
         self._credential = credential
         self._options = {**RETRY_OPTIONS, **client_options}
         self._client: Any = None

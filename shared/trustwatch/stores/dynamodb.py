@@ -105,7 +105,7 @@ class DynamoDedupStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            held_by = exc.response.get("Item", {}).get("claim", {}).get("S")
+            held_by: str | None = exc.response.get("Item", {}).get("claim", {}).get("S")
             return held_by == token  # our own write, answered late and retried
         return True
 
