@@ -20,7 +20,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from trustwatch.alerts import formats
 from trustwatch.alerts.config import (
@@ -35,6 +35,9 @@ from trustwatch.alerts.secrets import SecretRef
 from trustwatch.alerts.transport import HTTPStatusError, check_url, describe, post, transient
 from trustwatch.findings import Finding, Severity
 from trustwatch.retry import parse_retry_after, retry_call
+
+if TYPE_CHECKING:
+    from slack_sdk.http_retry import RetryHandler
 
 log = logging.getLogger("trustwatch.alerts")
 T = TypeVar("T")
@@ -111,7 +114,7 @@ class Sink(ABC):
             "sink %s: attempt %d failed (%s); retrying in %.1fs", self.name, attempt, reason, delay
         )
 
-    def slack_retry_handlers(self) -> list[object]:
+    def slack_retry_handlers(self) -> list[RetryHandler]:
         """slack-sdk's retry handlers, bounded by this sink's delivery settings."""
         from trustwatch.alerts.slackretry import retry_handlers
 
@@ -160,7 +163,7 @@ class SlackWebhookSink(Sink):
         client = WebhookClient(
             url,
             timeout=self.timeout,  # type: ignore[arg-type]  # urllib takes a float
-            retry_handlers=self.slack_retry_handlers(),  # type: ignore[arg-type]
+            retry_handlers=self.slack_retry_handlers(),
             logger=_SDK_LOG,
         )
         for finding in batch:
@@ -195,7 +198,7 @@ class SlackBotSink(Sink):
             token=self.secret(self.config.token),  # type: ignore[arg-type]
             base_url=self.config.api_url,
             timeout=int(max(1, self.timeout)),
-            retry_handlers=self.slack_retry_handlers(),  # type: ignore[arg-type]
+            retry_handlers=self.slack_retry_handlers(),
             logger=_SDK_LOG,
         )
         thread_ts = None

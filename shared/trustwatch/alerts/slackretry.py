@@ -1,7 +1,8 @@
 """slack-sdk's own retry handlers (`slack_sdk.http_retry`), held to the sinks' budget.
 
-The SDK's loop decides when to try again (https://docs.slack.dev/tools/python-slack-sdk/
-web#retryhandler); these subclasses only bound it the way every sink is bound
+The SDK's loop decides when to try again (handlers: https://docs.slack.dev/tools/
+python-slack-sdk/reference/http_retry/builtin_handlers.html); these subclasses only
+bound it the way every sink is bound
 (`DeliveryConfig`): at most `attempts` tries in all, full-jitter waits capped at
 `max_delay_s`, a server's Retry-After honoured but capped too, and the waits go through
 the sink's `sleep` (tests pass a recorder). The retried failures are those of
@@ -12,7 +13,6 @@ not a certificate that does not verify. Imported on the first Slack send only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from slack_sdk.http_retry import (
     ConnectionErrorRetryHandler,
@@ -47,12 +47,12 @@ class _FullJitter(RetryIntervalCalculator):
 class _Bounded(RetryHandler):
     """The wait of the SDK's handlers, through the sink's sleep and capped."""
 
-    sleep: Callable[[float], None]
-    on_retry: OnRetry
-    max_delay_s: float
-
-    def _bound(self, sleep: Callable[[float], None], on_retry: OnRetry, cap: float) -> None:
-        self.sleep, self.on_retry, self.max_delay_s = sleep, on_retry, cap
+    def __init__(
+        self, delivery: DeliveryConfig, sleep: Callable[[float], None], on_retry: OnRetry
+    ) -> None:
+        # The SDK counts retries, in one state shared by all handlers of a client.
+        super().__init__(delivery.attempts - 1, _FullJitter(delivery))
+        self.sleep, self.on_retry, self.max_delay_s = sleep, on_retry, delivery.max_delay_s
 
     def wait_s(self, state: RetryState, response: HttpResponse | None) -> float:
         """Seconds to wait before the next try."""
@@ -119,15 +119,9 @@ class _ConnectionError(_Bounded, ConnectionErrorRetryHandler):
 
 def retry_handlers(
     delivery: DeliveryConfig, *, sleep: Callable[[float], None], on_retry: OnRetry
-) -> list[Any]:
+) -> list[RetryHandler]:
     """The handlers for a slack-sdk client: `delivery.attempts` tries in all."""
-    retries = delivery.attempts - 1  # the SDK counts retries; its state is shared by all
-    calculator = _FullJitter(delivery)
-    handlers: list[_Bounded] = [
-        _RateLimited(retries, calculator),
-        _ServerError(retries, calculator),
-        _ConnectionError(retries, calculator),
-    ]
-    for handler in handlers:
-        handler._bound(sleep, on_retry, delivery.max_delay_s)
-    return list(handlers)
+    return [handler(delivery, sleep, on_retry) for handler in _HANDLERS]
+
+
+_HANDLERS: tuple[type[_Bounded], ...] = (_RateLimited, _ServerError, _ConnectionError)
