@@ -3,7 +3,8 @@
 - `moto_server`: moto in server mode (DynamoDB, S3, …); boto3 talks to it over HTTP.
 - `azurite_table`, `azurite_blob`: Azurite (npm) as a subprocess, in memory.
 - `gcs_emulator`: gcp-storage-emulator in this process, plus the `ifGenerationMatch`
-  precondition that it ignores and real GCS enforces.
+  precondition that it ignores and real GCS enforces, and `GcsEmulator.fail_next` to
+  answer the next requests with an error status (throttling, outages).
 
 Each listens on a free loopback port, is started once per session on first use and
 stopped at the end. Tests share the servers, so each test names its own table, bucket or
@@ -24,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.parser import BytesParser
 from http import HTTPStatus
 from http.server import HTTPServer
@@ -244,13 +245,19 @@ def azurite_blob(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
 _OBJECT_PATH = re.compile(r".*/b/(?P<bucket>[^/]+)/o(?:/(?P<name>.+))?")
 
 
-def _precondition_handler(base: type) -> type:
+def _precondition_handler(base: type, faults: list[int], faulted: list[str]) -> type:
     """The emulator's request handler plus `ifGenerationMatch`, which real GCS enforces
     (0 = the object must not exist) and the dedup stores depend on. The server handles
-    one request at a time, so the check and the write that follows are atomic."""
+    one request at a time, so the check and the write that follows are atomic. While
+    `faults` holds statuses, each request is answered with the first one, removed, and
+    its method and path are added to `faulted`."""
 
     class Handler(base):  # type: ignore[misc, valid-type]
         def _refused(self) -> bool:
+            if faults:
+                faulted.append(f"{self.command} {urlparse(self.path).path}")
+                self._error(faults.pop(0), "injected")
+                return True
             url = urlparse(self.path)
             query = parse_qs(url.query)
             match = _OBJECT_PATH.fullmatch(url.path)
@@ -263,15 +270,17 @@ def _precondition_handler(base: type) -> type:
                 current = 0
             if current == int(query["ifGenerationMatch"][0]):
                 return False
-            body = json.dumps(
-                {"error": {"code": 412, "message": "conditionNotMet", "errors": []}}
-            ).encode()
-            self.send_response(HTTPStatus.PRECONDITION_FAILED)
+            self._error(HTTPStatus.PRECONDITION_FAILED, "conditionNotMet")
+            return True
+
+        def _error(self, status: int, message: str) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))  # keep-alive
+            body = json.dumps({"error": {"code": status, "message": message, "errors": []}})
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
-            return True
+            self.wfile.write(body.encode())
 
         def _upload_name(self, query: dict[str, list[str]]) -> str:
             # The name of an upload is a query parameter or the multipart's JSON part.
@@ -313,6 +322,13 @@ class _Server(HTTPServer):
 @dataclass(frozen=True)
 class GcsEmulator:
     endpoint: str  # http://127.0.0.1:PORT; also the value for STORAGE_EMULATOR_HOST
+    faults: list[int] = field(default_factory=list)  # statuses for the next requests
+    faulted: list[str] = field(default_factory=list)  # "METHOD /path" of those answered
+
+    def fail_next(self, *statuses: int) -> None:
+        """Answer the next len(statuses) requests with these HTTP statuses, in order."""
+        self.faults[:] = statuses
+        self.faulted.clear()
 
     def client(self) -> Any:
         from google.auth.credentials import AnonymousCredentials
@@ -332,12 +348,16 @@ def gcs_emulator() -> Iterator[GcsEmulator]:
     from gcp_storage_emulator.server import RequestHandler
     from gcp_storage_emulator.storage import Storage
 
-    handler = partial(_precondition_handler(RequestHandler), Storage(use_memory_fs=True))
+    faults: list[int] = []
+    faulted: list[str] = []
+    handler = partial(
+        _precondition_handler(RequestHandler, faults, faulted), Storage(use_memory_fs=True)
+    )
     server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="gcs-emulator", daemon=True)
     thread.start()
     try:
-        yield GcsEmulator(f"http://127.0.0.1:{server.server_port}")
+        yield GcsEmulator(f"http://127.0.0.1:{server.server_port}", faults, faulted)
     finally:
         server.shutdown()
         server.server_close()

@@ -203,7 +203,7 @@ def test_importing_alerts_loads_no_cloud_sdk_or_slack_client() -> None:
     code = (
         "import sys, trustwatch.alerts\n"
         "heavy = ('boto3', 'botocore', 'slack_sdk', 'aws_lambda_powertools', 'azure',"
-        " 'google.auth', 'google.cloud.storage', 'aiosmtpd', 'cryptography')\n"
+        " 'google.auth', 'google.cloud.storage', 'aiosmtpd', 'cryptography', 'jinja2')\n"
         "print([m for m in sys.modules if m.startswith(heavy)])\n"
     )
     out = subprocess.run(

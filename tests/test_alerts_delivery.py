@@ -443,3 +443,14 @@ def test_hostile_event_strings_arrive_inert_in_every_sink(
         html_part = msg.get_body(("html",)).get_content()
         assert "<script>" not in html_part and "<img" not in html_part
         assert mail.rcpt_tos == ["secops@example.com", "oncall@example.com"]
+
+
+def test_slack_retries_every_transient_status_within_the_attempts(
+    dispatcher: Dispatcher, slack: RecordingHTTPServer, sleeps: list[float]
+) -> None:
+    # slack-sdk's own server-error handler knows 500 and 503 only; ours adds 502/504/408.
+    slack.reply(Reply(502), Reply(504), Reply(408))
+    report = dispatcher.send([aws_trust_finding()])  # the other sinks accept it
+    assert len(slack.requests) == 3 and len(sleeps) == 2  # three tries in all
+    assert not report.delivered["slack"]
+    assert report.failures["slack"][0].reason.startswith("HTTP 408")

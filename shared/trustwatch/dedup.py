@@ -16,9 +16,14 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class DedupStore(Protocol):
+    """Atomic claims on finding ids, each for a window of seconds."""
+
     def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
-        """True if no live claim exists (the caller should alert); records one until
-        `now + window_s`. False if the id was claimed within its window (a duplicate)."""
+        """True if no live claim exists (the caller should alert).
+
+        Records one until `now + window_s`. False if the id was claimed within its
+        window (a duplicate).
+        """
         ...
 
     def release(self, finding_id: str) -> None:
@@ -34,6 +39,7 @@ class MemoryDedupStore:
         self._lock = threading.Lock()
 
     def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
+        """See `DedupStore.claim`."""
         now = time.time() if now is None else now
         with self._lock:
             if self._expires.get(finding_id, float("-inf")) > now:
@@ -42,6 +48,7 @@ class MemoryDedupStore:
             return True
 
     def release(self, finding_id: str) -> None:
+        """See `DedupStore.release`."""
         with self._lock:
             self._expires.pop(finding_id, None)
 
@@ -79,16 +86,19 @@ class SqliteDedupStore:
             self._db.execute("DELETE FROM claims WHERE expires <= ?", (time.time(),))
 
     def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
+        """See `DedupStore.claim`: one SQL statement, atomic across processes."""
         now = time.time() if now is None else now
         with self._lock:
             cursor = self._db.execute(_CLAIM, (finding_id, now + window_s, now))
             return cursor.rowcount == 1
 
     def release(self, finding_id: str) -> None:
+        """See `DedupStore.release`."""
         with self._lock:
             self._db.execute("DELETE FROM claims WHERE finding_id = ?", (finding_id,))
 
     def close(self) -> None:
+        """Close the database connection."""
         with self._lock:
             self._db.close()
 

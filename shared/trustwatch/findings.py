@@ -13,6 +13,8 @@ from trustwatch import clouds
 
 
 class Severity(StrEnum):
+    """How urgent a finding is, from `info` to `critical` (ordered by `rank`)."""
+
     critical = "critical"
     high = "high"
     medium = "medium"
@@ -25,6 +27,7 @@ class Severity(StrEnum):
         return _RANK[self]
 
     def at_least(self, other: Severity | str) -> bool:
+        """True if this severity is `other` or more urgent."""
         return self.rank >= Severity(other).rank
 
 
@@ -49,6 +52,8 @@ RemediationStatus = Literal["planned", "applied", "skipped", "failed", "none"]
 
 
 class Remediation(BaseModel):
+    """What was or would be done about a finding."""
+
     model_config = ConfigDict(extra="forbid")
 
     action: str = "none"
@@ -81,6 +86,7 @@ class Finding(BaseModel):
     event_name: str = ""
 
     def to_json(self) -> str:
+        """The finding as compact JSON (Contract 2)."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=False, separators=(",", ":"))
 
 

@@ -1,6 +1,14 @@
-"""The project's one retry helper: exponential backoff with full jitter.
+"""Retries where no library offers them: exponential backoff with full jitter.
 
-Used for alert sinks (HTTP 429/5xx, timeouts, SMTP 4xx) and throttled cloud APIs alike.
+Cloud SDKs retry with their own policies (botocore's standard mode, azure-core's
+RetryPolicy, google-cloud-storage's DEFAULT_RETRY, slack-sdk's retry handlers), each
+configured where its client is built. What is left is here:
+
+- `retry_call`, for the alert transports built on the standard library, which retries
+  nothing itself: Teams and generic webhooks (urllib) and SMTP (smtplib);
+- `backoff_delay` and `parse_retry_after`, which the Slack handlers share with it so that
+  every sink waits the same way and honours Retry-After the same way.
+
 The caller says which errors are worth another try through `retry_on`, which may also
 hand back a delay the server asked for (Retry-After); that delay is honoured, capped.
 """
@@ -26,7 +34,7 @@ def backoff_delay(
     attempt: int, *, base_delay: float, max_delay: float, rng: Callable[[], float] = random.random
 ) -> float:
     """Full jitter (AWS architecture blog): uniform in [0, min(max, base * 2**attempt)]."""
-    return rng() * min(max_delay, base_delay * (2**attempt))
+    return rng() * min(max_delay, base_delay * 2.0**attempt)
 
 
 def retry_call(
@@ -70,8 +78,10 @@ def retry_call(
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent
-    or unreadable. Never negative."""
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date).
+
+    None if absent or unreadable; never negative.
+    """
     if not value:
         return None
     value = value.strip()

@@ -56,6 +56,8 @@ class _Strict(BaseModel):
 
 
 class SinkConfigBase(_Strict):
+    """What every sink entry has: a name, a minimum severity, cloud and rule filters."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     min_severity: Severity | None = None  # None: the routing default
     clouds: list[CloudName] = Field(default_factory=list)  # [] = all
@@ -106,7 +108,7 @@ class WebhookConfig(SinkConfigBase):
 
 
 class _MailConfig(SinkConfigBase):
-    sender: str | None = Field(None, alias="from")  # None: TRUSTWATCH_EMAIL_FROM
+    sender: str | None = Field(default=None, alias="from")  # None: TRUSTWATCH_EMAIL_FROM
     to: list[str] | None = None  # None: TRUSTWATCH_EMAIL_TO
 
     @field_validator("sender")
@@ -143,24 +145,33 @@ SinkConfig = Annotated[
 
 
 class Defaults(_Strict):
+    """Settings for every sink that does not set its own."""
+
     min_severity: Severity | None = None
 
 
 class DedupConfig(_Strict):
-    window_s: int | None = Field(None, ge=0)
+    """The dedup window: one alert per finding id per `window_s` seconds."""
+
+    window_s: int | None = Field(default=None, ge=0)
 
 
 class DeliveryConfig(_Strict):
-    """Per message: `attempts` tries, each bounded by `timeout_s`; waits between them
-    grow from `base_delay_s` (full jitter), capped (Retry-After too) at `max_delay_s`."""
+    """How hard each message is tried.
 
-    timeout_s: float = Field(10.0, gt=0, le=120)
-    attempts: int = Field(3, ge=1, le=10)
-    base_delay_s: float = Field(0.5, ge=0)
-    max_delay_s: float = Field(10.0, ge=0)
+    `attempts` tries, each bounded by `timeout_s`; waits between them grow from
+    `base_delay_s` (full jitter), capped (Retry-After too) at `max_delay_s`.
+    """
+
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    attempts: int = Field(default=3, ge=1, le=10)
+    base_delay_s: float = Field(default=0.5, ge=0)
+    max_delay_s: float = Field(default=10.0, ge=0)
 
 
 class Routing(_Strict):
+    """A routing file: defaults, dedup, delivery settings and the sinks."""
+
     version: Literal[1] = 1
     defaults: Defaults = Field(default_factory=Defaults)
     dedup: DedupConfig = Field(default_factory=DedupConfig)

@@ -50,12 +50,16 @@ log = logging.getLogger("trustwatch.alerts")
 
 @dataclass(frozen=True)
 class SinkFailure:
+    """Findings one sink did not accept, and why."""
+
     finding_ids: tuple[str, ...]
     reason: str  # error type and status; never a secret
 
 
 @dataclass
 class DeliveryReport:
+    """What one `Dispatcher.send` did with each finding (docs/alerts.md)."""
+
     delivered: dict[str, list[str]] = field(default_factory=dict)  # sink -> finding ids
     duplicates: list[str] = field(default_factory=list)  # alerted within the window already
     below_threshold: list[str] = field(default_factory=list)  # no sink routes them
@@ -64,12 +68,15 @@ class DeliveryReport:
 
     @property
     def ok(self) -> bool:
+        """True when every routed, new finding reached at least one sink."""
         return not self.undelivered
 
     def to_dict(self) -> dict[str, object]:
+        """The report as plain data (JSON-ready)."""
         return asdict(self)
 
     def summary(self) -> str:
+        """One line for logs: counts per outcome and the first failure per sink."""
         sent = ", ".join(f"{sink}: {len(ids)}" for sink, ids in self.delivered.items() if ids)
         failed = "; ".join(
             f"{sink}: {fs[0].reason}" + (f" (+{len(fs) - 1} more)" if len(fs) > 1 else "")
@@ -102,6 +109,8 @@ _SINK_TYPES: dict[type, type[Sink]] = {
 
 
 class Dispatcher:
+    """Routes findings to sinks, deduplicates them and reports what happened."""
+
     def __init__(
         self,
         sinks: Sequence[Sink],
@@ -123,8 +132,11 @@ class Dispatcher:
         window_s: int = DEFAULT_WINDOW_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Dispatcher:
-        """Sinks from a routing file (`routing_file`, else TRUSTWATCH_ALERT_ROUTING) or,
-        without one, from the standard environment variables. Raises AlertConfigError.
+        """A dispatcher configured from a routing file or the environment.
+
+        Sinks come from a routing file (`routing_file`, else TRUSTWATCH_ALERT_ROUTING)
+        or, without one, from the standard environment variables. Raises
+        AlertConfigError.
 
         Precedence: routing file > environment > arguments. No secret is fetched here
         (only that referenced environment variables exist is checked): secret stores are
@@ -153,12 +165,14 @@ class Dispatcher:
 
     @property
     def sinks(self) -> list[str]:
+        """The sinks' names, in configuration order."""
         return [s.name for s in self._sinks]
 
     def __repr__(self) -> str:
         return f"Dispatcher(sinks={self.sinks!r}, window_s={self.window_s}, store={self.store!r})"
 
     def send(self, findings: Sequence[Finding]) -> DeliveryReport:
+        """Deliver `findings`; raises AlertDeliveryError if a routed one reached no sink."""
         report = DeliveryReport(
             delivered={s.name: [] for s in self._sinks},
             failures={s.name: [] for s in self._sinks},
@@ -178,7 +192,7 @@ class Dispatcher:
             self._run_sink(*work[0], report)
         elif work:  # in parallel: a slow or dead sink delays no other
             with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="alert") as pool:
-                list(pool.map(lambda item: self._run_sink(*item, report), work))
+                list(pool.map(lambda item: self._run_sink(item[0], item[1], report), work))
         accepted = {i for ids in report.delivered.values() for i in ids}
         for finding in live:
             if finding.id not in accepted:
@@ -224,8 +238,10 @@ class Dispatcher:
 
 
 def _store_from_env(env: Mapping[str, str]) -> DedupStore:
-    """The shared store TRUSTWATCH_STATE_TABLE / TRUSTWATCH_STATE_URL name (trustwatch.stores),
-    else a per-process memory store (a warm function instance keeps it)."""
+    """The shared store TRUSTWATCH_STATE_TABLE / TRUSTWATCH_STATE_URL name, or memory.
+
+    Without either, a per-process memory store (a warm function instance keeps it).
+    """
     try:
         from trustwatch.stores import store_from_env
     except ImportError:  # pragma: no cover - the stores package ships with the functions
@@ -237,8 +253,11 @@ def _store_from_env(env: Mapping[str, str]) -> DedupStore:
 
 
 def _is_message_specific(exc: BaseException) -> bool:
-    """A 4xx about one message (e.g. too large) shouldn't stop the next message; a bad
-    URL, missing secret or refused login would fail every message the same way."""
+    """True if `exc` concerns this message only, so the sink may go on.
+
+    A 4xx about one message (e.g. too large) shouldn't stop the next message; a bad
+    URL, missing secret or refused login would fail every message the same way.
+    """
     return isinstance(exc, HTTPStatusError) and exc.status in (400, 413, 422)
 
 

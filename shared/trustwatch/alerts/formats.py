@@ -1,22 +1,24 @@
-"""The one rendering path, second half: `AlertView`s -> each wire format.
+r"""The one rendering path, second half: `AlertView`s -> each wire format.
 
 Each format escapes the view's plain text for its own markup, in one function each:
 - Slack: `&`, `<`, `>` become entities (no links, mentions or `<!channel>` can form);
   event values sit in code spans / code blocks where mrkdwn (`*bold*`, `_`, `~`) is off;
   broadcast words (`@here`) are broken with a word joiner.
 - Teams: event values only in `TextRun`s, which Adaptive Cards never read as Markdown.
-- Email: the HTML part is `html.escape`d; headers are single-line (render.clean) and capped.
-- Webhook: the finding JSON itself, with `<`, `>`, `&` as \\u escapes (same data, safe to
+- Email: the HTML part comes from a jinja2 template with autoescape on; headers are
+  single-line (render.clean) and capped.
+- Webhook: the finding JSON itself, with `<`, `>`, `&` as \u escapes (same data, safe to
   paste into HTML).
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import re
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from trustwatch.alerts.render import SEVERITY_MARK, AlertView, clean
 from trustwatch.findings import Finding, Severity
@@ -31,6 +33,7 @@ _BROADCAST = re.compile(r"@(?=(channel|here|everyone)\b)", re.IGNORECASE)
 
 
 def slack_escape(text: str) -> str:
+    """Entities for `&`, `<`, `>` (mrkdwn's only markup characters) and broken broadcasts."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _BROADCAST.sub("@\u2060", text)
 
@@ -192,6 +195,7 @@ SUBJECT_MAX = 180
 
 
 def email_subject(views: Sequence[AlertView]) -> str:
+    """One line, capped: the top severity and title, the identity or the count."""
     top = max(views, key=lambda v: v.severity.rank)
     # ASCII separators: most clients show encoded-word subjects fine, but some filters don't.
     if len(views) == 1:
@@ -202,6 +206,7 @@ def email_subject(views: Sequence[AlertView]) -> str:
 
 
 def email_text(views: Sequence[AlertView]) -> str:
+    """The plain-text part: each finding's facts, diff and link."""
     parts = []
     for v in views:
         lines = [f"{v.headline}", v.summary, ""]
@@ -224,42 +229,36 @@ _HTML_SEVERITY_COLOR = {
 }
 
 
+@functools.cache
+def _email_template() -> Any:
+    # jinja2 is imported on the email path only: Slack / Teams / webhook sends and a
+    # function's cold start never pay for it. The template ships in the package.
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("trustwatch.alerts", "templates"),
+        autoescape=True,  # every {{ value }} is HTML-escaped, in text and in attributes
+        undefined=jinja2.StrictUndefined,  # a typo in the template fails, not renders ""
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=False,
+    )
+    return env.get_template("email.html.j2")
+
+
 def email_html(views: Sequence[AlertView]) -> str:
-    e = html.escape  # quote=True: safe in text and in attribute values
-    sections = []
-    for v in views:
-        rows = "".join(
-            f'<tr><th align="left" style="padding:2px 12px 2px 0">{e(label)}</th>'
-            f"<td><code>{e(value)}</code></td></tr>"
-            for label, value in v.facts
-        )
-        diff = ""
-        if v.diff:
-            diff = (
-                "<p><strong>Expected vs actual</strong></p>"
-                '<pre style="background:#f6f8fa;padding:8px">'
-                + "\n".join(e(line) for line in v.diff)
-                + "</pre>"
-            )
-        link = f'<p><a href="{e(v.link.url)}">{e(v.link.label)}</a></p>' if v.link else ""
-        sections.append(
-            f'<h2 style="color:{_HTML_SEVERITY_COLOR[v.severity]}">'
-            f"{e(SEVERITY_MARK[v.severity])} {e(v.headline)}</h2>"
-            f"<p>{e(v.summary)}</p><table>{rows}</table>{diff}{link}"
-            f'<p style="color:#777">Rule <code>{e(v.rule)}</code> · finding '
-            f"<code>{e(v.finding_id)}</code></p>"
-        )
-    return (
-        '<!DOCTYPE html><html><body style="font-family:sans-serif">'
-        + "<hr>".join(sections)
-        + "</body></html>"
+    """The HTML part, rendered from `templates/email.html.j2` with autoescape on."""
+    return str(
+        _email_template().render(views=views, colors=_HTML_SEVERITY_COLOR, marks=SEVERITY_MARK)
     )
 
 
 def email_message(views: Sequence[AlertView], sender: str, to: Sequence[str]) -> EmailMessage:
-    """multipart/alternative: plain text first, HTML second. Addresses come from the
-    configuration (checked there); everything from events is in the single-line subject
-    and the bodies."""
+    """The alert mail: multipart/alternative, plain text first, HTML second.
+
+    Addresses come from the configuration (checked there); everything from events is in
+    the single-line subject and the bodies.
+    """
     msg = EmailMessage()
     msg["Subject"] = email_subject(views)
     msg["From"] = sender
@@ -279,8 +278,11 @@ _JSON_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
 
 def webhook_body(finding: Finding) -> bytes:
-    """The finding JSON (Contract 2), compact; `<>&` only appear inside JSON strings, so
-    their \\u escapes decode to the same data."""
+    r"""The finding JSON (Contract 2), compact, with `<>&` as \u escapes.
+
+    Those characters only appear inside JSON strings, so the escapes decode to the same
+    data.
+    """
     return finding.to_json().translate(_JSON_HTML_SAFE).encode()
 
 

@@ -21,6 +21,8 @@ _SAFE_URL = re.compile(r"^https://[A-Za-z0-9._~:/?#@!$()*+,;=%-]+$")
 
 @dataclass(frozen=True)
 class Link:
+    """A console URL (fixed base, percent-encoded parts) and its label."""
+
     url: str
     label: str
 

@@ -27,6 +27,8 @@ DEMO_SIGNING_KEY = "demo-signing-key-not-a-secret"
 
 @dataclass
 class LocalDelivery:
+    """Where a local run's alerts go."""
+
     report: DeliveryReport
     slack: list[dict[str, Any]] = field(default_factory=list)  # Block Kit payloads as posted
     teams: list[dict[str, Any]] = field(default_factory=list)  # Adaptive Card messages
@@ -35,8 +37,10 @@ class LocalDelivery:
 
 
 def deliver_locally(findings: Sequence[Finding], *, min_severity: str = "info") -> LocalDelivery:
-    """Send `findings` through all four sink kinds to local receivers; return what arrived
-    (a failed delivery does not raise here: `report.undelivered` says so)."""
+    """Send `findings` through all four sink kinds to local receivers; return what arrived.
+
+    A failed delivery does not raise here: `report.undelivered` says so.
+    """
     with (
         RecordingHTTPServer() as slack,
         RecordingHTTPServer(Reply(202, b"")) as teams,

@@ -1,5 +1,8 @@
-"""Email sinks: SMTP (STARTTLS or implicit TLS, AUTH) and Amazon SES. One mail carries all
-findings of one event (or one sweep), as multipart/alternative plain text + HTML."""
+"""Email sinks: SMTP (STARTTLS or implicit TLS, AUTH) and Amazon SES.
+
+One mail carries all findings of one event (or one sweep), as multipart/alternative
+plain text + HTML.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from trustwatch.findings import Finding
 
 @dataclass(frozen=True)
 class SmtpTarget:
+    """Where and how to reach an SMTP relay (parsed from its URL; secrets not in repr)."""
+
     host: str
     port: int
     implicit_tls: bool
@@ -37,9 +42,11 @@ class SmtpTarget:
 
 
 def parse_smtp_url(url: str) -> SmtpTarget:
-    """`smtp://user:pass@host:587` (STARTTLS required), `smtps://…:465` (implicit TLS),
+    """Parse an SMTP URL; errors never echo it (it holds the password).
+
+    `smtp://user:pass@host:587` (STARTTLS required), `smtps://…:465` (implicit TLS),
     `?starttls=false` for plain local relays, `?cafile=/path` for a private CA.
-    Errors never echo the URL (it holds the password)."""
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
         raise ValueError("SMTP URL must look like smtp://user:pass@host:port or smtps://…")
@@ -79,10 +86,13 @@ class _MailSink(Sink):
 
 
 class SmtpSink(_MailSink):
+    """Mail over SMTP, STARTTLS or implicit TLS, with AUTH when the URL has a user."""
+
     kind = "email"
     config: EmailConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """One mail per batch, retried on SMTP 4xx and dropped connections."""
         target = parse_smtp_url(self.secret(self.config.smtp_url))
         sender, to = self.envelope()
         message = formats.email_message([view(f) for f in batch], sender, to)
@@ -107,13 +117,19 @@ class SmtpSink(_MailSink):
 
 
 class SesSink(_MailSink):
-    """SES v2 SendEmail (raw MIME, same mail as SMTP). botocore's own retries are off:
-    the project's retry helper decides, like for every other sink."""
+    """SES v2 SendEmail: raw MIME, the same mail as SMTP.
+
+    Retried by botocore's `standard` retry mode (throttling, 5xx, connection errors;
+    backoff with jitter) up to the delivery `attempts`
+    (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html).
+    A retried send after a lost answer may mail twice: better than none.
+    """
 
     kind = "ses"
     config: SesConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """One raw mail per batch; raises HTTPStatusError / TimeoutError if not accepted."""
         import boto3
         from botocore.config import Config
 
@@ -124,7 +140,7 @@ class SesSink(_MailSink):
             "sesv2",
             region_name=region,
             config=Config(
-                retries={"total_max_attempts": 1},
+                retries={"mode": "standard", "total_max_attempts": self._delivery.attempts},
                 connect_timeout=self.timeout,
                 read_timeout=self.timeout,
             ),
@@ -135,10 +151,12 @@ class SesSink(_MailSink):
             else {}
         )
         raw = message.as_bytes()
-        self.with_retry(lambda: _ses_send(client, sender, to, raw, extra))
+        _ses_send(client, sender, to, raw, extra)
 
 
-def _ses_send(client: object, sender: str, to: list[str], raw: bytes, extra: dict) -> None:
+def _ses_send(
+    client: object, sender: str, to: list[str], raw: bytes, extra: dict[str, str]
+) -> None:
     from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
     try:

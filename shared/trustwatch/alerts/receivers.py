@@ -1,6 +1,9 @@
-"""Real local receivers on loopback for the tests and `trustwatch demo`: an HTTP server that
-records Slack / Teams / webhook posts (and answers as told: status, headers, delay), and
-an SMTP server (aiosmtpd) that records mail. Both bind 127.0.0.1 on a free port."""
+"""Real local receivers on loopback for the tests and `trustwatch demo`.
+
+An HTTP server that records Slack / Teams / webhook posts (and answers as told: status,
+headers, delay), and an SMTP server (aiosmtpd) that records mail. Both bind 127.0.0.1 on
+a free port.
+"""
 
 from __future__ import annotations
 
@@ -20,12 +23,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RecordedRequest:
+    """One request the server received."""
+
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
 
     def json(self) -> Any:
+        """The body, parsed as JSON."""
         return json.loads(self.body)
 
 
@@ -58,13 +64,16 @@ class RecordingHTTPServer:
 
     @property
     def port(self) -> int:
+        """The loopback port the server listens on."""
         return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
+        """`http://127.0.0.1:<port>`."""
         return f"http://127.0.0.1:{self.port}"
 
     def reply(self, *replies: Reply) -> None:
+        """Queue answers for the next requests, in order."""
         with self._lock:
             self._queued.extend(replies)
 
@@ -103,6 +112,7 @@ class RecordingHTTPServer:
         return Handler
 
     def start(self) -> RecordingHTTPServer:
+        """Start serving in a background thread."""
         # A short poll interval: shutdown() waits for it (tests start many servers).
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
@@ -111,6 +121,7 @@ class RecordingHTTPServer:
         return self
 
     def close(self) -> None:
+        """Stop serving and release the port."""
         self._closing.set()
         if self._thread:
             self._server.shutdown()
@@ -133,13 +144,16 @@ def closed_port() -> int:
 
 @dataclass(frozen=True)
 class RecordedMail:
+    """One mail the server accepted: envelope and raw message."""
+
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
 
     @property
     def message(self) -> EmailMessage:
-        return BytesParser(policy=policy.default).parsebytes(self.raw)  # type: ignore[return-value]
+        """The raw message, parsed."""
+        return BytesParser(policy=policy.default).parsebytes(self.raw)
 
 
 class RecordingSMTPServer:
@@ -177,6 +191,7 @@ class RecordingSMTPServer:
         return f"smtp://{auth}127.0.0.1:{self.port}?starttls=false"
 
     def start(self) -> RecordingSMTPServer:
+        """Start serving in a background thread."""
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
@@ -191,7 +206,9 @@ class RecordingSMTPServer:
                 )
                 return "250 Message accepted for delivery"
 
-        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any):
+        def authenticate(
+            server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+        ) -> Any:
             login = data.login.decode() if isinstance(data.login, bytes) else str(data.login)
             password = data.password
             password = password.decode() if isinstance(password, bytes) else str(password)
@@ -213,6 +230,7 @@ class RecordingSMTPServer:
         return self
 
     def close(self) -> None:
+        """Stop serving and release the port."""
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
@@ -225,9 +243,12 @@ class RecordingSMTPServer:
 
 
 def self_signed_tls(hostname: str = "localhost") -> tuple[ssl.SSLContext, str, Callable[[], None]]:
-    """A server TLS context with a fresh self-signed certificate for `hostname`, the path
-    of that certificate (a client's `cafile`), and a cleanup function. Needs
-    `cryptography` (present wherever the Azure or AWS extras are installed)."""
+    """A server TLS context with a fresh self-signed certificate for `hostname`.
+
+    Returns the context, the path of that certificate (a client's `cafile`) and a
+    cleanup function. Needs `cryptography` (present wherever the Azure or AWS extras are
+    installed).
+    """
     import datetime
     import ipaddress
     import os

@@ -45,7 +45,7 @@ def clean(value: object, limit: int = FIELD_MAX) -> str:
 
 
 def valid_text(text: str) -> str:
-    """Lone surrogates (JSON allows "\\ud800") become U+FFFD: they can't be encoded."""
+    r"""Lone surrogates (JSON allows "\ud800") become U+FFFD: they can't be encoded."""
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
@@ -65,6 +65,7 @@ class AlertView:
 
     @property
     def headline(self) -> str:
+        """`SEVERITY · title`: the first line of every format."""
         return f"{self.severity.value.upper()} · {self.title}"
 
 
@@ -88,6 +89,7 @@ def group_key(finding: Finding) -> str:
 
 
 def view(finding: Finding) -> AlertView:
+    """The finding as every format shows it, each event string cleaned once."""
     remediation = finding.remediation
     if remediation.status == "none" and remediation.action == "none":
         fix = "none"

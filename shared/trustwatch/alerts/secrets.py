@@ -25,8 +25,11 @@ class SecretError(RuntimeError):
 
 
 class SecretRef(BaseModel):
-    """Exactly one of env / aws_secret / ssm / gcp_secret; `key` reads one field of a JSON
-    secret (Secrets Manager secrets are often `{"webhook_url": …}`)."""
+    """Where a secret lives: exactly one of env / aws_secret / ssm / gcp_secret.
+
+    `key` reads one field of a JSON secret (Secrets Manager secrets are often
+    `{"webhook_url": …}`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -63,6 +66,7 @@ class SecretRef(BaseModel):
         return "?"  # pragma: no cover - the validator guarantees one
 
     def resolve(self, environ: Mapping[str, str]) -> str:
+        """The secret's value; raises SecretError (without the value) if it can't be read."""
         if self.env:
             if not environ.get(self.env):
                 raise SecretError(f"environment variable {self.env} is not set")
@@ -126,8 +130,11 @@ GCP_SECRET_MANAGER_URL = "https://secretmanager.googleapis.com/v1"
 
 
 def _gcp_secret(name: str, *, endpoint: str | None = None, credentials: object = None) -> str:
-    """Secret Manager's REST `:access` with Application Default Credentials (google-auth is
-    already in the GCP function; the gRPC client would add weight for one call)."""
+    """Secret Manager's REST `:access` with Application Default Credentials.
+
+    google-auth is already in the GCP function; the gRPC client would add weight for one
+    call.
+    """
     if not name.startswith("projects/") or "/secrets/" not in name:
         raise SecretError(
             f"gcp_secret {name}: expected projects/PROJECT/secrets/NAME/versions/VERSION"
@@ -141,7 +148,7 @@ def _gcp_secret(name: str, *, endpoint: str | None = None, credentials: object =
         credentials, _ = google.auth.default(
             scopes=["https://www.googleapis.com/auth/cloud-platform"]
         )
-    session = AuthorizedSession(credentials)
+    session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]  # google-auth
     response = session.get(f"{endpoint or GCP_SECRET_MANAGER_URL}/{name}:access", timeout=10)
     if response.status_code != 200:
         raise SecretError(f"gcp_secret {name}: HTTP {response.status_code}")

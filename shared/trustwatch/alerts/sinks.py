@@ -1,13 +1,17 @@
 """Sinks: where alerts go. One class per transport, all with the same small surface.
 
 A sink turns findings into messages (`batches`: one per finding, or one per event for
-email), sends each with the project's retry helper, and raises when a message could not
-be delivered. Secrets are resolved on first use, cached, and redacted from any error
-text; `repr` shows the name and kind only. Client libraries are imported on first send.
+email), sends each, retrying transient failures, and raises when a message could not be
+delivered. Slack retries through slack-sdk's own retry handlers (`slackretry`) and SES
+through botocore's standard mode; Teams, the generic webhook and SMTP go through stdlib
+urllib / smtplib, which retry nothing, so `with_retry` (trustwatch.retry) does it there.
+Secrets are resolved on first use, cached, and redacted from any error text; `repr` shows
+the name and kind only. Client libraries are imported on first send.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -16,7 +20,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from trustwatch.alerts import formats
 from trustwatch.alerts.config import (
@@ -31,6 +35,9 @@ from trustwatch.alerts.secrets import SecretRef
 from trustwatch.alerts.transport import HTTPStatusError, check_url, describe, post, transient
 from trustwatch.findings import Finding, Severity
 from trustwatch.retry import parse_retry_after, retry_call
+
+if TYPE_CHECKING:
+    from slack_sdk.http_retry import RetryHandler
 
 log = logging.getLogger("trustwatch.alerts")
 T = TypeVar("T")
@@ -47,6 +54,8 @@ DELIVERY_HEADER = "X-Trustwatch-Delivery"
 
 
 class Sink(ABC):
+    """One alert destination: routing, batching, delivery; secrets resolved lazily."""
+
     kind: ClassVar[str]
 
     def __init__(
@@ -67,6 +76,7 @@ class Sink(ABC):
         self._secrets: dict[SecretRef, str] = {}
 
     def routes(self, finding: Finding) -> bool:
+        """True if this sink takes `finding` (severity, cloud and rule filters)."""
         return self.config.routes(finding, self.min_severity)
 
     def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
@@ -80,11 +90,13 @@ class Sink(ABC):
     # -- helpers for subclasses --
 
     def secret(self, ref: SecretRef) -> str:
+        """The value of `ref`, read once per sink and cached."""
         if ref not in self._secrets:
             self._secrets[ref] = ref.resolve(self._environ)
         return self._secrets[ref]
 
     def redact(self, text: str) -> str:
+        """`text` with every resolved secret (and a webhook URL's path) replaced by ***."""
         for value in self._secrets.values():
             if len(value) >= 6:
                 text = text.replace(value, "***")
@@ -94,9 +106,26 @@ class Sink(ABC):
         return text
 
     def reason(self, exc: BaseException) -> str:
+        """Why `exc` failed a delivery, in one line without secrets."""
         return self.redact(describe(exc))
 
+    def _log_retry(self, attempt: int, reason: str, delay: float) -> None:
+        log.warning(
+            "sink %s: attempt %d failed (%s); retrying in %.1fs", self.name, attempt, reason, delay
+        )
+
+    def slack_retry_handlers(self) -> list[RetryHandler]:
+        """slack-sdk's retry handlers, bounded by this sink's delivery settings."""
+        from trustwatch.alerts.slackretry import retry_handlers
+
+        return retry_handlers(
+            self._delivery,
+            sleep=self._sleep,
+            on_retry=lambda n, reason, delay: self._log_retry(n, self.redact(reason), delay),
+        )
+
     def with_retry(self, fn: Callable[[], T]) -> T:
+        """Call `fn` with the delivery settings' retries, for transports without their own."""
         d = self._delivery
         return retry_call(
             fn,
@@ -105,17 +134,12 @@ class Sink(ABC):
             max_delay=d.max_delay_s,
             retry_on=transient,
             sleep=self._sleep,
-            on_retry=lambda n, exc, delay: log.warning(
-                "sink %s: attempt %d failed (%s); retrying in %.1fs",
-                self.name,
-                n,
-                self.reason(exc),
-                delay,
-            ),
+            on_retry=lambda n, exc, delay: self._log_retry(n, self.reason(exc), delay),
         )
 
     @property
     def timeout(self) -> float:
+        """Seconds each request may take."""
         return self._delivery.timeout_s
 
     def __repr__(self) -> str:
@@ -125,34 +149,33 @@ class Sink(ABC):
 
 
 class SlackWebhookSink(Sink):
+    """An incoming-webhook URL, posted to with slack-sdk's WebhookClient."""
+
     kind = "slack"
     config: SlackConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post each finding; slack-sdk's retry handlers retry transient failures."""
         from slack_sdk.webhook import WebhookClient
 
         url = self.secret(self.config.webhook_url)  # type: ignore[arg-type]
         check_url(url)
         client = WebhookClient(
             url,
-            timeout=self.timeout,
-            retry_handlers=[],
-            logger=_SDK_LOG,  # type: ignore[arg-type]
+            timeout=self.timeout,  # type: ignore[arg-type]  # urllib takes a float
+            retry_handlers=self.slack_retry_handlers(),
+            logger=_SDK_LOG,
         )
         for finding in batch:
-            message = formats.slack_message(view(finding))
-
-            def send(message: dict[str, object] = message) -> None:
-                response = client.send_dict(message)
-                if response.status_code != 200:
-                    headers = {k.lower(): v for k, v in (response.headers or {}).items()}
-                    raise HTTPStatusError(
-                        response.status_code,
-                        parse_retry_after(_first(headers.get("retry-after"))),
-                        str(response.body)[:80],
-                    )
-
-            self.with_retry(send)
+            # After the SDK's retries: the last answer, or the last connection error.
+            response = client.send_dict(formats.slack_message(view(finding)))
+            if response.status_code != 200:
+                headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+                raise HTTPStatusError(
+                    response.status_code,
+                    parse_retry_after(_first(headers.get("retry-after"))),
+                    str(response.body)[:80],
+                )
 
 
 class SlackBotSink(Sink):
@@ -162,18 +185,20 @@ class SlackBotSink(Sink):
     config: SlackConfig
 
     def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
+        """A sweep's findings in one digest thread; every other finding on its own."""
         sweep = [f for f in findings if f.source == "sweep"]
         rest = [[f] for f in findings if f.source != "sweep"]
         return ([sweep] if len(sweep) > 1 else [[f] for f in sweep]) + rest
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post the digest (if any), then each finding in its thread."""
         from slack_sdk import WebClient
 
         client = WebClient(
             token=self.secret(self.config.token),  # type: ignore[arg-type]
             base_url=self.config.api_url,
             timeout=int(max(1, self.timeout)),
-            retry_handlers=[],
+            retry_handlers=self.slack_retry_handlers(),
             logger=_SDK_LOG,
         )
         thread_ts = None
@@ -186,48 +211,48 @@ class SlackBotSink(Sink):
     def _post(self, client: object, message: dict[str, object], thread_ts: str | None) -> str:
         from slack_sdk.errors import SlackApiError
 
-        def send() -> str:
-            try:
-                response = client.chat_postMessage(  # type: ignore[attr-defined]
-                    channel=self.config.channel, thread_ts=thread_ts, **message
-                )
-            except SlackApiError as err:
-                status = err.response.status_code
-                headers = {k.lower(): v for k, v in (err.response.headers or {}).items()}
-                code = (
-                    err.response.data.get("error", "")
-                    if isinstance(err.response.data, dict)
-                    else ""
-                )
-                raise HTTPStatusError(
-                    status if status != 200 else 400,  # ok=false with 200: permanent
-                    parse_retry_after(_first(headers.get("retry-after"))),
-                    str(code)[:80],
-                ) from None
-            return str(response.get("ts", ""))
-
-        return self.with_retry(send)
+        try:  # the SDK's retry handlers have run when this returns or raises
+            response = client.chat_postMessage(  # type: ignore[attr-defined]
+                channel=self.config.channel, thread_ts=thread_ts, **message
+            )
+        except SlackApiError as err:
+            status = err.response.status_code
+            headers = {k.lower(): v for k, v in (err.response.headers or {}).items()}
+            code = err.response.data.get("error", "") if isinstance(err.response.data, dict) else ""
+            raise HTTPStatusError(
+                status if status != 200 else 400,  # ok=false with 200: permanent
+                parse_retry_after(_first(headers.get("retry-after"))),
+                str(code)[:80],
+            ) from None
+        return str(response.get("ts", ""))
 
 
 class TeamsSink(Sink):
+    """A Teams workflow webhook: one Adaptive Card per finding."""
+
     kind = "teams"
     config: TeamsConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post each finding's card, retried by `with_retry` (urllib retries nothing)."""
         url = self.secret(self.config.webhook_url)
         for finding in batch:
             body = json.dumps(formats.teams_message(view(finding))).encode()
-            self.with_retry(lambda body=body: post(url, body, {}, self.timeout))
+            self.with_retry(functools.partial(post, url, body, {}, self.timeout))
 
 
 class WebhookSink(Sink):
-    """POST the finding JSON; receivers verify
-    `X-Trustwatch-Signature: sha256=HMAC_SHA256(secret, timestamp + "." + body)`."""
+    """POST the finding JSON, signed.
+
+    Receivers verify
+    `X-Trustwatch-Signature: sha256=HMAC_SHA256(secret, timestamp + "." + body)`.
+    """
 
     kind = "webhook"
     config: WebhookConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
+        """Post each finding's JSON, signed, retried by `with_retry`."""
         url = self.secret(self.config.url)
         key = self.secret(self.config.secret).encode()
         for finding in batch:
@@ -235,14 +260,15 @@ class WebhookSink(Sink):
             headers = signature_headers(key, body, int(time.time()))
             headers[DELIVERY_HEADER] = str(uuid.uuid4())  # the same on every retry
             headers["X-Trustwatch-Finding-Id"] = finding.id[:128]
-            self.with_retry(
-                lambda body=body, headers=headers: post(url, body, headers, self.timeout)
-            )
+            self.with_retry(functools.partial(post, url, body, headers, self.timeout))
 
 
 def signature_headers(key: bytes, body: bytes, timestamp: int) -> dict[str, str]:
-    """The signed string is `<timestamp>.<body>`: a captured request can't be replayed
-    later with a fresh timestamp, and receivers reject old timestamps (5 minutes)."""
+    """The timestamp and HMAC-SHA256 signature headers for `body`.
+
+    The signed string is `<timestamp>.<body>`: a captured request can't be replayed later
+    with a fresh timestamp, and receivers reject old timestamps (5 minutes).
+    """
     digest = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: f"sha256={digest}"}
 

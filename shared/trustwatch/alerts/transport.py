@@ -16,7 +16,7 @@ from trustwatch.retry import RetryDecision, parse_retry_after
 
 USER_AGENT = f"trustwatch/{__version__}"
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
-_RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
+RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
 
 class HTTPStatusError(Exception):
@@ -38,8 +38,10 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def check_url(url: str) -> None:
-    """HTTPS only, except to loopback (local receivers); raises ValueError without the URL
-    (it is a secret)."""
+    """HTTPS only, except to loopback (local receivers).
+
+    Raises ValueError without the URL (it is a secret).
+    """
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
@@ -49,8 +51,10 @@ def check_url(url: str) -> None:
 
 
 def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> bytes:
-    """POST `body`; returns the response body (first 64 kB) or raises HTTPStatusError /
-    a connection or timeout error."""
+    """POST `body`; returns the response body (first 64 kB).
+
+    Raises HTTPStatusError, or a connection or timeout error.
+    """
     check_url(url)
     request = urllib.request.Request(
         url,
@@ -60,7 +64,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> b
     )
     try:
         with _OPENER.open(request, timeout=timeout) as response:
-            return response.read(65536)
+            data: bytes = response.read(65536)
+            return data
     except HTTPError as err:
         detail = clean(err.read(200).decode("utf-8", "replace"), 120) if err.fp else ""
         retry_after = parse_retry_after(err.headers.get("Retry-After") if err.headers else None)
@@ -68,10 +73,13 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> b
 
 
 def transient(exc: BaseException) -> RetryDecision:
-    """Retry policy of every sink: throttling, 5xx, timeouts, refused / dropped connections
-    and SMTP 4xx are retried (Retry-After honoured); anything else is permanent."""
+    """Whether a failed send is worth another try (the sinks' one answer).
+
+    Throttling, 5xx, timeouts, refused / dropped connections and SMTP 4xx are retried
+    (Retry-After honoured); anything else is permanent.
+    """
     if isinstance(exc, HTTPStatusError):
-        if exc.status in _RETRY_STATUS:
+        if exc.status in RETRY_STATUS:
             return exc.retry_after if exc.retry_after is not None else True
         return None
     if isinstance(exc, URLError) and not isinstance(exc, HTTPError):
@@ -89,8 +97,11 @@ def transient(exc: BaseException) -> RetryDecision:
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line reason for a report or a log line: the error type and status, no URL
-    (urllib puts it in some messages) and no response payloads beyond a short snippet."""
+    """A one-line reason for a report or a log line.
+
+    The error type and status, no URL (urllib puts it in some messages) and no response
+    payloads beyond a short snippet.
+    """
     if isinstance(exc, HTTPStatusError):
         return str(exc)
     if isinstance(exc, URLError):

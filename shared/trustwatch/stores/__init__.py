@@ -54,8 +54,11 @@ def _is_connection_string(value: str) -> bool:
 
 
 def store_from_env(environ: Mapping[str, str] | None = None) -> DedupStore | None:
-    """The dedup store the environment names, or None. A value that names no known store
-    (or both variables set) raises ValueError: a typo must not silently mean "no dedup"."""
+    """The dedup store the environment names, or None.
+
+    A value that names no known store (or both variables set) raises ValueError: a typo
+    must not silently mean "no dedup".
+    """
     env = os.environ if environ is None else environ
     table = env.get("TRUSTWATCH_STATE_TABLE", "").strip()
     url = env.get("TRUSTWATCH_STATE_URL", "").strip()

@@ -17,8 +17,11 @@ from urllib.parse import urlparse
 
 from trustwatch.stores._common import (
     CLAIM_ROUNDS,
+    STORE_ATTEMPTS,
+    STORE_BACKOFF_S,
+    STORE_MAX_BACKOFF_S,
+    STORE_RETRY_TIMEOUT_S,
     ClaimContentionError,
-    call_with_retry,
     claim_token,
     now_or_clock,
 )
@@ -28,12 +31,28 @@ DEFAULT_TABLE = "trustwatchdedup"
 _SAFE_KEY = re.compile(r"[A-Za-z0-9._:=+@-]{1,512}")
 
 
-def _is_transient(exc: BaseException) -> bool:
-    from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
-
-    if isinstance(exc, ServiceRequestError | ServiceResponseError):
-        return True
-    return isinstance(exc, HttpResponseError) and exc.status_code in (429, 500, 503)
+# azure-core's RetryPolicy (TablesRetryPolicy in azure-data-tables), configured through
+# the client's documented `retry_*` keywords
+# (https://learn.microsoft.com/python/api/azure-core/azure.core.pipeline.policies.retrypolicy):
+# it retries 408, 429, 500, 502, 503 and 504 (Table storage throttles with 503
+# ServerBusy), honours Retry-After, and retries connection and read errors.
+RETRY_OPTIONS: dict[str, Any] = {
+    "retry_total": STORE_ATTEMPTS - 1,
+    "retry_connect": STORE_ATTEMPTS - 1,
+    "retry_read": STORE_ATTEMPTS - 1,
+    "retry_status": STORE_ATTEMPTS - 1,
+    "retry_backoff_factor": STORE_BACKOFF_S,
+    "retry_backoff_max": STORE_MAX_BACKOFF_S,
+    "timeout": STORE_RETRY_TIMEOUT_S,
+    "connection_timeout": 5,
+    "read_timeout": 10,
+}
+# Per call: azure-core retries POST (create_entity) only on 500/503/504 by default, not
+# after a connection or read error, since a POST may not be safe to repeat. Ours is: a
+# create whose answer was lost comes back "exists" holding our claim token.
+_RETRY_ALL_METHODS = {
+    "retry_on_methods": frozenset({"GET", "PUT", "POST", "PATCH", "DELETE", "MERGE"})
+}
 
 
 def _error_code(exc: Any) -> str | None:
@@ -44,14 +63,18 @@ def _error_code(exc: Any) -> str | None:
 
 
 def partition_key(finding_id: str) -> str:
+    """The id itself if the Table service accepts it as a key, else its SHA-256."""
     if _SAFE_KEY.fullmatch(finding_id):
         return finding_id
     return hashlib.sha256(finding_id.encode()).hexdigest()
 
 
 class AzureTableDedupStore:
-    """A DedupStore on Azure Table storage (or Azurite), by connection string or by
-    endpoint + credential (default: DefaultAzureCredential, i.e. the managed identity)."""
+    """A DedupStore on Azure Table storage (or Azurite).
+
+    Reached by connection string or by endpoint + credential (default:
+    DefaultAzureCredential, i.e. the managed identity).
+    """
 
     def __init__(
         self,
@@ -60,18 +83,25 @@ class AzureTableDedupStore:
         *,
         endpoint: str | None = None,
         credential: Any = None,
+        **client_options: Any,
     ) -> None:
+        """Either `connection_string` or `endpoint` (+ `credential`).
+
+        `client_options` are further TableClient keywords (e.g. `transport`), on top of
+        RETRY_OPTIONS.
+        """
         if (connection_string is None) == (endpoint is None):
             raise ValueError("give either a connection string or an endpoint")
         self.table = table
         self._connection_string = connection_string
-        self._endpoint = endpoint
+        self._endpoint = endpoint or ""  # "" with a connection string
         self._credential = credential
+        self._options = {**RETRY_OPTIONS, **client_options}
         self._client: Any = None
 
     @classmethod
     def from_url(cls, url: str, *, credential: Any = None) -> AzureTableDedupStore:
-        """`https://<account>.table.core.windows.net/<table>`"""
+        """The store for `https://<account>.table.core.windows.net/<table>`."""
         parsed = urlparse(url)
         table = parsed.path.strip("/")
         if parsed.scheme != "https" or not parsed.netloc or not table or "/" in table:
@@ -80,13 +110,13 @@ class AzureTableDedupStore:
 
     @property
     def client(self) -> Any:
+        """The TableClient, created on first use with the retry policy."""
         if self._client is None:
             from azure.data.tables import TableClient
 
-            # Throttling is retried by call_with_retry, not azure-core as well.
             if self._connection_string is not None:
                 self._client = TableClient.from_connection_string(
-                    self._connection_string, table_name=self.table, retry_total=0
+                    self._connection_string, table_name=self.table, **self._options
                 )
             else:
                 credential = self._credential
@@ -95,11 +125,12 @@ class AzureTableDedupStore:
 
                     credential = DefaultAzureCredential()
                 self._client = TableClient(
-                    self._endpoint, table_name=self.table, credential=credential, retry_total=0
+                    self._endpoint, table_name=self.table, credential=credential, **self._options
                 )
         return self._client
 
     def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
+        """Claim `finding_id` until `now + window_s`: True if this call won it."""
         from azure.core import MatchConditions
         from azure.core.exceptions import (
             ResourceExistsError,
@@ -119,17 +150,17 @@ class AzureTableDedupStore:
         key = entity["PartitionKey"]
         for _round in range(CLAIM_ROUNDS):
             try:
-                self._call(lambda: self.client.create_entity(entity))
+                self.client.create_entity(entity, **_RETRY_ALL_METHODS)
                 return True
             except ResourceExistsError:
                 pass
             except ResourceNotFoundError as exc:
                 if _error_code(exc) != "TableNotFound":
                     raise
-                self._call(self._create_table)
+                self._create_table()
                 continue
             try:
-                held = self._call(lambda: self.client.get_entity(key, ""))
+                held = self.client.get_entity(key, "")
             except ResourceNotFoundError:
                 continue  # released meanwhile: create again
             if held.get("claim") == token:
@@ -137,13 +168,13 @@ class AzureTableDedupStore:
             if float(held.get("expires") or 0) > now:
                 return False
             try:
-                self._call(
-                    lambda held=held: self.client.update_entity(
-                        entity,
-                        mode=UpdateMode.REPLACE,
-                        etag=held.metadata["etag"],
-                        match_condition=MatchConditions.IfNotModified,
-                    )
+                # If-Match: a retried replace after a lost answer fails with 412, and
+                # the next round finds our token.
+                self.client.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=held.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
                 )
                 return True
             except (ResourceModifiedError, ResourceNotFoundError):
@@ -154,14 +185,11 @@ class AzureTableDedupStore:
         from azure.core.exceptions import ResourceExistsError
 
         with contextlib.suppress(ResourceExistsError):  # another instance created it
-            self.client.create_table()
+            self.client.create_table(**_RETRY_ALL_METHODS)
 
     def release(self, finding_id: str) -> None:
-        # delete_entity treats a missing entity as deleted.
-        self._call(lambda: self.client.delete_entity(partition_key(finding_id), ""))
-
-    def _call(self, fn: Any) -> Any:
-        return call_with_retry(fn, _is_transient)
+        """Delete the claim (delete_entity treats a missing entity as deleted)."""
+        self.client.delete_entity(partition_key(finding_id), "")
 
     def __repr__(self) -> str:
         where = self._endpoint or "connection string"

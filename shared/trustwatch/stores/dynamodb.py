@@ -13,44 +13,47 @@ Both coexist by sharing its key schema and TTL attribute:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
-from trustwatch.stores._common import call_with_retry, claim_token, now_or_clock
+from trustwatch.stores._common import STORE_ATTEMPTS, claim_token, now_or_clock
 
 KEY_PREFIX = "dedup#"
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
 
+def retry_config(attempts: int = STORE_ATTEMPTS) -> Any:
+    """Botocore's `standard` retry mode, `attempts` tries in all (the first included).
 
-def _is_transient(exc: BaseException) -> bool:
-    from botocore.exceptions import (
-        ClientError,
-        ConnectionClosedError,
-        EndpointConnectionError,
-        ReadTimeoutError,
+    Standard mode retries throttling (ProvisionedThroughputExceededException,
+    ThrottlingException, RequestLimitExceeded …), 5xx and connection / read-timeout
+    errors with exponential backoff and jitter, under a client-wide retry quota
+    (https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html).
+    A conditional PutItem retried after a lost answer fails its condition; the claim
+    token then tells our own write from another instance's.
+    """
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        connect_timeout=5,
+        read_timeout=10,
     )
-
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code") in _TRANSIENT_CODES
-    return isinstance(exc, ConnectionClosedError | EndpointConnectionError | ReadTimeoutError)
 
 
 class DynamoDedupStore:
-    """A DedupStore on a DynamoDB table with partition key `key_attribute` (string)."""
+    """A DedupStore on a DynamoDB table with partition key `key_attribute` (string).
+
+    `client_kwargs` go to `boto3.client("dynamodb", …)` (endpoint, region, credentials);
+    a ready `client` is used as given, with its own retry configuration.
+    """
 
     def __init__(
         self,
         table_name: str,
         *,
         client: Any = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+        attempts: int = STORE_ATTEMPTS,
         key_attribute: str = "id",
         ttl_attribute: str = "expires",
     ) -> None:
@@ -58,22 +61,25 @@ class DynamoDedupStore:
         self.key_attribute = key_attribute
         self.ttl_attribute = ttl_attribute
         self._client = client
+        self._client_kwargs = dict(client_kwargs or {})
+        self._attempts = attempts
 
     @property
     def client(self) -> Any:
+        """The boto3 DynamoDB client, created on first use with the retry policy."""
         if self._client is None:
             import boto3
-            from botocore.config import Config
 
-            # Throttling is retried by call_with_retry, not botocore as well.
-            config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=10)
-            self._client = boto3.client("dynamodb", config=config)
+            self._client = boto3.client(
+                "dynamodb", config=retry_config(self._attempts), **self._client_kwargs
+            )
         return self._client
 
     def _key(self, finding_id: str) -> dict[str, dict[str, str]]:
         return {self.key_attribute: {"S": KEY_PREFIX + finding_id}}
 
     def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
+        """Claim `finding_id` until `now + window_s`: True if this call won it."""
         from botocore.exceptions import ClientError
 
         now = now_or_clock(now)
@@ -85,32 +91,27 @@ class DynamoDedupStore:
             "claim": {"S": token},
         }
         try:
-            call_with_retry(
-                lambda: self.client.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(#key) OR #expires <= :now",
-                    ExpressionAttributeNames={
-                        "#key": self.key_attribute,
-                        "#expires": self.ttl_attribute,
-                    },
-                    ExpressionAttributeValues={":now": {"N": f"{now:.6f}"}},
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ),
-                _is_transient,
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#key) OR #expires <= :now",
+                ExpressionAttributeNames={
+                    "#key": self.key_attribute,
+                    "#expires": self.ttl_attribute,
+                },
+                ExpressionAttributeValues={":now": {"N": f"{now:.6f}"}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
-            held_by = exc.response.get("Item", {}).get("claim", {}).get("S")
+            held_by: str | None = exc.response.get("Item", {}).get("claim", {}).get("S")
             return held_by == token  # our own write, answered late and retried
         return True
 
     def release(self, finding_id: str) -> None:
-        call_with_retry(
-            lambda: self.client.delete_item(TableName=self.table_name, Key=self._key(finding_id)),
-            _is_transient,
-        )
+        """Delete the claim (a missing item is no error)."""
+        self.client.delete_item(TableName=self.table_name, Key=self._key(finding_id))
 
     def __repr__(self) -> str:
         return f"DynamoDedupStore({self.table_name!r})"

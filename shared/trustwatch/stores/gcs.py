@@ -15,27 +15,36 @@ from typing import Any
 
 from trustwatch.stores._common import (
     CLAIM_ROUNDS,
+    STORE_BACKOFF_S,
+    STORE_MAX_BACKOFF_S,
+    STORE_RETRY_TIMEOUT_S,
     ClaimContentionError,
-    call_with_retry,
     claim_token,
     now_or_clock,
 )
 
 
-def _is_transient(exc: BaseException) -> bool:
-    from google.api_core import exceptions as api
-    from requests import exceptions as http
+def retry_policies() -> tuple[Any, Any]:
+    """(reads and deletes, conditional writes): google-cloud-storage's own policies.
 
-    retryable = (
-        api.TooManyRequests,  # also GCS's limit of one write per second per object name
-        api.InternalServerError,
-        api.BadGateway,
-        api.ServiceUnavailable,
-        api.GatewayTimeout,
-        http.ConnectionError,
-        http.Timeout,
+    `DEFAULT_RETRY` retries 408, 429 (also GCS's one write per second per object name),
+    5xx and connection errors with exponential backoff; here bounded to the stores'
+    budget. Writes use `ConditionalRetryPolicy`, which retries a call only when it
+    carries `ifGenerationMatch` (https://cloud.google.com/python/docs/reference/storage/
+    latest/retry_timeout): that precondition makes the write idempotent, and every
+    claim write sets one. A create retried after a lost answer gets 412; the next
+    round then finds our own claim token.
+    """
+    from google.cloud.storage.retry import (
+        DEFAULT_RETRY,
+        ConditionalRetryPolicy,
+        is_generation_specified,
     )
-    return isinstance(exc, retryable)
+
+    bounded = DEFAULT_RETRY.with_delay(
+        initial=STORE_BACKOFF_S, maximum=STORE_MAX_BACKOFF_S
+    ).with_timeout(STORE_RETRY_TIMEOUT_S)
+    return bounded, ConditionalRetryPolicy(bounded, is_generation_specified, ["query_params"])
 
 
 def parse_gs_url(url: str) -> tuple[str, str]:
@@ -56,9 +65,11 @@ class GcsDedupStore:
         self.bucket_name, self.prefix = parse_gs_url(url)
         self._client = client
         self._bucket: Any = None
+        self._retry: tuple[Any, Any] | None = None
 
     @property
     def bucket(self) -> Any:
+        """The bucket handle (no request is made), creating the client on first use."""
         if self._bucket is None:
             if self._client is None:
                 from google.cloud import storage
@@ -67,10 +78,18 @@ class GcsDedupStore:
             self._bucket = self._client.bucket(self.bucket_name)
         return self._bucket
 
+    @property
+    def retry(self) -> tuple[Any, Any]:
+        """(read/delete policy, conditional-write policy), built on first use."""
+        if self._retry is None:
+            self._retry = retry_policies()
+        return self._retry
+
     def _name(self, finding_id: str) -> str:
         return f"{self.prefix}/{finding_id}" if self.prefix else finding_id
 
     def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
+        """Claim `finding_id` until `now + window_s`: True if this call won it."""
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
         now = now_or_clock(now)
@@ -83,7 +102,7 @@ class GcsDedupStore:
                 return True
             except PreconditionFailed:
                 pass
-            held = self._call(lambda: self.bucket.get_blob(name, retry=None))
+            held = self.bucket.get_blob(name, retry=self.retry[0])
             if held is None:
                 continue  # released meanwhile: create again
             metadata = held.metadata or {}
@@ -102,21 +121,16 @@ class GcsDedupStore:
         blob = self.bucket.blob(name)
         blob.metadata = {"expires": repr(expires), "claim": token}
         blob.custom_time = datetime.fromtimestamp(expires, UTC)
-        self._call(
-            lambda: blob.upload_from_string(
-                b"", content_type="text/plain", if_generation_match=generation, retry=None
-            )
+        blob.upload_from_string(
+            b"", content_type="text/plain", if_generation_match=generation, retry=self.retry[1]
         )
 
     def release(self, finding_id: str) -> None:
+        """Delete the claim object (a missing one is no error)."""
         from google.api_core.exceptions import NotFound
 
         with contextlib.suppress(NotFound):  # never claimed, or already released
-            self._call(lambda: self.bucket.delete_blob(self._name(finding_id), retry=None))
-
-    def _call(self, fn: Any) -> Any:
-        # The client's own retries are off (retry=None): one policy, the project's.
-        return call_with_retry(fn, _is_transient)
+            self.bucket.delete_blob(self._name(finding_id), retry=self.retry[0])
 
     def __repr__(self) -> str:
         return f"GcsDedupStore({self.url!r})"
