@@ -20,6 +20,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from typing_extensions import override
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -33,9 +35,17 @@ if TYPE_CHECKING:
 class EventsModule(Protocol):
     """What every cloud's `events` module offers (see trustwatch.intake)."""
 
-    def recognizes(self, doc: Any) -> bool: ...
-    def records(self, doc: Any) -> Iterator[Any]: ...
-    def parse(self, record: Any) -> list[Change] | Skipped: ...
+    def recognizes(self, doc: Any) -> bool:
+        """Does this JSON document belong to the cloud (in any of its delivery shapes)?"""
+        ...
+
+    def records(self, doc: Any) -> Iterator[Any]:
+        """Unwrap delivery envelopes and batches into audit records."""
+        ...
+
+    def parse(self, record: Any) -> list[Change] | Skipped:
+        """One audit record; raises EventError if it is malformed."""
+        ...
 
 
 @runtime_checkable
@@ -70,8 +80,10 @@ class CloudPlugin(Protocol):
         ...
 
     def watched_operations(self) -> Mapping[str, tuple[str, ...]]:
-        """Event source (service) -> the API operations the events module turns into
-        changes; deploy/ filters the platform's event routing to exactly these."""
+        """Event source (service) -> the API operations the events module turns into changes.
+
+        deploy/ filters the platform's event routing to exactly these.
+        """
         ...
 
     def describe_baseline(self, section: Any) -> str:
@@ -79,8 +91,10 @@ class CloudPlugin(Protocol):
         ...
 
     def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
-        """Shape the function's files and pinned requirements into what its platform
-        deploys (`trustwatch package`); returns the paths written, zip last."""
+        """Shape the function's files and requirements into what its platform deploys.
+
+        Used by `trustwatch package`; returns the paths written, zip last.
+        """
         ...
 
 
@@ -113,6 +127,7 @@ def registered() -> tuple[CloudPlugin, ...]:
 
 
 def names() -> tuple[str, ...]:
+    """The registered clouds' names, in name order."""
     return tuple(_plugins())
 
 
@@ -128,7 +143,8 @@ def register(plugin: CloudPlugin) -> Callable[[], None]:
     """Add a cloud from outside the package; returns the function that removes it again.
 
     Register before the first baseline is loaded: the baseline model gains the cloud's
-    section when it is built (`trustwatch.baseline.baseline_model`)."""
+    section when it is built (`trustwatch.baseline.baseline_model`).
+    """
     if not isinstance(plugin, CloudPlugin):
         raise TypeError(f"{plugin!r} does not offer every part of a CloudPlugin")
     plugins = _plugins()
@@ -158,9 +174,10 @@ def _changed() -> None:
         listener()
 
 
-class CloudFolder:
-    """A `CloudPlugin` made of a folder's modules, found by their names — the same in
-    every cloud, so that the three read as one design:
+class CloudFolder(CloudPlugin):
+    """A `CloudPlugin` made of a folder's modules, found by their names.
+
+    The names are the same in every cloud, so that the clouds read as one design:
 
     - `baseline.py`: `Section` (the section model, with `summary()`), and where the
       section depends on the rest of the file, `check_baseline(baseline) -> list[str]`;
@@ -184,38 +201,47 @@ class CloudFolder:
     def _module(self, part: str) -> ModuleType:
         return importlib.import_module(f"{self.package}.{part}")
 
+    @override
     def baseline_section(self) -> type[BaseModel]:
         section: type[BaseModel] = self._module("baseline").Section
         return section
 
+    @override
     def check_baseline(self, baseline: Any) -> list[str]:
         check = getattr(self._module("baseline"), "check_baseline", None)
         return list(check(baseline)) if check else []
 
+    @override
     def events(self) -> EventsModule:
         module: Any = self._module("events")
         return module  # type: ignore[no-any-return]
 
+    @override
     def load_rules(self) -> None:
         self._module("rules")
 
+    @override
     def enricher(self, environ: Mapping[str, str]) -> Enricher | None:
         if importlib.util.find_spec(f"{self.package}.enrich") is None:
             return None
         enricher: Enricher | None = self._module("enrich").enricher_from_env(environ)
         return enricher
 
+    @override
     def console_link(self, finding: Finding) -> Link | None:
         link: Link | None = self._module("links").console_link(finding)
         return link
 
+    @override
     def watched_operations(self) -> Mapping[str, tuple[str, ...]]:
         watched: Mapping[str, tuple[str, ...]] = self._module("events").watched_operations()
         return watched
 
+    @override
     def describe_baseline(self, section: Any) -> str:
         return str(section.summary())
 
+    @override
     def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
         written: list[Path] = self._module("bundle").build(files, requirements, out_dir)
         return written
