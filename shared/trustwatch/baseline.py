@@ -163,9 +163,34 @@ class AzureIdentity(_Strict):
     role_assignments: list[AzureRoleAssignment] = Field(default_factory=list)
 
 
+class AzureCustomRole(_Strict):
+    """The most a watched custom role definition may hold (Azure action patterns, `*` ok)."""
+
+    mode: Mode | None = None
+    actions: list[str] = Field(default_factory=list)
+    data_actions: list[str] = Field(default_factory=list)
+
+
 class AzureSubscription(_Strict):
     identities: dict[str, AzureIdentity] = Field(default_factory=dict)
     protected_scopes: list[str] = Field(default_factory=list)
+    # the management groups above this subscription (ids); unset: any management group may be
+    management_groups: list[str] | None = None
+    custom_roles: dict[str, AzureCustomRole] = Field(default_factory=dict)
+
+    @field_validator("custom_roles", mode="before")
+    @classmethod
+    def _definition_guids(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        from trustwatch.azure.roles import is_guid, normalize_guid
+
+        out = {}
+        for key, spec in value.items():
+            if not is_guid(str(key)):
+                raise ValueError(f"custom role key {key!r} must be the role definition GUID")
+            out[normalize_guid(str(key))] = {} if spec is None else spec
+        return out
 
 
 class AzureSection(_Strict):
