@@ -17,10 +17,14 @@ Sources of each semantic (learn.microsoft.com):
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
+from armserver import ArmServer
+from azure.core.credentials import AccessToken
 from conftest import DATA, EXAMPLE_BASELINE
 from test_azure_events import (
     CONNECTOR_PRINCIPAL,
@@ -38,13 +42,17 @@ from test_azure_events import (
     assignment_response,
     changes_of,
     outcomes,
+    to_event_grid,
 )
 from test_azure_rules import Case, documents, findings_of
 from trustwatch.azure.actions import beyond, pattern_within
+from trustwatch.azure.enrich import arm_enricher
 from trustwatch.azure.roles import ACTS_AS_IDENTITY, PRIVILEGED
 from trustwatch.azure.scopes import norm_scope, reaches
 from trustwatch.baseline import Baseline, BaselineError, parse_baseline
 from trustwatch.cli import main
+from trustwatch.intake import parse_document
+from trustwatch.respond import evaluate_records
 
 PS = "azure.role_assignment.protected_scope"
 UA = "azure.role_assignment.unexpected"
@@ -581,3 +589,73 @@ def test_assignment_request_shapes_still_read():
     assert assignment_response(STRANGER, ROLE["Owner"], SUBSCRIPTION)["id"] == assignment_id(
         SUBSCRIPTION
     )
+
+
+# --- Event Grid carries no body: the function reads the resource from ARM ------------------------
+
+
+class TokenCredential:
+    """An azure-core TokenCredential handing out the stand-in's token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+@pytest.fixture
+def arm() -> Iterator[ArmServer]:
+    with ArmServer() as server:
+        yield server
+
+
+def grid_change(records: list[dict[str, Any]]):
+    (parsed,) = parse_document(to_event_grid(records[1]), "grid")
+    (change,) = parsed.changes
+    assert change.needs_enrichment and change.data["not_evaluated"] == "body not in event"
+    return change
+
+
+@pytest.mark.parametrize(
+    ("records", "api_version", "expected"),
+    [
+        pytest.param(role_definition(CUSTOM, ["*"]), "2022-04-01", [RW], id="role definition"),
+        pytest.param(
+            lighthouse_assignment(SUBSCRIPTION, ROLE["Contributor"]),
+            "2022-10-01",
+            [PS],
+            id="lighthouse assignment",
+        ),
+        pytest.param(
+            lighthouse_definition(ROLE["Owner"]), "2022-10-01", [PS], id="lighthouse definition"
+        ),
+        pytest.param(
+            pim(ELIGIBILITY, STRANGER, ROLE["Owner"], SUBSCRIPTION), "2020-10-01", [PS], id="pim"
+        ),
+    ],
+)
+def test_event_grid_change_completed_from_arm(arm, attack_baseline, records, api_version, expected):
+    resource_id = records[1]["resourceId"]
+    arm.resources[resource_id] = json.loads(records[1]["properties"]["responseBody"])
+    enricher = arm_enricher(
+        credential=TokenCredential(arm.token), base_url=arm.url, connection_verify=arm.ca_bundle
+    )
+    (outcome,) = evaluate_records(
+        parse_document(to_event_grid(records[1]), "grid"), attack_baseline, enricher
+    )
+    assert [f.rule for f in outcome.findings] == expected
+    direct, _ = findings_of([{"records": records}], attack_baseline)
+    assert [f.id for f in outcome.findings] == [f.id for f in direct]  # the same finding
+    (request,) = arm.requests
+    assert request.path == resource_id and request.query["api-version"] == api_version
+    if "registrationAssignments" in resource_id:
+        assert request.query["$expandRegistrationDefinition"] == "true"
+
+
+def test_event_grid_resource_gone_is_not_evaluated(arm):
+    enricher = arm_enricher(
+        credential=TokenCredential(arm.token), base_url=arm.url, connection_verify=arm.ca_bundle
+    )
+    reason = enricher(grid_change(role_definition(CUSTOM, ["*"])))
+    assert reason == "role definition already deleted (404)"
