@@ -72,6 +72,7 @@ RESPONDER_RG = f"{SUBSCRIPTION}/resourceGroups/trustwatch"
 RESPONDER_UAMI = f"{RESPONDER_RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/trustwatch-responder"
 CUSTOM = "4b7e2c1a-9d3f-4e5a-8b6c-7d8e9f0a1b2c"  # "dbx-uc-storage-operator", watched below
 UNWATCHED = "0f9e8d7c-6b5a-4f3e-9d2c-1b0a9f8e7d6c"
+HELD = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"  # the terraform SP holds it; no custom_roles entry
 MSP_TENANT = "c0ffee00-1234-4abc-9def-0123456789ab"
 MSP_GROUP = "d1e2f3a4-b5c6-4d7e-8f9a-0b1c2d3e4f5a"
 # RBAC Administrator is not in examples: its GUID from the built-in roles page
@@ -109,6 +110,7 @@ def baseline_data() -> dict[str, Any]:
     data["actors"]["responder"] += added["actors"]["responder"]
     sub = data["azure"]["subscriptions"][SUB]
     sub["identities"].update(added["azure"]["subscriptions"][SUB]["identities"])
+    sub["identities"]["terraform-sp"]["role_assignments"].append({"role": HELD, "scope": RG})
     sub["custom_roles"] = added["azure"]["subscriptions"][SUB]["custom_roles"]
     return data
 
@@ -330,6 +332,8 @@ CASES = [
     Case("custom role narrowed to one container read", role_definition(CUSTOM, ["Microsoft.Storage/storageAccounts/blobServices/containers/read"]), []),
     Case("custom role's extra action removed by its own NotActions", role_definition(CUSTOM, [*BASE_ACTIONS, "Microsoft.Storage/storageAccounts/listkeys/action"], not_actions=["Microsoft.Storage/storageAccounts/listKeys/*"]), []),
     Case("an unwatched custom role gains *", role_definition(UNWATCHED, ["*"]), []),
+    # held by a baseline identity but not listed in custom_roles: any rewrite may widen it
+    Case("a held custom role without a baseline entry rewritten", role_definition(HELD, ["Microsoft.Storage/*/read"]), [RW]),
     Case("custom role write refused", failed(role_definition(CUSTOM, ["*"])), [], grid_evaluated=True, shapes=NO_ONE_BY_ONE),
 ]  # fmt: skip
 

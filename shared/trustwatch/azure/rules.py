@@ -162,9 +162,11 @@ def _targets(baseline: Baseline) -> list[Target]:
 
 
 def _is_user_assigned(resource_id: str) -> bool:
-    return norm_scope(resource_id).startswith("/subscriptions/") and (
-        "/providers/microsoft.managedidentity/userassignedidentities/" in norm_scope(resource_id)
-    )
+    scope = norm_scope(resource_id)
+    return scope.startswith("/subscriptions/") and _USER_ASSIGNED in scope
+
+
+_USER_ASSIGNED = "/providers/microsoft.managedidentity/userassignedidentities/"
 
 
 def reach(scope: str, role: str, baseline: Baseline) -> tuple[Target, bool] | None:
@@ -492,36 +494,54 @@ def role_definition_widened(change: Change, baseline: Baseline) -> Iterator[Hit]
     if change.needs_enrichment:
         return
     guid = change.data["definition_id"]
-    for sub in baseline.azure.subscriptions.values():
-        spec = sub.custom_roles.get(guid)
-        if spec is None:
-            continue
+    holders = [
+        name
+        for sub in baseline.azure.subscriptions.values()
+        for name, identity in sub.identities.items()
+        if any(role_key(a.role) == guid for a in identity.role_assignments)
+    ]
+    held = f", held by {', '.join(holders)}," if holders else ""
+    spec = next(
+        (
+            s.custom_roles[guid]
+            for s in baseline.azure.subscriptions.values()
+            if guid in s.custom_roles
+        ),
+        None,
+    )
+    if spec is None:
+        if not holders:
+            return  # not a role the baseline watches
+        # held but unlisted: what it may hold is unknown, so any rewrite may widen it
+        actions = sorted({a for b in change.data["permissions"] for a in b["actions"]})
+        data_actions = sorted({a for b in change.data["permissions"] for a in b["data_actions"]})
+        summary = (
+            f"custom role {change.name} ({guid}){held} was rewritten; the baseline lists no "
+            f"custom_roles entry saying what it may hold"
+        )
+        expected: dict[str, Any] | None = None
+    else:
         actions, data_actions = beyond(change.data["permissions"], spec.actions, spec.data_actions)
         if not actions and not data_actions:
             return
-        holders = [
-            name
-            for s in baseline.azure.subscriptions.values()
-            for name, identity in s.identities.items()
-            if any(role_key(a.role) == guid for a in identity.role_assignments)
-        ]
-        held = f", held by {', '.join(holders)}" if holders else ""
-        gained = ", ".join(actions + data_actions)
-        yield Hit(
-            summary=f"custom role {change.name} ({guid}){held} now grants {gained}, beyond "
-            "the baseline",
-            expected={"actions": spec.actions, "data_actions": spec.data_actions},
-            actual={
-                "permissions": change.data["permissions"],
-                "beyond_baseline": {"actions": actions, "data_actions": data_actions},
-            },
-            detail={
-                "definition_id": guid,
-                "actions": sorted(a.lower() for a in actions),
-                "data_actions": sorted(a.lower() for a in data_actions),
-            },
-            identity=guid,
-            remediation="restore_role_definition",
-            mode=spec.mode,
+        summary = (
+            f"custom role {change.name} ({guid}){held} now grants "
+            f"{', '.join(actions + data_actions)}, beyond the baseline"
         )
-        return
+        expected = {"actions": spec.actions, "data_actions": spec.data_actions}
+    yield Hit(
+        summary=summary,
+        expected=expected,
+        actual={
+            "permissions": change.data["permissions"],
+            "beyond_baseline": {"actions": actions, "data_actions": data_actions},
+        },
+        detail={
+            "definition_id": guid,
+            "actions": sorted(a.lower() for a in actions),
+            "data_actions": sorted(a.lower() for a in data_actions),
+        },
+        identity=guid,
+        remediation="restore_role_definition",
+        mode=spec.mode if spec is not None else None,
+    )
