@@ -171,22 +171,18 @@ def records(doc: Any) -> Iterator[Any]:
 
 def _collapse_stages(batch: list[Any]) -> Iterator[Any]:
     """Within one batch, evaluate each attempt of a watched operation once."""
-    views: list[ActivityRecord | None] = []
-    groups: dict[tuple[str, str, str], list[int]] = {}
+    groups: dict[tuple[str, str, str], list[tuple[int, ActivityRecord]]] = {}
     for index, record in enumerate(batch):
         try:
             watched = isinstance(record, dict) and _operation(record).lower() in OPERATIONS
             view = view_of(record) if watched else None
         except EventError:
             view = None  # parse() reports it
-        if view is not None and not view.correlation_id:
-            view = None
-        views.append(view)
-        if view is not None:
-            groups.setdefault(_operation_key(view), []).append(index)
+        if view is not None and view.correlation_id:
+            groups.setdefault(_operation_key(view), []).append((index, view))
     superseded: dict[int, str] = {}
-    for indexes in groups.values():
-        superseded.update(_superseded([(i, views[i]) for i in indexes]))  # type: ignore[misc]
+    for attempts in groups.values():
+        superseded.update(_superseded(attempts))
     for index, record in enumerate(batch):
         reason = superseded.get(index)
         yield record if reason is None else Superseded(record, reason)
@@ -315,7 +311,9 @@ def _without_body(base: dict[str, Any], view: ActivityRecord) -> Change:
         base = {**base, "scope": ROOT}
         return Change(**base, identity=principal, name=role_name(role), data=data)
     if base["kind"] == "federated_credential.written":
-        at = resource_id.lower().find("/federatedidentitycredentials/")
+        # the credential is a child of its identity: {identity}/federatedIdentityCredentials/N
+        at = resource_id.lower().rfind("/federatedidentitycredentials/")
+        # issuer and subject are shown when a body has them; the finding needs neither
         body = view.response if isinstance(view.response, dict) else view.request
         props = _ci(body, "properties")
         props = props if isinstance(props, dict) else {}
@@ -619,7 +617,7 @@ def _identity_type(value: str) -> str:
 
 def _scope_of(resource_id: str, provider: str) -> str:
     """The scope an extension resource (`{scope}/providers/{provider}/…`) is created at."""
-    at = resource_id.lower().find(provider)
+    at = resource_id.lower().rfind(provider)
     if at < 0:
         return ""
     return resource_id[:at] or ROOT
