@@ -51,6 +51,7 @@ from trustwatch.azure.roles import ACTS_AS_IDENTITY, PRIVILEGED
 from trustwatch.azure.scopes import norm_scope, reaches
 from trustwatch.baseline import Baseline, BaselineError, parse_baseline
 from trustwatch.cli import main
+from trustwatch.engine import evaluate
 from trustwatch.intake import parse_document
 from trustwatch.respond import evaluate_records
 
@@ -666,3 +667,49 @@ def test_event_grid_resource_gone_is_not_evaluated(arm):
     )
     reason = enricher(grid_change(role_definition(CUSTOM, ["*"])))
     assert reason == "role definition already deleted (404)"
+
+
+# --- odd bodies: a clear EventError or a Change, never a crash ---------------------------------
+
+
+def _variants(body: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """(path, body with the value at path replaced) for every value, by each odd type."""
+    if isinstance(body, dict):
+        items = list(body.items())
+    elif isinstance(body, list):
+        items = list(enumerate(body))
+    else:
+        return
+    for key, value in items:
+        for odd in (None, 1, "x", [], {}, [1], {"a": 1}):
+            copy = json.loads(json.dumps(body))
+            copy[key] = odd
+            yield (*path, key), copy
+        for sub_path, sub in _variants(value, (*path, key)):
+            copy = json.loads(json.dumps(body))
+            copy[key] = sub
+            yield sub_path, copy
+
+
+ODD_BODIES = [
+    role_definition(CUSTOM, ["*"]),
+    lighthouse_definition(ROLE["Contributor"]),
+    lighthouse_assignment(SUBSCRIPTION, ROLE["Contributor"]),
+    pim(ELIGIBILITY, STRANGER, ROLE["Owner"], SUBSCRIPTION),
+    federated(UAMI),
+]
+
+
+@pytest.mark.parametrize("records", ODD_BODIES, ids=lambda r: r[0]["operationName"])
+def test_odd_body_values_read_or_fail_clearly(records, attack_baseline):
+    start, success = records
+    for field, record in (("requestbody", start), ("responseBody", success)):
+        body = json.loads(record["properties"][field])
+        for where, odd in _variants(body):
+            mutated = json.loads(json.dumps(record))
+            mutated["properties"][field] = json.dumps(odd)
+            for parsed in parse_document(mutated, "odd"):
+                if parsed.error is not None:
+                    assert "odd" in str(parsed.error), where
+                for change in parsed.changes:
+                    evaluate(change, attack_baseline)  # must not raise
