@@ -459,6 +459,7 @@ def test_pim_and_direct_grants_are_distinct_findings(attack_baseline):
         (None, MG, [PS]),  # unknown: any management group may hold the subscription
         (["dbx-platform"], MG, [PS]),
         (["DBX-Platform"], MG.upper() + "/", [PS]),
+        ([MG.upper()], MG, [PS]),  # the group given by its scope
         (["dbx-platform"], "/providers/Microsoft.Management/managementGroups/sandbox", []),
         (["dbx-platform"], f"/providers/Microsoft.Management/managementGroups/{TENANT}", [PS]),
         ([], "/", [PS]),

@@ -133,7 +133,10 @@ def _targets(baseline: Baseline) -> list[Target]:
         groups = None
         if sub.management_groups is not None:
             # the tenant root group (its id is the tenant id) is above every subscription
-            groups = frozenset(g.strip().lower() for g in sub.management_groups)
+            # ids, or their scopes (/providers/Microsoft.Management/managementGroups/ID)
+            groups = frozenset(
+                management_group(norm_scope(g)) or norm_scope(g) for g in sub.management_groups
+            )
             groups |= {tenant} if tenant else frozenset()
         groups_of[sub_id.lower()] = groups
         scopes += [
