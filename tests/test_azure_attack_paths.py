@@ -317,6 +317,7 @@ CASES = [
     Case("federated credential on an unrelated identity", federated(OTHER_UAMI), [], grid_evaluated=True),
     Case("federated credential write refused", failed(federated(UAMI)), [], grid_evaluated=True, shapes=NO_ONE_BY_ONE),
     Case("federated credential written by the responder", federated(UAMI, actor=RESPONDER), [], grid_evaluated=True),
+    Case("a federated credential deleted (takes access away)", operation(FIC_WRITE.replace("/write", "/delete"), f"{UAMI}/federatedIdentityCredentials/ci-deploy"), [], grid_evaluated=True),
     Case("the identity itself re-tagged", operation("Microsoft.ManagedIdentity/userAssignedIdentities/write", UAMI, {"tags": {"a": "b"}}), [], grid_evaluated=True),
     # --- the responder's (and the baseline's) user-assigned identities: who may act as them ---
     Case("Managed Identity Operator on the responder's identity", assign(STRANGER, ROLE["Managed Identity Operator"], RESPONDER_UAMI), [PS]),
