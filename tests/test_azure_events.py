@@ -213,7 +213,7 @@ def to_rest(record: dict[str, Any]) -> dict[str, Any]:
 def to_event_grid(record: dict[str, Any]) -> dict[str, Any]:
     """The subscription system topic's event for the same operation: no bodies."""
     op = record["operationName"]
-    verb = "Delete" if op.lower().endswith("/delete") else "Write"
+    verb = {"/delete": "Delete", "/action": "Action"}.get(op.lower()[op.rfind("/") :], "Write")
     result = "Success" if record["resultType"] == "Success" else "Failure"
     sample = "resourcedeletesuccess" if verb == "Delete" else "resourcewritesuccess"
     out = load(f"eventgrid-{sample}-storageaccount-msdocs")

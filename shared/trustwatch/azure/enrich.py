@@ -5,8 +5,9 @@ names, read from Azure Resource Manager (ARM) with the function's identity.
 `needs_enrichment` Change it GETs `change.identity` (the resource id) and hands the resource,
 as ARM returns it, to `events.complete()`:
 - a role assignment through azure-mgmt-authorization (`role_assignments.get_by_id`);
-- an access connector through a plain authenticated ARM GET (no SDK is worth its import
-  for one read).
+- an access connector, a PIM request, a custom role definition or a Lighthouse
+  registration (the assignment with its definition expanded) through a plain
+  authenticated ARM GET (no SDK is worth its import for one read).
 A 404 means the resource is gone by the time we look: the change is reported as not
 evaluated with that reason, never as an error. The Activity Log path (`on_activity_log`)
 carries the request body of the same operation, so a grant removed within seconds is still
@@ -37,6 +38,20 @@ CLIENT_DEFAULTS: dict[str, Any] = {"retry_total": 3, "connection_timeout": 10, "
 
 ASSIGNMENT_DELETED = "role assignment already deleted (404)"
 CONNECTOR_DELETED = "access connector already deleted (404)"
+# resource type in the id -> (what it is, an API version whose GET returns the body
+# events.complete() reads, extra query parameters)
+RESOURCE_READS: dict[str, tuple[str, str, dict[str, str]]] = {
+    "/roleeligibilityschedulerequests/": ("PIM request", "2020-10-01", {}),
+    "/roleassignmentschedulerequests/": ("PIM request", "2020-10-01", {}),
+    "/roledefinitions/": ("role definition", "2022-04-01", {}),
+    "/registrationdefinitions/": ("Lighthouse registration definition", "2022-10-01", {}),
+    # the assignment alone names its definition; expanded, it says what is delegated
+    "/registrationassignments/": (
+        "Lighthouse registration assignment",
+        "2022-10-01",
+        {"$expandRegistrationDefinition": "true"},
+    ),
+}
 DELETE_NOT_READABLE = (
     "a deleted role assignment cannot be read back from ARM; "
     "the Activity Log record of the operation carries its principal and role"
@@ -66,6 +81,12 @@ def arm_enricher(
     def enrich(change: Change) -> Change | str:
         if change.kind == "role_assignment.deleted":
             return DELETE_NOT_READABLE  # a GET could only answer 404
+        lower = change.identity.lower()
+        read = next((v for k, v in RESOURCE_READS.items() if k in lower), None)
+        if read is not None:
+            what, api_version, params = read
+            resource = reader.resource(change.identity, api_version, params)
+            return _completed(change, resource, f"{what} already deleted (404)")
         if change.kind == "role_assignment.created":
             resource = reader.role_assignment(change.identity)
             return _completed(change, resource, ASSIGNMENT_DELETED)
@@ -139,7 +160,9 @@ class _ArmReader:
         except ResourceNotFoundError:
             return None
 
-    def resource(self, resource_id: str, api_version: str) -> dict[str, Any] | None:
+    def resource(
+        self, resource_id: str, api_version: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any] | None:
         """GET any ARM resource by id, or None if ARM answers 404."""
         from azure.core.exceptions import HttpResponseError
         from azure.core.rest import HttpRequest
@@ -156,7 +179,9 @@ class _ArmReader:
             ]
             self._pipeline = PipelineClient(self._base_url, policies=policies, **self._options)
         request = HttpRequest(
-            "GET", self._base_url + resource_id, params={"api-version": api_version}
+            "GET",
+            self._base_url + resource_id,
+            params={**(params or {}), "api-version": api_version},
         )
         response = self._pipeline.send_request(request)
         if response.status_code == 404:

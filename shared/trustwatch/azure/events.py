@@ -13,8 +13,12 @@ Shapes read, each unwrapped by `records` into one record per operation stage:
 
 Operation names, scopes and resource ids are compared lower-case: exports spell them in
 upper case. The Start and Success records of one operation give the same Change data (so
-the same finding id); inside one batch the Start record yields to its Success or Failure
-record, so a failed operation in the batch is not reported at all.
+the same finding id). Inside one batch each attempt is judged by its own outcome: a Start
+yields to a Success record of the same operation (same correlation id and resource), or,
+when the operation has no Success in the batch, to the Failure that follows it. The
+correlation id is chosen by the client, so a Failure never hides a Success: a retried
+write (Start, Failure, Start, Success) and a success followed by a failed call reusing its
+correlation id are both reported.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from trustwatch import jsontext
 from trustwatch.azure.roles import UnknownRole, normalize_guid, normalize_role, role_name
+from trustwatch.azure.scopes import ROOT
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
@@ -33,10 +38,22 @@ from trustwatch.changes import str_or_empty as _str
 # lower-case operation name -> change kind
 OPERATIONS = {
     "microsoft.authorization/roleassignments/write": "role_assignment.created",
+    # PIM: an eligible or an active (time-bound) assignment, judged as a direct one
+    "microsoft.authorization/roleeligibilityschedulerequests/write": "role_assignment.created",
+    "microsoft.authorization/roleassignmentschedulerequests/write": "role_assignment.created",
     "microsoft.authorization/roleassignments/delete": "role_assignment.deleted",
+    # a Global Administrator makes itself User Access Administrator at `/`
+    "microsoft.authorization/elevateaccess/action": "access.elevated",
+    "microsoft.authorization/roledefinitions/write": "role_definition.written",
+    # Azure Lighthouse: roles over a scope delegated to principals of another tenant
+    "microsoft.managedservices/registrationdefinitions/write": "lighthouse.delegated",
+    "microsoft.managedservices/registrationassignments/write": "lighthouse.assigned",
     "microsoft.databricks/accessconnectors/write": "access_connector.written",
     "microsoft.databricks/accessconnectors/delete": "access_connector.deleted",
     "microsoft.managedidentity/userassignedidentities/delete": "managed_identity.deleted",
+    "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write": (
+        "federated_credential.written"
+    ),
 }
 
 
@@ -50,12 +67,20 @@ def watched_operations() -> dict[str, tuple[str, ...]]:
     return {provider: tuple(ops) for provider, ops in watched.items()}
 
 
-# kind -> the stage whose body describes the after-state (a delete has no request body)
+# kind -> the stage whose body describes the after-state (a delete has no request body);
+# kinds not listed are judged on their Success record without a body
 _BODY_STAGES = {
     "role_assignment.created": ("start", "success"),
     "role_assignment.deleted": ("success",),
     "access_connector.written": ("start", "success"),
+    "role_definition.written": ("start", "success"),
+    "lighthouse.delegated": ("start", "success"),
+    # an assignment's request names only its definition: the response may say more
+    "lighthouse.assigned": ("success",),
 }
+# PIM request types that take access away (Role Assignment Schedule Requests - Create,
+# https://learn.microsoft.com/en-us/rest/api/authorization/role-assignment-schedule-requests/create)
+_PIM_REMOVALS = frozenset({"adminremove", "selfdeactivate"})
 _STAGES = {
     "start": "start", "started": "start",
     "accept": "accept", "accepted": "accept",
@@ -67,7 +92,9 @@ _EVENT_GRID = re.compile(
     r"Microsoft\.Resources\.Resource(Write|Delete|Action)(Success|Failure|Cancel)"
 )
 _SUBSCRIPTION = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
-_ASSIGNMENTS = "/providers/microsoft.authorization/roleassignments/"
+_AUTHORIZATION = "/providers/microsoft.authorization/"
+_MANAGED_SERVICES = "/providers/microsoft.managedservices/"
+_PIM = ("/roleeligibilityschedulerequests/", "/roleassignmentschedulerequests/")
 OBJECT_ID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 NOT_IN_EVENT = "body not in event"
@@ -155,38 +182,54 @@ def records(doc: Any) -> Iterator[Any]:
 
 
 def _collapse_stages(batch: list[Any]) -> Iterator[Any]:
-    """Within one batch, evaluate each watched operation once: on its terminal record."""
-    views: list[ActivityRecord | None] = []
-    outcomes: dict[tuple[str, str, str], dict[str, bool]] = {}
-    for record in batch:
+    """Within one batch, evaluate each attempt of a watched operation once."""
+    groups: dict[tuple[str, str, str], list[tuple[int, ActivityRecord]]] = {}
+    for index, record in enumerate(batch):
         try:
             watched = isinstance(record, dict) and _operation(record).lower() in OPERATIONS
             view = view_of(record) if watched else None
         except EventError:
             view = None  # parse() reports it
-        if view is not None and not view.correlation_id:
-            view = None
-        views.append(view)
-        if view is not None:
-            has_body = view.body() not in (None, "") or view.kind not in _BODY_STAGES
-            seen = outcomes.setdefault(_operation_key(view), {})
-            seen[view.stage] = seen.get(view.stage, False) or has_body
-    for record, view in zip(batch, views, strict=True):
-        if view is None:
-            yield record
-            continue
-        seen = outcomes[_operation_key(view)]
-        ref = f"correlationId {view.correlation_id}"
-        if view.stage == "start" and "failure" in seen:
-            yield Superseded(
-                record, f"operation failed: its Failure record ({ref}) is in this batch"
-            )
-        elif view.stage == "start" and seen.get("success"):
-            yield Superseded(record, f"evaluated on its Success record ({ref}) in this batch")
-        elif view.stage == "success" and not seen["success"] and seen.get("start"):
-            yield Superseded(record, f"no body; its Start record ({ref}) in this batch has it")
-        else:
-            yield record
+        if view is not None and view.correlation_id:
+            groups.setdefault(_operation_key(view), []).append((index, view))
+    superseded: dict[int, str] = {}
+    for attempts in groups.values():
+        superseded.update(_superseded(attempts))
+    for index, record in enumerate(batch):
+        reason = superseded.get(index)
+        yield record if reason is None else Superseded(record, reason)
+
+
+def _superseded(attempts: list[tuple[int, ActivityRecord]]) -> dict[int, str]:
+    """Records of one operation (in batch order) -> those judged on another record, and why."""
+    ref = f"correlationId {attempts[0][1].correlation_id}"
+    bodied = {i for i, view in attempts if _has_body(view)}
+    starts = [i for i, view in attempts if view.stage == "start"]
+    successes = [i for i, view in attempts if view.stage == "success"]
+    out: dict[int, str] = {}
+    if any(i in bodied for i in successes):
+        out.update(dict.fromkeys(starts, f"evaluated on its Success record ({ref}) in this batch"))
+        reason = f"no body; another Success record ({ref}) in this batch has it"
+        out.update({i: reason for i in successes if i not in bodied})
+        return out
+    if successes:
+        # Which Start succeeded is not provable: every Start with a body is judged.
+        if any(i in bodied for i in starts):
+            reason = f"no body; its Start record ({ref}) in this batch has it"
+            out.update(dict.fromkeys(successes, reason))
+        return out
+    # No Success: a Failure ends the latest attempt started before it.
+    pending: list[int] = []
+    for i, view in attempts:
+        if view.stage == "start":
+            pending.append(i)
+        elif view.stage == "failure" and pending:
+            out[pending.pop()] = f"operation failed: its Failure record ({ref}) is in this batch"
+    return out
+
+
+def _has_body(view: ActivityRecord) -> bool:
+    return view.body() not in (None, "") or view.kind not in _BODY_STAGES
 
 
 def _operation_key(view: ActivityRecord) -> tuple[str, str, str]:
@@ -216,16 +259,17 @@ def parse(record: Any) -> list[Change] | Skipped:
     base = _common(view, kind)
     if view.stage == "failure":
         return [Change(**base, identity=view.resource_id, data={"resource_id": view.resource_id})]
-    if kind not in _BODY_STAGES:  # a delete: the resource id is all there is to know
-        leaf = view.resource_id.rstrip("/").rsplit("/", 1)[-1]
-        data = {"resource_id": view.resource_id}
-        return [Change(**base, identity=view.resource_id, name=leaf, data=data)]
+    if kind not in _BODY_STAGES:
+        return [_without_body(base, view)]
     body = view.body()
     if body is None or body == "":
         reason = NOT_IN_EVENT if body is None else "body not readable JSON (truncated?)"
         data = {"resource_id": view.resource_id, "not_evaluated": reason}
         return [Change(**base, identity=view.resource_id, needs_enrichment=True, data=data)]
-    return [_with_body(base, view.resource_id, body, from_response=view.stage == "success")]
+    try:
+        return [_with_body(base, view.resource_id, body, from_response=view.stage == "success")]
+    except _Removal as exc:
+        return Skipped(str(exc), view.event_id, name)
 
 
 def complete(change: Change, resource: Any) -> Change:
@@ -234,13 +278,70 @@ def complete(change: Change, resource: Any) -> Change:
     if not change.needs_enrichment or change.kind not in _BODY_STAGES:
         raise ValueError(f"{change.kind} change does not wait for a body")
     base = change.model_dump(exclude={"identity", "name", "data", "needs_enrichment"})
-    return _with_body(base, change.data["resource_id"], resource, from_response=True)
+    try:
+        return _with_body(base, change.data["resource_id"], resource, from_response=True)
+    except _Removal as exc:
+        raise EventError(str(exc)) from None
+
+
+class _Removal(Exception):
+    """A write that only takes access away (a PIM removal request): nothing to judge."""
 
 
 def _with_body(base: dict[str, Any], resource_id: str, body: Any, *, from_response: bool) -> Change:
-    if base["kind"].startswith("role_assignment."):
+    kind = base["kind"]
+    if kind.startswith("role_assignment."):
         return _role_assignment(base, resource_id, body)
+    if kind == "role_definition.written":
+        return _role_definition(base, resource_id, body)
+    if kind.startswith("lighthouse."):
+        return _lighthouse(base, resource_id, body)
     return _access_connector(base, resource_id, body, from_response)
+
+
+def _without_body(base: dict[str, Any], view: ActivityRecord) -> Change:
+    """A Success record whose operation needs no body: the resource id and caller say it."""
+    resource_id = view.resource_id
+    leaf = resource_id.rstrip("/").rsplit("/", 1)[-1]
+    if base["kind"] == "access.elevated":
+        # elevateAccess assigns the caller User Access Administrator at `/` ("Elevate
+        # access to manage all Azure subscriptions and management groups",
+        # https://learn.microsoft.com/en-us/azure/role-based-access-control/elevate-access-global-admin)
+        object_id = normalize_guid(_str(view.claims.get(OBJECT_ID) or view.claims.get("oid")))
+        principal = object_id or base["actor"]
+        if not principal:
+            raise EventError(f"{view.operation}: record names no caller")
+        role = normalize_role("User Access Administrator")
+        data = {
+            "assignment_id": resource_id,
+            "principal_id": principal,
+            "principal_type": "User",
+            "role": role,
+            "role_definition_id": role,
+            "scope": ROOT,
+        }
+        base = {**base, "scope": ROOT}
+        return Change(**base, identity=principal, name=role_name(role), data=data)
+    if base["kind"] == "federated_credential.written":
+        # the credential is a child of its identity: {identity}/federatedIdentityCredentials/N
+        at = resource_id.lower().rfind("/federatedidentitycredentials/")
+        # issuer and subject are shown when a body has them; the finding needs neither
+        body = view.response if isinstance(view.response, dict) else view.request
+        props = _ci(body, "properties")
+        props = props if isinstance(props, dict) else {}
+        audiences = _ci(props, "audiences")
+        data = {
+            "resource_id": resource_id,
+            "identity_resource_id": resource_id[:at] if at >= 0 else "",
+            "issuer": _str(_ci(props, "issuer")),
+            "subject": _str(_ci(props, "subject")),
+            "audiences": [a for a in audiences if isinstance(a, str)]
+            if isinstance(audiences, list)
+            else [],
+        }
+        return Change(**base, identity=resource_id, name=leaf, data=data)
+    # a delete: the resource id is all there is to know
+    return Change(**base, identity=resource_id, name=leaf, data={"resource_id": resource_id})
 
 
 def _common(view: ActivityRecord, kind: str) -> dict[str, Any]:
@@ -375,7 +476,11 @@ def _role_assignment(base: dict[str, Any], resource_id: str, body: Any) -> Chang
     if not principal or not role_ref:
         raise EventError(f"{op}: role assignment body without principalId/roleDefinitionId")
     assignment_id = resource_id or _str(_ci(body, "id"))
-    scope = _str(_ci(props, "scope")) or _scope_of(assignment_id)
+    via = next((p.strip("/") for p in _PIM if p in assignment_id.lower()), "")
+    request_type = _str(_ci(props, "requestType"))
+    if via and request_type.lower() in _PIM_REMOVALS:
+        raise _Removal(f"{op}: {request_type} request takes access away")
+    scope = _str(_ci(props, "scope")) or _scope_of(assignment_id, _AUTHORIZATION)
     try:
         role = normalize_role(role_ref)
     except UnknownRole as exc:
@@ -388,8 +493,98 @@ def _role_assignment(base: dict[str, Any], resource_id: str, body: Any) -> Chang
         "role_definition_id": role_ref,
         "scope": scope,
     }
+    if via:  # PIM: eligible or time-bound access is access too, judged as an assignment
+        data["via"] = via
+        data["request_type"] = request_type
     base = {**base, "scope": _subscription(scope) or base["scope"] or scope.lower()}
     return Change(**base, identity=data["principal_id"], name=role_name(role), data=data)
+
+
+def _role_definition(base: dict[str, Any], resource_id: str, body: Any) -> Change:
+    """roleDefinitions/write: the permissions the custom role holds after the write."""
+    op = base["event_name"]
+    props = _ci(body, "properties")
+    if not isinstance(props, dict):
+        raise EventError(f"{op}: role definition body without 'properties'")
+    permissions = _ci(props, "permissions")
+    if not isinstance(permissions, list):
+        raise EventError(f"{op}: role definition body without a 'permissions' list")
+    blocks = []
+    for block in permissions:
+        if not isinstance(block, dict):
+            raise EventError(f"{op}: a permissions entry is not an object")
+        blocks.append({field: _strings(op, block, key) for field, key in _PERMISSION_FIELDS})
+    definition_id = resource_id or _str(_ci(body, "id"))
+    guid = normalize_guid(definition_id.rstrip("/").rsplit("/", 1)[-1] or _str(_ci(body, "name")))
+    data = {
+        "resource_id": definition_id,
+        "definition_id": guid,
+        "role_name": _str(_ci(props, "roleName")),
+        "permissions": blocks,
+        "assignable_scopes": _strings(op, props, "assignableScopes"),
+    }
+    return Change(**base, identity=guid, name=data["role_name"] or guid, data=data)
+
+
+_PERMISSION_FIELDS = (
+    ("actions", "actions"),
+    ("not_actions", "notActions"),
+    ("data_actions", "dataActions"),
+    ("not_data_actions", "notDataActions"),
+)
+
+
+def _strings(op: str, obj: dict[str, Any], key: str) -> list[str]:
+    value = _ci(obj, key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise EventError(f"{op}: {key} is not a list of strings")
+    return list(value)
+
+
+def _lighthouse(base: dict[str, Any], resource_id: str, body: Any) -> Change:
+    """A registration definition (who in the managing tenant gets which role) or assignment
+    (the scope it is delegated over) of Azure Lighthouse ("Onboard a customer to Azure
+    Lighthouse", https://learn.microsoft.com/en-us/azure/lighthouse/how-to/onboard-customer).
+    An assignment's request names only its definition: `authorizations` is None (unknown)
+    unless the body carries the definition."""
+    op = base["event_name"]
+    props = _ci(body, "properties")
+    if not isinstance(props, dict):
+        raise EventError(f"{op}: Lighthouse body without 'properties'")
+    resource_id = resource_id or _str(_ci(body, "id"))
+    definition = props
+    definition_id = resource_id
+    if "/registrationassignments/" in resource_id.lower():
+        definition_id = _str(_ci(props, "registrationDefinitionId"))
+        expanded = _ci(_ci(props, "registrationDefinition"), "properties")
+        definition = expanded if isinstance(expanded, dict) else {}
+    authorizations = None
+    lists = [_ci(definition, "authorizations"), _ci(definition, "eligibleAuthorizations")]
+    if any(isinstance(a, list) for a in lists):
+        authorizations = []
+        for entry in (e for a in lists if isinstance(a, list) for e in a):
+            principal = _str(_ci(entry, "principalId"))
+            role_ref = _str(_ci(entry, "roleDefinitionId"))
+            if not principal or not role_ref:
+                raise EventError(f"{op}: authorization without principalId/roleDefinitionId")
+            try:
+                role = normalize_role(role_ref)
+            except UnknownRole as exc:
+                raise EventError(f"{op}: roleDefinitionId {exc}") from None
+            authorizations.append({"principal_id": normalize_guid(principal), "role": role})
+    scope = _scope_of(resource_id, _MANAGED_SERVICES)
+    data = {
+        "resource_id": resource_id,
+        "scope": scope,
+        "definition_id": definition_id,
+        "managed_by_tenant": normalize_guid(_str(_ci(definition, "managedByTenantId"))),
+        "authorizations": authorizations,
+    }
+    leaf = resource_id.rstrip("/").rsplit("/", 1)[-1]
+    base = {**base, "scope": _subscription(scope) or base["scope"]}
+    return Change(**base, identity=resource_id, name=leaf, data=data)
 
 
 def _access_connector(
@@ -432,9 +627,12 @@ def _identity_type(value: str) -> str:
     return ",".join(sorted(canonical.get(p.lower(), p) for p in parts)) or "None"
 
 
-def _scope_of(assignment_id: str) -> str:
-    at = assignment_id.lower().find(_ASSIGNMENTS)
-    return assignment_id[:at] if at >= 0 else ""
+def _scope_of(resource_id: str, provider: str) -> str:
+    """The scope an extension resource (`{scope}/providers/{provider}/…`) is created at."""
+    at = resource_id.lower().rfind(provider)
+    if at < 0:
+        return ""
+    return resource_id[:at] or ROOT
 
 
 def _subscription(resource_id: str) -> str:

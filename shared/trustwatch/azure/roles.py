@@ -32,15 +32,29 @@ _BY_LOWER_NAME = {name.lower(): guid for name, guid in BUILTIN_ROLES.items()}
 OWNER = BUILTIN_ROLES["Owner"]
 CONTRIBUTOR = BUILTIN_ROLES["Contributor"]
 USER_ACCESS_ADMINISTRATOR = BUILTIN_ROLES["User Access Administrator"]
-# Roles that own the scope or can hand out any role on it (Contract 3: critical).
+# The privileged roles, as Azure's built-in roles page lists them ("Privileged administrator
+# roles", https://learn.microsoft.com/en-us/azure/role-based-access-control/built-in-roles):
+# Owner and Contributor act on everything at their scope (Contributor includes
+# Microsoft.Storage/storageAccounts/listkeys/action, i.e. every blob of a storage account),
+# User Access Administrator and RBAC Administrator can grant themselves any role there.
+# Granted at a protected scope or any parent of it (resource group, subscription,
+# management group, `/`), they reach the protected resource (Contract 3: critical).
 PRIVILEGED = frozenset(
     {
-        OWNER,
-        CONTRIBUTOR,
-        USER_ACCESS_ADMINISTRATOR,
-        BUILTIN_ROLES["Role Based Access Control Administrator"],
+        OWNER,  # 8e3af657-a8ff-443c-a75c-2fe8c4bcb635
+        CONTRIBUTOR,  # b24988ac-6180-42a0-ab88-20f7382dd24c
+        USER_ACCESS_ADMINISTRATOR,  # 18d7d88d-d35e-4fb5-a5c3-7773c20a72d9
+        BUILTIN_ROLES["Role Based Access Control Administrator"],  # f58310d9-…-9e8d-f62e7b41a168
     }
 )
+# Roles that let their holder act as a user-assigned managed identity at or above it: the
+# privileged ones, Managed Identity Operator (…/userAssignedIdentities/*/assign/action:
+# attach it to a VM or app it controls) and Managed Identity Contributor (…/federated
+# IdentityCredentials/write: trust an outside token issuer). Same page, "Identity" section.
+ACTS_AS_IDENTITY = PRIVILEGED | {
+    BUILTIN_ROLES["Managed Identity Operator"],
+    BUILTIN_ROLES["Managed Identity Contributor"],
+}
 
 # role -> roles whose every action and data action it already grants (so holding the
 # first, being given the second at the same scope grants nothing new)
@@ -72,6 +86,10 @@ def normalize_guid(value: str) -> str:
         hexes = text.replace("-", "")
         return f"{hexes[:8]}-{hexes[8:12]}-{hexes[12:16]}-{hexes[16:20]}-{hexes[20:]}"
     return text
+
+
+def is_guid(value: str) -> bool:
+    return _GUID.fullmatch(value.strip().lower()) is not None
 
 
 def normalize_role(ref: str) -> str:

@@ -9,7 +9,17 @@ identity) for `azure.identity.changed`.
 Role assignments compare semantically: role name, GUID and definition id are one role; ids
 and scopes compare case-insensitively; an assignment at or below an expected scope, of a
 role the expected one already includes (Storage Blob Data Reader under Contributor), grants
-nothing new and is not drift. A protected scope covers itself and every scope below it.
+nothing new and is not drift. PIM eligibility and assignment requests are assignments.
+
+What `protected_scope` guards (`targets`): each protected scope, reached by any role at or
+below it and by a privileged role (roles.PRIVILEGED) at any scope above it (resource group,
+subscription, management group, `/`; `elevateAccess` is User Access Administrator at `/`);
+and each user-assigned identity of the baseline or of `actors.responder` (given there by
+resource id), reached by a role that can act as it (roles.ACTS_AS_IDENTITY) at or above it.
+Lighthouse delegations are judged the same way, per delegated role. A baseline identity's
+own new assignment above a target is left to `azure.role_assignment.unexpected` (critical
+for privileged roles): one grant, one finding. Inside a protected scope both rules fire,
+as before.
 Changes still `needs_enrichment` (Event Grid: no body) are left to the caller.
 """
 
@@ -19,8 +29,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from trustwatch.azure.actions import beyond
 from trustwatch.azure.baseline import AzureIdentity, AzureRoleAssignment
 from trustwatch.azure.roles import (
+    ACTS_AS_IDENTITY,
+    OWNER,
     PRIVILEGED,
     UnknownRole,
     grants_no_more_than,
@@ -28,9 +41,10 @@ from trustwatch.azure.roles import (
     normalize_role,
     role_name,
 )
+from trustwatch.azure.scopes import management_group, norm_scope, reaches, within
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
-from trustwatch.engine import Hit, rule
+from trustwatch.engine import Hit, computed_once, rule
 from trustwatch.findings import Severity
 
 
@@ -40,6 +54,7 @@ class Assignment:
     role: str  # lower-case GUID
     scope: str  # as logged
     assignment_id: str
+    via: str = ""  # a PIM request type (roleEligibilityScheduleRequests …), else ""
 
     @property
     def key_scope(self) -> str:
@@ -47,7 +62,8 @@ class Assignment:
 
     def detail(self) -> dict[str, str]:
         # the same for the Start and the Success record of one operation
-        return {"principal_id": self.principal_id, "role": self.role, "scope": self.key_scope}
+        detail = {"principal_id": self.principal_id, "role": self.role, "scope": self.key_scope}
+        return {**detail, "via": self.via} if self.via else detail
 
     def describe(self) -> dict[str, str]:
         return {
@@ -68,13 +84,19 @@ class Owner:
     identity: AzureIdentity
 
 
-def norm_scope(scope: str) -> str:
-    return scope.strip().rstrip("/").lower()
+@dataclass(frozen=True)
+class Target:
+    """What `protected_scope` guards: a protected scope or a user-assigned identity."""
 
+    scope: str  # normalized
+    written: str  # as the baseline spells it
+    what: str  # "protected scope", "identity NAME", "responder identity"
+    from_above: frozenset[str]  # roles that reach it from a scope above it
+    groups: frozenset[str] | None  # management groups above its subscription; None: unknown
 
-def within(scope: str, parent: str) -> bool:
-    """Is normalized `scope` equal to or below normalized `parent`?"""
-    return scope == parent or scope.startswith(parent + "/")
+    @property
+    def is_identity(self) -> bool:
+        return self.what != "protected scope"
 
 
 def role_key(ref: str) -> str:
@@ -89,7 +111,88 @@ def assignment_of(change: Change) -> Assignment | None:
     if change.needs_enrichment or "role" not in change.data:
         return None
     data = change.data
-    return Assignment(data["principal_id"], data["role"], data["scope"], data["assignment_id"])
+    return Assignment(
+        data["principal_id"],
+        data["role"],
+        data["scope"],
+        data["assignment_id"],
+        data.get("via", ""),
+    )
+
+
+def targets(baseline: Baseline) -> list[Target]:
+    """Everything `protected_scope` guards, protected scopes first."""
+    return computed_once("azure.targets", lambda: _targets(baseline))
+
+
+def _targets(baseline: Baseline) -> list[Target]:
+    tenant = (baseline.azure.tenant_id or "").strip().lower()
+    groups_of: dict[str, frozenset[str] | None] = {}
+    scopes: list[Target] = []
+    identities: list[Target] = []
+    for sub_id, sub in baseline.azure.subscriptions.items():
+        groups = None
+        if sub.management_groups is not None:
+            # the tenant root group (its id is the tenant id) is above every subscription
+            # ids, or their scopes (/providers/Microsoft.Management/managementGroups/ID)
+            groups = frozenset(
+                management_group(norm_scope(g)) or norm_scope(g) for g in sub.management_groups
+            )
+            groups |= {tenant} if tenant else frozenset()
+        groups_of[sub_id.lower()] = groups
+        scopes += [
+            Target(norm_scope(p), p, "protected scope", PRIVILEGED, groups)
+            for p in sub.protected_scopes
+        ]
+        identities += [
+            Target(
+                norm_scope(i.resource_id),
+                i.resource_id,
+                f"identity {name}",
+                ACTS_AS_IDENTITY,
+                groups,
+            )
+            for name, i in sub.identities.items()
+            if i.resource_id and _is_user_assigned(i.resource_id)
+        ]
+    for entry in baseline.actors.responder:
+        if _is_user_assigned(entry):
+            sub = norm_scope(entry).split("/")[2]
+            groups = groups_of.get(sub)
+            identities.append(
+                Target(norm_scope(entry), entry, "responder identity", ACTS_AS_IDENTITY, groups)
+            )
+    return scopes + identities
+
+
+def _is_user_assigned(resource_id: str) -> bool:
+    scope = norm_scope(resource_id)
+    return scope.startswith("/subscriptions/") and _USER_ASSIGNED in scope
+
+
+_USER_ASSIGNED = "/providers/microsoft.managedidentity/userassignedidentities/"
+
+
+def reach(scope: str, role: str, baseline: Baseline) -> tuple[Target, bool] | None:
+    """The first target a `role` at normalized `scope` reaches, and whether from inside."""
+    found = targets(baseline)
+    for target in found:
+        if not target.is_identity and within(scope, target.scope):
+            return target, True
+    for target in found:
+        if role in target.from_above and reaches(scope, target.scope, target.groups):
+            return target, False
+    return None
+
+
+def _how(scope: str, target: Target) -> str:
+    """How access at `scope` reaches `target`, for a summary."""
+    if target.is_identity:
+        return f"which lets it act as {target.what} {target.written}"
+    text = f"which reaches protected scope {target.written}"
+    if management_group(scope) is not None and target.groups is None:
+        text += " (the baseline lists no management_groups for its subscription: any may hold it)"
+    return text
 
 
 def owners_of(baseline: Baseline, principal_id: str) -> list[Owner]:
@@ -156,33 +259,101 @@ def role_assignment_unexpected(change: Change, baseline: Baseline) -> Iterator[H
 @rule(
     "azure.role_assignment.protected_scope",
     "high",
-    {"role_assignment.created"},
-    "A role was assigned at a protected scope without being in the baseline",
+    {"role_assignment.created", "access.elevated", "lighthouse.delegated", "lighthouse.assigned"},
+    "A role that reaches a protected scope or identity was assigned or delegated outside the "
+    "baseline",
 )
 def role_assignment_protected_scope(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if change.kind.startswith("lighthouse."):
+        yield from _lighthouse_hits(change, baseline)
+        return
     assignment = assignment_of(change)
     if assignment is None:
         return
-    protected = [
-        p
-        for sub in baseline.azure.subscriptions.values()
-        for p in sub.protected_scopes
-        if within(assignment.key_scope, norm_scope(p))
-    ]
-    if not protected:
+    found = reach(assignment.key_scope, assignment.role, baseline)
+    if found is None:
         return
+    target, inside = found
+    if target.is_identity and _is_responder(assignment.principal_id, baseline):
+        return  # the responder given rights over its own identity acts as nobody else
     owners = owners_of(baseline, assignment.principal_id)
     if owners and covered(assignment, owners):
         return
+    if owners and not inside and change.kind == "role_assignment.created":
+        return  # a baseline identity's new access above: `unexpected` reports it (critical)
+    role = role_name(assignment.role)
+    if inside:
+        where = f"inside protected scope {target.written}"
+    else:
+        where = _how(assignment.key_scope, target)
+    if change.kind == "access.elevated":
+        what = f"{assignment.principal_id} elevated its access to {role} at /"
+    else:
+        what = f"{assignment.principal_id} was assigned {role} at {assignment.scope}"
+    key = "identity" if target.is_identity else "protected_scope"
+    critical = assignment.role in PRIVILEGED or target.is_identity
     yield Hit(
-        summary=f"{assignment.principal_id} was assigned {role_name(assignment.role)} at "
-        f"{assignment.scope}, inside protected scope {protected[0]}",
-        expected={"protected_scope": protected[0], "assignments": _listed(owners)},
+        summary=f"{what}, {where}",
+        expected={key: target.written, "assignments": _listed(owners)},
         actual=assignment.describe(),
         detail=assignment.detail(),
+        severity=Severity.critical if critical else None,
         identity=assignment.principal_id,
         remediation="delete_role_assignment",
         mode=mode_of(owners),
+    )
+
+
+def _is_responder(principal_id: str, baseline: Baseline) -> bool:
+    return normalize_guid(principal_id) in {normalize_guid(r) for r in baseline.actors.responder}
+
+
+def _lighthouse_hits(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if change.needs_enrichment:
+        return
+    data = change.data
+    scope = norm_scope(data["scope"])
+    known = data["authorizations"]
+    # an assignment that does not say what it delegates may delegate anything
+    candidates = known if known is not None else [{"principal_id": "", "role": OWNER}]
+    reaching: list[tuple[dict[str, str], Target]] = []
+    for entry in candidates:
+        found = reach(scope, entry["role"], baseline)
+        if found is not None:
+            reaching.append((entry, found[0]))
+    if not reaching:
+        return
+    tenant = data["managed_by_tenant"] or "another tenant"
+    target = reaching[0][1]
+    roles = ", ".join(role_name(e["role"]) for e, _ in reaching) if known is not None else None
+    what = "Lighthouse " + ("assignment" if change.kind == "lighthouse.assigned" else "definition")
+    delegated = f"delegates {roles}" if roles else "delegates roles it does not name"
+    critical = known is None or any(e["role"] in PRIVILEGED or t.is_identity for e, t in reaching)
+    yield Hit(
+        summary=f"{what} {change.name} {delegated} over {data['scope']} to {tenant}, "
+        f"{_how(scope, target)}",
+        expected={"identity" if target.is_identity else "protected_scope": target.written},
+        actual={
+            "resource_id": data["resource_id"],
+            "scope": data["scope"],
+            "managed_by_tenant": data["managed_by_tenant"],
+            "registration_definition_id": data["definition_id"],
+            "authorizations": [
+                {"principal_id": e["principal_id"], "role": role_name(e["role"])}
+                for e, _ in reaching
+            ]
+            if known is not None
+            else None,
+        },
+        detail={
+            "resource_id": norm_scope(data["resource_id"]),
+            "authorizations": sorted(f"{e['principal_id']}:{e['role']}" for e, _ in reaching)
+            if known is not None
+            else "unknown",
+        },
+        severity=Severity.critical if critical else None,
+        identity=data["managed_by_tenant"] or data["resource_id"],
+        remediation="delete_lighthouse_delegation",
     )
 
 
@@ -278,4 +449,103 @@ def _identity_hit(change: Change, owner: Owner, resource: str) -> Hit | None:
         detail=detail,
         remediation="restore_access_connector_identity",
         **common,
+    )
+
+
+@rule(
+    "azure.identity.federated_credential_added",
+    "critical",
+    {"federated_credential.written"},
+    "A federated identity credential was added to a baseline or responder user-assigned identity",
+)
+def federated_credential_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    uami = norm_scope(change.data.get("identity_resource_id", ""))
+    if not uami:
+        return
+    owner = next(_owners_by_resource(baseline, uami), None)
+    if owner is not None:
+        name, written, mode = owner.name, owner.identity.resource_id or uami, owner.identity.mode
+    else:
+        written = next((r for r in baseline.actors.responder if norm_scope(r) == uami), "")
+        if not written:
+            return
+        name, mode = "responder identity", None
+    issuer, subject = change.data.get("issuer") or "?", change.data.get("subject") or "?"
+    yield Hit(
+        summary=f"federated credential {change.name} on {name} ({written}) lets tokens of "
+        f"issuer {issuer} (subject {subject}) act as it",
+        expected={"resource_id": written, "federated_credentials": []},
+        actual={
+            "credential_id": change.data["resource_id"],
+            "issuer": change.data.get("issuer", ""),
+            "subject": change.data.get("subject", ""),
+            "audiences": change.data.get("audiences", []),
+        },
+        detail={"credential_id": norm_scope(change.data["resource_id"])},
+        identity=written,
+        remediation="delete_federated_credential",
+        mode=mode,
+    )
+
+
+@rule(
+    "azure.role_definition.widened",
+    "high",
+    {"role_definition.written"},
+    "A watched custom role definition gained actions or data actions",
+)
+def role_definition_widened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if change.needs_enrichment:
+        return
+    guid = change.data["definition_id"]
+    holders = [
+        name
+        for sub in baseline.azure.subscriptions.values()
+        for name, identity in sub.identities.items()
+        if any(role_key(a.role) == guid for a in identity.role_assignments)
+    ]
+    held = f", held by {', '.join(holders)}," if holders else ""
+    spec = next(
+        (
+            s.custom_roles[guid]
+            for s in baseline.azure.subscriptions.values()
+            if guid in s.custom_roles
+        ),
+        None,
+    )
+    if spec is None:
+        if not holders:
+            return  # not a role the baseline watches
+        # held but unlisted: what it may hold is unknown, so any rewrite may widen it
+        actions = sorted({a for b in change.data["permissions"] for a in b["actions"]})
+        data_actions = sorted({a for b in change.data["permissions"] for a in b["data_actions"]})
+        summary = (
+            f"custom role {change.name} ({guid}){held} was rewritten; the baseline lists no "
+            f"custom_roles entry saying what it may hold"
+        )
+        expected: dict[str, Any] | None = None
+    else:
+        actions, data_actions = beyond(change.data["permissions"], spec.actions, spec.data_actions)
+        if not actions and not data_actions:
+            return
+        summary = (
+            f"custom role {change.name} ({guid}){held} now grants "
+            f"{', '.join(actions + data_actions)}, beyond the baseline"
+        )
+        expected = {"actions": spec.actions, "data_actions": spec.data_actions}
+    yield Hit(
+        summary=summary,
+        expected=expected,
+        actual={
+            "permissions": change.data["permissions"],
+            "beyond_baseline": {"actions": actions, "data_actions": data_actions},
+        },
+        detail={
+            "definition_id": guid,
+            "actions": sorted(a.lower() for a in actions),
+            "data_actions": sorted(a.lower() for a in data_actions),
+        },
+        identity=guid,
+        remediation="restore_role_definition",
+        mode=spec.mode if spec is not None else None,
     )
