@@ -188,6 +188,8 @@ class GcpBucket(_Strict):
 class GcpCustomRole(_Strict):
     mode: Mode | None = None
     permissions: list[str] | None = None
+    # the launch stage it must keep; unset: any stage but DISABLED
+    stage: Literal["ALPHA", "BETA", "GA", "DEPRECATED", "DISABLED", "EAP"] | None = None
 
 
 class GcpProject(_Strict):
