@@ -476,13 +476,24 @@ def test_failed_call_keeps_its_status():
     assert change.error_code == "42"
 
 
-def test_actor_ids_include_subject_and_delegation():
+def test_actor_ids_and_the_delegation_chain():
+    """The principals that impersonated the caller are its delegation chain, not its names:
+    https://cloud.google.com/iam/docs/audit-logging/examples-service-accounts"""
     entry = key_created(COMPUTE, actor=TERRAFORM)
     entry["protoPayload"]["authenticationInfo"]["serviceAccountDelegationInfo"] = [
-        {"firstPartyPrincipal": {"principalEmail": RESPONDER}}
+        {"firstPartyPrincipal": {"principalEmail": RESPONDER}},
+        {"principalSubject": "principal://iam.googleapis.com/projects/1/subject/x"},
+        {"thirdPartyPrincipal": {"thirdPartyClaims": {"iss": "https://idp", "sub": "bob"}}},
+        {},
     ]
     (change,) = changes_of(entry)
-    assert change.actor == TERRAFORM and change.actor_ids == [TERRAFORM, RESPONDER]
+    assert change.actor == TERRAFORM and change.actor_ids == [TERRAFORM]
+    assert change.delegated_by == [
+        RESPONDER,
+        "principal://iam.googleapis.com/projects/1/subject/x",
+        "third-party:https://idp/bob",
+        "unnamed principal",
+    ]
 
 
 # --- what is not drift, and bad input ---

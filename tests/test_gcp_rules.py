@@ -75,21 +75,23 @@ class Case:
 
 CASES = [
     # --- project-level grants ---
-    Case("compute SA granted storage.admin on its project", project_policy(add("roles/storage.admin", SA + COMPUTE)), [BA]),
+    # storage.admin on the project reaches the watched bucket too (issue 11)
+    Case("compute SA granted storage.admin on its project", project_policy(add("roles/storage.admin", SA + COMPUTE)), [BBA, BA]),
     Case("compute SA granted pubsub.subscriber", project_policy(add("roles/pubsub.subscriber", SA + COMPUTE)), [BA]),
     Case("compute SA granted a role on another project", project_policy(add("roles/viewer", SA + COMPUTE), project="other-proj"), [BA]),
     Case(
-        "compute SA made editor: it may now act as the automation SA",
+        "compute SA made editor: it may now act as the automation and responder SAs",
         project_policy(add("roles/editor", SA + COMPUTE)),
-        [BA, IG],
+        [BA, IG, IG],
     ),
-    Case("TokenCreator on the project reaches both SAs", project_policy(add(TOKEN_CREATOR, MALLORY)), [IG, IG]),
-    Case("serviceAccountUser on the project", project_policy(add("roles/iam.serviceAccountUser", MALLORY)), [IG, IG]),
-    Case("owner on the project", project_policy(add("roles/owner", MALLORY)), [IG, IG]),
+    # a project grant reaches the responder's own SA (actors.responder) too (issue 11)
+    Case("TokenCreator on the project reaches both SAs and the responder's", project_policy(add(TOKEN_CREATOR, MALLORY)), [IG, IG, IG]),
+    Case("serviceAccountUser on the project", project_policy(add("roles/iam.serviceAccountUser", MALLORY)), [IG, IG, IG]),
+    Case("owner on the project", project_policy(add("roles/owner", MALLORY)), [IG, IG, IG]),
     Case(
         "TokenCreator to the automation SA's listed impersonators, on the project",
         project_policy(add(TOKEN_CREATOR, ADMINS)),
-        [IG],  # listed for the automation SA only; the compute SA is reached too
+        [IG, IG],  # listed for the automation SA only; the compute and responder SAs are reached too
     ),
     Case("compute SA loses logWriter", project_policy(remove("roles/logging.logWriter", SA + COMPUTE)), [BR]),
     Case("automation SA loses owner", project_policy(remove("roles/owner", SA + TERRAFORM)), [BR]),
@@ -205,7 +207,7 @@ def test_binding_added_severity(role, severity, baseline):
 
 def test_finding_fields(baseline):
     hits = by_rule(project_policy(add(TOKEN_CREATOR, MALLORY)), baseline)[IG]
-    assert sorted(f.identity for f in hits) == [COMPUTE, TERRAFORM]
+    assert sorted(f.identity for f in hits) == sorted([COMPUTE, TERRAFORM, RESPONDER])
     assert {f.scope for f in hits} == {PROJECT} and {f.severity for f in hits} == {"critical"}
     compute = next(f for f in hits if f.identity == COMPUTE)
     assert compute.actual == {
@@ -287,7 +289,7 @@ def test_folder_grant_of_an_impersonation_role_reaches_every_baseline_sa(baselin
     entry["resource"] = {"type": "folder", "labels": {"folder_id": "9876543210"}}
     entry["logName"] = "folders/9876543210/logs/cloudaudit.googleapis.com%2Factivity"
     hits = by_rule(entry, baseline)
-    assert sorted(f.identity for f in hits[IG]) == [COMPUTE, TERRAFORM]
+    assert sorted(f.identity for f in hits[IG]) == sorted([COMPUTE, TERRAFORM, RESPONDER])
     assert {f.scope for f in hits[IG]} == {"folders/9876543210"}
 
 

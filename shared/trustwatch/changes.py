@@ -28,6 +28,8 @@ class Change(BaseModel):
     correlation_id: str = ""
     actor: str = ""
     actor_ids: list[str] = Field(default_factory=list)
+    # who the actor acted for: each principal of a delegation chain (GCP impersonation)
+    delegated_by: list[str] = Field(default_factory=list)
     source_ip: str = ""
     user_agent: str = ""
     error_code: str = ""

@@ -120,6 +120,14 @@ def _listed(actor_keys: set[str], listed: Iterable[str]) -> bool:
     return not actor_keys.isdisjoint(_norm(x) for x in listed)
 
 
+def _acting_alone(change: Change, listed: list[str]) -> bool:
+    """Is the actor listed, and so is everyone in its delegation chain? A human who
+    impersonates a listed identity does not make the change that identity's own."""
+    return _listed(_actor_keys(change), listed) and all(
+        _listed({_norm(p)}, listed) for p in change.delegated_by
+    )
+
+
 T = TypeVar("T")
 
 # What several rules of one change compute alike (the trust rules' policy diff), kept for
@@ -153,10 +161,9 @@ def evaluate(change: Change, baseline: Baseline) -> list[Finding]:
     A rule that raises does not hide the others' findings: all rules run, then
     RuleError carries both the findings and the failures.
     """
-    actor_keys = _actor_keys(change)
-    if _listed(actor_keys, baseline.actors.responder):
+    if _acting_alone(change, baseline.actors.responder):
         return []  # our own remediation: never react to it
-    approved = _listed(actor_keys, baseline.actors.approved)
+    approved = _acting_alone(change, baseline.actors.approved)
     findings: list[Finding] = []
     errors: list[str] = []
     scope = _per_change.set({})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -24,6 +24,8 @@ class GcpBucket(Strict):
 class GcpCustomRole(Strict):
     mode: Mode | None = None
     permissions: list[str] | None = None
+    # the launch stage it must keep; unset: any stage but DISABLED
+    stage: Literal["ALPHA", "BETA", "GA", "DEPRECATED", "DISABLED", "EAP"] | None = None
 
 
 class GcpProject(Strict):

@@ -12,6 +12,11 @@ comes from the entry: `serviceData.policyDelta.bindingDeltas` when logged, else 
 policy of the request (rules then diff it against the baseline). An entry naming a service
 account by unique id only, or logging no policy, gives a Change marked `needs_enrichment`;
 `complete(change, fetched)` finishes it with what the caller looked up.
+
+Keys: `CreateServiceAccountKey`, `UploadServiceAccountKey`, `EnableServiceAccountKey` and
+Cloud Storage's `storage.hmacKeys.create` (the account in the request's
+`serviceAccountEmail`). The caller's delegation chain (`serviceAccountDelegationInfo`: who
+impersonated the calling account) goes to `Change.delegated_by`, not to its `actor_ids`.
 """
 
 from __future__ import annotations
@@ -34,11 +39,19 @@ METHODS = {
     ("storage.googleapis.com", "setiampermissions"): "bucket.iam_policy_set",
     ("iam.googleapis.com", "createserviceaccountkey"): "service_account.key_created",
     ("iam.googleapis.com", "uploadserviceaccountkey"): "service_account.key_created",
+    ("iam.googleapis.com", "enableserviceaccountkey"): "service_account.key_enabled",
     ("iam.googleapis.com", "deleteserviceaccount"): "service_account.deleted",
     ("iam.googleapis.com", "disableserviceaccount"): "service_account.disabled",
     ("iam.googleapis.com", "updaterole"): "custom_role.updated",
     ("iam.googleapis.com", "deleterole"): "custom_role.deleted",
+    ("iam.googleapis.com", "undeleterole"): "custom_role.undeleted",
 }
+# methods named by more than their last segment: (serviceName, lower-case methodName)
+FULL_METHODS = {
+    ("storage.googleapis.com", "storage.hmackeys.create"): "service_account.hmac_key_created",
+}
+# google.iam.admin.v1.Role.RoleLaunchStage, should a log spell the enum as its number
+_STAGES = {0: "ALPHA", 1: "BETA", 2: "GA", 4: "DEPRECATED", 5: "DISABLED", 6: "EAP"}
 AUDIT_LOG_WRITTEN = "google.cloud.audit.log.v1.written"
 
 
@@ -105,7 +118,9 @@ def parse(record: Any) -> list[Change] | Skipped:
     service = _str(proto.get("serviceName"))
     if not method:
         raise EventError("protoPayload without methodName")
-    kind = METHODS.get((service.lower(), method.rsplit(".", 1)[-1].lower()))
+    kind = FULL_METHODS.get((service.lower(), method.lower())) or METHODS.get(
+        (service.lower(), method.rsplit(".", 1)[-1].lower())
+    )
     if kind is None:
         return Skipped(f"{service} {method}: not a watched IAM call", event_id, method)
 
@@ -126,6 +141,7 @@ def parse(record: Any) -> list[Change] | Skipped:
         "correlation_id": _str(_dict(entry, "operation").get("id")) or event_id,
         "actor": actor,
         "actor_ids": ids,
+        "delegated_by": delegation_chain(auth),
         "source_ip": _str(metadata.get("callerIp") or metadata.get("callerIP")),
         "user_agent": _str(metadata.get("callerSuppliedUserAgent")),
         "error_code": (_CODES.get(code, str(code))) if code else "",
@@ -133,6 +149,8 @@ def parse(record: Any) -> list[Change] | Skipped:
     resource_name = _str(proto.get("resourceName"))
     if kind == "service_account.iam_policy_set" and "serviceaccounts/" not in resource_name.lower():
         return Skipped(f"{method} on {resource_name!r}: not a service account", event_id, method)
+    if kind == "service_account.hmac_key_created":
+        return [_hmac_key(base, proto, resource_name)]
     if kind.startswith("service_account."):
         return [_service_account(base, entry, proto, resource_name)]
     if kind.startswith("custom_role."):
@@ -191,16 +209,34 @@ def log_entry(record: Any) -> dict[str, Any] | Skipped:
 
 
 def actor_ids(auth: dict[str, Any]) -> tuple[str, list[str]]:
-    """The caller's email and every identity it acts for (subject, delegation chain)."""
+    """The caller's email and its other names (subject); the principals it acted for are
+    `delegation_chain`'s."""
     email = _str(auth.get("principalEmail"))
     ids = [email, _str(auth.get("principalSubject")).split(":", 1)[-1]]
-    for step in auth.get("serviceAccountDelegationInfo") or []:
-        if isinstance(step, dict):
-            first = step.get("firstPartyPrincipal")
-            if isinstance(first, dict):
-                ids.append(_str(first.get("principalEmail")))
     ids = [x for x in ids if x]
     return email or (ids[0] if ids else ""), list(dict.fromkeys(ids))
+
+
+def delegation_chain(auth: dict[str, Any]) -> list[str]:
+    """Each principal that delegated to the caller (impersonation), one name per step:
+    its email, else its subject, else a third party's issuer and subject claims. A step
+    naming no one still counts, so a chain is never taken for the caller's alone.
+    https://cloud.google.com/iam/docs/audit-logging/examples-service-accounts"""
+    chain = auth.get("serviceAccountDelegationInfo")
+    out = []
+    for step in chain if isinstance(chain, list) else []:
+        step = step if isinstance(step, dict) else {}
+        first, third = step.get("firstPartyPrincipal"), step.get("thirdPartyPrincipal")
+        name = _str(first.get("principalEmail")) if isinstance(first, dict) else ""
+        name = name or _str(step.get("principalSubject"))
+        if not name and isinstance(third, dict):
+            claims = third.get("thirdPartyClaims")
+            claims = claims if isinstance(claims, dict) else {}
+            name = "third-party:" + "/".join(
+                _str(claims.get(k)) for k in ("iss", "sub") if _str(claims.get(k))
+            )
+        out.append(name or "unnamed principal")
+    return out
 
 
 def project_of(entry: dict[str, Any], proto: dict[str, Any]) -> str:
@@ -314,9 +350,10 @@ def _service_account(
     if not base["scope"] and domain.endswith(".iam.gserviceaccount.com"):
         base = {**base, "scope": domain.split(".", 1)[0]}
     data: dict[str, Any] = {"email": email, "unique_id": unique_id}
-    if base["kind"] == "service_account.key_created":
-        key_name = _str(response.get("name"))
-        data["key_id"] = key_name.rsplit("/keys/", 1)[-1] if "/keys/" in key_name else ""
+    if base["kind"] in ("service_account.key_created", "service_account.key_enabled"):
+        names = (_str(response.get("name")), _str(request.get("name")), resource_name)
+        key_name = next((n for n in names if "/keys/" in n), "")
+        data["key_id"] = key_name.rsplit("/keys/", 1)[-1].strip("/") if key_name else ""
     identity = email or resource_name
     if not email and not base["error_code"]:
         # the entry names the account by unique id only: the caller must look the email up
@@ -327,6 +364,40 @@ def _service_account(
     enrich = "not_evaluated" in data
     name = email.split("@", 1)[0]
     return Change(**base, identity=identity, name=name, needs_enrichment=enrich, data=data)
+
+
+def _hmac_key(base: dict[str, Any], proto: dict[str, Any], resource_name: str) -> Change:
+    """storage.hmacKeys.create: the account comes from the request's `serviceAccountEmail`
+    (JSON API query parameter), else the logged HmacKey metadata.
+    https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/create"""
+    request = _dict(proto, "request")
+    response = _dict(proto, "response")
+    metadata = response.get("metadata") if isinstance(response.get("metadata"), dict) else {}
+    candidates = [
+        _str(request.get("serviceAccountEmail")),
+        _str(request.get("service_account_email")),
+        _str(metadata.get("serviceAccountEmail")),
+        _str(response.get("serviceAccountEmail")),
+        resource_name,
+    ]
+    email = next((m[1].lower() for c in candidates if (m := _SA_EMAIL.search(c))), "")
+    access_id = _str(metadata.get("accessId")) or _str(response.get("accessId"))
+    if not access_id and "/hmacKeys/" in resource_name:
+        access_id = resource_name.rsplit("/hmacKeys/", 1)[-1]
+    domain = email.split("@", 1)[-1]
+    if not base["scope"] and domain.endswith(".iam.gserviceaccount.com"):
+        base = {**base, "scope": domain.split(".", 1)[0]}
+    data: dict[str, Any] = {"email": email, "unique_id": "", "key_id": access_id}
+    if not email and not base["error_code"]:
+        data["not_evaluated"] = NO_EMAIL
+    enrich = "not_evaluated" in data
+    return Change(
+        **base,
+        identity=email or resource_name,
+        name=email.split("@", 1)[0],
+        needs_enrichment=enrich,
+        data=data,
+    )
 
 
 def _custom_role(
@@ -345,6 +416,7 @@ def _custom_role(
         raise EventError(f"{base['event_name']}: no custom role name in resourceName")
     data: dict[str, Any] = {"role": name}
     if base["kind"] == "custom_role.updated" and not base["error_code"]:
+        data["stage"] = _stage(request, response)
         delta = _dict(proto, "serviceData").get("permissionDelta") or _dict(proto, "metadata").get(
             "permissionDelta"
         )
@@ -360,7 +432,24 @@ def _custom_role(
             permissions=after,  # the role's permissions after the call, when logged
             update_mask=paths,
         )
+    if base["kind"] == "custom_role.undeleted" and not base["error_code"]:
+        data.update(stage=_stage({}, response), permissions=_permissions(response))
     return Change(**base, identity=name, name=name.rsplit("/", 1)[-1], data=data)
+
+
+def _stage(request: dict[str, Any], response: dict[str, Any]) -> str | None:
+    """The launch stage an UpdateRole set (None unless `stage` is in its update mask or,
+    without a mask, the logged role carries one)."""
+    paths = _mask_paths(request.get("update_mask", request.get("updateMask")))
+    if paths is not None and "stage" not in paths:
+        return None
+    for role in (response, _dict(request, "role")):
+        value = role.get("stage")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return _STAGES.get(value, str(value))
+        if isinstance(value, str) and value.strip():
+            return value.strip().upper()
+    return None
 
 
 def _mask_paths(mask: Any) -> list[str] | None:

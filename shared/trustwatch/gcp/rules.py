@@ -10,10 +10,20 @@ Grants are read from `bindingDeltas` when logged, else from the full policy the 
 which is then held against the baseline as a whole ("does it grant anything the baseline
 does not?"). Members compare case-insensitively. Folder- and organization-level grants of
 an impersonation role reach every baseline account (the hierarchy is not in the baseline).
+
+Roles are judged by their permissions (`trustwatch.gcp.roles`): a role may impersonate
+when it holds a permission to act as, mint a credential for, or grant itself access to a
+service account; a role whose permissions are unknown may (a high finding, "permissions
+unknown"): a custom role the baseline does not pin, or a predefined role outside the
+doc-transcribed table whose id looks risky (owner, editor, an iam./resourcemanager./
+storage. admin, one naming serviceAccount, ...). Other predefined roles outside the table
+hold none of the watched permissions. Unknown never counts as bucket access. The responder's own service accounts (`actors.responder`)
+are protected like baseline accounts: nobody may act as them, no key may be made for them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -22,22 +32,18 @@ from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity
 from trustwatch.gcp.baseline import GcpBucket, GcpCustomRole, GcpServiceAccount
+from trustwatch.gcp.roles import BUCKET_PERMISSIONS, IMPERSONATION_PERMISSIONS, permissions_of
 
-# Roles that let a member act as a service account, mint its tokens or keys, or grant
-# itself that; on the account itself or on the project (which reaches all its accounts).
-IMPERSONATION_ROLES = frozenset(
-    {
-        "roles/iam.serviceAccountUser",
-        "roles/iam.serviceAccountTokenCreator",
-        "roles/iam.workloadIdentityUser",
-        "roles/iam.serviceAccountOpenIdTokenCreator",
-        "roles/iam.serviceAccountKeyAdmin",
-        "roles/iam.serviceAccountAdmin",
-        "roles/owner",
-        "roles/editor",
-    }
-)
 PUBLIC_MEMBERS = frozenset({"allusers", "allauthenticatedusers"})
+# Google-managed service agents live in Google's projects (gcp-sa-*, and a few older
+# ones); enabling an API grants them their roles/*.serviceAgent role, which often holds
+# actAs: that is the platform, not a new impersonator.
+# https://cloud.google.com/iam/docs/service-agents
+_SERVICE_AGENT = re.compile(
+    r"serviceaccount:service-\d+@(gcp-sa-[a-z0-9-]+|compute-system|container-engine-robot"
+    r"|dataflow-service-producer-prod|dataproc-accounts|serverless-robot-prod"
+    r"|gcf-admin-robot)\.iam\.gserviceaccount\.com"
+)
 POLICY_KINDS = (
     "resource.iam_policy_set",
     "service_account.iam_policy_set",
@@ -50,6 +56,7 @@ class Account:
     project: str
     email: str
     spec: GcpServiceAccount
+    responder: bool = False  # one of trustwatch's own identities (actors.responder)
 
 
 def norm_member(member: str) -> str:
@@ -62,6 +69,28 @@ def accounts(baseline: Baseline) -> dict[str, Account]:
         for project_id, project in baseline.gcp.projects.items()
         for email, spec in project.service_accounts.items()
     }
+
+
+def protected(baseline: Baseline) -> dict[str, Account]:
+    """The baseline accounts and the responder's own: nobody unlisted may act as them."""
+    out = {}
+    for name in baseline.actors.responder:
+        email = name.strip().lower()
+        if email.endswith(".gserviceaccount.com") and "@" in email:
+            domain = email.split("@", 1)[1]
+            project = domain.split(".", 1)[0] if domain.endswith(".iam.gserviceaccount.com") else ""
+            out[email] = Account(project, email, GcpServiceAccount(), responder=True)
+    return out | accounts(baseline)  # listed under service_accounts: its spec stands
+
+
+def is_responder(baseline: Baseline, member: str) -> bool:
+    _, _, name = norm_member(member).partition(":")
+    return name in {norm_member(r) for r in baseline.actors.responder}
+
+
+def service_agent_grant(role: str, member: str) -> bool:
+    """A Google-managed service agent given its own serviceAgent role."""
+    return "serviceagent" in role.lower() and bool(_SERVICE_AGENT.fullmatch(norm_member(member)))
 
 
 def account_of_member(baseline: Baseline, member: str) -> Account | None:
@@ -164,19 +193,28 @@ def iam_impersonation_granted(change: Change, baseline: Baseline) -> Iterator[Hi
         return
     resource = change.data["resource"]
     for role, member in granted(change):
-        if role not in IMPERSONATION_ROLES:
+        held = permissions_of(role, baseline)
+        if held is not None and not held & IMPERSONATION_PERMISSIONS:
             continue
         grantee = account_of_member(baseline, member)
         if grantee is not None and _expected_at(grantee, change, role):
             continue  # e.g. the automation account's own expected roles/owner
+        if is_responder(baseline, member):
+            continue  # trustwatch's own rights (to remediate): its changes are ignored too
+        if service_agent_grant(role, member):
+            continue
+        why = "its permissions are unknown" if held is None else ", ".join(sorted(held))
         for account in _reached(change, baseline):
             allowed = {norm_member(m) for m in account.spec.impersonators}
-            if norm_member(member) in allowed or grantee == account:
+            if norm_member(member) in allowed or norm_member(member).endswith(":" + account.email):
                 continue
+            whose = " (trustwatch's own identity)" if account.responder else ""
             yield Hit(
-                summary=f"{member} may now act as {account.email} ({role} on {resource})",
+                summary=f"{member} may now act as {account.email}{whose} "
+                f"({role} on {resource}: {why})",
                 expected={"impersonators": account.spec.impersonators},
                 actual=_binding(resource, role, member),
+                severity=Severity.high if held is None else None,
                 identity=account.email,
                 remediation="remove_iam_binding",
                 mode=account.spec.mode,
@@ -185,7 +223,7 @@ def iam_impersonation_granted(change: Change, baseline: Baseline) -> Iterator[Hi
 
 def _reached(change: Change, baseline: Baseline) -> list[Account]:
     """The baseline accounts a grant on this resource lets someone act as."""
-    everyone = accounts(baseline)
+    everyone = protected(baseline)
     resource = change.data["resource"]
     if change.kind == "service_account.iam_policy_set":
         return [everyone[resource.lower()]] if resource.lower() in everyone else []
@@ -225,19 +263,41 @@ def iam_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
 @rule(
     "gcp.sa.key_created",
     "critical",
-    ("service_account.key_created",),
-    "A user-managed key was created for a service account whose baseline allows none",
+    (
+        "service_account.key_created",
+        "service_account.key_enabled",
+        "service_account.hmac_key_created",
+    ),
+    "A user-managed or HMAC key was made or enabled for a service account whose baseline allows none",
 )
 def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    account = accounts(baseline).get(change.data.get("email", ""))
+    account = protected(baseline).get(change.data.get("email", ""))
     if not evaluable(change) or account is None or account.spec.user_managed_keys:
         return
     key_id = change.data.get("key_id", "")
+    shown = key_id or "(id not logged)"
+    if change.kind == "service_account.hmac_key_created":
+        # https://cloud.google.com/storage/docs/authentication/hmackeys
+        yield Hit(
+            summary=f"HMAC key {shown} created for {account.email}",
+            expected={"user_managed_keys": False},
+            actual={"hmac_access_id": key_id},
+            detail={"hmac_access_id": key_id or change.event_id},
+            identity=account.email,
+            remediation="deactivate_hmac_key",
+            mode=account.spec.mode,
+        )
+        return
+    enabled = change.kind == "service_account.key_enabled"
     yield Hit(
-        summary=f"user-managed key {key_id or '(id not logged)'} created for {account.email}",
+        summary=f"user-managed key {shown} {'enabled' if enabled else 'created'} "
+        f"for {account.email}",
         expected={"user_managed_keys": False},
-        actual={"key_id": key_id},
-        detail={"key_id": key_id or change.event_id},
+        actual={"key_id": key_id, "enabled": True} if enabled else {"key_id": key_id},
+        # each re-enabling is new drift (it may undo a disabled-key remediation)
+        detail={"key_id": key_id, "enabled": change.event_id}
+        if enabled
+        else {"key_id": key_id or change.event_id},
         identity=account.email,
         remediation="disable_service_account_key",
         mode=account.spec.mode,
@@ -251,7 +311,7 @@ def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
     "A baseline service account was deleted or disabled",
 )
 def sa_deleted_or_disabled(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    account = accounts(baseline).get(change.data.get("email", ""))
+    account = protected(baseline).get(change.data.get("email", ""))
     if not evaluable(change) or account is None:
         return
     what = change.kind.rsplit(".", 1)[-1]
@@ -268,10 +328,14 @@ def sa_deleted_or_disabled(change: Change, baseline: Baseline) -> Iterator[Hit]:
 @rule(
     "gcp.bucket.binding_added",
     "high",
-    ("bucket.iam_policy_set",),
-    "A watched bucket grants a member or role the baseline does not list",
+    ("bucket.iam_policy_set", "resource.iam_policy_set"),
+    "A watched bucket grants (or a node above it passes down) a member or role the baseline "
+    "does not list",
 )
 def bucket_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if change.kind == "resource.iam_policy_set":
+        yield from _inherited_bucket_grants(change, baseline)
+        return
     bucket = bucket_of(baseline, change.data.get("resource", ""))
     if not evaluable(change) or bucket is None:
         return
@@ -291,6 +355,42 @@ def bucket_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
             remediation="remove_bucket_binding",
             mode=bucket.mode,
         )
+
+
+def _inherited_bucket_grants(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    """Storage permissions granted on a project, folder or organization reach every bucket
+    below it: https://cloud.google.com/storage/docs/access-control/iam#policy-inheritance"""
+    if not evaluable(change):
+        return
+    resource = change.data["resource"]
+    whole = change.data.get("resource_type") != "project"  # folder / org: may hold any project
+    reached = [
+        (name, bucket)
+        for project_id, project in baseline.gcp.projects.items()
+        if whole or resource == f"projects/{project_id}"
+        for name, bucket in project.buckets.items()
+    ]
+    for role, member in granted(change) if reached else []:
+        held = permissions_of(role, baseline) or frozenset()
+        if not held & BUCKET_PERMISSIONS or is_responder(baseline, member):
+            continue
+        if service_agent_grant(role, member):
+            continue
+        public = norm_member(member) in PUBLIC_MEMBERS
+        for name, bucket in reached:
+            if norm_member(member) in {norm_member(m) for m in bucket.bindings.get(role, [])}:
+                continue
+            yield Hit(
+                summary=f"{role} for {member} on {resource} reaches watched bucket {name}"
+                + (" (public)" if public else "")
+                + ", not in the baseline",
+                expected={"bindings": bucket.bindings},
+                actual=_binding(resource, role, member),
+                severity=Severity.critical if public else None,
+                identity=name,
+                remediation="remove_iam_binding",
+                mode=bucket.mode,
+            )
 
 
 @rule(
@@ -320,8 +420,8 @@ def bucket_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
 @rule(
     "gcp.role.custom_role_changed",
     "high",
-    ("custom_role.updated", "custom_role.deleted"),
-    "A watched custom role's permissions changed (or the role was deleted)",
+    ("custom_role.updated", "custom_role.deleted", "custom_role.undeleted"),
+    "A watched custom role's permissions or launch stage changed (or the role was deleted)",
 )
 def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     name = change.data.get("role", "")
@@ -340,7 +440,13 @@ def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
             mode=spec.mode,
         )
         return
-    actual = _permission_change(change, spec)
+    stage = _stage_change(change, spec)
+    if stage is not None:
+        yield stage
+    if change.kind == "custom_role.undeleted":
+        actual = _undeleted_permissions(change, spec)
+    else:
+        actual = _permission_change(change, spec)
     if actual is None:
         return
     yield Hit(
@@ -351,6 +457,41 @@ def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
         remediation="restore_custom_role",
         mode=spec.mode,
     )
+
+
+def _stage_change(change: Change, spec: GcpCustomRole) -> Hit | None:
+    """A stage the baseline does not expect: DISABLED stops every binding of the role
+    granting (breakage); leaving a pinned DISABLED re-enables them.
+    https://cloud.google.com/iam/docs/creating-custom-roles#testing_and_deploying"""
+    stage, name = change.data.get("stage"), change.data["role"]
+    if stage is None or stage == spec.stage or (spec.stage is None and stage != "DISABLED"):
+        return None
+    if stage == "DISABLED":
+        summary = f"watched custom role {name} was disabled: its grants stop working"
+    elif spec.stage == "DISABLED":
+        summary = (
+            f"watched custom role {name} was re-enabled (stage {stage}): its grants work again"
+        )
+    else:
+        summary = f"watched custom role {name} moved to stage {stage}, not {spec.stage}"
+    return Hit(
+        summary=summary,
+        expected={"stage": spec.stage or "any but DISABLED"},
+        actual={"stage": stage},
+        detail={"role": name, "stage": stage},
+        identity=name,
+        remediation="restore_custom_role",
+        mode=spec.mode,
+    )
+
+
+def _undeleted_permissions(change: Change, spec: GcpCustomRole) -> dict[str, object] | None:
+    """An undeleted role is back as it was: drift only against pinned permissions."""
+    after = change.data.get("permissions")
+    if spec.permissions is None or after is None or set(after) == set(spec.permissions):
+        return None
+    pinned = set(spec.permissions)
+    return {"added": sorted(set(after) - pinned), "removed": sorted(pinned - set(after))}
 
 
 def _permission_change(change: Change, spec: GcpCustomRole) -> dict[str, object] | None:
