@@ -277,7 +277,7 @@ def complete(change: Change, resource: Any) -> Change:
     Resource Manager returns it (GET `change.identity`), fetched by the caller."""
     if not change.needs_enrichment or change.kind not in _BODY_STAGES:
         raise ValueError(f"{change.kind} change does not wait for a body")
-    base = change.model_dump(exclude={"identity", "name", "data", "needs_enrichment"})
+    base = change.common(without=("identity", "name", "data", "needs_enrichment"))
     try:
         return _with_body(base, change.data["resource_id"], resource, from_response=True)
     except _Removal as exc:

@@ -25,6 +25,7 @@ import base64
 import binascii
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from trustwatch import jsontext
@@ -285,7 +286,7 @@ def complete(change: Change, resource: Any) -> Change:
     if data.get("deltas", []) is None and data.get("bindings") is None:
         data["not_evaluated"] = NO_POLICY
     update.update(data=data, needs_enrichment="not_evaluated" in data)
-    return change.model_copy(update=update)
+    return replace(change, **update)
 
 
 def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
