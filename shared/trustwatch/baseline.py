@@ -61,7 +61,7 @@ class Baseline(Strict):
         return self
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Baseline:  # type: ignore[override]
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Baseline:
         """Validate with every registered cloud's section (the assembled model)."""
         if cls is Baseline:
             return baseline_model().model_validate(obj, **kwargs)

@@ -236,7 +236,7 @@ def _package_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_package_command(subparsers: argparse._SubParsersAction) -> None:
+def add_package_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `trustwatch package CLOUD [-o DIR] [--baseline FILE]`."""
     parser = subparsers.add_parser(
         "package",
