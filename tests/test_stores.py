@@ -15,13 +15,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pytest
+from trustwatch.aws.store import DynamoDedupStore
+from trustwatch.azure.store import AzureTableDedupStore
 from trustwatch.dedup import DedupStore, MemoryDedupStore, SqliteDedupStore
-from trustwatch.stores import (
-    AzureTableDedupStore,
-    DynamoDedupStore,
-    GcsDedupStore,
-    store_from_env,
-)
+from trustwatch.gcp.store import GcsDedupStore
+from trustwatch.stores import store_from_env
 
 if TYPE_CHECKING:
     from cloudservers import Azurite, GcsEmulator, MotoServer
@@ -395,7 +393,7 @@ def test_sqlite_url_means_a_local_file(tmp_path: Path) -> None:
     ("environ", "message"),
     [
         ({"TRUSTWATCH_STATE_TABLE": "t", "TRUSTWATCH_STATE_URL": "gs://b"}, "not both"),
-        ({"TRUSTWATCH_STATE_URL": "s3://bucket/dedup"}, "must be gs://"),
+        ({"TRUSTWATCH_STATE_URL": "s3://bucket/dedup"}, "must be .*gs://bucket/prefix"),
         ({"TRUSTWATCH_STATE_URL": "gs:///prefix"}, "names no bucket"),
         ({"TRUSTWATCH_STATE_URL": "sqlite://"}, "names no file"),
         ({"TRUSTWATCH_STATE_URL": "https://acct.table.core.windows.net/"}, "<table>"),

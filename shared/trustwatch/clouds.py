@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from trustwatch.alerts.links import Link
     from trustwatch.changes import Change, Skipped
+    from trustwatch.dedup import DedupStore
     from trustwatch.findings import Finding
 
     Enricher = Callable[[Change], "Change | str"]
@@ -88,6 +89,14 @@ class CloudPlugin(Protocol):
 
     def describe_baseline(self, section: Any) -> str:
         """A short count of what the section watches, for `baseline validate`."""
+        ...
+
+    def dedup_store(self, environ: Mapping[str, str]) -> DedupStore | None:
+        """The cloud's state store, if the environment names one of its settings."""
+        ...
+
+    def dedup_store_url_forms(self) -> str:
+        """The TRUSTWATCH_STATE_URL forms dedup_store() takes ("" for none), for errors."""
         ...
 
     def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
@@ -185,6 +194,7 @@ class CloudFolder(CloudPlugin):
     - `rules.py`: the `@rule` functions;
     - `links.py`: `console_link(finding)`;
     - `bundle.py`: `build(files, requirements, out_dir)`, the deployable bundle;
+    - `store.py`: `store_from_env(environ)` and `URL_FORMS`, its state store;
     - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`.
 
     Each module is imported on first use, so declaring a cloud costs nothing.
@@ -240,6 +250,15 @@ class CloudFolder(CloudPlugin):
     @override
     def describe_baseline(self, section: Any) -> str:
         return str(section.summary())
+
+    @override
+    def dedup_store(self, environ: Mapping[str, str]) -> DedupStore | None:
+        store: DedupStore | None = self._module("store").store_from_env(environ)
+        return store
+
+    @override
+    def dedup_store_url_forms(self) -> str:
+        return str(self._module("store").URL_FORMS)
 
     @override
     def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:

@@ -10,10 +10,11 @@ metadata (`expires`) and also in its Custom-Time, so a bucket lifecycle rule
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from trustwatch.stores._common import (
+from trustwatch.stores.common import (
     CLAIM_ROUNDS,
     STORE_BACKOFF_S,
     STORE_MAX_BACKOFF_S,
@@ -141,3 +142,13 @@ def _float(value: str | None) -> float:
         return float(value) if value else 0.0
     except ValueError:
         return 0.0  # unreadable: treat the claim as expired
+
+
+# The TRUSTWATCH_STATE_URL forms this store takes (for the error naming every form).
+URL_FORMS = "gs://bucket/prefix"
+
+
+def store_from_env(environ: Mapping[str, str]) -> GcsDedupStore | None:
+    """The GCS store TRUSTWATCH_STATE_URL names (`gs://bucket/prefix`), if it names one."""
+    url = environ.get("TRUSTWATCH_STATE_URL", "").strip()
+    return GcsDedupStore(url) if url.startswith("gs://") else None

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from trustwatch.stores._common import (
+from trustwatch.stores.common import (
     CLAIM_ROUNDS,
     STORE_ATTEMPTS,
     STORE_BACKOFF_S,
@@ -194,3 +195,37 @@ class AzureTableDedupStore:
     def __repr__(self) -> str:
         where = self._endpoint or "connection string"
         return f"AzureTableDedupStore({where!r}, table={self.table!r})"
+
+
+# The TRUSTWATCH_STATE_URL forms this store takes (for the error naming every form).
+URL_FORMS = "an Azure Storage connection string, https://<account>.table.core.windows.net/<table>"
+# Keys that make a value an Azure Storage connection string (compared lowercased).
+_CONNECTION_STRING_KEYS = {
+    "defaultendpointsprotocol",
+    "usedevelopmentstorage",
+    "accountname",
+    "tableendpoint",
+    "sharedaccesssignature",
+}
+
+
+def store_from_env(environ: Mapping[str, str]) -> AzureTableDedupStore | None:
+    """The Table Storage store TRUSTWATCH_STATE_URL names, if it names one.
+
+    A connection string (`DefaultEndpointsProtocol=…;AccountName=…` or
+    `UseDevelopmentStorage=true`): the `trustwatchdedup` table of that account;
+    `https://<account>.table.core.windows.net/<table>`: that table, signed in with
+    DefaultAzureCredential (the function's managed identity).
+    """
+    url = environ.get("TRUSTWATCH_STATE_URL", "").strip()
+    if _is_connection_string(url):
+        return AzureTableDedupStore(url)
+    host = urlparse(url).hostname or ""
+    if url.startswith("https://") and ".table." in host:
+        return AzureTableDedupStore.from_url(url)
+    return None
+
+
+def _is_connection_string(value: str) -> bool:
+    keys = {part.partition("=")[0].strip().lower() for part in value.split(";") if "=" in part}
+    return bool(keys & _CONNECTION_STRING_KEYS)

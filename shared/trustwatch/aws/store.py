@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from trustwatch.stores._common import STORE_ATTEMPTS, claim_token, now_or_clock
+from trustwatch.stores.common import STORE_ATTEMPTS, claim_token, now_or_clock
 
 KEY_PREFIX = "dedup#"
 
@@ -115,3 +115,13 @@ class DynamoDedupStore:
 
     def __repr__(self) -> str:
         return f"DynamoDedupStore({self.table_name!r})"
+
+
+# The TRUSTWATCH_STATE_URL forms this store takes: none (it is named by TRUSTWATCH_STATE_TABLE).
+URL_FORMS = ""
+
+
+def store_from_env(environ: Mapping[str, str]) -> DynamoDedupStore | None:
+    """The DynamoDB store TRUSTWATCH_STATE_TABLE names (trustwatch.stores asks each cloud)."""
+    table = environ.get("TRUSTWATCH_STATE_TABLE", "").strip()
+    return DynamoDedupStore(table) if table else None
