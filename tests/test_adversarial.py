@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CORPUS, EXAMPLE_BASELINE, ROOT
+from conftest import CORPUS, EXAMPLE_BASELINE, ROOT, all_corpus_files
 from fuzz.known import is_known_crash
 from fuzz.mutations import Sample, _eventbridge, dumps, load_corpus, mutated_events
 from hypothesis import HealthCheck, given, reject, settings
@@ -43,7 +43,7 @@ from trustwatch.cli import main
 from trustwatch.intake import parse_document, read_documents
 from trustwatch.respond import RecordOutcome, evaluate_records
 
-DOCS = load_corpus(CORPUS, ROOT / "examples" / "events")
+DOCS = load_corpus(all_corpus_files(), ROOT / "examples" / "events")
 AWS_DOCS = [(n, d) for n, d in DOCS if n.startswith("aws/")]
 BASELINE: Baseline = load_baseline(EXAMPLE_BASELINE)
 

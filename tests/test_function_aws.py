@@ -10,7 +10,8 @@ import os
 import sys
 
 import pytest
-from conftest import CORPUS, EXAMPLE_BASELINE, ROOT
+from conftest import EXAMPLE_BASELINE, ROOT
+from fuzz.corpus import sample
 from trustwatch.alerts.receivers import RecordingHTTPServer, Reply
 
 EVENTS = ROOT / "examples" / "events"
@@ -105,7 +106,7 @@ def test_noise_is_acknowledged_without_alert(monkeypatch, slack, name):
         monkeypatch,
         {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
     )
-    event = json.loads((CORPUS / "aws" / name).read_text())
+    event = json.loads(sample("aws", name).read_text())
     result = handler.lambda_handler(event, Context())
     assert result["findings"] == [] and result["errors"] == []
     assert result["skipped"]

@@ -30,7 +30,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
-from conftest import CORPUS, EXAMPLE_BASELINE, ROOT
+from conftest import EXAMPLE_BASELINE, ROOT, corpus_files
 from test_azure_events import (
     CONNECTOR,
     CONNECTOR_PRINCIPAL,
@@ -343,7 +343,7 @@ def test_event_grid_access_connector_identity_replaced(app, slack, arm) -> None:
 
 def test_event_grid_noise_is_acknowledged_without_arm_read(app, slack, arm) -> None:
     for name in ("resourcewritesuccess", "resourcedeletesuccess", "resourceactionsuccess"):
-        (path,) = (CORPUS / "azure").glob(f"eventgrid-{name}-*.json")
+        (path,) = (p for p in corpus_files("azure") if p.name.startswith(f"eventgrid-{name}-"))
         app.on_event_grid(grid_event(json.loads(path.read_text())))
     assert slack.requests == [] and arm.requests == []
 
