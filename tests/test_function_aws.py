@@ -144,6 +144,22 @@ def test_malformed_event_is_logged_and_acknowledged(monkeypatch, slack, event, c
     assert "UnprocessableEvents" in out  # EMF metric
 
 
+def test_type_confused_event_is_acknowledged_and_the_next_alerts(monkeypatch, slack):
+    handler = load_handler(
+        monkeypatch,
+        {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+    )
+    for field, value in (("userIdentity", 7), ("requestParameters", [1]), ("eventName", {})):
+        event = drift_event()
+        event["detail"][field] = value
+        result = handler.lambda_handler(event, Context())  # acknowledged: no raise, no retry
+        assert result["findings"] == [] and len(result["errors"]) == 1, field
+        assert "internal error" not in result["errors"][0]
+    assert slack.requests == []
+    assert handler.lambda_handler(drift_event(), Context())["sent"] == 1
+    assert len(slack.requests) == 1
+
+
 def test_alert_failure_raises_so_lambda_retries(monkeypatch, slack):
     slack.reply(Reply(status=500))
     handler = load_handler(

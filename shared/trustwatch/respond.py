@@ -96,8 +96,10 @@ class RecordEvaluator:
             found = evaluate(change, self.baseline)
         except RuleError as exc:  # a rule raised: a bug, the other rules' findings stand
             found = exc.findings
-            errors = [f"{where}: internal error: {e}" for e in exc.errors]
-            for error in exc.errors:
+            # cut short: the exception text may quote the record (policy text, names)
+            short = [e if len(e) <= 300 else e[:300] + "…" for e in exc.errors]
+            errors = [f"{where}: internal error: {e}" for e in short]
+            for error in short:
                 log.error("internal error evaluating %s: %s", where, error)
         except Exception as exc:  # outside the rules (building a finding): also a bug
             found = []

@@ -24,6 +24,7 @@ from typing import Any
 
 from trustwatch import jsontext
 from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.changes import list_field as _list
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
 
@@ -183,7 +184,7 @@ def actor_ids(auth: dict[str, Any]) -> tuple[str, list[str]]:
     """The caller's email and every identity it acts for (subject, delegation chain)."""
     email = _str(auth.get("principalEmail"))
     ids = [email, _str(auth.get("principalSubject")).split(":", 1)[-1]]
-    for step in auth.get("serviceAccountDelegationInfo") or []:
+    for step in _list(auth, "serviceAccountDelegationInfo"):
         if isinstance(step, dict):
             first = step.get("firstPartyPrincipal")
             if isinstance(first, dict):
@@ -249,7 +250,7 @@ def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
         if not isinstance(delta, dict):
             raise EventError(f"{holder}.policyDelta is not an object")
         out = []
-        for item in delta.get("bindingDeltas") or []:
+        for item in _list(delta, "bindingDeltas", f"{holder}.policyDelta.bindingDeltas"):
             if not isinstance(item, dict):
                 raise EventError(f"{holder}.policyDelta.bindingDeltas holds a non-object")
             action, role, member = (_str(item.get(k)) for k in ("action", "role", "member"))
