@@ -7,6 +7,12 @@
   `requirements.txt`) and `trustwatch-azure.zip` of it.
 - gcp: `trustwatch-gcp.zip` — `main.py`, `requirements.txt`, the `trustwatch` package.
 
+Of the `trustwatch` package a bundle holds what its entry point runs, nothing else: the
+modules the entry point imports, followed import by import (also the ones imported
+inside functions), plus every cloud's `events` and `rules` (intake and the engine load
+them by name), plus the package data (`py.typed`). So the CLI, the demo, its local alert
+receivers (a self-signed TLS server), the table view and this bundler never ship.
+
 Dependency pins live in `deploy/<cloud>/requirements.txt` (exact `==` pins, so the inputs are
 fixed). Zips are reproducible: sorted entries, one timestamp (1980-01-01 or
 SOURCE_DATE_EPOCH), 0644 files / 0755 dirs, no bytecode, the same deflate level.
@@ -15,6 +21,7 @@ SOURCE_DATE_EPOCH), 0644 files / 0755 dirs, no bytecode, the same deflate level.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -56,6 +63,10 @@ _PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9,._-]+\])?==[A-Za-z0
 # archive path -> file on disk or contents
 Files = dict[str, Path | bytes]
 
+# Loaded by name at run time (intake.events_module, engine.load_cloud), for every cloud:
+# a function routes any document to the cloud that recognizes it.
+DYNAMIC_MODULES = tuple(f"trustwatch.{c}.{m}" for c in CLOUDS for m in ("events", "rules"))
+
 
 class PackageError(RuntimeError):
     """The bundle cannot be built; the message says what is missing and where."""
@@ -73,7 +84,7 @@ def build_bundle(
         raise PackageError(f"unknown cloud {cloud!r}; expected one of: {', '.join(CLOUDS)}")
     root = Path(project_root) if project_root else find_project_root()
     files = _entry_point_files(cloud, root)
-    files.update(_package_files(root))
+    files.update(_package_files(root, files[ENTRY_POINTS[cloud]]))
     if baseline is not None:
         files["baseline.yaml"] = _checked_baseline(Path(baseline))
     requirements = read_requirements(root / "deploy" / cloud / "requirements.txt")
@@ -164,11 +175,72 @@ def _entry_point_files(cloud: str, root: Path) -> Files:
     return files
 
 
-def _package_files(root: Path) -> Files:
+def _package_files(root: Path, entry_point: Path | bytes) -> Files:
+    """The trustwatch modules the entry point runs (see the module docstring), and the
+    package's data files in the folders of those modules."""
     package = root / "shared" / "trustwatch"
     if not (package / "__init__.py").is_file():
         raise PackageError(f"{package}: the trustwatch package is missing")
-    return dict(_tree_files(package, "trustwatch/"))
+    shipped = set(shipped_modules(package, _contents(entry_point)).values())
+    folders = {path.parent for path in shipped}
+    files: Files = {}
+    for name, path in _tree_files(package, "trustwatch/"):
+        if path in shipped or (path.suffix != ".py" and _owner(path, package) in folders):
+            files[name] = path
+    return files
+
+
+def _owner(path: Path, package: Path) -> Path:
+    """The Python package a data file belongs to: its nearest folder with __init__.py."""
+    folder = path.parent
+    while folder != package and not (folder / "__init__.py").is_file():
+        folder = folder.parent
+    return folder
+
+
+def shipped_modules(package: Path, entry_point: bytes) -> dict[str, Path]:
+    """trustwatch module name -> its file, for every module the entry point can import."""
+    found: dict[str, Path] = {}
+    todo = [*_imported(entry_point, "", False), *DYNAMIC_MODULES]
+    while todo:
+        parts = todo.pop().split(".")
+        for end in range(1, len(parts) + 1):  # a module's parent packages run first
+            name = ".".join(parts[:end])
+            if name in found:
+                continue
+            path = _module_file(package, name)
+            if path is None:
+                continue  # an attribute (`from trustwatch.x import Name`), not a module
+            found[name] = path
+            todo += _imported(path.read_bytes(), name, path.name == "__init__.py")
+    return found
+
+
+def _module_file(package: Path, name: str) -> Path | None:
+    if name != "trustwatch" and not name.startswith("trustwatch."):
+        return None
+    base = package.joinpath(*name.split(".")[1:])
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return base.with_suffix(".py") if base.with_suffix(".py").is_file() else None
+
+
+def _imported(source: bytes, module: str, is_package: bool) -> list[str]:
+    """Every trustwatch module name `source` imports, anywhere in it (lazy imports too)."""
+    here = module if is_package else module.rpartition(".")[0]
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from . import x / from ..y import z
+                anchor = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]  # maybe submodules
+    return [n for n in names if n == "trustwatch" or n.startswith("trustwatch.")]
 
 
 def _checked_baseline(path: Path) -> bytes:
