@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import reprlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,7 +105,7 @@ def parse(record: Any) -> list[Change] | Skipped:
     status = _dict(proto, "status")
     code = status.get("code") or 0
     if not isinstance(code, int):
-        raise EventError(f"protoPayload.status.code is {code!r}, expected an integer")
+        raise EventError(f"protoPayload.status.code is {reprlib.repr(code)}, expected an integer")
     actor, ids = actor_ids(auth)
     base: dict[str, Any] = {
         "cloud": "gcp",
@@ -256,7 +257,7 @@ def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
             action, role, member = (_str(item.get(k)) for k in ("action", "role", "member"))
             if action not in ("ADD", "REMOVE") or not role or not member:
                 raise EventError(
-                    f"binding delta {item!r}: expected action ADD/REMOVE, role, member"
+                    f"binding delta {reprlib.repr(item)}: expected action ADD/REMOVE, role, member"
                 )
             out.append({"action": action, "role": role, "member": member})
         return out
@@ -278,7 +279,7 @@ def _bindings(proto: dict[str, Any]) -> dict[str, list[str]] | None:
         role = _str(binding.get("role")) if isinstance(binding, dict) else ""
         members = binding.get("members") if isinstance(binding, dict) else None
         if not role or not isinstance(members, list):
-            raise EventError(f"policy binding {binding!r}: expected role and members")
+            raise EventError(f"policy binding {reprlib.repr(binding)}: expected role and members")
         out.setdefault(role, []).extend(_str(m) for m in members if _str(m))
     return out
 
