@@ -1,6 +1,7 @@
 """A synthetic but realistic CloudTrail stream (JSON Lines) for the replay benchmark.
 
-Every line is a real published record (the team's corpus, examples/events) with fresh
+Every line is a real published record (tests/data/aws, examples/events; TRUSTWATCH_CORPUS
+adds an optional folder of more samples, as in the tests) with fresh
 eventID / requestID / eventTime, so no two lines are identical. The mix is what an
 organization trail looks like to trustwatch: ~98 % EC2, S3 and STS noise (AssumeRole is
 parsed and evaluated, not skipped), ~2 % IAM identity changes, a few on watched roles.
@@ -9,6 +10,7 @@ The file is generated once per (size, generator version) into the cache folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("TRUSTWATCH_CORPUS", ROOT.parent / "shared" / "corpus"))
+DATA = ROOT / "tests" / "data" / "aws"  # the published samples (tests/data/aws/SOURCES.md)
 VERSION = 2  # bump when the mix or the templates change: the cached stream is rebuilt
 SEED = 20261127
 
@@ -56,9 +58,31 @@ MIX: list[tuple[str, float, list[tuple[str, int]]]] = [
 _EVENT_ID, _REQUEST_ID, _TIME = "@@EVENTID@@", "@@REQUESTID@@", "@@TIME@@"
 
 
-def _corpus_dir() -> Path:
-    folder = CORPUS / "aws"
-    return folder if folder.is_dir() else ROOT / "tests" / "data" / "aws"
+def _extra_dir() -> Path | None:
+    """TRUSTWATCH_CORPUS/aws, the optional extra samples (as in the tests), when present."""
+    value = os.environ.get("TRUSTWATCH_CORPUS", "").strip()
+    folder = Path(value).expanduser() / "aws" if value else None
+    return folder if folder is not None and folder.is_dir() else None
+
+
+def _samples(pattern: str) -> list[Path]:
+    """tests/data/aws files matching the pattern, then the extra folder's other ones."""
+    found = sorted(DATA.glob(pattern))
+    extra = _extra_dir()
+    if extra is not None:
+        ours = {p.name for p in found}
+        found += [p for p in sorted(extra.glob(pattern)) if p.name not in ours]
+    return found
+
+
+def _mix_tag() -> str:
+    """'' for the in-repo samples; a digest of the extra file names otherwise, so a
+    stream cached from another sample set is never reused."""
+    extra = _extra_dir()
+    if extra is None:
+        return ""
+    names = ",".join(sorted(p.name for p in extra.glob("*.json")))
+    return "-x" + hashlib.sha256(names.encode()).hexdigest()[:8]
 
 
 def _record(doc: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +113,7 @@ def _derived(name: str, folder: Path) -> dict[str, Any]:
 
 def templates() -> dict[str, tuple[list[bytes], list[float]]]:
     """Category -> (serialized records with placeholders for the per-line fields, weights)."""
-    folder = _corpus_dir()
+    folder = DATA
     out: dict[str, tuple[list[bytes], list[float]]] = {}
     for category, _, patterns in MIX:
         lines: list[bytes] = []
@@ -101,10 +125,10 @@ def templates() -> dict[str, tuple[list[bytes], list[float]]]:
                 except FileNotFoundError:
                     continue
             else:
-                where = folder
                 if pattern.startswith("examples:"):
-                    where, pattern = ROOT / "examples" / "events", pattern.split(":", 1)[1]
-                paths = sorted(where.glob(pattern))
+                    paths = sorted((ROOT / "examples" / "events").glob(pattern.split(":", 1)[1]))
+                else:
+                    paths = _samples(pattern)
                 docs = [_record(json.loads(p.read_text(), strict=False)) for p in paths]
             lines += [_with_placeholders(d) for d in docs]
             weights += [weight / len(docs)] * len(docs)  # the pattern's weight, shared
@@ -151,7 +175,7 @@ def generate(path: Path, count: int) -> dict[str, int]:
 def cached_stream(cache: Path, count: int) -> tuple[Path, dict[str, int]]:
     """The stream of `count` records, generated on first use."""
     cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"cloudtrail-stream-v{VERSION}-{count}.jsonl"
+    path = cache / f"cloudtrail-stream-v{VERSION}{_mix_tag()}-{count}.jsonl"
     meta = path.with_suffix(".counts.json")
     if path.is_file() and meta.is_file():
         return path, json.loads(meta.read_text())

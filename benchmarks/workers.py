@@ -160,12 +160,12 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
 
         baseline = load_baseline(args.baseline)
         start = time.perf_counter()  # the baseline is read once per run, not per record
-        result = replay_paths([str(path)], baseline, keep_going=True)
+        result = replay_paths([str(path)], baseline)
         records, extra = (
             result.records,
             {
                 "findings": len(result.findings),
-                "skipped": result.skipped,
+                "skipped": result.skips,
                 "errors": len(result.errors),
                 "not_evaluated": len(result.not_evaluated),
             },
@@ -208,7 +208,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     baseline = load_baseline(args.baseline)
     profiler = cProfile.Profile()
     profiler.enable()
-    replay_paths([args.stream], baseline, keep_going=True)
+    replay_paths([args.stream], baseline)
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = stats.total_tt  # type: ignore[attr-defined]

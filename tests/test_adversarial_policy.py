@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import CORPUS, ROOT
+from conftest import ROOT, corpus_files
 from fuzz.known import is_known_crash
 from fuzz.mutations import depth, mutation
 from fuzz.policy_checks import check_document, check_pair
@@ -242,7 +242,7 @@ def _corpus_policies() -> list[Any]:
     """Policy documents found in the AWS corpus and the example events (as logged)."""
     found = []
     for path in [
-        *sorted((CORPUS / "aws").glob("*.json")),
+        *corpus_files("aws"),
         *(ROOT / "examples" / "events").glob("*.json"),
     ]:
         record = json.loads(path.read_text(), strict=False)

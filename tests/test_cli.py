@@ -129,18 +129,116 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, content, message):
     assert str(path) in err and message in err
 
 
-def test_bad_record_index_and_keep_going(tmp_path, capsys):
+def test_bad_record_does_not_hide_the_next_ones(tmp_path, capsys):
+    """A bad record is reported and the records after it are still evaluated (before,
+    replay stopped there: a backdoor after a broken record went unseen)."""
     bad = drift_record()
     bad["requestParameters"]["policyDocument"] = "{not json"
     path = tmp_path / "trail.json"
     path.write_text(json.dumps({"Records": [bad, drift_record()]}))
+    for extra in ((), ("--keep-going",)):  # --keep-going: the default now, still accepted
+        code, out, err = replay([path], capsys, *extra)
+        assert code == 4, err
+        assert [json.loads(line)["rule"] for line in out.splitlines()] == [
+            "aws.trust.principal_added"
+        ]
+        assert f"{path} record 0" in err and "policyDocument" in err
+    code, out, err = replay([path], capsys, "--fail-fast")
+    assert (code, out) == (2, "")
+    assert f"{path} record 0" in err and "--fail-fast" in err
+
+
+def attach_admin_record() -> dict:
+    return iam_call(
+        "AttachRolePolicy",
+        {
+            "roleName": "databricks-uc-metastore",
+            "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess",
+        },
+    )
+
+
+BROKEN = {
+    # a failed-looking call whose policy text is not JSON
+    "policy-not-json": lambda: (
+        drift_record()
+        | {"requestParameters": {"roleName": "databricks-cross-account", "policyDocument": "{x"}}
+    ),
+    "a-number": lambda: 42,
+    # type confusion the outside fuzz run found (a GCP field given as a number), here in
+    # an AWS field: the record is an error, never a crash
+    "params-a-list": lambda: drift_record() | {"requestParameters": [1, 2]},
+    "identity-a-string": lambda: attach_admin_record() | {"userIdentity": "root"},
+}
+
+
+def _write(path, records: list, shape: str) -> None:
+    if shape.startswith("jsonl"):
+        raw = "".join(json.dumps(r) + "\n" for r in records).encode()
+    else:
+        raw = json.dumps({"Records": records}).encode()
+    path.write_bytes(gzip.compress(raw) if shape.endswith(".gz") else raw)
+
+
+@pytest.mark.parametrize("shape", ["log-file", "log-file.gz", "jsonl", "jsonl.gz"])
+@pytest.mark.parametrize("broken", sorted(BROKEN))
+def test_broken_record_between_two_drift_records_exits_4(tmp_path, capsys, shape, broken):
+    """CloudTrail log file (`{"Records": [...]}`, as S3 delivery writes it, gzipped) or
+    JSON Lines: both findings are printed, the broken record is named, exit 4.
+    https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-examples.html
+    """
+    path = tmp_path / f"111122223333_CloudTrail_us-east-1_20261127T1000Z_x.{shape}"
+    _write(path, [drift_record(), BROKEN[broken](), attach_admin_record()], shape)
     code, out, err = replay([path], capsys)
-    assert code == 2 and out == ""
-    assert f"{path} record 0" in err and "policyDocument" in err
-    code, out, err = replay([path], capsys, "--keep-going")
-    assert code == 2
-    assert len(out.splitlines()) == 1  # the good record's finding is still reported
-    assert "record 0" in err
+    assert code == 4, err
+    rules = sorted(json.loads(line)["rule"] for line in out.splitlines())
+    assert rules == ["aws.policy.managed_attached", "aws.trust.principal_added"]
+    where = f"{path}:line 2" if shape.startswith("jsonl") else f"{path} record 1"
+    (error,) = [line for line in err.splitlines() if "error" in line]
+    assert error.startswith(f"trustwatch: error: {where}: "), err
+    assert "internal error" not in err and "Traceback" not in err
+
+
+def test_exit_codes_never_mask_each_other(tmp_path, capsys, drift_file):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("42\n")
+    noise = tmp_path / "noise.json"
+    noise.write_text(json.dumps(iam_call("GetRole", {"roleName": "x"})))
+    assert replay([noise], capsys)[0] == 0
+    assert replay([drift_file], capsys)[0] == 1
+    assert replay([bad, noise], capsys)[0] == 2
+    assert replay([bad, drift_file], capsys)[0] == 4
+    assert replay([drift_file, bad], capsys)[0] == 4  # the order does not matter
+    # below --fail-on, a finding is printed but the exit is bad input only
+    code, out, _ = replay([bad, drift_file], capsys, "--fail-on", "critical")
+    assert json.loads(out)["severity"] == "critical" and code == 4
+    detach = tmp_path / "detach.json"
+    detach.write_text(
+        json.dumps(
+            iam_call(
+                "DetachRolePolicy",
+                {
+                    "roleName": "databricks-uc-metastore",
+                    "policyArn": "arn:aws:iam::111122223333:policy/databricks-uc-metastore-access",
+                },
+            )
+        )
+    )
+    code, out, _ = replay([bad, detach], capsys, "--fail-on", "high")
+    assert code == 2 and json.loads(out)["severity"] == "medium"
+
+
+def test_missing_file_does_not_stop_the_others(tmp_path, capsys, drift_file):
+    code, out, err = replay([tmp_path / "nope.json", drift_file], capsys)
+    assert code == 4 and "cannot read file" in err
+    assert json.loads(out)["rule"] == "aws.trust.principal_added"
+
+
+def test_help_documents_exit_codes_and_fail_fast(capsys):
+    code, out, _ = run(["replay", "--help"], capsys)
+    assert code == 0
+    for text in ("--fail-fast", "--keep-going", "4  findings at or above --fail-on AND bad input"):
+        assert text in out
 
 
 def test_missing_file_and_bad_baseline(tmp_path, capsys):

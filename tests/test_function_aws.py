@@ -10,7 +10,8 @@ import os
 import sys
 
 import pytest
-from conftest import CORPUS, EXAMPLE_BASELINE, ROOT
+from conftest import EXAMPLE_BASELINE, ROOT
+from fuzz.corpus import sample
 from trustwatch.alerts.receivers import RecordingHTTPServer, Reply
 
 EVENTS = ROOT / "examples" / "events"
@@ -105,7 +106,7 @@ def test_noise_is_acknowledged_without_alert(monkeypatch, slack, name):
         monkeypatch,
         {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
     )
-    event = json.loads((CORPUS / "aws" / name).read_text())
+    event = json.loads(sample("aws", name).read_text())
     result = handler.lambda_handler(event, Context())
     assert result["findings"] == [] and result["errors"] == []
     assert result["skipped"]
@@ -141,6 +142,22 @@ def test_malformed_event_is_logged_and_acknowledged(monkeypatch, slack, event, c
     assert slack.requests == []
     out = capsys.readouterr().out
     assert "UnprocessableEvents" in out  # EMF metric
+
+
+def test_type_confused_event_is_acknowledged_and_the_next_alerts(monkeypatch, slack):
+    handler = load_handler(
+        monkeypatch,
+        {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+    )
+    for field, value in (("userIdentity", 7), ("requestParameters", [1]), ("eventName", {})):
+        event = drift_event()
+        event["detail"][field] = value
+        result = handler.lambda_handler(event, Context())  # acknowledged: no raise, no retry
+        assert result["findings"] == [] and len(result["errors"]) == 1, field
+        assert "internal error" not in result["errors"][0]
+    assert slack.requests == []
+    assert handler.lambda_handler(drift_event(), Context())["sent"] == 1
+    assert len(slack.requests) == 1
 
 
 def test_alert_failure_raises_so_lambda_retries(monkeypatch, slack):

@@ -30,7 +30,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from azure.functions import meta
 from azure.functions.eventgrid import EventGridEventInConverter
-from conftest import CORPUS, EXAMPLE_BASELINE, ROOT
+from conftest import EXAMPLE_BASELINE, ROOT, corpus_files
 from test_azure_events import (
     CONNECTOR,
     CONNECTOR_PRINCIPAL,
@@ -269,6 +269,31 @@ def test_activity_log_unreadable_events_are_acknowledged(app, slack, caplog) -> 
     assert any("partition 3 sequence 100-102" in e for e in errors)
 
 
+def test_activity_log_bad_records_in_the_middle_do_not_hide_the_others(app, slack, caplog):
+    """One Event Hub batch: drift, then a number, a type-confused record and an unknown
+    shape, then drift on another scope. Both drifts alert; each bad record is logged with
+    its index in the batch, and the batch is acknowledged (no retry of the whole batch)."""
+    on_subscription = owner_on_subscription()
+    group = f"{SUBSCRIPTION}/resourceGroups/dbx-prod"
+    on_group = assign(CONNECTOR_PRINCIPAL, OWNER, group, correlation=str(uuid.uuid4()))
+    confused = copy.deepcopy(on_subscription[1]) | {"identity": 7, "correlationId": "c-2"}
+    app.on_activity_log(
+        hub_events(
+            {"records": on_subscription},
+            {"records": [42, confused, {"hello": "world"}]},
+            {"records": on_group},
+        )
+    )
+    sent = alerts(slack)
+    assert len(sent) == 2 and all("azure.role_assignment.unexpected" in a for a in sent)
+    assert any(group.lower() in a.lower() for a in sent)
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("record 2: an Activity Log record must be an object, got int" in e for e in errors)
+    assert any("record 3: identity is a int, expected an object" in e for e in errors)
+    assert any("record 4: Activity Log record without an operationName" in e for e in errors)
+    assert not any("internal error" in e for e in errors)
+
+
 def test_activity_log_alert_failure_raises_then_the_retry_alerts(app, slack, caplog) -> None:
     slack.reply(Reply(status=500))
     batch = hub_events({"records": owner_on_subscription()})
@@ -343,7 +368,7 @@ def test_event_grid_access_connector_identity_replaced(app, slack, arm) -> None:
 
 def test_event_grid_noise_is_acknowledged_without_arm_read(app, slack, arm) -> None:
     for name in ("resourcewritesuccess", "resourcedeletesuccess", "resourceactionsuccess"):
-        (path,) = (CORPUS / "azure").glob(f"eventgrid-{name}-*.json")
+        (path,) = (p for p in corpus_files("azure") if p.name.startswith(f"eventgrid-{name}-"))
         app.on_event_grid(grid_event(json.loads(path.read_text())))
     assert slack.requests == [] and arm.requests == []
 

@@ -139,6 +139,22 @@ def test_noise_and_malformed_events_are_acknowledged(function_url, webhook):
     assert len(webhook.requests) == before
 
 
+def test_type_confused_entry_is_acknowledged_and_the_next_alerts(function_url, webhook):
+    """`bindingDeltas` given as a number (an outside fuzz run's TypeError, which made the
+    function fail and Pub/Sub redeliver it until the dead-letter topic) is a record error:
+    acknowledged (200); the next delivery still alerts."""
+    before = len(webhook.requests)
+    confused = sa_policy(COMPUTE, add(TOKEN_CREATOR, "user:oscar@example.com"))
+    confused["protoPayload"]["serviceData"]["policyDelta"]["bindingDeltas"] = 7
+    assert post_structured(function_url, eventarc(confused)) == 200
+    assert post_structured(function_url, pubsub_cloudevent(confused)) == 200
+    assert len(webhook.requests) == before
+    good = sa_policy(COMPUTE, add(TOKEN_CREATOR, "user:peggy@example.com"))
+    assert post_structured(function_url, eventarc(good)) == 200
+    (alert,) = webhook.requests[before:]
+    assert "user:peggy@example.com" in json.dumps(alert.json()["actual"])
+
+
 def test_alert_failure_returns_an_error_so_pubsub_redelivers(function_url, webhook):
     webhook.reply(Reply(status=500))
     entry = sa_policy(COMPUTE, add(TOKEN_CREATOR, "user:trudy@example.com"))

@@ -24,6 +24,7 @@ from trustwatch.package import (
     PackageError,
     add_package_command,
     build_bundle,
+    package_files,
     read_requirements,
     zip_timestamp,
 )
@@ -121,6 +122,157 @@ def test_azure_bundle_is_a_function_app_folder_and_its_zip(tmp_path: Path) -> No
         "PyYAML",
         "slack-sdk",
     }
+
+
+# -- exactly what each function runs ------------------------------------------------------------
+
+# The trustwatch files every function runs: its responder path (respond, intake, engine,
+# and every cloud's runtime parts, which the registry loads by name: cloud, baseline,
+# events, rules, links, store — see clouds.RUNTIME_PARTS), the environment set-up
+# (runtime, baseline_source), alerting and the dedup stores.
+RUNTIME_FILES = {
+    "trustwatch/__init__.py",
+    "trustwatch/py.typed",
+    "trustwatch/alerts/__init__.py",
+    "trustwatch/alerts/config.py",
+    "trustwatch/alerts/dispatch.py",
+    "trustwatch/alerts/formats.py",
+    "trustwatch/alerts/links.py",
+    "trustwatch/alerts/mail.py",
+    "trustwatch/alerts/render.py",
+    "trustwatch/alerts/secrets.py",
+    "trustwatch/alerts/sinks.py",
+    "trustwatch/alerts/transport.py",
+    "trustwatch/aws/__init__.py",
+    "trustwatch/aws/events.py",
+    "trustwatch/aws/policy.py",
+    "trustwatch/aws/rules.py",
+    "trustwatch/aws/templates.py",
+    "trustwatch/azure/__init__.py",
+    "trustwatch/azure/events.py",
+    "trustwatch/azure/roles.py",
+    "trustwatch/azure/rules.py",
+    "trustwatch/baseline.py",
+    "trustwatch/baseline_source.py",
+    "trustwatch/changes.py",
+    "trustwatch/dedup.py",
+    "trustwatch/engine.py",
+    "trustwatch/findings.py",
+    "trustwatch/gcp/__init__.py",
+    "trustwatch/gcp/events.py",
+    "trustwatch/gcp/rules.py",
+    "trustwatch/intake.py",
+    "trustwatch/jsontext.py",
+    "trustwatch/respond.py",
+    "trustwatch/retry.py",
+    "trustwatch/runtime.py",
+    "trustwatch/stores/__init__.py",
+    "trustwatch/alerts/slackretry.py",
+    "trustwatch/alerts/templates/email.html.j2",
+    "trustwatch/aws/baseline.py",
+    "trustwatch/aws/cloud.py",
+    "trustwatch/aws/links.py",
+    "trustwatch/aws/store.py",
+    "trustwatch/azure/actions.py",
+    "trustwatch/azure/baseline.py",
+    "trustwatch/azure/cloud.py",
+    "trustwatch/azure/links.py",
+    "trustwatch/azure/scopes.py",
+    "trustwatch/azure/store.py",
+    "trustwatch/clouds.py",
+    "trustwatch/gcp/baseline.py",
+    "trustwatch/gcp/cloud.py",
+    "trustwatch/gcp/data/role_permissions.json",
+    "trustwatch/gcp/links.py",
+    "trustwatch/gcp/roles.py",
+    "trustwatch/gcp/store.py",
+    "trustwatch/stores/common.py",
+}
+ALLOWED = {
+    "aws": RUNTIME_FILES | {"handler.py", "baseline.yaml"},
+    "azure": RUNTIME_FILES
+    | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
+    | {"trustwatch/azure/enrich.py"},  # the ARM read of Event Grid events: Azure's only
+    "gcp": RUNTIME_FILES
+    | {"main.py", "requirements.txt", "baseline.yaml"}
+    | {"trustwatch/logjson.py"},  # Cloud Logging's JSON lines: the GCP entry point's only
+}
+# Test, demo and CLI code, never in a function: the demo's local receivers run a
+# self-signed TLS server.
+NEVER_SHIPPED = {
+    "trustwatch/__main__.py",
+    "trustwatch/cli.py",
+    "trustwatch/demo.py",
+    "trustwatch/table.py",
+    "trustwatch/package.py",
+    "trustwatch/aws/bundle.py",  # each cloud's bundle shape: `trustwatch package` only
+    "trustwatch/azure/bundle.py",
+    "trustwatch/gcp/bundle.py",
+    "trustwatch/alerts/local.py",
+    "trustwatch/alerts/receivers.py",
+}
+
+
+def _files(zip_path: Path) -> set[str]:
+    return {n for n in _names(zip_path) if not n.endswith("/")}
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "azure"])
+def test_bundle_holds_exactly_what_its_function_runs(cloud: str, tmp_path: Path) -> None:
+    files = _files(build_bundle(cloud, tmp_path, baseline=EXAMPLE_BASELINE)[-1])
+    assert files == ALLOWED[cloud]
+    assert not files & NEVER_SHIPPED
+
+
+def test_aws_bundle_ships_the_same_trustwatch_modules_as_it_imports() -> None:
+    """The AWS zip's own files, without the slow pip vendoring (the slow test checks the
+    built zip against the same list)."""
+    files = set(package_files("aws", ROOT, ROOT / ENTRY["aws"]))
+    assert files | {"handler.py", "baseline.yaml"} == ALLOWED["aws"]
+
+
+def test_every_module_not_shipped_is_listed() -> None:
+    """A new module is either run by the functions (then in the allow-lists above) or
+    named here as not shipped: nothing lands in a bundle unnoticed."""
+    package = ROOT / "shared" / "trustwatch"
+    every = {
+        "trustwatch/" + p.relative_to(package).as_posix()
+        for p in package.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".typed")
+    }
+    shipped = set().union(*ALLOWED.values())
+    assert every - shipped == NEVER_SHIPPED
+
+
+_REPLAY_IN_BUNDLE = """
+import json, sys
+from pathlib import Path
+import {entry}
+import trustwatch
+from trustwatch.baseline import load_baseline
+from trustwatch.intake import parse_paths
+from trustwatch.respond import replay
+assert Path(trustwatch.__file__).resolve().is_relative_to(Path.cwd().resolve())
+outcome = replay(parse_paths({events!r}), load_baseline("baseline.yaml"))
+loaded = sorted(m for m in sys.modules if m.startswith("trustwatch"))
+print(json.dumps([sorted(f.rule for f in outcome.findings), outcome.errors, loaded]))
+"""
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "azure"])
+def test_unpacked_bundle_replays_every_clouds_example_events(cloud: str, tmp_path: Path) -> None:
+    """With only the bundle's trustwatch (deps from this venv), the entry point imports and
+    an event of each cloud is parsed and judged: nothing the function runs is missing."""
+    written = build_bundle(cloud, tmp_path / "dist", baseline=EXAMPLE_BASELINE)
+    bundle = _unpack(written[-1], tmp_path / "unpacked")
+    events = [str(p) for p in sorted((ROOT / "examples" / "events").glob("*.json"))]
+    entry = Path(ENTRY[cloud]).stem
+    result = _run_in(bundle, _REPLAY_IN_BUNDLE.format(entry=entry, events=events))
+    assert result.returncode == 0, result.stderr
+    rules, errors, loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    assert errors == []
+    assert {r.split(".", 1)[0] for r in rules} == {"aws", "azure", "gcp"}
+    assert "trustwatch.cli" not in loaded and "trustwatch.demo" not in loaded
 
 
 def test_leaves_out_bytecode_tests_and_local_settings(project: Path, tmp_path: Path) -> None:
@@ -344,6 +496,9 @@ def test_aws_bundle_runs_in_a_boto3_only_python(tmp_path: Path) -> None:
     (zip_path,) = build_bundle("aws", tmp_path / "dist", baseline=EXAMPLE_BASELINE)
     names = set(_names(zip_path))
     assert {"handler.py", "trustwatch/__init__.py", "baseline.yaml"} <= names
+    ours = {n for n in _files(zip_path) if n.startswith("trustwatch/") or "/" not in n}
+    vendored_top = {n for n in ours if "/" not in n} - ALLOWED["aws"]
+    assert ours - vendored_top == ALLOWED["aws"]  # top-level vendored modules (six.py...)
     assert any(n.startswith("pydantic_core/_pydantic_core.") for n in names)
     assert any(n.startswith("aws_lambda_powertools/") for n in names)
     assert not [n for n in names if n.startswith(("boto3/", "botocore/"))]

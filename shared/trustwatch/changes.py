@@ -78,6 +78,17 @@ def object_field(record: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def list_field(record: dict[str, Any], key: str, label: str = "") -> list[Any]:
+    """A record field that must be a list when present (absent/null -> []); `label` names
+    it in the error (`serviceData.policyDelta.bindingDeltas`), else the key does."""
+    value = record.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise EventError(f"{label or key} is a {type(value).__name__}, expected a list")
+    return value
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A record read fine but carrying nothing to evaluate (noise, reads, schedules)."""

@@ -1,87 +1,71 @@
-"""`trustwatch` command line (Contract 4)."""
+"""`trustwatch` command line (Contract 4): a thin caller of `respond.replay`."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from typing import TextIO
 
 from trustwatch.baseline import Baseline, BaselineError, load_baseline
-from trustwatch.changes import EventError
 from trustwatch.findings import Finding, Severity
-from trustwatch.intake import Parsed, parse_document, read_documents, read_path
-from trustwatch.respond import RecordEvaluator, RecordOutcome
+from trustwatch.intake import parse_paths
+from trustwatch.respond import Outcome, RecordOutcome
+from trustwatch.respond import replay as replay_records
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_ALERT_FAILED = 3  # findings that no sink accepted: never a silent 0 or 1
+EXIT_FINDINGS_AND_BAD_INPUT = 4  # neither hides the other
 SEVERITIES = [s.value for s in Severity]
 
+REPLAY_EPILOG = """Every readable record is evaluated: a bad record (unreadable file or line, malformed or
+unknown record) is reported on stderr with its file, line or record index and reason,
+and the records after it are still evaluated (--fail-fast stops at the first one).
 
-@dataclass
-class ReplayResult:
-    findings: list[Finding] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    not_evaluated: list[str] = field(default_factory=list)
-    records: int = 0
-    skipped: int = 0
-
-
-def _documents(paths: Sequence[str]) -> Iterator[tuple[str, object]]:
-    for path in paths:
-        if path == "-":
-            yield from read_documents(sys.stdin.read(), "<stdin>")
-        else:
-            yield from read_path(path)
+exit status:
+  0  no finding at or above --fail-on, and no bad input
+  1  findings at or above --fail-on, no bad input
+  2  bad input or usage, and no finding at or above --fail-on
+  3  --alert: some finding reached no alert sink
+  4  findings at or above --fail-on AND bad input
+"""
 
 
 def replay(
     paths: Sequence[str],
     baseline: Baseline,
     *,
-    keep_going: bool = False,
+    fail_fast: bool = False,
     on_error: TextIO | None = None,
-) -> ReplayResult:
-    """Read recorded events and evaluate them; stops at the first bad record unless
-    keep_going (what was found before it is still returned)."""
-    result = ReplayResult()
-    evaluator = RecordEvaluator(baseline)
-    for parsed in _parsed(paths):
-        if parsed.error is None and parsed.skipped is not None:
-            # noise, most of a trail: counted as its outcome would be, without building it
-            result.records += 1
-            result.skipped += 1 if parsed.skipped.reason else 0
-            continue
-        for record in evaluator.outcomes(parsed):
-            _tally(result, record, on_error)
-            if record.errors and not keep_going:
-                return result
-    return result
+) -> Outcome:
+    """Read recorded events from files ('-': stdin) and evaluate every record; bad records
+    are printed to `on_error` as they come."""
 
-
-def _tally(result: ReplayResult, record: RecordOutcome, on_error: TextIO | None) -> None:
-    result.records += 1
-    result.findings.extend(record.findings)
-    if record.skipped:
-        result.skipped += 1
-    if record.not_evaluated:
-        result.not_evaluated.append(record.not_evaluated)
-        if on_error is not None:
+    def report(record: RecordOutcome) -> None:
+        if on_error is None:
+            return
+        if record.not_evaluated:
             print(f"trustwatch: {record.not_evaluated}", file=on_error)
-    for message in record.errors:
-        result.errors.append(message)
-        if on_error is not None:
+        for message in record.errors:
             print(f"trustwatch: error: {message}", file=on_error)
 
+    return replay_records(
+        parse_paths(paths),
+        baseline,
+        fail_fast=fail_fast,
+        keep_skip_reasons=False,
+        on_record=report,
+    )
 
-def _parsed(paths: Sequence[str]) -> Iterator[Parsed]:
-    for path in paths:
-        try:
-            for where, doc in _documents([path]):
-                yield from parse_document(doc, where)
-        except EventError as exc:
-            yield Parsed(str(path), [], error=exc)
+
+def exit_code(outcome: Outcome, fail_on: Severity | str) -> int:
+    """0/1/2/4 as the replay help says (3, alert delivery, is decided by the caller)."""
+    worst = any(f.severity.at_least(Severity(fail_on)) for f in outcome.findings)
+    if outcome.errors:
+        return EXIT_FINDINGS_AND_BAD_INPUT if worst else EXIT_BAD_INPUT
+    return EXIT_FINDINGS if worst else EXIT_OK
 
 
 def print_findings(findings: Iterable[Finding], fmt: str, out: TextIO) -> None:
@@ -101,16 +85,19 @@ def _replay_command(args: argparse.Namespace) -> int:
     except BaselineError as exc:
         print(f"trustwatch: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    result = replay(args.paths, baseline, keep_going=args.keep_going, on_error=sys.stderr)
-    print_findings(result.findings, args.format, sys.stdout)
-    if args.alert and result.findings:
-        code = _send_alerts(result.findings, args.routing)
-        if code != EXIT_OK:
-            return code
-    if result.errors:
-        return EXIT_BAD_INPUT
-    worst = [f for f in result.findings if f.severity.at_least(args.fail_on)]
-    return EXIT_FINDINGS if worst else EXIT_OK
+    outcome = replay(args.paths, baseline, fail_fast=args.fail_fast, on_error=sys.stderr)
+    print_findings(outcome.findings, args.format, sys.stdout)
+    if outcome.stopped_early:
+        print("trustwatch: stopped at the first bad record (--fail-fast)", file=sys.stderr)
+    code = exit_code(outcome, args.fail_on)
+    if args.alert and outcome.findings:
+        sent = _send_alerts(outcome.findings, args.routing)
+        if sent == EXIT_BAD_INPUT:  # alert configuration: bad input, findings still count
+            worst = code in (EXIT_FINDINGS, EXIT_FINDINGS_AND_BAD_INPUT)
+            return EXIT_FINDINGS_AND_BAD_INPUT if worst else sent
+        if sent != EXIT_OK:
+            return sent
+    return code
 
 
 def _send_alerts(findings: list[Finding], routing: str | None) -> int:
@@ -179,19 +166,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rp = sub.add_parser("replay", help="evaluate recorded audit events against a baseline")
+    rp = sub.add_parser(
+        "replay",
+        help="evaluate recorded audit events against a baseline",
+        description="Evaluate recorded audit events (CloudTrail, Activity Log, Cloud Audit\n"
+        "Logs: one JSON document, a log file, JSON Lines, or .gz of either) against a baseline.",
+        epilog=REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rp.add_argument("--baseline", required=True, help="baseline YAML file")
     rp.add_argument("--format", choices=["jsonl", "table"], default="jsonl")
     rp.add_argument(
         "--fail-on",
         choices=SEVERITIES,
         default="medium",
-        help="exit 1 when a finding is at or above this severity (default: medium)",
+        help="exit 1 (4 with bad input) when a finding is at or above this severity "
+        "(default: medium)",
+    )
+    rp.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="stop at the first bad record (what was found before it is still printed)",
     )
     rp.add_argument(
         "--keep-going",
         action="store_true",
-        help="report bad records and continue (exit is still 2 if any was bad)",
+        help="accepted for compatibility, does nothing: every record is evaluated by default",
     )
     rp.add_argument(
         "--alert",
@@ -223,7 +223,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
-    return int(args.func(args))
+    with _log_to_stderr():
+        return int(args.func(args))
+
+
+@contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """The "trustwatch" logger's warnings (internal errors among them) as `trustwatch: …`
+    lines on this run's stderr, like the CLI's own messages."""
+    logger = logging.getLogger("trustwatch")
+    handler = logging.StreamHandler(sys.stderr)  # the current one: tests swap sys.stderr
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("trustwatch: %(message)s"))
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 if __name__ == "__main__":

@@ -107,6 +107,11 @@ class CloudPlugin(Protocol):
         ...
 
 
+# The parts of a cloud folder a function imports by name (intake, engine, baseline and the
+# stores ask every cloud), and the part only its own cloud's function imports.
+RUNTIME_PARTS = ("cloud", "baseline", "events", "rules", "links", "store")
+OWN_RUNTIME_PARTS = ("enrich",)
+
 _PACKAGE = Path(__file__).resolve().parent
 _registry: dict[str, CloudPlugin] | None = None
 

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import TextIO
 
 from trustwatch.baseline import BaselineError, load_baseline
+from trustwatch.intake import parse_paths
+from trustwatch.respond import replay
 from trustwatch.table import render_table
 
 
@@ -20,8 +22,6 @@ def examples_dir() -> Path:
 
 
 def run_demo(out: TextIO) -> int:
-    from trustwatch.cli import replay
-
     examples = examples_dir()
     try:
         baseline = load_baseline(examples / "baseline.yaml")
@@ -33,10 +33,10 @@ def run_demo(out: TextIO) -> int:
     out.write(f"Replaying {len(events)} recorded audit events from {examples / 'events'}:\n")
     for path in events:
         out.write(f"  - {path.name}\n")
-    result = replay([str(p) for p in events], baseline, keep_going=True)
+    result = replay(parse_paths(events), baseline, keep_skip_reasons=False)
     out.write(
-        f"\n{result.records} records read, {result.skipped} skipped (not an identity change, or superseded within its operation), "
-        f"{len(result.findings)} findings:\n"
+        f"\n{result.records} records read, {result.skips} skipped (not an identity change, "
+        f"or superseded within its operation), {len(result.findings)} findings:\n"
     )
     render_table(result.findings, out)
     for note in result.not_evaluated:

@@ -6,6 +6,12 @@ Each cloud's `events` module offers the same three functions:
 - `records(doc) -> Iterator[Any]`: unwrap delivery envelopes and batches into audit records.
 - `parse(record) -> list[Change] | Skipped`: one audit record; raises EventError if malformed.
 
+Whatever a document holds, each record ends in its own `Parsed`: changes, a skip, or an
+error naming where it is. An exception other than EventError escaping a cloud's parser is
+a bug in trustwatch, never the end of the batch: that record becomes an error marked
+`internal` (message "…: internal error: …"), logged at ERROR on the "trustwatch" logger
+with the code location and only a short prefix of the record.
+
 This module reads files (one JSON document, JSON Lines, `.gz` of either) and routes each
 document to the cloud that recognizes it, asking every registered cloud (trustwatch.clouds)
 in turn: a new cloud is a new folder.
@@ -15,8 +21,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
+import sys
+import traceback
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +34,10 @@ from trustwatch import clouds
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.clouds import EventsModule
 from trustwatch.jsontext import loads
+
+log = logging.getLogger("trustwatch")
+# How much of a record an internal-error log line may quote: enough to find it, no more.
+RECORD_PREFIX_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class Parsed:
     changes: list[Change]
     skipped: Skipped | None = None
     error: EventError | None = None
+    internal: bool = False  # the error is a trustwatch bug (an unexpected exception)
 
 
 _EVENTS_MODULES: dict[str, EventsModule] = {}
@@ -164,20 +178,38 @@ def read_path(path: str | Path) -> Iterator[tuple[str, Any]]:
     yield from read_documents(text, source)
 
 
+def parse_paths(paths: Iterable[str | Path]) -> Iterator[Parsed]:
+    """Every record of every file ('-' is stdin), in order; an unreadable file is one error
+    and the next file is still read."""
+    for path in paths:
+        try:
+            if str(path) == "-":
+                documents = read_documents(sys.stdin.read(), "<stdin>")
+            else:
+                documents = read_path(path)
+            for where, doc in documents:
+                yield from parse_document(doc, where)
+        except EventError as exc:
+            yield Parsed(str(path), [], error=exc)
+
+
 def parse_document(doc: Any, where: str) -> Iterator[Parsed]:
     """Route one document to its cloud and parse every record it holds."""
     if isinstance(doc, EventError):
         yield Parsed(where, [], error=doc)
         return
-    found = _recognized(doc)
-    if found is None:
-        yield Parsed(where, [], error=EventError(f"{where}: {_unknown_shape(doc)}"))
-        return
-    _, module = found
     try:
+        found = _recognized(doc)
+        if found is None:
+            yield Parsed(where, [], error=EventError(f"{where}: {_unknown_shape(doc)}"))
+            return
+        _, module = found
         records = list(module.records(doc))
     except EventError as exc:
         yield Parsed(where, [], error=EventError(f"{where}: {exc}"))
+        return
+    except Exception as exc:  # a bug in unwrapping: the document's error, not the batch's end
+        yield internal_error(exc, where, doc, "reading")
         return
     if len(records) == 1:  # the usual case: the document's position is the record's
         yield _parse_record(module, records[0], where)
@@ -191,9 +223,53 @@ def _parse_record(module: EventsModule, record: Any, where: str) -> Parsed:
         outcome = module.parse(record)
     except EventError as exc:
         return Parsed(where, [], error=EventError(f"{where}: {exc}"))
+    except Exception as exc:  # the one guard: a parser bug ends this record only
+        return internal_error(exc, where, record, "parsing")
     if isinstance(outcome, Skipped):
         return Parsed(where, [], skipped=outcome)
     return Parsed(where, outcome)
+
+
+def internal_error(exc: BaseException, where: str, record: Any, stage: str) -> Parsed:
+    """The record's error for an unexpected exception, logged as the bug it is."""
+    at = code_location(exc)
+    log.error(
+        "internal error %s %s: %s at %s (record starts %r)",
+        stage,
+        where,
+        short_exception(exc),
+        at,
+        record_prefix(record),
+    )
+    message = f"{where}: internal error {stage} the record: {short_exception(exc)} at {at}"
+    return Parsed(where, [], error=EventError(message), internal=True)
+
+
+def short_exception(exc: BaseException, limit: int = 200) -> str:
+    """`Type: message`, cut short: an exception message may quote the record."""
+    text = str(exc)
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def code_location(exc: BaseException) -> str:
+    """Where in trustwatch it was raised: `gcp/events.py:263 in _deltas`."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "trustwatch" in f.filename] or frames
+    if not ours:
+        return "?"
+    frame = ours[-1]
+    name = frame.filename.replace("\\", "/").rsplit("trustwatch/", 1)[-1]
+    return f"{name}:{frame.lineno} in {frame.name}"
+
+
+def record_prefix(record: Any, limit: int = RECORD_PREFIX_CHARS) -> str:
+    """The first characters of the record as JSON (never the whole of it)."""
+    try:
+        text = json.dumps(record, ensure_ascii=True, default=lambda o: type(o).__name__)
+    except (RecursionError, ValueError, TypeError):
+        return f"<a {type(record).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _unknown_shape(doc: Any) -> str:

@@ -5,6 +5,12 @@ Core gathers the files every bundle has (the entry point of `functions/<cloud>/`
 `bundle.py` shapes them for its platform (see each: Lambda zip with vendored wheels,
 Function App folder and zip, Cloud Functions source zip).
 
+Of the `trustwatch` package a bundle holds what its entry point runs, nothing else: the
+modules the entry point imports, followed import by import (also the ones imported
+inside functions), plus every cloud's `events` and `rules` (intake and the engine load
+them by name), plus the package data (`py.typed`). So the CLI, the demo, its local alert
+receivers (a self-signed TLS server), the table view and this bundler never ship.
+
 Dependency pins live in `deploy/<cloud>/requirements.txt` (exact `==` pins, so the inputs are
 fixed). Zips are reproducible: sorted entries, one timestamp (1980-01-01 or
 SOURCE_DATE_EPOCH), 0644 files / 0755 dirs, no bytecode, the same deflate level.
@@ -13,6 +19,7 @@ SOURCE_DATE_EPOCH), 0644 files / 0755 dirs, no bytecode, the same deflate level.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -55,7 +62,7 @@ def build_bundle(
     root = Path(project_root) if project_root else find_project_root()
     write_watched_operations(cloud, root)
     files = _entry_point_files(cloud, root)
-    files.update(_package_files(root))
+    files.update(package_files(cloud, root, files[clouds.get(cloud).entry_point]))
     if baseline is not None:
         files["baseline.yaml"] = _checked_baseline(Path(baseline))
     requirements = read_requirements(root / "deploy" / cloud / "requirements.txt")
@@ -129,11 +136,86 @@ def write_watched_operations(cloud: str, root: Path) -> Path | None:
     return path
 
 
-def _package_files(root: Path) -> Files:
+def _loaded_by_name(cloud: str) -> list[str]:
+    """The modules a function imports by name, not by an import statement: every cloud's
+    runtime parts (intake, the engine, the baseline and the stores ask each cloud through
+    trustwatch.clouds) and its own cloud's enricher."""
+    names = []
+    for plugin in clouds.registered():
+        package = getattr(plugin, "package", f"trustwatch.{plugin.name}")
+        parts = clouds.RUNTIME_PARTS + (clouds.OWN_RUNTIME_PARTS if plugin.name == cloud else ())
+        names += [f"{package}.{part}" for part in parts]
+    return names
+
+
+def package_files(cloud: str, root: Path, entry_point: Path | bytes) -> Files:
+    """The trustwatch modules the cloud's entry point runs (see the module docstring), and
+    the package's data files in the folders of those modules."""
+    by_name = _loaded_by_name(cloud)
     package = root / "shared" / "trustwatch"
     if not (package / "__init__.py").is_file():
         raise PackageError(f"{package}: the trustwatch package is missing")
-    return dict(tree_files(package, "trustwatch/"))
+    shipped = set(shipped_modules(package, _contents(entry_point), by_name).values())
+    folders = {path.parent for path in shipped}
+    files: Files = {}
+    for name, path in tree_files(package, "trustwatch/"):
+        if path in shipped or (path.suffix != ".py" and _owner(path, package) in folders):
+            files[name] = path
+    return files
+
+
+def _owner(path: Path, package: Path) -> Path:
+    """The Python package a data file belongs to: its nearest folder with __init__.py."""
+    folder = path.parent
+    while folder != package and not (folder / "__init__.py").is_file():
+        folder = folder.parent
+    return folder
+
+
+def shipped_modules(package: Path, entry_point: bytes, by_name: list[str]) -> dict[str, Path]:
+    """trustwatch module name -> its file, for every module the entry point can import
+    (by an import statement, or `by_name`, and whatever those import in turn)."""
+    found: dict[str, Path] = {}
+    todo = [*_imported(entry_point, "", False), *by_name]
+    while todo:
+        parts = todo.pop().split(".")
+        for end in range(1, len(parts) + 1):  # a module's parent packages run first
+            name = ".".join(parts[:end])
+            if name in found:
+                continue
+            path = _module_file(package, name)
+            if path is None:
+                continue  # an attribute (`from trustwatch.x import Name`), not a module
+            found[name] = path
+            todo += _imported(path.read_bytes(), name, path.name == "__init__.py")
+    return found
+
+
+def _module_file(package: Path, name: str) -> Path | None:
+    if name != "trustwatch" and not name.startswith("trustwatch."):
+        return None
+    base = package.joinpath(*name.split(".")[1:])
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return base.with_suffix(".py") if base.with_suffix(".py").is_file() else None
+
+
+def _imported(source: bytes, module: str, is_package: bool) -> list[str]:
+    """Every trustwatch module name `source` imports, anywhere in it (lazy imports too)."""
+    here = module if is_package else module.rpartition(".")[0]
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from . import x / from ..y import z
+                anchor = here.split(".")[: len(here.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            names.append(base)
+            names += [f"{base}.{alias.name}" for alias in node.names]  # maybe submodules
+    return [n for n in names if n == "trustwatch" or n.startswith("trustwatch.")]
 
 
 def _checked_baseline(path: Path) -> bytes:

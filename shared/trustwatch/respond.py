@@ -1,9 +1,14 @@
-"""The event path every cloud function shares: payload -> changes -> findings -> alerts.
+"""The one replay path: records -> changes -> findings -> `Outcome`, then alerts.
 
-The function entry points only unwrap their platform's envelope and call `Responder.handle`.
-Failure semantics (the same on every cloud):
-- a malformed or unsupported record is counted in `Outcome.errors` and acknowledged: a
-  retry would fail the same way, so raising would only loop until the dead-letter queue;
+`replay()` is the core every caller shares: the CLI (`trustwatch replay`), the demo and
+the three cloud functions (through `Responder.handle`, after unwrapping their platform's
+envelope). Every readable record is evaluated, whatever the records around it hold.
+Failure semantics (the same everywhere):
+- a malformed or unsupported record is counted in `Outcome.errors` and the next record is
+  evaluated; a function acknowledges it: a retry would fail the same way, so raising would
+  only loop until the dead-letter queue;
+- a bug (an unexpected exception parsing a record, or in a rule) is that record's error
+  too, counted apart in `Outcome.internal_errors` and logged at ERROR as "internal error";
 - a failure to alert raises `AlertDeliveryError`, so the platform retries and finally
   dead-letters the event: a finding is never lost silently.
 """
@@ -20,7 +25,7 @@ from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
 from trustwatch.engine import RuleError, evaluate
 from trustwatch.findings import Finding, Severity
-from trustwatch.intake import Parsed, parse_document
+from trustwatch.intake import Parsed, code_location, parse_document, short_exception
 
 log = logging.getLogger("trustwatch")
 
@@ -54,6 +59,7 @@ class RecordOutcome:
     skipped: str | None = None
     not_evaluated: str | None = None
     errors: list[str] = field(default_factory=list)
+    internal_errors: int = 0  # how many of `errors` are trustwatch bugs
 
 
 class RecordEvaluator:
@@ -69,7 +75,10 @@ class RecordEvaluator:
     def outcomes(self, parsed: Parsed) -> list[RecordOutcome]:
         """The record's outcome: an error, a skip, or one per change it holds."""
         if parsed.error is not None:
-            return [RecordOutcome(parsed.where, errors=[str(parsed.error)])]
+            internal = 1 if parsed.internal else 0
+            return [
+                RecordOutcome(parsed.where, errors=[str(parsed.error)], internal_errors=internal)
+            ]
         if parsed.skipped is not None:
             return [RecordOutcome(parsed.where, skipped=parsed.skipped.reason)]
         return [self._evaluate(change, parsed.where) for change in parsed.changes]
@@ -87,22 +96,31 @@ class RecordEvaluator:
         errors: list[str] = []
         try:
             found = evaluate(change, self.baseline)
-        except RuleError as exc:
+        except RuleError as exc:  # a rule raised: a bug, the other rules' findings stand
             found = exc.findings
-            errors = [f"{where}: {e}" for e in exc.errors]
+            # cut short: the exception text may quote the record (policy text, names)
+            short = [e if len(e) <= 300 else e[:300] + "…" for e in exc.errors]
+            errors = [f"{where}: internal error: {e}" for e in short]
+            for error in short:
+                log.error("internal error evaluating %s: %s", where, error)
+        except Exception as exc:  # outside the rules (building a finding): also a bug
+            found = []
+            at = code_location(exc)
+            errors = [f"{where}: internal error evaluating: {short_exception(exc)} at {at}"]
+            log.error("internal error evaluating %s: %s at %s", where, short_exception(exc), at)
         operation = change.correlation_id or change.event_id or where
         fresh = []
         for finding in found:
             if (operation, finding.id) not in self._seen:
                 self._seen.add((operation, finding.id))
                 fresh.append(finding)
-        return RecordOutcome(where, findings=fresh, errors=errors)
+        return RecordOutcome(where, findings=fresh, errors=errors, internal_errors=len(errors))
 
 
 def evaluate_records(
     parsed_records: Iterable[Parsed], baseline: Baseline, enrich: Enricher | None = None
 ) -> Iterator[RecordOutcome]:
-    """Evaluate parsed records in order (see RecordEvaluator)."""
+    """Evaluate parsed records in order (see RecordEvaluator), one outcome at a time."""
     evaluator = RecordEvaluator(baseline, enrich)
     for parsed in parsed_records:
         yield from evaluator.outcomes(parsed)
@@ -110,23 +128,65 @@ def evaluate_records(
 
 @dataclass
 class Outcome:
-    """Everything one delivered payload gave."""
+    """Everything one replay (a delivered payload, or files) gave."""
 
     findings: list[Finding] = field(default_factory=list)  # all findings, sent or not
     sent: list[Finding] = field(default_factory=list)  # at or above the minimum severity
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # reasons (unless not kept: see replay)
     not_evaluated: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one line per bad record, with where
     records: int = 0
+    skips: int = 0  # records skipped, reasons kept or not
+    internal_errors: int = 0  # errors that are trustwatch bugs (also in `errors`)
+    stopped_early: bool = False  # fail_fast stopped at the first bad record
 
-    def add(self, record: RecordOutcome) -> None:
+    def add(self, record: RecordOutcome, *, keep_skip_reasons: bool = True) -> None:
         self.records += 1
         self.findings.extend(record.findings)
         self.errors.extend(record.errors)
+        self.internal_errors += record.internal_errors
         if record.skipped:
-            self.skipped.append(record.skipped)
+            self.skips += 1
+            if keep_skip_reasons:
+                self.skipped.append(record.skipped)
         if record.not_evaluated:
             self.not_evaluated.append(record.not_evaluated)
+
+
+def replay(
+    parsed_records: Iterable[Parsed],
+    baseline: Baseline,
+    *,
+    enrich: Enricher | None = None,
+    threshold: Severity = Severity.info,
+    fail_fast: bool = False,
+    keep_skip_reasons: bool = True,
+    on_record: Callable[[RecordOutcome], None] | None = None,
+) -> Outcome:
+    """The one replay path: evaluate every parsed record against the baseline.
+
+    Every record is evaluated and a bad one is reported in `errors` with where it is;
+    `fail_fast` stops at the first bad record instead (what was found before it stays).
+    `on_record` sees each record's outcome as it is made (the CLI prints errors as they
+    come); `keep_skip_reasons=False` only counts skips (a trail is mostly noise).
+    `sent` holds the findings at or above `threshold`.
+    """
+    outcome = Outcome()
+    evaluator = RecordEvaluator(baseline, enrich)
+    for parsed in parsed_records:
+        if parsed.error is None and parsed.skipped is not None and not keep_skip_reasons:
+            outcome.records += 1  # noise, most of a trail: counted without building more
+            outcome.skips += 1
+            continue
+        for record in evaluator.outcomes(parsed):
+            outcome.add(record, keep_skip_reasons=keep_skip_reasons)
+            if on_record is not None:
+                on_record(record)
+        if fail_fast and outcome.errors:
+            outcome.stopped_early = True
+            break
+    outcome.sent = [f for f in outcome.findings if f.severity.at_least(threshold)]
+    return outcome
 
 
 @dataclass
@@ -139,17 +199,13 @@ class Responder:
     def evaluate(self, doc: Any, where: str) -> Outcome:
         """Parse and evaluate one delivered payload (no alerting)."""
         baseline = self.baseline()
-        outcome = Outcome()
-        for record in evaluate_records(parse_document(doc, where), baseline, self.enrich):
-            outcome.add(record)
         threshold = min_severity(self.environ, baseline)
-        outcome.sent = [f for f in outcome.findings if f.severity.at_least(threshold)]
-        return outcome
+        return replay(parse_document(doc, where), baseline, enrich=self.enrich, threshold=threshold)
 
     def handle(self, doc: Any, where: str) -> Outcome:
         """Evaluate, log, and alert; raises if alerting fails (the platform retries)."""
         outcome = self.evaluate(doc, where)
-        for error in outcome.errors:
+        for error in outcome.errors:  # each bad record; the others were all evaluated
             log.error("unprocessable record acknowledged: %s", error)
         for note in outcome.not_evaluated:
             log.warning(note)

@@ -73,9 +73,10 @@ def seeds() -> list[bytes]:
     from trustwatch.aws.templates import crossaccount_policy, expected_trust
 
     docs: list[str] = []
-    corpus = ROOT.parent / "shared" / "corpus" / "aws"
+    from fuzz.corpus import corpus_files
+
     for path in [
-        *sorted(corpus.glob("*.json")),
+        *corpus_files("aws"),
         *sorted((ROOT / "examples" / "events").glob("*.json")),
     ]:
         record = json.loads(path.read_text(), strict=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -187,7 +187,7 @@ def mutation(draw: st.DrawFn, doc: Any, depth: int = 0) -> Any:
         text = dumps(inner) or "[" * 5_000  # too deep for json.dumps: deep text instead
         encoded = draw(st.sampled_from(["json", "url", "double", "truncated"]))
         if encoded == "url":
-            text = quote(text)
+            text = quote(text, errors="surrogatepass")  # lone surrogates too
         elif encoded == "double":
             text = json.dumps(text)
         elif encoded == "truncated":
@@ -296,10 +296,11 @@ def depth(doc: Any) -> int:
     return deepest
 
 
-def load_corpus(corpus: Path, examples: Path | None = None) -> list[tuple[str, Any]]:
-    """Every corpus file of every cloud as (cloud/file name, parsed JSON)."""
+def load_corpus(files: Iterable[Path], examples: Path | None = None) -> list[tuple[str, Any]]:
+    """Every corpus file given (`fuzz.corpus.all_corpus_files()`) as (cloud/file name,
+    parsed JSON), then the example events."""
     out = []
-    for path in sorted(corpus.glob("*/*.json")):
+    for path in files:
         out.append((f"{path.parent.name}/{path.name}", json.loads(path.read_text(), strict=False)))
     if examples is not None:
         for path in sorted(examples.glob("*.json")):

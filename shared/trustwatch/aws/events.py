@@ -55,7 +55,7 @@ def recognizes(doc: Any) -> bool:
 
 
 def records(doc: Any) -> Iterator[Any]:
-    if "Records" in doc:
+    if isinstance(doc.get("Records"), list):  # a log file (an envelope may hold any key)
         yield from doc["Records"]
     elif "detail-type" in doc:
         yield doc  # the envelope itself: parse() unwraps it and keeps its account

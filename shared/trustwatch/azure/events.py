@@ -24,6 +24,7 @@ correlation id are both reported.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -656,7 +657,9 @@ def _operation(record: dict[str, Any]) -> str:
 def _stage(value: Any, field: str) -> str:
     stage = _STAGES.get(_str(value).lower())
     if stage is None:
-        raise EventError(f"{field} {value!r}: expected Start, Accept, Success or Failure")
+        raise EventError(
+            f"{field} {reprlib.repr(value)}: expected Start, Accept, Success or Failure"
+        )
     return stage
 
 

@@ -24,12 +24,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import reprlib
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 from trustwatch import jsontext
 from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.changes import list_field as _list
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
 
@@ -130,7 +132,7 @@ def parse(record: Any) -> list[Change] | Skipped:
     status = _dict(proto, "status")
     code = status.get("code") or 0
     if not isinstance(code, int):
-        raise EventError(f"protoPayload.status.code is {code!r}, expected an integer")
+        raise EventError(f"protoPayload.status.code is {reprlib.repr(code)}, expected an integer")
     actor, ids = actor_ids(auth)
     base: dict[str, Any] = {
         "cloud": "gcp",
@@ -297,13 +299,13 @@ def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
         if not isinstance(delta, dict):
             raise EventError(f"{holder}.policyDelta is not an object")
         out = []
-        for item in delta.get("bindingDeltas") or []:
+        for item in _list(delta, "bindingDeltas", f"{holder}.policyDelta.bindingDeltas"):
             if not isinstance(item, dict):
                 raise EventError(f"{holder}.policyDelta.bindingDeltas holds a non-object")
             action, role, member = (_str(item.get(k)) for k in ("action", "role", "member"))
             if action not in ("ADD", "REMOVE") or not role or not member:
                 raise EventError(
-                    f"binding delta {item!r}: expected action ADD/REMOVE, role, member"
+                    f"binding delta {reprlib.repr(item)}: expected action ADD/REMOVE, role, member"
                 )
             out.append({"action": action, "role": role, "member": member})
         return out
@@ -325,7 +327,7 @@ def _bindings(proto: dict[str, Any]) -> dict[str, list[str]] | None:
         role = _str(binding.get("role")) if isinstance(binding, dict) else ""
         members = binding.get("members") if isinstance(binding, dict) else None
         if not role or not isinstance(members, list):
-            raise EventError(f"policy binding {binding!r}: expected role and members")
+            raise EventError(f"policy binding {reprlib.repr(binding)}: expected role and members")
         out.setdefault(role, []).extend(_str(m) for m in members if _str(m))
     return out
 
