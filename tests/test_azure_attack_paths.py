@@ -46,6 +46,7 @@ from test_azure_events import (
 )
 from test_azure_rules import Case, documents, findings_of
 from trustwatch.azure.actions import beyond, pattern_within
+from trustwatch.azure.changes import PermissionBlock, RoleAssignment
 from trustwatch.azure.enrich import arm_enricher
 from trustwatch.azure.roles import ACTS_AS_IDENTITY, PRIVILEGED
 from trustwatch.azure.scopes import norm_scope, reaches
@@ -355,7 +356,7 @@ def test_attack_path_cases(case: Case, shape: str, attack_baseline):
     found, not_evaluated = findings_of(documents(case, shape), attack_baseline)
     if shape == "grid" and not case.grid_evaluated:
         assert found == []
-        assert [c.data["not_evaluated"] for c in not_evaluated] == ["body not in event"]
+        assert [c.not_evaluated for c in not_evaluated] == ["body not in event"]
         return
     assert not_evaluated == []
     assert sorted(f.rule for f in found) == case.expected
@@ -399,7 +400,7 @@ def test_elevate_access_corpus_record(attack_baseline, tmp_path, capsys):
     """The Panther sample: a user known only by upn elevates to User Access Administrator."""
     path = DATA / "azure" / "activitylog-elevateaccess-action-panther-synthetic.json"
     (change,) = changes_of(json.loads(path.read_text()))
-    assert (change.kind, change.identity, change.data["scope"]) == (
+    assert (change.kind, change.identity, change.payload_as(RoleAssignment).scope) == (
         "access.elevated",
         "attacker@example.com",
         "/",
@@ -557,8 +558,12 @@ def test_action_patterns(inner, outer, expected):
 
 def test_beyond_respects_not_actions_per_block():
     blocks = [
-        {"actions": ["Microsoft.Storage/*"], "not_actions": ["Microsoft.Storage/*/write"]},
-        {"actions": ["Microsoft.Storage/storageAccounts/read"], "data_actions": [BLOB_READ]},
+        PermissionBlock(
+            actions=("Microsoft.Storage/*",), not_actions=("Microsoft.Storage/*/write",)
+        ),
+        PermissionBlock(
+            actions=("Microsoft.Storage/storageAccounts/read",), data_actions=(BLOB_READ,)
+        ),
     ]
     assert beyond(blocks, ["Microsoft.Storage/*/read"], []) == (
         ["Microsoft.Storage/*"],  # only partly removed: still more than reads
@@ -594,8 +599,8 @@ def test_assignment_request_shapes_still_read():
     request["Properties"]["RequestType"] = "AdminAssign"
     rid = f"{SUBSCRIPTION}/providers/Microsoft.Authorization/roleEligibilityScheduleRequests/x"
     (change,) = changes_of(activity(ELIGIBILITY, "Start", rid, request=request))
-    assert change.data["via"] == "roleeligibilityschedulerequests"
-    assert change.data["scope"] == SUBSCRIPTION
+    assert change.payload_as(RoleAssignment).via == "roleeligibilityschedulerequests"
+    assert change.payload_as(RoleAssignment).scope == SUBSCRIPTION
     assert assignment_response(STRANGER, ROLE["Owner"], SUBSCRIPTION)["id"] == assignment_id(
         SUBSCRIPTION
     )
@@ -623,7 +628,7 @@ def arm() -> Iterator[ArmServer]:
 def grid_change(records: list[dict[str, Any]]):
     (parsed,) = parse_document(to_event_grid(records[1]), "grid")
     (change,) = parsed.changes
-    assert change.needs_enrichment and change.data["not_evaluated"] == "body not in event"
+    assert change.needs_enrichment and change.not_evaluated == "body not in event"
     return change
 
 

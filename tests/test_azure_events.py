@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import DATA, corpus_files
 from trustwatch.azure import events
+from trustwatch.azure.changes import AccessConnectorIdentity, RoleAssignment
 from trustwatch.azure.roles import BUILTIN_ROLES, UnknownRole, normalize_role, role_name
 from trustwatch.changes import EventError, Skipped
 from trustwatch.engine import evaluate
@@ -302,8 +303,9 @@ def test_panther_record_reads_body_and_actor_from_evidence():
     assert change.identity == STRANGER
     assert change.name == "Owner"
     assert change.scope == "12345678-1234-1234-1234-123456789abc"
-    assert change.data["role"] == ROLE["Owner"]
-    assert change.data["scope"] == "/subscriptions/12345678-1234-1234-1234-123456789abc"
+    assignment = change.payload_as(RoleAssignment)
+    assert assignment.role == ROLE["Owner"]
+    assert assignment.scope == "/subscriptions/12345678-1234-1234-1234-123456789abc"
     # no claims in this record: the authorizing assignment's (user) principal is the actor
     assert change.actor == "6b6d44f0-b13a-46a0-bfde-161324d4c34d"
 
@@ -329,7 +331,7 @@ def test_every_shape_gives_the_same_change():
             change.kind,
             change.identity,
             change.scope,
-            change.data["role"],
+            change.payload_as(RoleAssignment).role,
             change.actor,
         )
     assert len(set(seen.values())) == 1, seen
@@ -356,7 +358,7 @@ def test_event_grid_role_assignment_needs_enrichment(as_array):
     (change,) = changes_of([event] if as_array else event)
     assert change.needs_enrichment
     assert change.identity == assignment_id(f"/subscriptions/{SUB}")
-    assert change.data["not_evaluated"] == "body not in event"
+    assert change.not_evaluated == "body not in event"
     assert change.actor == "admin@contoso.com"
 
 
@@ -446,8 +448,9 @@ def test_request_body_alone_keeps_principal_ids_unknown():
     start, success = write_connector(connector_body("SystemAssigned", CONNECTOR_PRINCIPAL))
     (before,) = changes_of(start)
     (after,) = changes_of(success)
-    assert before.data["principal_ids"] is None and before.data["identity_type"] == "SystemAssigned"
-    assert after.data["principal_ids"] == [CONNECTOR_PRINCIPAL]
+    requested = before.payload_as(AccessConnectorIdentity)
+    assert requested.principal_ids is None and requested.identity_type == "SystemAssigned"
+    assert after.payload_as(AccessConnectorIdentity).principal_ids == (CONNECTOR_PRINCIPAL,)
 
 
 # --- case, GUID and role spellings ---
@@ -476,7 +479,7 @@ def test_upper_case_and_dashless_guids_in_the_body():
     )
     (change,) = changes_of(record)
     assert change.identity == CONNECTOR_PRINCIPAL
-    assert change.data["role"] == ROLE["Owner"] and change.name == "Owner"
+    assert change.payload_as(RoleAssignment).role == ROLE["Owner"] and change.name == "Owner"
     assert change.scope == SUB
 
 
@@ -547,7 +550,7 @@ def test_unreadable_body_is_not_evaluated():
     start, _ = assign(STRANGER, ROLE["Reader"], RG)
     start["properties"]["requestbody"] = start["properties"]["requestbody"][:40]  # truncated
     (change,) = changes_of(start)
-    assert change.needs_enrichment and "not readable JSON" in change.data["not_evaluated"]
+    assert change.needs_enrichment and "not readable JSON" in change.not_evaluated
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ from test_azure_events import (
 from trustwatch.alerts import AlertDeliveryError
 from trustwatch.alerts.receivers import RecordingHTTPServer, Reply
 from trustwatch.azure import enrich
+from trustwatch.azure.changes import RoleAssignment
 from trustwatch.azure.enrich import arm_enricher
 from trustwatch.intake import parse_document
 
@@ -459,7 +460,8 @@ def test_enricher_completes_a_role_assignment(arm: ArmServer) -> None:
     change = enricher(needs_enrichment(owner_on_subscription()))
     assert not isinstance(change, str) and not change.needs_enrichment
     assert change.identity == CONNECTOR_PRINCIPAL and change.name == "Owner"
-    assert change.data["scope"] == SUBSCRIPTION and change.data["assignment_id"] == rid
+    assignment = change.payload_as(RoleAssignment)
+    assert assignment.scope == SUBSCRIPTION and assignment.assignment_id == rid
     assert credential.scopes == [(f"{arm.url}/.default",)]
 
 

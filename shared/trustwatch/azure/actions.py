@@ -10,8 +10,10 @@ Operation names are case-insensitive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
+
+from trustwatch.azure.changes import PermissionBlock
 
 
 @lru_cache(maxsize=4096)
@@ -42,7 +44,7 @@ def covered(action: str, patterns: Iterable[str]) -> bool:
 
 
 def beyond(
-    blocks: Sequence[Mapping[str, Sequence[str]]],
+    blocks: Sequence[PermissionBlock],
     allowed_actions: Sequence[str],
     allowed_data_actions: Sequence[str],
 ) -> tuple[list[str], list[str]]:
@@ -55,12 +57,11 @@ def beyond(
     actions: list[str] = []
     data_actions: list[str] = []
     for block in blocks:
-        for out, key, not_key, allowed in (
-            (actions, "actions", "not_actions", allowed_actions),
-            (data_actions, "data_actions", "not_data_actions", allowed_data_actions),
+        for out, granted, removed, allowed in (
+            (actions, block.actions, block.not_actions, allowed_actions),
+            (data_actions, block.data_actions, block.not_data_actions, allowed_data_actions),
         ):
-            removed = block.get(not_key, ())
-            for action in block.get(key, ()):
+            for action in granted:
                 if covered(action, allowed) or covered(action, removed):
                     continue
                 if action not in out:

@@ -8,17 +8,17 @@ Shapes read, each unwrapped by `records` into one record per operation stage:
 - Event Grid events of the subscription system topic (`Microsoft.Resources.Resource*`), in
   Event Grid or CloudEvents schema, one event or an array. They carry no request or
   response body: a role assignment or connector write becomes a Change marked
-  `needs_enrichment` (`data["not_evaluated"]` says why); the caller fetches the resource
-  and `complete(change, resource)` gives the Change the Activity Log would have.
+  `needs_enrichment` (`not_evaluated` says why); the caller fetches the resource and
+  `complete(change, resource)` gives the Change the Activity Log would have.
 
 Operation names, scopes and resource ids are compared lower-case: exports spell them in
-upper case. The Start and Success records of one operation give the same Change data (so
-the same finding id). Inside one batch each attempt is judged by its own outcome: a Start
-yields to a Success record of the same operation (same correlation id and resource), or,
-when the operation has no Success in the batch, to the Failure that follows it. The
-correlation id is chosen by the client, so a Failure never hides a Success: a retried
-write (Start, Failure, Start, Success) and a success followed by a failed call reusing its
-correlation id are both reported.
+upper case. The Start and Success records of one operation give the same Change payload (a
+dataclass of trustwatch.azure.changes), so the same finding id. Inside one batch each
+attempt is judged by its own outcome: a Start yields to a Success record of the same
+operation (same correlation id and resource), or, when the operation has no Success in the
+batch, to the Failure that follows it. The correlation id is chosen by the client, so a
+Failure never hides a Success: a retried write (Start, Failure, Start, Success) and a
+success followed by a failed call reusing its correlation id are both reported.
 """
 
 from __future__ import annotations
@@ -30,6 +30,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from trustwatch import jsontext
+from trustwatch.azure.changes import (
+    AccessConnectorIdentity,
+    Authorization,
+    FederatedCredential,
+    LighthouseDelegation,
+    PermissionBlock,
+    ResourceRef,
+    RoleAssignment,
+    RoleDefinition,
+)
 from trustwatch.azure.roles import UnknownRole, normalize_guid, normalize_role, role_name
 from trustwatch.azure.scopes import ROOT
 from trustwatch.changes import Change, EventError, Skipped
@@ -259,14 +269,22 @@ def parse(record: Any) -> list[Change] | Skipped:
         return Skipped(f"{name} started: judged on its Success record", view.event_id, name)
     base = _common(view, kind)
     if view.stage == "failure":
-        return [Change(**base, identity=view.resource_id, data={"resource_id": view.resource_id})]
+        return [Change(**base, identity=view.resource_id, payload=ResourceRef(view.resource_id))]
     if kind not in _BODY_STAGES:
         return [_without_body(base, view)]
     body = view.body()
     if body is None or body == "":
         reason = NOT_IN_EVENT if body is None else "body not readable JSON (truncated?)"
-        data = {"resource_id": view.resource_id, "not_evaluated": reason}
-        return [Change(**base, identity=view.resource_id, needs_enrichment=True, data=data)]
+        pending = ResourceRef(view.resource_id)
+        return [
+            Change(
+                **base,
+                identity=view.resource_id,
+                needs_enrichment=True,
+                not_evaluated=reason,
+                payload=pending,
+            )
+        ]
     try:
         return [_with_body(base, view.resource_id, body, from_response=view.stage == "success")]
     except _Removal as exc:
@@ -278,9 +296,11 @@ def complete(change: Change, resource: Any) -> Change:
     Resource Manager returns it (GET `change.identity`), fetched by the caller."""
     if not change.needs_enrichment or change.kind not in _BODY_STAGES:
         raise ValueError(f"{change.kind} change does not wait for a body")
-    base = change.common(without=("identity", "name", "data", "needs_enrichment"))
+    without = ("identity", "name", "payload", "needs_enrichment", "not_evaluated")
+    base = change.common(without=without)
+    resource_id = change.payload_as(ResourceRef).resource_id
     try:
-        return _with_body(base, change.data["resource_id"], resource, from_response=True)
+        return _with_body(base, resource_id, resource, from_response=True)
     except _Removal as exc:
         raise EventError(str(exc)) from None
 
@@ -313,16 +333,9 @@ def _without_body(base: dict[str, Any], view: ActivityRecord) -> Change:
         if not principal:
             raise EventError(f"{view.operation}: record names no caller")
         role = normalize_role("User Access Administrator")
-        data = {
-            "assignment_id": resource_id,
-            "principal_id": principal,
-            "principal_type": "User",
-            "role": role,
-            "role_definition_id": role,
-            "scope": ROOT,
-        }
+        elevated = RoleAssignment(principal, role, ROOT, resource_id)
         base = {**base, "scope": ROOT}
-        return Change(**base, identity=principal, name=role_name(role), data=data)
+        return Change(**base, identity=principal, name=role_name(role), payload=elevated)
     if base["kind"] == "federated_credential.written":
         # the credential is a child of its identity: {identity}/federatedIdentityCredentials/N
         at = resource_id.lower().rfind("/federatedidentitycredentials/")
@@ -331,18 +344,18 @@ def _without_body(base: dict[str, Any], view: ActivityRecord) -> Change:
         props = _ci(body, "properties")
         props = props if isinstance(props, dict) else {}
         audiences = _ci(props, "audiences")
-        data = {
-            "resource_id": resource_id,
-            "identity_resource_id": resource_id[:at] if at >= 0 else "",
-            "issuer": _str(_ci(props, "issuer")),
-            "subject": _str(_ci(props, "subject")),
-            "audiences": [a for a in audiences if isinstance(a, str)]
+        credential = FederatedCredential(
+            resource_id=resource_id,
+            identity_resource_id=resource_id[:at] if at >= 0 else "",
+            issuer=_str(_ci(props, "issuer")),
+            subject=_str(_ci(props, "subject")),
+            audiences=tuple(a for a in audiences if isinstance(a, str))
             if isinstance(audiences, list)
-            else [],
-        }
-        return Change(**base, identity=resource_id, name=leaf, data=data)
+            else (),
+        )
+        return Change(**base, identity=resource_id, name=leaf, payload=credential)
     # a delete: the resource id is all there is to know
-    return Change(**base, identity=resource_id, name=leaf, data={"resource_id": resource_id})
+    return Change(**base, identity=resource_id, name=leaf, payload=ResourceRef(resource_id))
 
 
 def _common(view: ActivityRecord, kind: str) -> dict[str, Any]:
@@ -486,19 +499,12 @@ def _role_assignment(base: dict[str, Any], resource_id: str, body: Any) -> Chang
         role = normalize_role(role_ref)
     except UnknownRole as exc:
         raise EventError(f"{op}: roleDefinitionId {exc}") from None
-    data = {
-        "assignment_id": assignment_id,
-        "principal_id": normalize_guid(principal),
-        "principal_type": _str(_ci(props, "principalType")),
-        "role": role,
-        "role_definition_id": role_ref,
-        "scope": scope,
-    }
-    if via:  # PIM: eligible or time-bound access is access too, judged as an assignment
-        data["via"] = via
-        data["request_type"] = request_type
+    # via: PIM, whose eligible or time-bound access is access too, judged as an assignment
+    assignment = RoleAssignment(normalize_guid(principal), role, scope, assignment_id, via)
     base = {**base, "scope": _subscription(scope) or base["scope"] or scope.lower()}
-    return Change(**base, identity=data["principal_id"], name=role_name(role), data=data)
+    return Change(
+        **base, identity=assignment.principal_id, name=role_name(role), payload=assignment
+    )
 
 
 def _role_definition(base: dict[str, Any], resource_id: str, body: Any) -> Change:
@@ -514,34 +520,29 @@ def _role_definition(base: dict[str, Any], resource_id: str, body: Any) -> Chang
     for block in permissions:
         if not isinstance(block, dict):
             raise EventError(f"{op}: a permissions entry is not an object")
-        blocks.append({field: _strings(op, block, key) for field, key in _PERMISSION_FIELDS})
+        blocks.append(
+            PermissionBlock(
+                actions=_strings(op, block, "actions"),
+                not_actions=_strings(op, block, "notActions"),
+                data_actions=_strings(op, block, "dataActions"),
+                not_data_actions=_strings(op, block, "notDataActions"),
+            )
+        )
     definition_id = resource_id or _str(_ci(body, "id"))
     guid = normalize_guid(definition_id.rstrip("/").rsplit("/", 1)[-1] or _str(_ci(body, "name")))
-    data = {
-        "resource_id": definition_id,
-        "definition_id": guid,
-        "role_name": _str(_ci(props, "roleName")),
-        "permissions": blocks,
-        "assignable_scopes": _strings(op, props, "assignableScopes"),
-    }
-    return Change(**base, identity=guid, name=data["role_name"] or guid, data=data)
+    _strings(op, props, "assignableScopes")  # a malformed body is reported, as before
+    definition = RoleDefinition(guid, tuple(blocks))
+    name = _str(_ci(props, "roleName")) or guid
+    return Change(**base, identity=guid, name=name, payload=definition)
 
 
-_PERMISSION_FIELDS = (
-    ("actions", "actions"),
-    ("not_actions", "notActions"),
-    ("data_actions", "dataActions"),
-    ("not_data_actions", "notDataActions"),
-)
-
-
-def _strings(op: str, obj: dict[str, Any], key: str) -> list[str]:
+def _strings(op: str, obj: dict[str, Any], key: str) -> tuple[str, ...]:
     value = _ci(obj, key)
     if value is None:
-        return []
+        return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise EventError(f"{op}: {key} is not a list of strings")
-    return list(value)
+    return tuple(value)
 
 
 def _lighthouse(base: dict[str, Any], resource_id: str, body: Any) -> Change:
@@ -561,7 +562,7 @@ def _lighthouse(base: dict[str, Any], resource_id: str, body: Any) -> Change:
         definition_id = _str(_ci(props, "registrationDefinitionId"))
         expanded = _ci(_ci(props, "registrationDefinition"), "properties")
         definition = expanded if isinstance(expanded, dict) else {}
-    authorizations = None
+    authorizations: list[Authorization] | None = None
     lists = [_ci(definition, "authorizations"), _ci(definition, "eligibleAuthorizations")]
     if any(isinstance(a, list) for a in lists):
         authorizations = []
@@ -574,18 +575,18 @@ def _lighthouse(base: dict[str, Any], resource_id: str, body: Any) -> Change:
                 role = normalize_role(role_ref)
             except UnknownRole as exc:
                 raise EventError(f"{op}: roleDefinitionId {exc}") from None
-            authorizations.append({"principal_id": normalize_guid(principal), "role": role})
+            authorizations.append(Authorization(normalize_guid(principal), role))
     scope = _scope_of(resource_id, _MANAGED_SERVICES)
-    data = {
-        "resource_id": resource_id,
-        "scope": scope,
-        "definition_id": definition_id,
-        "managed_by_tenant": normalize_guid(_str(_ci(definition, "managedByTenantId"))),
-        "authorizations": authorizations,
-    }
+    delegation = LighthouseDelegation(
+        resource_id=resource_id,
+        scope=scope,
+        definition_id=definition_id,
+        managed_by_tenant=normalize_guid(_str(_ci(definition, "managedByTenantId"))),
+        authorizations=tuple(authorizations) if authorizations is not None else None,
+    )
     leaf = resource_id.rstrip("/").rsplit("/", 1)[-1]
     base = {**base, "scope": _subscription(scope) or base["scope"]}
-    return Change(**base, identity=resource_id, name=leaf, data=data)
+    return Change(**base, identity=resource_id, name=leaf, payload=delegation)
 
 
 def _access_connector(
@@ -611,15 +612,14 @@ def _access_connector(
             if isinstance(detail, dict):
                 principals.append(normalize_guid(_str(_ci(detail, "principalId"))))
         principals = sorted({p for p in principals if p})
-    data = {
-        "connector_id": resource_id,
-        "identity_type": kind,
+    connector = AccessConnectorIdentity(
+        identity_type=kind,
         # the request names identities; only the response knows their principal ids
-        "principal_ids": principals if from_response else None,
-        "user_assigned_identities": assigned,
-    }
+        principal_ids=tuple(principals) if from_response else None,
+        user_assigned_identities=tuple(assigned),
+    )
     leaf = resource_id.rstrip("/").rsplit("/", 1)[-1]
-    return Change(**base, identity=resource_id, name=leaf, data=data)
+    return Change(**base, identity=resource_id, name=leaf, payload=connector)
 
 
 def _identity_type(value: str) -> str:

@@ -21,6 +21,10 @@ own new assignment above a target is left to `azure.role_assignment.unexpected` 
 for privileged roles): one grant, one finding. Inside a protected scope both rules fire,
 as before.
 Changes still `needs_enrichment` (Event Grid: no body) are left to the caller.
+
+Each rule reads its change's payload (trustwatch.azure.changes) by attribute, through
+`change.payload_as`. `baseline_identity` finds the baseline identities a principal is,
+`baseline_identity_at` the one a resource id names, and `mode_of` their mode override.
 """
 
 from __future__ import annotations
@@ -31,6 +35,15 @@ from typing import Any
 
 from trustwatch.azure.actions import beyond
 from trustwatch.azure.baseline import AzureIdentity, AzureRoleAssignment
+from trustwatch.azure.changes import (
+    AccessConnectorIdentity,
+    Authorization,
+    FederatedCredential,
+    LighthouseDelegation,
+    PermissionBlock,
+    RoleAssignment,
+    RoleDefinition,
+)
 from trustwatch.azure.roles import (
     ACTS_AS_IDENTITY,
     OWNER,
@@ -48,31 +61,25 @@ from trustwatch.engine import Hit, computed_once, rule
 from trustwatch.findings import Severity
 
 
-@dataclass(frozen=True)
-class Assignment:
-    principal_id: str
-    role: str  # lower-case GUID
-    scope: str  # as logged
-    assignment_id: str
-    via: str = ""  # a PIM request type (roleEligibilityScheduleRequests …), else ""
+def _detail(assignment: RoleAssignment) -> dict[str, str]:
+    """What tells one assignment's drift from another's (the same for the Start and the
+    Success record of one operation)."""
+    detail = {
+        "principal_id": assignment.principal_id,
+        "role": assignment.role,
+        "scope": norm_scope(assignment.scope),
+    }
+    return {**detail, "via": assignment.via} if assignment.via else detail
 
-    @property
-    def key_scope(self) -> str:
-        return norm_scope(self.scope)
 
-    def detail(self) -> dict[str, str]:
-        # the same for the Start and the Success record of one operation
-        detail = {"principal_id": self.principal_id, "role": self.role, "scope": self.key_scope}
-        return {**detail, "via": self.via} if self.via else detail
-
-    def describe(self) -> dict[str, str]:
-        return {
-            "principal_id": self.principal_id,
-            "role": role_name(self.role),
-            "role_id": self.role,
-            "scope": self.scope,
-            "assignment_id": self.assignment_id,
-        }
+def _describe(assignment: RoleAssignment) -> dict[str, str]:
+    return {
+        "principal_id": assignment.principal_id,
+        "role": role_name(assignment.role),
+        "role_id": assignment.role,
+        "scope": assignment.scope,
+        "assignment_id": assignment.assignment_id,
+    }
 
 
 @dataclass(frozen=True)
@@ -107,17 +114,12 @@ def role_key(ref: str) -> str:
         return "name:" + ref.strip().lower()
 
 
-def assignment_of(change: Change) -> Assignment | None:
-    if change.needs_enrichment or "role" not in change.data:
+def assignment_of(change: Change) -> RoleAssignment | None:
+    """The assignment a change grants or removes; None while it waits for its body, or for
+    a failed call (which names only the resource)."""
+    if change.needs_enrichment or change.failed:
         return None
-    data = change.data
-    return Assignment(
-        data["principal_id"],
-        data["role"],
-        data["scope"],
-        data["assignment_id"],
-        data.get("via", ""),
-    )
+    return change.payload_as(RoleAssignment)
 
 
 def targets(baseline: Baseline) -> list[Target]:
@@ -195,7 +197,9 @@ def _how(scope: str, target: Target) -> str:
     return text
 
 
-def owners_of(baseline: Baseline, principal_id: str) -> list[Owner]:
+def baseline_identity(baseline: Baseline, principal_id: str) -> list[Owner]:
+    """The baseline identities whose principal the change's subject is (one principal may
+    be listed in several subscriptions)."""
     principal = normalize_guid(principal_id)
     return [
         Owner(sub_id, name, identity)
@@ -214,9 +218,9 @@ def expected_of(owners: list[Owner]) -> list[tuple[str, str, AzureRoleAssignment
     ]
 
 
-def covered(assignment: Assignment, owners: list[Owner]) -> bool:
+def covered(assignment: RoleAssignment, owners: list[Owner]) -> bool:
     return any(
-        within(assignment.key_scope, scope) and grants_no_more_than(role, assignment.role)
+        within(norm_scope(assignment.scope), scope) and grants_no_more_than(role, assignment.role)
         for role, scope, _ in expected_of(owners)
     )
 
@@ -239,7 +243,7 @@ def role_assignment_unexpected(change: Change, baseline: Baseline) -> Iterator[H
     assignment = assignment_of(change)
     if assignment is None:
         return
-    owners = owners_of(baseline, assignment.principal_id)
+    owners = baseline_identity(baseline, assignment.principal_id)
     if not owners or covered(assignment, owners):
         return
     role = role_name(assignment.role)
@@ -247,8 +251,8 @@ def role_assignment_unexpected(change: Change, baseline: Baseline) -> Iterator[H
         summary=f"{owners[0].name} ({assignment.principal_id}) was assigned {role} "
         f"at {assignment.scope}, which the baseline does not list",
         expected=_listed(owners),
-        actual=assignment.describe(),
-        detail=assignment.detail(),
+        actual=_describe(assignment),
+        detail=_detail(assignment),
         severity=Severity.critical if assignment.role in PRIVILEGED else None,
         identity=assignment.principal_id,
         remediation="delete_role_assignment",
@@ -270,22 +274,20 @@ def role_assignment_protected_scope(change: Change, baseline: Baseline) -> Itera
     assignment = assignment_of(change)
     if assignment is None:
         return
-    found = reach(assignment.key_scope, assignment.role, baseline)
+    scope = norm_scope(assignment.scope)
+    found = reach(scope, assignment.role, baseline)
     if found is None:
         return
     target, inside = found
     if target.is_identity and _is_responder(assignment.principal_id, baseline):
         return  # the responder given rights over its own identity acts as nobody else
-    owners = owners_of(baseline, assignment.principal_id)
+    owners = baseline_identity(baseline, assignment.principal_id)
     if owners and covered(assignment, owners):
         return
     if owners and not inside and change.kind == "role_assignment.created":
         return  # a baseline identity's new access above: `unexpected` reports it (critical)
     role = role_name(assignment.role)
-    if inside:
-        where = f"inside protected scope {target.written}"
-    else:
-        where = _how(assignment.key_scope, target)
+    where = f"inside protected scope {target.written}" if inside else _how(scope, target)
     if change.kind == "access.elevated":
         what = f"{assignment.principal_id} elevated its access to {role} at /"
     else:
@@ -295,8 +297,8 @@ def role_assignment_protected_scope(change: Change, baseline: Baseline) -> Itera
     yield Hit(
         summary=f"{what}, {where}",
         expected={key: target.written, "assignments": _listed(owners)},
-        actual=assignment.describe(),
-        detail=assignment.detail(),
+        actual=_describe(assignment),
+        detail=_detail(assignment),
         severity=Severity.critical if critical else None,
         identity=assignment.principal_id,
         remediation="delete_role_assignment",
@@ -311,48 +313,47 @@ def _is_responder(principal_id: str, baseline: Baseline) -> bool:
 def _lighthouse_hits(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if change.needs_enrichment:
         return
-    data = change.data
-    scope = norm_scope(data["scope"])
-    known = data["authorizations"]
+    delegation = change.payload_as(LighthouseDelegation)
+    scope = norm_scope(delegation.scope)
+    known = delegation.authorizations
     # an assignment that does not say what it delegates may delegate anything
-    candidates = known if known is not None else [{"principal_id": "", "role": OWNER}]
-    reaching: list[tuple[dict[str, str], Target]] = []
+    candidates = known if known is not None else (Authorization("", OWNER),)
+    reaching: list[tuple[Authorization, Target]] = []
     for entry in candidates:
-        found = reach(scope, entry["role"], baseline)
+        found = reach(scope, entry.role, baseline)
         if found is not None:
             reaching.append((entry, found[0]))
     if not reaching:
         return
-    tenant = data["managed_by_tenant"] or "another tenant"
+    tenant = delegation.managed_by_tenant or "another tenant"
     target = reaching[0][1]
-    roles = ", ".join(role_name(e["role"]) for e, _ in reaching) if known is not None else None
+    roles = ", ".join(role_name(e.role) for e, _ in reaching) if known is not None else None
     what = "Lighthouse " + ("assignment" if change.kind == "lighthouse.assigned" else "definition")
     delegated = f"delegates {roles}" if roles else "delegates roles it does not name"
-    critical = known is None or any(e["role"] in PRIVILEGED or t.is_identity for e, t in reaching)
+    critical = known is None or any(e.role in PRIVILEGED or t.is_identity for e, t in reaching)
     yield Hit(
-        summary=f"{what} {change.name} {delegated} over {data['scope']} to {tenant}, "
+        summary=f"{what} {change.name} {delegated} over {delegation.scope} to {tenant}, "
         f"{_how(scope, target)}",
         expected={"identity" if target.is_identity else "protected_scope": target.written},
         actual={
-            "resource_id": data["resource_id"],
-            "scope": data["scope"],
-            "managed_by_tenant": data["managed_by_tenant"],
-            "registration_definition_id": data["definition_id"],
+            "resource_id": delegation.resource_id,
+            "scope": delegation.scope,
+            "managed_by_tenant": delegation.managed_by_tenant,
+            "registration_definition_id": delegation.definition_id,
             "authorizations": [
-                {"principal_id": e["principal_id"], "role": role_name(e["role"])}
-                for e, _ in reaching
+                {"principal_id": e.principal_id, "role": role_name(e.role)} for e, _ in reaching
             ]
             if known is not None
             else None,
         },
         detail={
-            "resource_id": norm_scope(data["resource_id"]),
-            "authorizations": sorted(f"{e['principal_id']}:{e['role']}" for e, _ in reaching)
+            "resource_id": norm_scope(delegation.resource_id),
+            "authorizations": sorted(f"{e.principal_id}:{e.role}" for e, _ in reaching)
             if known is not None
             else "unknown",
         },
         severity=Severity.critical if critical else None,
-        identity=data["managed_by_tenant"] or data["resource_id"],
+        identity=delegation.managed_by_tenant or delegation.resource_id,
         remediation="delete_lighthouse_delegation",
     )
 
@@ -367,15 +368,15 @@ def role_assignment_expected_removed(change: Change, baseline: Baseline) -> Iter
     assignment = assignment_of(change)
     if assignment is None:
         return
-    owners = owners_of(baseline, assignment.principal_id)
+    owners = baseline_identity(baseline, assignment.principal_id)
     for role, scope, written in expected_of(owners):
-        if role == assignment.role and scope == assignment.key_scope:
+        if role == assignment.role and scope == norm_scope(assignment.scope):
             yield Hit(
                 summary=f"expected assignment of {written.role} to {owners[0].name} at "
                 f"{written.scope} was deleted",
                 expected={"role": written.role, "scope": written.scope},
                 actual=None,
-                detail=assignment.detail(),
+                detail=_detail(assignment),
                 identity=assignment.principal_id,
                 remediation="restore_role_assignment",
                 mode=mode_of(owners),
@@ -393,13 +394,15 @@ def identity_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if change.needs_enrichment:
         return
     resource = norm_scope(change.identity)
-    for owner in _owners_by_resource(baseline, resource):
+    for owner in baseline_identity_at(baseline, resource):
         hit = _identity_hit(change, owner, resource)
         if hit is not None:
             yield hit
 
 
-def _owners_by_resource(baseline: Baseline, resource: str) -> Iterator[Owner]:
+def baseline_identity_at(baseline: Baseline, resource: str) -> Iterator[Owner]:
+    """The baseline identities a (normalized) resource id names: an access connector or a
+    user-assigned identity."""
     for sub_id, sub in baseline.azure.subscriptions.items():
         for name, identity in sub.identities.items():
             if identity.resource_id and norm_scope(identity.resource_id) == resource:
@@ -422,12 +425,14 @@ def _identity_hit(change: Change, owner: Owner, resource: str) -> Hit | None:
             remediation="none",  # nothing to put back in place automatically
             **common,
         )
-    kind = change.data.get("identity_type")
-    principals = change.data.get("principal_ids")
+    connector = change.payload_as(AccessConnectorIdentity)
+    kind = connector.identity_type
+    # lists, as the finding has always shown them
+    principals = list(connector.principal_ids) if connector.principal_ids is not None else None
     actual = {
         "identity_type": kind,
         "principal_ids": principals,
-        "user_assigned_identities": change.data.get("user_assigned_identities", []),
+        "user_assigned_identities": list(connector.user_assigned_identities),
     }
     if kind == "None":
         summary = f"access connector {owner.name} lost its managed identity"
@@ -458,11 +463,12 @@ def _identity_hit(change: Change, owner: Owner, resource: str) -> Hit | None:
     {"federated_credential.written"},
     "A federated identity credential was added to a baseline or responder user-assigned identity",
 )
-def federated_credential_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    uami = norm_scope(change.data.get("identity_resource_id", ""))
+def identity_federated_credential_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    credential = change.payload_as(FederatedCredential)
+    uami = norm_scope(credential.identity_resource_id)
     if not uami:
         return
-    owner = next(_owners_by_resource(baseline, uami), None)
+    owner = next(baseline_identity_at(baseline, uami), None)
     if owner is not None:
         name, written, mode = owner.name, owner.identity.resource_id or uami, owner.identity.mode
     else:
@@ -470,18 +476,18 @@ def federated_credential_added(change: Change, baseline: Baseline) -> Iterator[H
         if not written:
             return
         name, mode = "responder identity", None
-    issuer, subject = change.data.get("issuer") or "?", change.data.get("subject") or "?"
+    issuer, subject = credential.issuer or "?", credential.subject or "?"
     yield Hit(
         summary=f"federated credential {change.name} on {name} ({written}) lets tokens of "
         f"issuer {issuer} (subject {subject}) act as it",
         expected={"resource_id": written, "federated_credentials": []},
         actual={
-            "credential_id": change.data["resource_id"],
-            "issuer": change.data.get("issuer", ""),
-            "subject": change.data.get("subject", ""),
-            "audiences": change.data.get("audiences", []),
+            "credential_id": credential.resource_id,
+            "issuer": credential.issuer,
+            "subject": credential.subject,
+            "audiences": list(credential.audiences),
         },
-        detail={"credential_id": norm_scope(change.data["resource_id"])},
+        detail={"credential_id": norm_scope(credential.resource_id)},
         identity=written,
         remediation="delete_federated_credential",
         mode=mode,
@@ -497,7 +503,8 @@ def federated_credential_added(change: Change, baseline: Baseline) -> Iterator[H
 def role_definition_widened(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if change.needs_enrichment:
         return
-    guid = change.data["definition_id"]
+    definition = change.payload_as(RoleDefinition)
+    guid = definition.definition_id
     holders = [
         name
         for sub in baseline.azure.subscriptions.values()
@@ -517,15 +524,15 @@ def role_definition_widened(change: Change, baseline: Baseline) -> Iterator[Hit]
         if not holders:
             return  # not a role the baseline watches
         # held but unlisted: what it may hold is unknown, so any rewrite may widen it
-        actions = sorted({a for b in change.data["permissions"] for a in b["actions"]})
-        data_actions = sorted({a for b in change.data["permissions"] for a in b["data_actions"]})
+        actions = sorted({a for b in definition.permissions for a in b.actions})
+        data_actions = sorted({a for b in definition.permissions for a in b.data_actions})
         summary = (
             f"custom role {change.name} ({guid}){held} was rewritten; the baseline lists no "
             f"custom_roles entry saying what it may hold"
         )
         expected: dict[str, Any] | None = None
     else:
-        actions, data_actions = beyond(change.data["permissions"], spec.actions, spec.data_actions)
+        actions, data_actions = beyond(definition.permissions, spec.actions, spec.data_actions)
         if not actions and not data_actions:
             return
         summary = (
@@ -537,7 +544,7 @@ def role_definition_widened(change: Change, baseline: Baseline) -> Iterator[Hit]
         summary=summary,
         expected=expected,
         actual={
-            "permissions": change.data["permissions"],
+            "permissions": [_as_written(b) for b in definition.permissions],
             "beyond_baseline": {"actions": actions, "data_actions": data_actions},
         },
         detail={
@@ -549,3 +556,13 @@ def role_definition_widened(change: Change, baseline: Baseline) -> Iterator[Hit]
         remediation="restore_role_definition",
         mode=spec.mode if spec is not None else None,
     )
+
+
+def _as_written(block: PermissionBlock) -> dict[str, list[str]]:
+    """A permissions block as findings have always shown it."""
+    return {
+        "actions": list(block.actions),
+        "not_actions": list(block.not_actions),
+        "data_actions": list(block.data_actions),
+        "not_data_actions": list(block.not_data_actions),
+    }
