@@ -175,6 +175,7 @@ RUNTIME_FILES = {
     "trustwatch/aws/store.py",
     "trustwatch/azure/actions.py",
     "trustwatch/azure/baseline.py",
+    "trustwatch/azure/changes.py",
     "trustwatch/azure/cloud.py",
     "trustwatch/azure/links.py",
     "trustwatch/azure/scopes.py",
