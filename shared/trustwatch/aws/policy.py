@@ -570,9 +570,9 @@ def _meet(current: str, value: str) -> str | None:
         return value
     if _is_account_root(current):
         return _within_account(current, value)
-    if principal_covers(value, current) or (
-        _is_account_root(value) and _within_account(value, current) == current
-    ):
+    if _is_account_root(value):
+        return _within_account(value, current)  # the pattern, inside that account
+    if principal_covers(value, current):
         return current
     if principal_covers(current, value):
         return value

@@ -328,7 +328,9 @@ def policy_version_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
         f"Policy {change.name}, used by {', '.join(roles)}, has a new default version",
         {"policy": arn, "default_version": "unchanged"},
         actual,
-        severity=Severity.critical if actual.get("grants_admin") else None,
+        severity=Severity.critical
+        if actual.get("grants_admin") or "escalation" in actual
+        else None,
         remediation="restore_policy_version",
     )
 

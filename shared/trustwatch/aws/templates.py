@@ -314,7 +314,9 @@ def _restricted_statements(
         return f"arn:{p}:ec2:{region}:{account}:{kind}/*"
 
     vpc_arn = f"arn:{p}:ec2:{region}:{account}:vpc/{vpc_id or '*'}"
-    vpc_test = {("StringEquals" if vpc_id else "StringLike"): {"ec2:vpc": vpc_arn}}
+    # StringEquals takes "*" literally: any unknown part needs StringLike to stay a bound
+    exact = vpc_id and "*" not in (region, account)
+    vpc_test = {("StringEquals" if exact else "StringLike"): {"ec2:vpc": vpc_arn}}
     tag = {"StringEquals": {"ec2:ResourceTag/Vendor": "Databricks"}}
     request_tag = {"StringEquals": {"aws:RequestTag/Vendor": "Databricks"}}
     return [
