@@ -30,7 +30,7 @@ from awsevents import (
     session,
     trust,
 )
-from conftest import EXAMPLE_BASELINE
+from conftest import DATA, EXAMPLE_BASELINE
 from trustwatch.aws import policy as aws_policy
 from trustwatch.aws.templates import POLICY_TYPES, crossaccount_policy
 from trustwatch.baseline import BaselineError, parse_baseline
@@ -166,10 +166,11 @@ def test_other_case_equivalent_stays_quiet(record, baseline):
 
 
 def test_truly_different_role_stays_untracked(baseline):
-    # one character more is another role: no baseline finding, and it trusts no Databricks
+    # one character more is another role: it trusts Databricks' root, so it is reported as
+    # an untracked role, not as the baseline one
     assert rules(update_trust(XACCT + "-2", BACKDOOR_TRUST), baseline) == [
         "aws.role.untracked_trusts_databricks"
-    ]  # it trusts Databricks' root: reported as an untracked role, not as the baseline one
+    ]
     assert rules(update_trust(XACCT + "-2", trust(allow({"AWS": ATTACKER_ROOT}))), baseline) == []
     assert rules(_attach(CLUSTER + "x", ADMIN), baseline) == []
 
@@ -612,15 +613,24 @@ def test_conditions_combine_in_the_policy_comparison():
 
 # ---------------------------------------------------------------- the provider's own output
 
-# The provider's restricted example (aws/data_aws_crossaccount_policy_test.go @
-# 684f4424982431d3433e5c23353c6b208b263e75, TestDataAwsCrossAccountRestrictedPolicy):
-# region us-west-2, vpc-12345678, sg-12345678. crossaccount_policy renders it byte for
-# byte (test_aws_templates.test_same_json_as_the_terraform_provider pins the length).
+# The provider's own restricted document: the expectedJSON of
+# TestDataAwsCrossAccountRestrictedPolicyRoles in databricks/terraform-provider-databricks
+# aws/data_aws_crossaccount_policy_test.go @ 684f4424982431d3433e5c23353c6b208b263e75
+# (region us-west-2, vpc-abcdefg12345, sg-12345678), transcribed in tests/data/aws.
 PROVIDER_PARAMS = {
     "region": "us-west-2",
-    "vpc_id": "vpc-12345678",
+    "vpc_id": "vpc-abcdefg12345",
     "security_group_id": "sg-12345678",
 }
+
+
+def provider_restricted() -> dict:
+    """The provider's document, for this test account (its own is 123456789012)."""
+    text = (DATA / "aws" / "terraform-provider-crossaccount-restricted.json").read_text()
+    assert json.dumps(
+        crossaccount_policy("restricted", account_id="123456789012", **PROVIDER_PARAMS), indent=2
+    ) == text.rstrip("\n")  # fmt: skip
+    return json.loads(text.replace("123456789012", ACCOUNT))
 
 
 def restricted_baseline(**params: str):
@@ -649,8 +659,7 @@ def put_inline(document: dict) -> dict:
     ids=["no parameters", "region only", "all parameters"],
 )
 def test_terraform_apply_of_the_restricted_policy_is_quiet(params):
-    real = crossaccount_policy("restricted", account_id=ACCOUNT, **PROVIDER_PARAMS)
-    assert rules(put_inline(real), restricted_baseline(**params)) == []
+    assert rules(put_inline(provider_restricted()), restricted_baseline(**params)) == []
 
 
 def test_restricted_policy_outside_the_given_parameters_fires():
@@ -836,3 +845,11 @@ def test_responder_quiet_cases(baseline):
 def test_assume_into_the_responder_by_anyone_else_fires(baseline):
     assert fired(assume(RESPONDER_ARN, ALICE), baseline) == [UNEXPECTED]
     assert fired(assume(RESPONDER_ARN, account_caller(ATTACKER_ACCOUNT)), baseline) == [UNEXPECTED]
+
+
+def test_every_aws_rule_is_in_the_readme_table():
+    from trustwatch.engine import all_rules
+
+    readme = (DATA.parent.parent / "README.md").read_text()
+    missing = [r.id for r in all_rules() if r.cloud == "aws" and f"| `{r.id}` |" not in readme]
+    assert missing == []

@@ -267,7 +267,8 @@ resource "aws_cloudwatch_event_rule" "identity_changes" {
     detail = {
       eventSource = ["iam.amazonaws.com", "sts.amazonaws.com"]
       # The calls trustwatch.aws.events understands. AssumeRole is how a confused-deputy
-      # attempt shows (a wrong or missing ExternalId).
+      # attempt shows (a wrong or missing ExternalId); AssumeRole* by an unexpected
+      # principal is a backdoor in use.
       eventName = [
         "UpdateAssumeRolePolicy",
         "CreateRole",
@@ -284,6 +285,8 @@ resource "aws_cloudwatch_event_rule" "identity_changes" {
         "RemoveRoleFromInstanceProfile",
         "DeleteInstanceProfile",
         "AssumeRole",
+        "AssumeRoleWithSAML",
+        "AssumeRoleWithWebIdentity",
       ]
     }
   })

@@ -425,6 +425,7 @@ def _responder_role(change: Change, baseline: Baseline) -> str | None:
 
 
 RESPONDER_KINDS = (
+    "role.created",  # re-created after a delete: whoever creates it owns it
     "role.trust_updated",
     "role.deleted",
     "role.policy_attached",
