@@ -419,6 +419,9 @@ def principal_covers(general: str, specific: str) -> bool:
     if specific == "*":
         return False
     g, s = _split_arn(general), _split_arn(specific)
+    if g is None and s is not None and _has_wildcard(general):
+        # a pattern that is not a whole ARN ("arn:*", from StringLike aws:PrincipalArn)
+        return _glob_covers(general, specific)
     if g is None or s is None:
         return False  # service:/federated:/canonical: principals only match themselves
     if _is_account_root(general):
@@ -1117,7 +1120,12 @@ _AWS_MANAGED_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::aws:policy/([^/]+)")
 def managed_policy_is_admin(arn: str) -> bool:
     """Is this an AWS managed policy (any partition) known to grant "*" or "iam:*"?"""
     found = _AWS_MANAGED_ARN.fullmatch(arn.strip())
-    return found is not None and found.group(1) in ADMIN_MANAGED_POLICIES
+    # policy names are not distinguished by case (IAM quotas page)
+    return found is not None and found.group(1).lower() in _lowered_names(ADMIN_MANAGED_POLICIES)
+
+
+def _lowered_names(table: dict[str, str]) -> set[str]:
+    return {name.lower() for name in table}
 
 
 # ---------------------------------------------------------------- privilege escalation
@@ -1210,7 +1218,5 @@ ESCALATION_MANAGED_POLICIES: dict[str, str] = {
 def managed_policy_escalates(arn: str) -> bool:
     """Is this an AWS managed policy known to be admin or escalation equivalent?"""
     found = _AWS_MANAGED_ARN.fullmatch(arn.strip())
-    return found is not None and found.group(1) in {
-        **ADMIN_MANAGED_POLICIES,
-        **ESCALATION_MANAGED_POLICIES,
-    }
+    names = _lowered_names(ADMIN_MANAGED_POLICIES) | _lowered_names(ESCALATION_MANAGED_POLICIES)
+    return found is not None and found.group(1).lower() in names
