@@ -269,6 +269,8 @@ def test_boundary_policy_quiet_cases(bounded, baseline):
             trust(allow("*", {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::41435176*:root"}})),
             "critical",
         ),
+        # a pattern that is not a whole ARN still matches every principal ARN
+        (trust(allow("*", {"StringLike": {"aws:PrincipalArn": "arn:*"}})), "critical"),
         # "*" narrowed to Databricks' account, with an ExternalId: the exact-principal case
         (
             trust(

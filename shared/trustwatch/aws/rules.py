@@ -253,10 +253,9 @@ def inline_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
         return
     admin = policy.grants_admin(change.data["policy"])
     # judged on what was added: the provider's own Spot statement holds iam:PutRolePolicy
-    escalation = policy.escalations(diff.added, change.data["policy"])
-    actual: dict[str, Any] = {"policy": name, "added": diff.added}
-    if escalation:
-        actual["escalation"] = escalation
+    escalation = [] if admin else policy.escalations(diff.added, change.data["policy"])
+    drift: dict[str, Any] = {"policy": name, "added": diff.added}
+    actual = {**drift, "escalation": escalation} if escalation else drift
     yield Hit(
         f"Inline policy {name} on role {change.name} grants more than the baseline"
         + (
@@ -268,6 +267,7 @@ def inline_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
         ),
         {"policy": name, "baseline": "not allowed" if spec is None else "template or document"},
         actual,
+        detail=drift,  # the finding id stays what it was before escalations were named
         severity=Severity.critical if admin or escalation else None,
         remediation="delete_role_policy" if spec is None else "restore_inline_policy",
         mode=role.mode,
@@ -291,18 +291,28 @@ def inline_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
     )
 
 
-def _roles_using(change: Change, baseline: Baseline, policy_arn: str) -> list[str]:
-    """Baseline roles that hold the policy, or use it as their permissions boundary."""
+def _roles_using(change: Change, baseline: Baseline, policy_arn: str) -> list[tuple[str, str]]:
+    """(role, "attached" | "boundary") for baseline roles that hold the policy or use it as
+    their permissions boundary (a new boundary version lifts the boundary's limit)."""
     account = _account(change, baseline)
     if account is None:
         return []
     out = []
     for name, r in account.roles.items():
         if _arns_contain(r.managed_policies, policy_arn):
-            out.append(name)
+            out.append((name, "attached"))
         elif r.permissions_boundary and _arns_contain([r.permissions_boundary], policy_arn):
-            out.append(f"{name} (permissions boundary)")
+            out.append((name, "boundary"))
     return sorted(out)
+
+
+def _uses(roles: list[tuple[str, str]]) -> str:
+    attached = [n for n, how in roles if how == "attached"]
+    bounded = [n for n, how in roles if how == "boundary"]
+    parts = [f"attached to {', '.join(attached)}"] if attached else []
+    if bounded:
+        parts.append(f"the permissions boundary of {', '.join(bounded)}")
+    return " and ".join(parts)
 
 
 @rule(
@@ -321,13 +331,16 @@ def policy_version_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     actual: dict[str, Any] = {"default_version": change.data.get("version_id") or "new"}
     if change.data.get("policy") is not None:
         actual["grants_admin"] = policy.grants_admin(change.data["policy"])
+    drift = dict(actual)
+    if change.data.get("policy") is not None and not actual["grants_admin"]:
         escalation = policy.document_escalations(change.data["policy"])
         if escalation:
             actual["escalation"] = escalation
     yield Hit(
-        f"Policy {change.name}, used by {', '.join(roles)}, has a new default version",
+        f"Policy {change.name}, {_uses(roles)}, has a new default version",
         {"policy": arn, "default_version": "unchanged"},
         actual,
+        detail=drift,  # the finding id stays what it was before escalations were named
         severity=Severity.critical
         if actual.get("grants_admin") or "escalation" in actual
         else None,
