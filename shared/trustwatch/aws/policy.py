@@ -20,6 +20,10 @@ Normalization, so that text never matters:
   (ArnLike/ArnEquals/StringLike/StringEquals, not IfExists) is the principal(s) the
   condition names: root of A + ArnLike aws:PrincipalArn=arn:aws:iam::A:role/X == role/X
   (the Unity Catalog self-assume shape). "*" + StringEquals aws:PrincipalAccount=A == root of A.
+  Every such clause of a statement applies (conditions are ANDed): "*" + PrincipalAccount A
+  + ArnLike PrincipalArn arn:aws:iam::*:role/X == arn:aws:iam::A:role/X.
+- IAM names compare case-insensitively in principal ARNs (role/DBX == role/dbx); paths,
+  accounts and partitions keep their case (iam_arn_key).
 
 Coverage (the one relation everything uses):
 - principals: "*" covers all; an account root covers every iam/sts principal of that
@@ -40,8 +44,10 @@ Trust (compare_trust): a grant is (principal, assume actions, conditions).
   principal ("actions_added"); a baseline Deny with no equally broad Deny in actual.
 - expected_principals_removed: an expected principal/action no actual grant covers any more
   (or that an unconditional actual Deny blocks).
-Deny statements only narrow: besides the dropped-Deny and breakage checks they are ignored,
-so adding a Deny never widens (and a Deny is never credited against an Allow: conservative).
+Deny statements only narrow: besides the dropped-Deny and breakage checks, the one Deny
+credited against an Allow is the provable "Deny Principal * unless aws:PrincipalAccount /
+aws:PrincipalArn is X" (one negated condition, nothing else): it leaves only X. Any other
+Deny is ignored, so adding a Deny never widens (conservative).
 
 Permissions (compare_permissions): each Allow is split into (principal?, action, resource,
 conditions) items; an actual item is covered by one expected Allow that covers its action,
