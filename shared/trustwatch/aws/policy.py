@@ -577,6 +577,8 @@ def _meet(current: str, value: str) -> str | None:
     """
     if current == "*":
         return value
+    if _split_arn(current) is None and not current.startswith("arn:"):
+        return None  # service/federated/canonical principals have no aws:PrincipalArn
     if _is_account_root(current):
         return _within_account(current, value)
     if _is_account_root(value):
