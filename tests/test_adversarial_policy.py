@@ -493,3 +493,84 @@ def test_regression_empty_principal_is_not_its_own_subset():
         ]
     }
     assert not compare_permissions(doc, doc).widened
+
+
+# ---------------------------------------------------------------- narrowing by conditions
+
+NARROW_PRINCIPALS = [
+    f"arn:aws:iam::{a}:{kind}/{name}"
+    for a in (*ACCOUNTS, INTRUDER)
+    for kind in ("role", "user")
+    for name in ("x", "databricks-uc")
+]
+ARN_PATTERNS = [
+    "arn:aws:iam::*:role/x",
+    "arn:aws:iam::111122223333:role/*",
+    "arn:aws:iam::414351767826:*",
+    "arn:aws:iam::41435176*:*",
+    "arn:aws:iam::*:user/databricks-uc",
+    "arn:aws:iam::999988887777:role/x",
+]
+
+
+def _satisfies(principal: str, account_values, arn_values) -> bool:
+    account = principal.split(":")[4]
+    if account_values is not None and account not in account_values:
+        return False
+    return arn_values is None or any(fnmatch.fnmatchcase(principal, v) for v in arn_values)
+
+
+@settings(max_examples=600, derandomize=True, database=None, **_COMMON)  # small and fast
+@given(
+    st.sampled_from(["*", *(f"arn:aws:iam::{a}:root" for a in ACCOUNTS)]),
+    st.none() | st.sets(st.sampled_from([*ACCOUNTS, INTRUDER]), min_size=1, max_size=2),
+    st.none() | st.sets(st.sampled_from(ARN_PATTERNS), min_size=1, max_size=2),
+    st.none()
+    | st.tuples(
+        st.booleans(), st.sets(st.sampled_from(ARN_PATTERNS + ACCOUNTS), min_size=1, max_size=2)
+    ),
+    st.sampled_from(NARROW_PRINCIPALS),
+)
+def test_condition_narrowing_never_loses_a_principal_iam_admits(
+    principal, accounts, arns, deny, caller
+):
+    """Soundness of ANDed narrowing conditions and Deny-unless statements (IAM: all of a
+    statement's conditions must hold; an explicit Deny wins,
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html):
+    whoever a reference evaluator admits, some normalized grant covers."""
+    condition: dict[str, Any] = {}
+    if accounts is not None:
+        condition["StringEquals"] = {"aws:PrincipalAccount": sorted(accounts)}
+    if arns is not None:
+        condition["ArnLike"] = {"aws:PrincipalArn": sorted(arns)}
+    statements: list[dict[str, Any]] = [
+        {"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "sts:AssumeRole"}
+        | ({"Condition": condition} if condition else {})
+    ]
+    denied = False
+    if deny is not None:
+        by_account, values = deny
+        values = {v for v in values if v.isdigit() == by_account}
+        assume(values)
+        key, op = (
+            ("aws:PrincipalAccount", "StringNotEquals")
+            if by_account
+            else ("aws:PrincipalArn", "ArnNotLike")
+        )
+        statements.append(
+            {"Effect": "Deny", "Principal": "*", "Action": "sts:AssumeRole",
+             "Condition": {op: {key: sorted(values)}}}
+        )  # fmt: skip
+        account = caller.split(":")[4]
+        admitted = (
+            account in values if by_account else any(fnmatch.fnmatchcase(caller, v) for v in values)
+        )
+        denied = not admitted
+    in_principal = principal == "*" or caller.split(":")[4] == principal.split(":")[4]
+    allowed = in_principal and _satisfies(caller, accounts, arns) and not denied
+    from trustwatch.aws.policy import principal_covers, trust_principals
+
+    grants = trust_principals({"Version": "2012-10-17", "Statement": statements})
+    covered = any(principal_covers(g.principal, caller) for g in grants)
+    if allowed:
+        assert covered, (statements, caller, [g.principal for g in grants])

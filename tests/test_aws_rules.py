@@ -462,13 +462,16 @@ XACCT_ARN = f"arn:aws:iam::{ACCOUNT}:role/{XACCT}"
         (assume(UC_ARN, DBX_EXTERNAL_ID, error="AccessDenied"), True),
         (assume(XACCT_ARN, DBX_EXTERNAL_ID), False),
         (assume(UC_ARN, UC_EXTERNAL_ID), False),
+        # no ExternalId expected; but Databricks' account using an ec2-only role is a
+        # backdoor in use (issue 11): that is the other rule, tested in test_aws_backdoors
         (assume(f"arn:aws:iam::{ACCOUNT}:role/databricks-cluster-data", None), False),
         (assume(f"arn:aws:iam::{ACCOUNT}:role/unwatched", None, error="AccessDenied"), False),
     ],
 )
 def test_assume_role_external_id(record, fires, baseline):
     expected = ["aws.assume_role.external_id_mismatch"] if fires else []
-    assert rules_of(record, baseline) == expected
+    found = [r for r in rules_of(record, baseline) if r != "aws.assume_role.unexpected_principal"]
+    assert found == expected
 
 
 def test_denied_assume_without_parameters_same_account_is_not_confused_deputy(baseline):

@@ -173,6 +173,8 @@ WATCHED_AWS_CALLS = {
     "RemoveRoleFromInstanceProfile",
     "DeleteInstanceProfile",
     "AssumeRole",
+    "AssumeRoleWithSAML",  # backdoors in use (aws.assume_role.unexpected_principal)
+    "AssumeRoleWithWebIdentity",
 }
 
 

@@ -16,7 +16,13 @@ _TEMPLATE_PARAMS = {
     "databricks-cross-account": set(),
     "databricks-unity-catalog": {"external_id"},
     "ec2": set(),
-    "databricks-crossaccount-policy": {"policy_type", "pass_roles"},
+    "databricks-crossaccount-policy": {
+        "policy_type",
+        "pass_roles",
+        "region",
+        "vpc_id",
+        "security_group_id",
+    },
 }
 
 
@@ -27,6 +33,10 @@ class TemplateRef(Strict):
     external_id: str | None = None
     policy_type: Literal["managed", "customer", "restricted"] | None = None
     pass_roles: list[str] | None = None  # role ARNs the cross-account policy may iam:PassRole
+    # the provider's `restricted` parameters; absent ones render the widest policy they allow
+    region: str | None = None
+    vpc_id: str | None = None
+    security_group_id: str | None = None
 
     @model_validator(mode="after")
     def _known_template(self) -> TemplateRef:
@@ -35,6 +45,15 @@ class TemplateRef(Strict):
             raise ValueError(f"unknown template {self.template!r}; expected one of: {known}")
         if self.template == "databricks-unity-catalog" and not self.external_id:
             raise ValueError("template 'databricks-unity-catalog' needs 'external_id'")
+        given = {k for k in ("external_id", "policy_type", "pass_roles", "region", "vpc_id",
+                             "security_group_id") if getattr(self, k) is not None}  # fmt: skip
+        extra = sorted(given - _TEMPLATE_PARAMS[self.template])
+        if extra:
+            raise ValueError(f"template {self.template!r} takes no {', '.join(extra)}")
+        if self.vpc_id is not None and not self.vpc_id.startswith("vpc-"):
+            raise ValueError("vpc_id must begin with 'vpc-'")  # as the provider checks it
+        if self.security_group_id is not None and not self.security_group_id.startswith("sg-"):
+            raise ValueError("security_group_id must begin with 'sg-'")
         return self
 
 
@@ -109,10 +128,50 @@ class AwsInstanceProfile(Strict):
     role: str
 
 
+def iam_name_key(name: str) -> str:
+    """IAM role and instance-profile names "are not distinguished by case" (IAM quotas page):
+    DBX-XACCT and dbx-xacct are one role, so every lookup goes through this key."""
+    return name.strip().lower()
+
+
+def _by_name_key(value: Any, what: str) -> Any:
+    if isinstance(value, dict):
+        seen: dict[str, str] = {}
+        for name in value:
+            other = seen.setdefault(iam_name_key(str(name)), str(name))
+            if other != str(name):
+                raise ValueError(
+                    f"{what} {other!r} and {str(name)!r} differ only by case: IAM treats "
+                    "them as one name"
+                )
+    return value
+
+
 class AwsAccount(Strict):
     roles: dict[str, AwsRole] = Field(default_factory=dict)
     instance_profiles: dict[str, AwsInstanceProfile] = Field(default_factory=dict)
     untracked_roles: Literal["alert", "ignore"] = "alert"
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _unique_roles(cls, value: Any) -> Any:
+        return _by_name_key(value, "roles")
+
+    @field_validator("instance_profiles", mode="before")
+    @classmethod
+    def _unique_profiles(cls, value: Any) -> Any:
+        return _by_name_key(value, "instance profiles")
+
+    def role_named(self, name: str) -> tuple[str, AwsRole] | None:
+        """(baseline spelling, role) for an IAM role name in any case."""
+        key = iam_name_key(name)
+        return next(((n, r) for n, r in self.roles.items() if iam_name_key(n) == key), None)
+
+    def instance_profile_named(self, name: str) -> tuple[str, AwsInstanceProfile] | None:
+        key = iam_name_key(name)
+        return next(
+            ((n, p) for n, p in self.instance_profiles.items() if iam_name_key(n) == key), None
+        )
 
 
 class AwsSection(Strict):
@@ -153,7 +212,7 @@ def check_baseline(baseline: Any) -> list[str]:
                     "'databricks-cross-account', which needs databricks.account_id"
                 )
         for profile_name, profile in account.instance_profiles.items():
-            if profile.role not in account.roles:
+            if account.role_named(profile.role) is None:
                 problems.append(
                     f"aws.accounts.{account_id}.instance_profiles.{profile_name}.role: "
                     f"{profile.role!r} is not a role of this account's baseline"

@@ -32,7 +32,11 @@ IAM_KINDS = {
     "RemoveRoleFromInstanceProfile": "instance_profile.role_removed",
     "DeleteInstanceProfile": "instance_profile.deleted",
 }
-STS_KINDS = {"AssumeRole": "role.assumed"}
+STS_KINDS = {
+    "AssumeRole": "role.assumed",
+    "AssumeRoleWithSAML": "role.assumed",
+    "AssumeRoleWithWebIdentity": "role.assumed",
+}
 
 
 def watched_operations() -> dict[str, tuple[str, ...]]:
@@ -165,6 +169,8 @@ def parse(record: Any) -> list[Change] | Skipped:
             identity_arn = m[1].rstrip(".")
             role_name = identity_arn.rsplit("/", 1)[-1]
         data["caller_account"] = _str(identity.get("accountId"))
+        data["callers"] = _callers(name, identity, ids, params, partition)
+        data["assume_action"] = "sts:" + name.lower()
         data["parameters_recorded"] = bool(params)
         # the watched role lives in the role's account, not necessarily the recipient's
         parts = identity_arn.split(":")
@@ -172,6 +178,30 @@ def parse(record: Any) -> list[Change] | Skipped:
             raise EventError(f"AssumeRole roleArn {identity_arn[:200]!r} is not a role ARN")
         base["scope"] = parts[4] or account
     return [Change(**base, identity=identity_arn, name=role_name, data=data)]
+
+
+def _callers(
+    name: str, identity: dict[str, Any], ids: list[str], params: dict[str, Any], partition: str
+) -> list[str]:
+    """Who called AssumeRole*, as canonical trust principals (policy.py's spelling).
+
+    AssumeRoleWithSAML: the SAML provider ARN is requestParameters.principalArn
+    (userIdentity.identityProvider is a hash); AssumeRoleWithWebIdentity: the provider is
+    userIdentity.identityProvider ("accounts.google.com", an OIDC provider ARN or host).
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-integration.html
+    AssumeRole: the caller's ARNs (session and its role), a service, or nothing when
+    only the account is logged (userIdentity type AWSAccount: rules use caller_account).
+    """
+    if name == "AssumeRoleWithSAML":
+        provider = _str(params.get("principalArn"))
+        return [f"federated:{provider}"] if provider else []
+    if name == "AssumeRoleWithWebIdentity":
+        provider = _str(identity.get("identityProvider"))
+        return [f"federated:{provider}"] if provider else []
+    if _str(identity.get("type")) == "AWSService":
+        service = _str(identity.get("invokedBy"))
+        return [f"service:{service.lower()}"] if service else []
+    return [i for i in ids if i.startswith(f"arn:{partition}:")] or ids
 
 
 def _param(params: dict[str, Any], key: str) -> str:

@@ -20,6 +20,10 @@ Normalization, so that text never matters:
   (ArnLike/ArnEquals/StringLike/StringEquals, not IfExists) is the principal(s) the
   condition names: root of A + ArnLike aws:PrincipalArn=arn:aws:iam::A:role/X == role/X
   (the Unity Catalog self-assume shape). "*" + StringEquals aws:PrincipalAccount=A == root of A.
+  Every such clause of a statement applies (conditions are ANDed): "*" + PrincipalAccount A
+  + ArnLike PrincipalArn arn:aws:iam::*:role/X == arn:aws:iam::A:role/X.
+- IAM names compare case-insensitively in principal ARNs (role/DBX == role/dbx); paths,
+  accounts and partitions keep their case (iam_arn_key).
 
 Coverage (the one relation everything uses):
 - principals: "*" covers all; an account root covers every iam/sts principal of that
@@ -40,8 +44,10 @@ Trust (compare_trust): a grant is (principal, assume actions, conditions).
   principal ("actions_added"); a baseline Deny with no equally broad Deny in actual.
 - expected_principals_removed: an expected principal/action no actual grant covers any more
   (or that an unconditional actual Deny blocks).
-Deny statements only narrow: besides the dropped-Deny and breakage checks they are ignored,
-so adding a Deny never widens (and a Deny is never credited against an Allow: conservative).
+Deny statements only narrow: besides the dropped-Deny and breakage checks, the one Deny
+credited against an Allow is the provable "Deny Principal * unless aws:PrincipalAccount /
+aws:PrincipalArn is X" (one negated condition, nothing else): it leaves only X. Any other
+Deny is ignored, so adding a Deny never widens (conservative).
 
 Permissions (compare_permissions): each Allow is split into (principal?, action, resource,
 conditions) items; an actual item is covered by one expected Allow that covers its action,
@@ -339,6 +345,11 @@ def _glob_covers(general: str, specific: str) -> bool:
     return _wildcard_match(general, specific)
 
 
+def glob_covers(general: str, specific: str) -> bool:
+    """IAM wildcard inclusion (public name for rules): s3:Get* covers s3:GetObject."""
+    return _glob_covers(general, specific)
+
+
 def _wildcard_match(pattern: str, text: str) -> bool:
     """Greedy '*'/'?' matching in O(len(pattern) * len(text)) at worst: a regex of many
     '.*' backtracks exponentially on attacker-written policies. '?' never stands for a
@@ -392,6 +403,21 @@ def _is_account_root(principal: str) -> bool:
     return arn is not None and arn[1] == "iam" and arn[3] == "root" and not _has_wildcard(principal)
 
 
+# IAM resources whose names "are not distinguished by case" (IAM quotas page,
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html); paths,
+# partitions, services and account ids keep their case.
+_IAM_NAMED = ("role", "user", "group", "policy", "instance-profile")
+
+
+def iam_arn_key(arn: str) -> str:
+    """The comparison key of an IAM ARN: its name (the part after the last '/') lower-cased."""
+    parts = _split_arn(arn.strip())
+    if parts is None or parts[1] != "iam" or parts[3].split("/", 1)[0] not in _IAM_NAMED:
+        return arn.strip()
+    head, _, name = arn.strip().rpartition("/")
+    return f"{head}/{name.lower()}"
+
+
 def principal_covers(general: str, specific: str) -> bool:
     """True when trusting canonical principal `general` also trusts `specific`."""
     if general in ("*", specific):
@@ -399,6 +425,9 @@ def principal_covers(general: str, specific: str) -> bool:
     if specific == "*":
         return False
     g, s = _split_arn(general), _split_arn(specific)
+    if g is None and s is not None and _has_wildcard(general):
+        # a pattern that is not a whole ARN ("arn:*", from StringLike aws:PrincipalArn)
+        return _glob_covers(general, specific)
     if g is None or s is None:
         return False  # service:/federated:/canonical: principals only match themselves
     if _is_account_root(general):
@@ -407,7 +436,9 @@ def principal_covers(general: str, specific: str) -> bool:
     if g[1] == "iam" and g[3].startswith("role/") and s[1] == "sts":
         session = s[3].split("/")
         if len(session) >= 2 and session[0] == "assumed-role" and (s[0], s[2]) == (g[0], g[2]):
-            return session[1] == g[3].rsplit("/", 1)[-1]
+            return session[1].lower() == g[3].rsplit("/", 1)[-1].lower()
+    if not _has_wildcard(general) and iam_arn_key(general) == iam_arn_key(specific):
+        return True  # role/DBX-XACCT is role/dbx-xacct
     return _glob_covers(general, specific)
 
 
@@ -529,25 +560,64 @@ def _external_ids(conditions: frozenset[ConditionClause]) -> frozenset[str] | No
 _PRINCIPAL_ARN_OPS = {"ArnLike", "ArnEquals", "StringLike", "StringEquals"}
 
 
+def _narrowing_values(clause: ConditionClause, partition: str) -> list[str] | None:
+    """The principals a positive aws:PrincipalArn / aws:PrincipalAccount clause admits."""
+    if clause.key == "aws:principalarn" and clause.operator in _PRINCIPAL_ARN_OPS:
+        return sorted(clause.values)
+    if clause.key == "aws:principalaccount" and clause.operator == "StringEquals":
+        return [f"arn:{partition}:iam::{a}:root" for a in sorted(clause.values)]
+    return None
+
+
+def _meet(current: str, value: str) -> str | None:
+    """A principal (pattern) covering everything both admit; None when provably disjoint.
+
+    Exact where one contains the other; for two overlapping patterns it keeps `current`,
+    a superset of the intersection (reports more, never less).
+    """
+    if current == "*":
+        return value
+    if _split_arn(current) is None and not current.startswith("arn:"):
+        return None  # service/federated/canonical principals have no aws:PrincipalArn
+    if _is_account_root(current):
+        return _within_account(current, value)
+    if _is_account_root(value):
+        return _within_account(value, current)  # the pattern, inside that account
+    if principal_covers(value, current):
+        return current
+    if principal_covers(current, value):
+        return value
+    if not _has_wildcard(current) and not _has_wildcard(value):
+        return None  # two different literal principals never meet
+    a, b = _split_arn(current), _split_arn(value)
+    if a and b and not _has_wildcard(a[2] + b[2]) and a[2] != b[2]:
+        return None  # different accounts
+    return current
+
+
 def _narrow(
     principal: str, conditions: frozenset[ConditionClause], partition: str
 ) -> list[tuple[str, frozenset[ConditionClause]]]:
-    """Replace a root or "*" principal by the principals its conditions name."""
+    """Replace a root or "*" principal by the principals its conditions name.
+
+    A statement's conditions are all required ("Creating a condition with multiple keys or
+    values", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-logic-multiple-context-keys-or-values.html):
+    every narrowing clause applies, so "*" + aws:PrincipalAccount A + ArnLike
+    aws:PrincipalArn role/X is role/X.
+    """
     if principal != "*" and not _is_account_root(principal):
         return [(principal, conditions)]
+    candidates = [principal]
+    rest = set(conditions)
     for clause in sorted(conditions, key=_clause_sort_key):
-        rest = conditions - {clause}
-        if clause.key == "aws:principalarn" and clause.operator in _PRINCIPAL_ARN_OPS:
-            narrowed = []
-            for value in sorted(clause.values):
-                within = _within_account(principal, value)
-                if within is not None:
-                    narrowed.append((within, rest))
-            return narrowed  # values outside the root's account can never match: no grant
-        account_test = clause.key == "aws:principalaccount" and clause.operator == "StringEquals"
-        if principal == "*" and account_test:
-            return [(f"arn:{partition}:iam::{a}:root", rest) for a in sorted(clause.values)]
-    return [(principal, conditions)]
+        values = _narrowing_values(clause, partition)
+        if values is None:
+            continue
+        rest.discard(clause)
+        candidates = sorted(
+            {m for c in candidates for v in values if (m := _meet(c, v)) is not None}
+        )
+    return [(c, frozenset(rest)) for c in candidates]
 
 
 def _within_account(root: str, value: str) -> str | None:
@@ -565,6 +635,64 @@ def _within_account(root: str, value: str) -> str | None:
     parts = value.split(":", 5)
     parts[1], parts[4] = r_partition, r_account
     return ":".join(parts)
+
+
+# Negated operators whose Deny admits only the listed principals (the rest is denied).
+_EXCLUDING_OPS = {"StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike"}
+
+
+def _deny_admits(stmt: _Statement, partition: str) -> list[str] | None:
+    """The only principals a Deny leaves able to act, when that is provable.
+
+    Provable: Principal "*", one condition, a negated test on aws:PrincipalAccount or
+    aws:PrincipalArn (Deny unless the caller is one of these). An explicit Deny overrides
+    any Allow ("Policy evaluation logic",
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html).
+    Anything else (more conditions, other keys) is not credited: conservative.
+    """
+    if stmt.effect != "Deny" or stmt.principals != frozenset({"*"}) or len(stmt.conditions) != 1:
+        return None
+    (clause,) = stmt.conditions
+    prefix, op, _ = clause.parts
+    if prefix or op not in _EXCLUDING_OPS:
+        return None
+    if clause.key == "aws:principalaccount" and op in ("StringNotEquals", "StringNotLike"):
+        return [f"arn:{partition}:iam::{a}:root" for a in sorted(clause.values)]
+    if clause.key == "aws:principalarn":
+        return sorted(clause.values)
+    return None
+
+
+def _apply_denies(
+    grants: list[TrustGrant], stmts: list[_Statement], partition: str
+) -> list[TrustGrant]:
+    """Narrow grants by Denies that provably exclude every principal but a few."""
+    for stmt in stmts:
+        admits = _deny_admits(stmt, partition)
+        if admits is None:
+            continue
+        out = []
+        for g in grants:
+            denied = frozenset(a for a in g.actions if _deny_covers_action(stmt, a))
+            if not denied:
+                out.append(g)
+                continue
+            if g.actions - denied:
+                out.append(
+                    TrustGrant(g.principal, g.actions - denied, g.external_ids, g.conditions)
+                )
+            for who in sorted({m for v in admits if (m := _meet(g.principal, v)) is not None}):
+                out.append(TrustGrant(who, denied, g.external_ids, g.conditions))
+        grants = out
+    return sorted(set(grants), key=_key)
+
+
+def _deny_covers_action(stmt: _Statement, action: str) -> bool:
+    if stmt.actions is not None:
+        return any(_glob_covers(p, action) for p in stmt.actions)
+    return not any(
+        _glob_covers(n, action) or _glob_covers(action, n) for n in stmt.not_actions or ()
+    )
 
 
 def _grants(stmts: list[_Statement], partition: str) -> list[TrustGrant]:
@@ -587,7 +715,7 @@ def _grants(stmts: list[_Statement], partition: str) -> list[TrustGrant]:
         TrustGrant(who, frozenset(actions), _external_ids(conds), conds)
         for (who, conds), actions in merged.items()
     ]
-    return sorted(grants, key=_key)
+    return _apply_denies(sorted(grants, key=_key), stmts, partition)
 
 
 def _key(grant: TrustGrant) -> str:
@@ -1000,4 +1128,103 @@ _AWS_MANAGED_ARN = re.compile(r"arn:aws(?:-[a-z]+)*:iam::aws:policy/([^/]+)")
 def managed_policy_is_admin(arn: str) -> bool:
     """Is this an AWS managed policy (any partition) known to grant "*" or "iam:*"?"""
     found = _AWS_MANAGED_ARN.fullmatch(arn.strip())
-    return found is not None and found.group(1) in ADMIN_MANAGED_POLICIES
+    # policy names are not distinguished by case (IAM quotas page)
+    return found is not None and found.group(1).lower() in _lowered_names(ADMIN_MANAGED_POLICIES)
+
+
+def _lowered_names(table: dict[str, str]) -> set[str]:
+    return {name.lower() for name in table}
+
+
+# ---------------------------------------------------------------- privilege escalation
+
+# Permissions as good as admin: with them a principal rewrites its own (or another role's)
+# permissions or trust, or runs code as any role. Sources: Rhino Security Labs, "AWS IAM
+# Privilege Escalation - Methods and Mitigation" (methods 1-21,
+# https://rhinosecuritylabs.com/aws/aws-privilege-escalation-methods-mitigation/) and the
+# IAM actions reference (https://docs.aws.amazon.com/service-authorization/latest/reference/list_identityandaccessmanagement.html).
+ESCALATION_ACTIONS: frozenset[str] = frozenset(
+    a.lower()
+    for a in (
+        "iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion",
+        "iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:AttachGroupPolicy",
+        "iam:PutRolePolicy", "iam:PutUserPolicy", "iam:PutGroupPolicy",
+        "iam:UpdateAssumeRolePolicy", "iam:AddUserToGroup",
+        "iam:CreateAccessKey", "iam:CreateLoginProfile", "iam:UpdateLoginProfile",
+        "iam:DeleteRolePermissionsBoundary", "iam:PutRolePermissionsBoundary",
+        "lambda:UpdateFunctionCode", "glue:UpdateDevEndpoint",
+    )
+)  # fmt: skip
+# Actions that start code running as a role passed with iam:PassRole (Rhino methods 3, 15-21).
+COMPUTE_ACTIONS: frozenset[str] = frozenset(
+    a.lower()
+    for a in (
+        "ec2:RunInstances", "lambda:CreateFunction", "glue:CreateDevEndpoint",
+        "cloudformation:CreateStack", "datapipeline:CreatePipeline",
+        "ecs:RunTask", "sagemaker:CreateNotebookInstance", "codebuild:CreateProject",
+    )
+)  # fmt: skip
+
+
+def _action_reaches(item: dict[str, Any], action: str) -> bool:
+    if "action" in item:
+        return _glob_covers(item["action"], action)
+    return not any(_glob_covers(n, action) for n in item.get("not_action", ()))
+
+
+def _wide_resource(item: dict[str, Any]) -> bool:
+    """Resource "*" or NotResource: reaches resources nobody listed."""
+    return "not_resource" in item or item.get("resource") == "*"
+
+
+def escalations(items: Iterable[dict[str, Any]], context: Document | None = None) -> list[str]:
+    """Why Allow items (PermissionDiff entries) are privilege-escalation equivalent.
+
+    `context` is the whole document the items belong to: iam:PassRole on "*" escalates when
+    it, or the items, also hold a compute-creating action.
+    """
+    items = [i for i in items if i.get("effect", "Allow") == "Allow"]
+    reasons: set[str] = set()
+    for item in items:
+        if "not_action" in item and _wide_resource(item):
+            reasons.add("NotAction on every resource")
+        hits = sorted(a for a in ESCALATION_ACTIONS if _action_reaches(item, a))
+        if hits and "not_action" not in item:
+            reasons.add("can write IAM policies or credentials: " + ", ".join(hits[:4]))
+    pass_role = [i for i in items if _action_reaches(i, "iam:passrole") and _wide_resource(i)]
+    if pass_role:
+        pool = list(items)
+        if context is not None:
+            loaded = load_document(context)
+            for stmt in _normalize(loaded, _infer_partition([loaded])):
+                if stmt.effect == "Allow":
+                    pool += [_item_dict(i) for i in _items(stmt)]
+        compute = sorted(a for a in COMPUTE_ACTIONS if any(_action_reaches(i, a) for i in pool))
+        if compute:
+            reasons.add("iam:PassRole on * with " + ", ".join(compute[:3]))
+    return sorted(reasons)
+
+
+def document_escalations(doc: Document) -> list[str]:
+    """escalations() of every Allow of a document."""
+    loaded = load_document(doc)
+    items = [
+        _item_dict(i)
+        for stmt in _normalize(loaded, _infer_partition([loaded]))
+        if stmt.effect == "Allow"
+        for i in _items(stmt)
+    ]
+    return escalations(items)
+
+
+# AWS managed policies that are escalation equivalent without being admin.
+ESCALATION_MANAGED_POLICIES: dict[str, str] = {
+    "PowerUserAccess": "Allow NotAction [iam:*, organizations:*, account:*] on *",
+}
+
+
+def managed_policy_escalates(arn: str) -> bool:
+    """Is this an AWS managed policy known to be admin or escalation equivalent?"""
+    found = _AWS_MANAGED_ARN.fullmatch(arn.strip())
+    names = _lowered_names(ADMIN_MANAGED_POLICIES) | _lowered_names(ESCALATION_MANAGED_POLICIES)
+    return found is not None and found.group(1).lower() in names

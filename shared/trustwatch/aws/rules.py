@@ -1,7 +1,9 @@
 """AWS rules (Contract 3, `aws.*`): one small function per rule id, evaluated from the event.
 
 Roles are matched to the baseline by account id and role name (CloudTrail names roles,
-not ARNs, in most IAM calls); the role's mode override travels in each Hit.
+not ARNs, in most IAM calls), in any case: IAM role, instance-profile and policy names "are
+not distinguished by case" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+The role's mode override travels in each Hit.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from trustwatch.aws import policy, templates
-from trustwatch.aws.baseline import AwsAccount, AwsRole, TemplateRef
+from trustwatch.aws.baseline import AwsAccount, AwsRole, TemplateRef, iam_name_key
 from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, computed_once, rule
@@ -23,20 +25,32 @@ def _account(change: Change, baseline: Baseline) -> AwsAccount | None:
     return baseline.aws.accounts.get(change.scope)
 
 
-def _role(change: Change, baseline: Baseline) -> AwsRole | None:
+def _role_entry(change: Change, baseline: Baseline) -> tuple[str, AwsRole] | None:
+    """(baseline spelling of the name, role) for the change's role, in any case."""
     account = _account(change, baseline)
-    return account.roles.get(change.name) if account else None
+    return account.role_named(change.name) if account else None
+
+
+def _role(change: Change, baseline: Baseline) -> AwsRole | None:
+    found = _role_entry(change, baseline)
+    return found[1] if found else None
 
 
 def _expected_trust(change: Change, baseline: Baseline, role: AwsRole) -> list[dict[str, Any]]:
     assert role.trust is not None
+    found = _role_entry(change, baseline)
     return templates.expected_trust(
         role.trust,
         partition=baseline.aws.partition,
         account_id=change.scope,
-        role_name=change.name,
+        role_name=found[0] if found else change.name,
         databricks_account_id=baseline.databricks.account_id if baseline.databricks else None,
     )
+
+
+def _arns_contain(arns: list[str], arn: str) -> bool:
+    key = policy.iam_arn_key(arn)
+    return any(policy.iam_arn_key(a) == key for a in arns)
 
 
 def _trust_diff(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.TrustDiff] | None:
@@ -154,25 +168,30 @@ def _grants(doc: Any) -> list[dict[str, Any]]:
 )
 def untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[Hit]:
     account = _account(change, baseline)
-    if account is None or change.name in account.roles or account.untracked_roles == "ignore":
+    if account is None or account.untracked_roles == "ignore":
+        return
+    if account.role_named(change.name) is not None or _responder_role(change, baseline):
         return
     hits = [
         g
         for g in policy.trust_principals(change.data["policy"])
-        if templates.is_databricks_principal(g.principal)
+        if templates.includes_databricks(g.principal)
     ]
     if not hits:
         return
     without_external_id = [g for g in hits if g.external_ids is None]
+    # "*", {"AWS": "*"} or an account pattern: Databricks and everyone else may assume
+    pattern = [g for g in hits if not templates.is_databricks_principal(g.principal)]
     yield Hit(
-        f"Role {change.name} is not in the baseline but trusts a Databricks principal"
+        f"Role {change.name} is not in the baseline but trusts "
+        + ("a principal pattern that includes Databricks" if pattern else "a Databricks principal")
         + (" without an sts:ExternalId" if without_external_id else ""),
         {"baseline": "role not listed"},
         [
             {"principal": g.principal, "external_id": sorted(g.external_ids or []) or None}
             for g in hits
         ],
-        severity=Severity.critical if without_external_id else None,
+        severity=Severity.critical if without_external_id or pattern else None,
     )
 
 
@@ -180,15 +199,22 @@ def untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[
 def managed_attached(change: Change, baseline: Baseline) -> Iterator[Hit]:
     role = _role(change, baseline)
     arn = change.data["policy_arn"]
-    if role is None or arn in role.managed_policies:
+    if role is None or _arns_contain(role.managed_policies, arn):
         return
     admin = policy.managed_policy_is_admin(arn)
+    escalates = policy.managed_policy_escalates(arn)
     yield Hit(
         f"{arn.rsplit('/', 1)[-1]} attached to role {change.name}"
-        + (" (grants administrator access)" if admin else ""),
+        + (
+            " (grants administrator access)"
+            if admin
+            else " (privilege-escalation equivalent)"
+            if escalates
+            else ""
+        ),
         {"managed_policies": role.managed_policies},
         {"attached": arn},
-        severity=Severity.critical if admin else None,
+        severity=Severity.critical if admin or escalates else None,
         remediation="detach_role_policy",
         mode=role.mode,
     )
@@ -198,7 +224,7 @@ def managed_attached(change: Change, baseline: Baseline) -> Iterator[Hit]:
 def managed_detached(change: Change, baseline: Baseline) -> Iterator[Hit]:
     role = _role(change, baseline)
     arn = change.data["policy_arn"]
-    if role is None or arn not in role.managed_policies:
+    if role is None or not _arns_contain(role.managed_policies, arn):
         return
     yield Hit(
         f"Expected policy {arn.rsplit('/', 1)[-1]} detached from role {change.name}",
@@ -227,12 +253,23 @@ def inline_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if not diff.widened:
         return
     admin = policy.grants_admin(change.data["policy"])
+    # judged on what was added: the provider's own Spot statement holds iam:PutRolePolicy
+    escalation = [] if admin else policy.escalations(diff.added, change.data["policy"])
+    drift: dict[str, Any] = {"policy": name, "added": diff.added}
+    actual = {**drift, "escalation": escalation} if escalation else drift
     yield Hit(
         f"Inline policy {name} on role {change.name} grants more than the baseline"
-        + (" (administrator access)" if admin else ""),
+        + (
+            " (administrator access)"
+            if admin
+            else " (privilege-escalation equivalent)"
+            if escalation
+            else ""
+        ),
         {"policy": name, "baseline": "not allowed" if spec is None else "template or document"},
-        {"policy": name, "added": diff.added},
-        severity=Severity.critical if admin else None,
+        actual,
+        detail=drift,  # the finding id stays what it was before escalations were named
+        severity=Severity.critical if admin or escalation else None,
         remediation="delete_role_policy" if spec is None else "restore_inline_policy",
         mode=role.mode,
     )
@@ -255,11 +292,28 @@ def inline_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
     )
 
 
-def _roles_using(change: Change, baseline: Baseline, policy_arn: str) -> list[str]:
+def _roles_using(change: Change, baseline: Baseline, policy_arn: str) -> list[tuple[str, str]]:
+    """(role, "attached" | "boundary") for baseline roles that hold the policy or use it as
+    their permissions boundary (a new boundary version lifts the boundary's limit)."""
     account = _account(change, baseline)
     if account is None:
         return []
-    return sorted(n for n, r in account.roles.items() if policy_arn in r.managed_policies)
+    out = []
+    for name, r in account.roles.items():
+        if _arns_contain(r.managed_policies, policy_arn):
+            out.append((name, "attached"))
+        elif r.permissions_boundary and _arns_contain([r.permissions_boundary], policy_arn):
+            out.append((name, "boundary"))
+    return sorted(out)
+
+
+def _uses(roles: list[tuple[str, str]]) -> str:
+    attached = [n for n, how in roles if how == "attached"]
+    bounded = [n for n, how in roles if how == "boundary"]
+    parts = [f"attached to {', '.join(attached)}"] if attached else []
+    if bounded:
+        parts.append(f"the permissions boundary of {', '.join(bounded)}")
+    return " and ".join(parts)
 
 
 @rule(
@@ -278,11 +332,19 @@ def policy_version_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     actual: dict[str, Any] = {"default_version": change.data.get("version_id") or "new"}
     if change.data.get("policy") is not None:
         actual["grants_admin"] = policy.grants_admin(change.data["policy"])
+    drift = dict(actual)
+    if change.data.get("policy") is not None and not actual["grants_admin"]:
+        escalation = policy.document_escalations(change.data["policy"])
+        if escalation:
+            actual["escalation"] = escalation
     yield Hit(
-        f"Policy {change.name}, attached to {', '.join(roles)}, has a new default version",
+        f"Policy {change.name}, {_uses(roles)}, has a new default version",
         {"policy": arn, "default_version": "unchanged"},
         actual,
-        severity=Severity.critical if actual.get("grants_admin") else None,
+        detail=drift,  # the finding id stays what it was before escalations were named
+        severity=Severity.critical
+        if actual.get("grants_admin") or "escalation" in actual
+        else None,
         remediation="restore_policy_version",
     )
 
@@ -309,7 +371,7 @@ def boundary_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if role is None or role.permissions_boundary is None:
         return
     actual = None if change.kind == "role.boundary_deleted" else change.data.get("boundary")
-    if actual == role.permissions_boundary:
+    if actual is not None and _arns_contain([role.permissions_boundary], actual):
         return
     yield Hit(
         f"Permissions boundary of role {change.name} "
@@ -329,19 +391,21 @@ def boundary_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
 )
 def instance_profile_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     account = _account(change, baseline)
-    profile = account.instance_profiles.get(change.name) if account else None
-    if profile is None:
+    found = account.instance_profile_named(change.name) if account else None
+    if found is None:
         return
+    profile = found[1]
     role = change.data.get("role_name") or ""
+    same_role = iam_name_key(role) == iam_name_key(profile.role)
     expected = {"instance_profile": change.name, "role": profile.role}
-    if change.kind == "instance_profile.role_added" and role != profile.role:
+    if change.kind == "instance_profile.role_added" and not same_role:
         yield Hit(
             f"Instance profile {change.name} now holds role {role} instead of {profile.role}",
             expected,
             {"instance_profile": change.name, "role_added": role},
             remediation="restore_instance_profile_role",
         )
-    elif change.kind == "instance_profile.role_removed" and role == profile.role:
+    elif change.kind == "instance_profile.role_removed" and same_role:
         yield Hit(
             f"Role {role} removed from instance profile {change.name}",
             expected,
@@ -354,6 +418,132 @@ def instance_profile_changed(change: Change, baseline: Baseline) -> Iterator[Hit
             expected,
             {"instance_profile": change.name, "deleted": True},
         )
+
+
+# The responder's execution role is assumed by Lambda (deploy/aws/main.tf trusts
+# lambda.amazonaws.com); anyone else using it acts with the responder's rights.
+RESPONDER_SERVICES = frozenset({"service:lambda.amazonaws.com"})
+
+
+def _responder_role(change: Change, baseline: Baseline) -> str | None:
+    """The actors.responder entry naming the change's role (account + name in any case)."""
+    for entry in baseline.actors.responder:
+        parts = entry.strip().split(":", 5)
+        if len(parts) != 6 or parts[0] != "arn" or parts[2] != "iam":
+            continue
+        if not parts[5].startswith("role/") or parts[4] != change.scope:
+            continue
+        if iam_name_key(parts[5].rsplit("/", 1)[-1]) == iam_name_key(change.name):
+            return entry
+    return None
+
+
+RESPONDER_KINDS = (
+    "role.created",  # re-created after a delete: whoever creates it owns it
+    "role.trust_updated",
+    "role.deleted",
+    "role.policy_attached",
+    "role.policy_detached",
+    "role.inline_put",
+    "role.inline_deleted",
+    "role.boundary_put",
+    "role.boundary_deleted",
+)
+
+
+@rule(
+    "aws.responder.identity_changed",
+    "critical",
+    RESPONDER_KINDS,
+    "The responder's own role changed by someone else",
+)
+def responder_identity_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    # the responder's own calls never reach here (engine.evaluate's loop guard)
+    entry = _responder_role(change, baseline)
+    if entry is None:
+        return
+    what = change.event_name
+    detail = {
+        k: v for k, v in change.data.items() if k in ("policy_arn", "policy_name", "boundary")
+    }
+    if "policy" in change.data:
+        detail["policy"] = change.data["policy"]
+    yield Hit(
+        f"{what} on the responder's role {change.name} by someone other than the responder: "
+        "whoever controls its trust or permissions controls remediation",
+        {"responder": entry, "changed_by": "the responder only"},
+        {"call": what, **detail},
+    )
+
+
+def _caller_allowed(change: Change, grants: list[policy.TrustGrant]) -> bool:
+    action = change.data.get("assume_action", "sts:assumerole")
+    fitting = [g for g in grants if any(policy.glob_covers(a, action) for a in g.actions)]
+    callers = change.data.get("callers") or []
+    if callers:
+        return any(
+            policy.principal_covers(g.principal, c) or _same_provider(g.principal, c)
+            for g in fitting
+            for c in callers
+        )
+    account = change.data.get("caller_account") or ""
+    # only the account is logged (cross-account AWSAccount callers): any trusted principal
+    # of that account may have been the caller
+    return bool(account) and any(
+        g.principal == "*" or g.principal.split(":")[4:5] == [account] for g in fitting
+    )
+
+
+def _same_provider(granted: str, caller: str) -> bool:
+    """An OIDC provider ARN in the trust vs the host CloudTrail logs for the caller."""
+    if not (granted.startswith("federated:") and caller.startswith("federated:")):
+        return False
+    host = caller.removeprefix("federated:")
+    return granted.endswith(f":oidc-provider/{host}") or granted.lower() == caller.lower()
+
+
+@rule(
+    "aws.assume_role.unexpected_principal",
+    "critical",
+    ["role.assumed"],
+    "A watched role assumed by a principal its baseline trust does not allow",
+)
+def assume_role_unexpected_principal(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    """A successful AssumeRole* the baseline trust would refuse: the trust was widened,
+    perhaps before trustwatch ran or through an event that was lost."""
+    callers = change.data.get("callers") or []
+    who = ", ".join(callers) or f"account {change.data.get('caller_account') or 'unknown'}"
+    if _responder_role(change, baseline):
+        if set(callers) & RESPONDER_SERVICES:
+            return
+        yield Hit(
+            f"The responder's role {change.name} was assumed by {who}",
+            {"assumed_by": sorted(RESPONDER_SERVICES)},
+            {"assumed_by": callers or who, "call": change.event_name},
+            detail={"callers": callers, "account": change.data.get("caller_account")},
+        )
+        return
+    role = _role(change, baseline)
+    if (
+        role is None
+        or role.trust is None
+        or (not callers and not change.data.get("caller_account"))
+    ):
+        return
+    grants = [
+        g for doc in _expected_trust(change, baseline, role) for g in policy.trust_principals(doc)
+    ]
+    if _caller_allowed(change, grants):
+        return
+    yield Hit(
+        f"Role {change.name} was assumed by {who}, which its baseline trust does not allow "
+        "(the trust policy was widened)",
+        _trust_summary(change, baseline, role),
+        {"assumed_by": callers or who, "call": change.event_name},
+        detail={"callers": callers, "account": change.data.get("caller_account")},
+        remediation="restore_trust_policy",
+        mode=role.mode,
+    )
 
 
 def _expected_external_id(baseline: Baseline, role: AwsRole) -> str | None:
@@ -376,8 +566,8 @@ def _expected_external_id(baseline: Baseline, role: AwsRole) -> str | None:
 )
 def assume_role_external_id_mismatch(change: Change, baseline: Baseline) -> Iterator[Hit]:
     role = _role(change, baseline)
-    if role is None:
-        return
+    if role is None or change.event_name != "AssumeRole":
+        return  # sts:ExternalId is a parameter of AssumeRole only
     expected = _expected_external_id(baseline, role)
     if expected is None:
         return

@@ -77,6 +77,22 @@ def is_databricks_principal(principal: str) -> bool:
     )
 
 
+def includes_databricks(principal: str) -> bool:
+    """Does trusting this canonical principal (or pattern) trust some Databricks identity?
+
+    "*", {"AWS": "*"} and account patterns such as arn:aws:iam::41435176*:root include
+    Databricks' accounts and roles just as an exact Databricks principal does.
+    """
+    from trustwatch.aws.policy import principal_covers
+
+    if is_databricks_principal(principal):
+        return True
+    samples = set(databricks_principals())
+    for name, account in DATABRICKS_ACCOUNTS.items():
+        samples.add(f"arn:{arn_partition(name)}:iam::{account}:role/databricks-any-role")
+    return any(principal_covers(principal, sample) for sample in samples)
+
+
 # ---------------------------------------------------------------- rendering helpers
 
 
@@ -287,15 +303,20 @@ def _restricted_statements(
     """The provider's resource-scoped statements for policy_type "restricted".
 
     The provider requires region, VPC and security group; the baseline may not know them.
-    Missing parts become "*", and the ec2:vpc test then switches from StringEquals to
-    StringLike so that any concrete VPC id still matches the pattern.
+    A missing part may widen the template, never narrow it: in Resource lists it becomes
+    "*", the ec2:vpc test switches from StringEquals to StringLike (any concrete VPC id
+    matches the pattern), and the NotResource statement ("RunInstances on everything but
+    these region's resources") becomes Resource "*": the union of "all but region R's" over
+    every R is everything, while NotResource [...:*:...] would exclude every region's.
     """
 
     def arn(kind: str) -> str:
         return f"arn:{p}:ec2:{region}:{account}:{kind}/*"
 
     vpc_arn = f"arn:{p}:ec2:{region}:{account}:vpc/{vpc_id or '*'}"
-    vpc_test = {("StringEquals" if vpc_id else "StringLike"): {"ec2:vpc": vpc_arn}}
+    # StringEquals takes "*" literally: any unknown part needs StringLike to stay a bound
+    exact = vpc_id and "*" not in (region, account)
+    vpc_test = {("StringEquals" if exact else "StringLike"): {"ec2:vpc": vpc_arn}}
     tag = {"StringEquals": {"ec2:ResourceTag/Vendor": "Databricks"}}
     request_tag = {"StringEquals": {"aws:RequestTag/Vendor": "Databricks"}}
     return [
@@ -328,6 +349,12 @@ def _restricted_statements(
             condition=vpc_test,
         ),
         _statement(
+            sid="AllowEc2RunInstanceOtherResources",
+            action="ec2:RunInstances",
+            resource="*",
+        )
+        if "*" in (region, account)
+        else _statement(
             sid="AllowEc2RunInstanceOtherResources",
             action="ec2:RunInstances",
             not_resource=[
@@ -428,9 +455,10 @@ def expected_policy(
 ) -> dict[str, Any]:
     """The most a policy may grant: a literal -> it; "databricks-crossaccount-policy" -> rendered.
 
-    policy_type defaults to "managed". For "restricted", parts the baseline does not give
-    (region, VPC, security group) are "*" (see _restricted_statements). `pass_roles` adds the
-    provider's optional iam:PassRole statement (instance profiles).
+    policy_type defaults to "managed". For "restricted", the provider's `region`, `vpc_id`
+    and `security_group_id` come from the template's parameters (or these arguments); parts
+    neither gives render the widest policy they allow (see _restricted_statements).
+    `pass_roles` adds the provider's optional iam:PassRole statement (instance profiles).
     """
     spec = _spec(ref)
     if isinstance(spec, dict):
@@ -441,8 +469,10 @@ def expected_policy(
         spec.policy_type or "managed",
         partition=partition,
         account_id=account_id,
-        region=region,
-        vpc_id=vpc_id,
-        security_group_id=security_group_id,
+        region=region if region is not None else spec.region,
+        vpc_id=vpc_id if vpc_id is not None else spec.vpc_id,
+        security_group_id=(
+            security_group_id if security_group_id is not None else spec.security_group_id
+        ),
         pass_roles=pass_roles if pass_roles is not None else spec.pass_roles,
     )
