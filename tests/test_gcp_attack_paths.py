@@ -299,7 +299,7 @@ def findings_of(entry: dict[str, Any], shape: str, baseline: Baseline) -> list:
         for parsed in parse_document(doc, "test"):
             assert parsed.error is None, parsed.error
             for change in parsed.changes:
-                assert not change.needs_enrichment, change.data
+                assert not change.needs_enrichment, change.not_evaluated
                 found.extend(evaluate(change, baseline))
     return found
 
@@ -413,7 +413,7 @@ def test_hmac_key_without_an_account_is_not_evaluated(watched):
     del entry["protoPayload"]["response"]["metadata"]["serviceAccountEmail"]
     (parsed,) = parse_document(entry, "test")
     (change,) = parsed.changes
-    assert change.needs_enrichment and change.data["not_evaluated"]
+    assert change.needs_enrichment and change.not_evaluated
 
 
 def test_stage_findings(watched):
