@@ -124,8 +124,8 @@ class GcpServer:
             account = self._account(m[1])
             if m[2] is None:
                 return self._found(account, m[1])
-            key = f"serviceAccounts/{account['email']}" if account else ""
-            return self._found(self.policies.get(key) if account else None, m[1])
+            email = account["email"] if account else m[1]  # its policy: by email or id
+            return self._found(self.policies.get(f"serviceAccounts/{email}"), m[1])
         if (m := _BUCKET.match(request.path)) and request.method == "GET":
             return self._found(self.policies.get(f"buckets/{m[1]}"), m[1])
         return _error(404, f"no such API path: {request.method} {request.path}")
