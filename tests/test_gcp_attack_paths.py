@@ -44,6 +44,7 @@ from test_gcp_events import (
 from trustwatch.baseline import Baseline, load_baseline
 from trustwatch.engine import evaluate
 from trustwatch.gcp import roles
+from trustwatch.gcp.changes import ServiceAccountKeyCreated
 from trustwatch.intake import parse_document
 
 IG = "gcp.iam.impersonation_granted"
@@ -398,6 +399,9 @@ def test_key_findings(watched):
     assert hmac.actual == {"hmac_access_id": "GOOG1EXAMPLEAEU"}
     assert hmac.remediation.action == "deactivate_hmac_key"
     assert (hmac.identity, hmac.scope) == (COMPUTE, PROJECT)
+    (parsed,) = parse_document(hmac_created(COMPUTE), "test")
+    (change,) = parsed.changes
+    assert change.payload == ServiceAccountKeyCreated(COMPUTE, "", "GOOG1EXAMPLEAEU")
 
 
 def test_accounts_allowed_keys_stay_quiet(watched):

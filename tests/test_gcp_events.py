@@ -21,8 +21,10 @@ from trustwatch.engine import evaluate
 from trustwatch.gcp import events
 from trustwatch.gcp.changes import (
     BindingDelta,
+    CustomRoleChanged,
     CustomRoleUpdated,
     PolicySet,
+    ServiceAccountChanged,
     ServiceAccountKeyCreated,
     ServiceAccountPolicySet,
 )
@@ -389,6 +391,50 @@ def test_panther_normalised_entries_read():
         "69049163b190437ab9279b28e8afa24bb5c5b076"
     )
     assert key.identity == "created-service-account@gcp-project1.iam.gserviceaccount.com"
+
+
+# the payload class each change kind carries (trustwatch.gcp.changes)
+PAYLOADS = {
+    "resource.iam_policy_set": PolicySet,
+    "bucket.iam_policy_set": PolicySet,
+    "service_account.iam_policy_set": ServiceAccountPolicySet,
+    "service_account.key_created": ServiceAccountKeyCreated,
+    "service_account.key_enabled": ServiceAccountKeyCreated,
+    "service_account.hmac_key_created": ServiceAccountKeyCreated,
+    "service_account.deleted": ServiceAccountChanged,
+    "service_account.disabled": ServiceAccountChanged,
+    "custom_role.updated": CustomRoleUpdated,
+    "custom_role.deleted": CustomRoleChanged,
+    "custom_role.undeleted": CustomRoleChanged,
+}
+
+
+def test_every_change_kind_carries_its_typed_payload():
+    assert set(PAYLOADS) == set(events.METHODS.values()) | set(events.FULL_METHODS.values())
+    entries = [
+        project_policy(add("roles/owner", MALLORY)),
+        bucket_policy(BUCKET, add("roles/storage.admin", MALLORY)),
+        sa_policy(COMPUTE, add("roles/iam.serviceAccountUser", MALLORY)),
+        key_created(COMPUTE),
+        sa_call("DeleteServiceAccount", COMPUTE),
+        sa_call("DisableServiceAccount", COMPUTE),
+        role_call("UpdateRole", added=("iam.serviceAccounts.actAs",)),
+        role_call("DeleteRole"),
+        role_call("UndeleteRole"),
+        failed(project_policy(add("roles/owner", MALLORY))),
+        failed(role_call("UpdateRole")),
+    ]
+    enabled = key_created(COMPUTE)
+    enabled["protoPayload"]["methodName"] = "google.iam.admin.v1.EnableServiceAccountKey"
+    entries.append(enabled)
+    docs = entries + [doc for path in GCP_CORPUS for _, doc in read_path(path)]
+    seen = set()
+    for change in (c for doc in docs for c in changes_of(doc)):
+        assert type(change.payload) is PAYLOADS[change.kind], change
+        assert change.data == {}  # nothing left in the untyped dict
+        seen.add(change.kind)
+    # all but HMAC keys: test_gcp_attack_paths builds those, and reads their payload
+    assert seen == set(PAYLOADS) - {"service_account.hmac_key_created"}
 
 
 # --- envelopes ---
