@@ -438,7 +438,7 @@ def bucket_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     ("custom_role.updated", "custom_role.deleted", "custom_role.undeleted"),
     "A watched custom role's permissions or launch stage changed (or the role was deleted)",
 )
-def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+def role_custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     role = change.payload_as(CustomRoleChanged)
     name = role.role
     spec = custom_role_of(baseline, name)
