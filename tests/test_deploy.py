@@ -462,7 +462,9 @@ def test_gcp_function_and_trigger() -> None:
     assert "dead_letter" in module("gcp")["resource"]["google_pubsub_topic"]
 
 
-def test_gcp_function_identity_has_only_its_three_grants() -> None:
+def test_gcp_function_identity_has_only_its_grants() -> None:
+    from trustwatch.gcp import enrich
+
     res = module("gcp")["resource"]
     member = "google_service_account.function.email"
     grants = {
@@ -481,9 +483,45 @@ def test_gcp_function_identity_has_only_its_three_grants() -> None:
             "roles/secretmanager.secretAccessor",
         ),
         ("google_project_iam_member", "function_logs", "roles/logging.logWriter"),
+        # the enricher's reads: on the project, or on the organization for an org sink
+        (
+            "google_project_iam_member",
+            "function_reads",
+            "${google_project_iam_custom_role.reader[0].id}",
+        ),
+        (
+            "google_organization_iam_member",
+            "function_reads",
+            "${google_organization_iam_custom_role.reader[0].id}",
+        ),
     }
     state = res["google_storage_bucket_iam_member"]["function_state"]
     assert "state_prefix" in block(state, "condition")["expression"]
+    # the custom roles hold exactly what trustwatch.gcp.enrich reads with, no more
+    project_role = res["google_project_iam_custom_role"]["reader"]
+    org_role = res["google_organization_iam_custom_role"]["reader"]
+    project_reads = {p for read in enrich.PROJECT_READS for p in enrich.PERMISSIONS[read]}
+    assert (
+        set(project_role["permissions"])
+        == project_reads
+        == {
+            "resourcemanager.projects.getIamPolicy",
+            "iam.serviceAccounts.getIamPolicy",
+            "iam.serviceAccounts.get",
+            "storage.buckets.getIamPolicy",
+        }
+    )
+    every_read = {p for permissions in enrich.PERMISSIONS.values() for p in permissions}
+    assert set(org_role["permissions"]) == every_read
+    assert every_read - project_reads == {
+        "resourcemanager.folders.getIamPolicy",
+        "resourcemanager.organizations.getIamPolicy",
+    }
+    # one of the two, by the sink's kind
+    assert "organization_id == null ? 1 : 0" in project_role["count"]
+    assert "organization_id == null ? 0 : 1" in org_role["count"]
+    apis = module("gcp")["locals"]["apis"]
+    assert "cloudresourcemanager.googleapis.com" in apis
 
 
 # -- terraform itself, where the machine has it ----------------------------------------------

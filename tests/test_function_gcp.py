@@ -1,5 +1,7 @@
 """The GCP entry point served by the real functions-framework server; CloudEvents POSTed in
-binary and structured mode; alerts land at a local webhook receiver."""
+binary and structured mode; alerts land at a local webhook receiver. What an entry lacks is
+read from a local Google Cloud API stand-in (tests/gcpserver.py), signed in through its
+metadata server as on Cloud Functions."""
 
 from __future__ import annotations
 
@@ -15,11 +17,14 @@ from pathlib import Path
 import pytest
 from cloudservers import free_port, wait_for_port
 from conftest import EXAMPLE_BASELINE, ROOT
+from gcpserver import GcpServer, policy
+from test_gcp_enrich import without_policy
 from test_gcp_events import (
     COMPUTE,
     MALLORY,
     UNRELATED,
     add,
+    bucket_policy,
     eventarc,
     pubsub_cloudevent,
     sa_policy,
@@ -36,15 +41,33 @@ def webhook() -> Iterator[RecordingHTTPServer]:
 
 
 @pytest.fixture(scope="module")
-def function_url(webhook: RecordingHTTPServer, tmp_path_factory) -> Iterator[str]:
+def gcp() -> Iterator[GcpServer]:
+    with GcpServer(require_token=True) as server:
+        yield server
+
+
+# google-auth's own settings: none may leak in from the machine running the tests
+_GOOGLE_AUTH_ENV = ("GOOGLE_", "GCE_METADATA", "NO_GCE_CHECK", "CLOUDSDK_")
+
+
+@pytest.fixture(scope="module")
+def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("ff") / "server.log"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TRUSTWATCH_")},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TRUSTWATCH_", *_GOOGLE_AUTH_ENV))
+        },
         "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
         "TRUSTWATCH_WEBHOOK_URL": webhook.url,
         "TRUSTWATCH_WEBHOOK_SECRET": "test-secret",
         "TRUSTWATCH_ALERT_ATTEMPTS": "1",
+        "TRUSTWATCH_GCP_API_ENDPOINT": gcp.url,
+        # no gcloud user credentials: google.auth.default() finds the metadata server
+        "CLOUDSDK_CONFIG": str(tmp_path_factory.mktemp("gcloud")),
+        **gcp.metadata_environ(),
     }
     bin_dir = Path(sys.executable).parent
     with log.open("wb") as out:
@@ -160,5 +183,47 @@ def test_alert_failure_returns_an_error_so_pubsub_redelivers(function_url, webho
     entry = sa_policy(COMPUTE, add(TOKEN_CREATOR, "user:trudy@example.com"))
     assert post_structured(function_url, eventarc(entry)) == 500
     # the redelivery succeeds: the failed claim was released
+    assert post_structured(function_url, eventarc(entry)) == 200
+    assert webhook.requests[-1].json()["rule"] == "gcp.iam.impersonation_granted"
+
+
+# --- entries that lack what the rules need: read from the Google Cloud APIs ----------------
+
+
+def test_entry_without_the_policy_is_judged_after_the_read(function_url, webhook, gcp):
+    member = "user:mallory-unlogged@example.com"
+    gcp.policies[f"serviceAccounts/{COMPUTE}"] = policy({TOKEN_CREATOR: [member]})
+    before, reads = len(webhook.requests), len(gcp.requests)
+    entry = without_policy(sa_policy(COMPUTE, add(TOKEN_CREATOR, member)))
+    assert post_structured(function_url, eventarc(entry)) == 200
+    (request,) = gcp.requests[reads:]
+    assert request.path == f"/v1/projects/-/serviceAccounts/{COMPUTE}:getIamPolicy"
+    assert request.body == {"options": {"requestedPolicyVersion": 3}}
+    assert request.headers["authorization"] == f"Bearer {gcp.token}"  # from the metadata server
+    assert any(r.path.endswith("/token") for r in gcp.token_requests)
+    (alert,) = webhook.requests[before:]
+    finding = alert.json()
+    assert (finding["rule"], finding["identity"]) == ("gcp.iam.impersonation_granted", COMPUTE)
+    assert member in json.dumps(finding["actual"])
+
+
+def test_resource_gone_is_not_evaluated_and_acknowledged(function_url, webhook, gcp):
+    bucket = "dbx-bucket-deleted-since"
+    before, reads = len(webhook.requests), len(gcp.requests)
+    entry = without_policy(bucket_policy(bucket, add("roles/storage.admin", MALLORY)))
+    assert post_structured(function_url, eventarc(entry)) == 200  # 404: nothing to retry
+    assert [r.path for r in gcp.requests[reads:]] == [f"/storage/v1/b/{bucket}/iam"]
+    assert len(webhook.requests) == before
+
+
+def test_refused_read_raises_so_pubsub_redelivers(function_url, webhook, gcp):
+    member = "user:mallory-refused@example.com"
+    gcp.policies[f"serviceAccounts/{COMPUTE}"] = policy({TOKEN_CREATOR: [member]})
+    entry = without_policy(sa_policy(COMPUTE, add(TOKEN_CREATOR, member)))
+    before, reads = len(webhook.requests), len(gcp.requests)
+    gcp.fail(403)  # e.g. the reader role not propagated yet: not retried in-process
+    assert post_structured(function_url, eventarc(entry)) == 500
+    assert len(gcp.requests) - reads == 1 and len(webhook.requests) == before
+    # the redelivery reads again and alerts
     assert post_structured(function_url, eventarc(entry)) == 200
     assert webhook.requests[-1].json()["rule"] == "gcp.iam.impersonation_granted"

@@ -44,6 +44,7 @@ from test_gcp_events import (
 from trustwatch.baseline import Baseline, load_baseline
 from trustwatch.engine import evaluate
 from trustwatch.gcp import roles
+from trustwatch.gcp.changes import ServiceAccountKeyCreated
 from trustwatch.intake import parse_document
 
 IG = "gcp.iam.impersonation_granted"
@@ -299,7 +300,7 @@ def findings_of(entry: dict[str, Any], shape: str, baseline: Baseline) -> list:
         for parsed in parse_document(doc, "test"):
             assert parsed.error is None, parsed.error
             for change in parsed.changes:
-                assert not change.needs_enrichment, change.data
+                assert not change.needs_enrichment, change.not_evaluated
                 found.extend(evaluate(change, baseline))
     return found
 
@@ -398,6 +399,9 @@ def test_key_findings(watched):
     assert hmac.actual == {"hmac_access_id": "GOOG1EXAMPLEAEU"}
     assert hmac.remediation.action == "deactivate_hmac_key"
     assert (hmac.identity, hmac.scope) == (COMPUTE, PROJECT)
+    (parsed,) = parse_document(hmac_created(COMPUTE), "test")
+    (change,) = parsed.changes
+    assert change.payload == ServiceAccountKeyCreated(COMPUTE, "", "GOOG1EXAMPLEAEU")
 
 
 def test_accounts_allowed_keys_stay_quiet(watched):
@@ -413,7 +417,7 @@ def test_hmac_key_without_an_account_is_not_evaluated(watched):
     del entry["protoPayload"]["response"]["metadata"]["serviceAccountEmail"]
     (parsed,) = parse_document(entry, "test")
     (change,) = parsed.changes
-    assert change.needs_enrichment and change.data["not_evaluated"]
+    assert change.needs_enrichment and change.not_evaluated
 
 
 def test_stage_findings(watched):

@@ -19,6 +19,15 @@ from conftest import DATA, corpus_files
 from trustwatch.changes import EventError
 from trustwatch.engine import evaluate
 from trustwatch.gcp import events
+from trustwatch.gcp.changes import (
+    BindingDelta,
+    CustomRoleChanged,
+    CustomRoleUpdated,
+    PolicySet,
+    ServiceAccountChanged,
+    ServiceAccountKeyCreated,
+    ServiceAccountPolicySet,
+)
 from trustwatch.intake import detect_cloud, parse_document, read_documents, read_path
 
 # --- identifiers of examples/baseline.yaml ---
@@ -372,14 +381,60 @@ def test_panther_normalised_entries_read():
     (change,) = changes_of(load("auditlog-iam-setiampolicy-serviceaccount-panther-normalized"))
     assert change.identity == OTHER_SA and change.scope == "gcp-project1"
     assert change.source_ip == "1.2.3.4" and change.actor == "user@company.io"
-    assert change.data["deltas"][0] == {
-        "action": "ADD",
-        "role": "roles/iam.serviceAccountTokenCreator",
-        "member": f"serviceAccount:{OTHER_SA}",
-    }
+    assert change.payload_as(PolicySet).deltas[0] == BindingDelta(
+        action="ADD",
+        role="roles/iam.serviceAccountTokenCreator",
+        member=f"serviceAccount:{OTHER_SA}",
+    )
     (key,) = changes_of(load("auditlog-iam-createserviceaccountkey-panther-normalized"))
-    assert key.data["key_id"] == "69049163b190437ab9279b28e8afa24bb5c5b076"
+    assert key.payload_as(ServiceAccountKeyCreated).key_id == (
+        "69049163b190437ab9279b28e8afa24bb5c5b076"
+    )
     assert key.identity == "created-service-account@gcp-project1.iam.gserviceaccount.com"
+
+
+# the payload class each change kind carries (trustwatch.gcp.changes)
+PAYLOADS = {
+    "resource.iam_policy_set": PolicySet,
+    "bucket.iam_policy_set": PolicySet,
+    "service_account.iam_policy_set": ServiceAccountPolicySet,
+    "service_account.key_created": ServiceAccountKeyCreated,
+    "service_account.key_enabled": ServiceAccountKeyCreated,
+    "service_account.hmac_key_created": ServiceAccountKeyCreated,
+    "service_account.deleted": ServiceAccountChanged,
+    "service_account.disabled": ServiceAccountChanged,
+    "custom_role.updated": CustomRoleUpdated,
+    "custom_role.deleted": CustomRoleChanged,
+    "custom_role.undeleted": CustomRoleChanged,
+}
+
+
+def test_every_change_kind_carries_its_typed_payload():
+    assert set(PAYLOADS) == set(events.METHODS.values()) | set(events.FULL_METHODS.values())
+    entries = [
+        project_policy(add("roles/owner", MALLORY)),
+        bucket_policy(BUCKET, add("roles/storage.admin", MALLORY)),
+        sa_policy(COMPUTE, add("roles/iam.serviceAccountUser", MALLORY)),
+        key_created(COMPUTE),
+        sa_call("DeleteServiceAccount", COMPUTE),
+        sa_call("DisableServiceAccount", COMPUTE),
+        role_call("UpdateRole", added=("iam.serviceAccounts.actAs",)),
+        role_call("DeleteRole"),
+        role_call("UndeleteRole"),
+        failed(project_policy(add("roles/owner", MALLORY))),
+        failed(role_call("UpdateRole")),
+    ]
+    enabled = key_created(COMPUTE)
+    enabled["protoPayload"]["methodName"] = "google.iam.admin.v1.EnableServiceAccountKey"
+    entries.append(enabled)
+    docs = entries + [doc for path in GCP_CORPUS for _, doc in read_path(path)]
+    seen = set()
+    for change in (c for doc in docs for c in changes_of(doc)):
+        assert type(change.payload) is PAYLOADS[change.kind], change
+        assert change.data == {}  # nothing left in the untyped dict
+        seen.add(change.kind)
+    # all but HMAC keys: test_gcp_attack_paths builds those, and reads their payload
+    assert seen == set(PAYLOADS) - {"service_account.hmac_key_created"}
 
 
 # --- envelopes ---
@@ -431,7 +486,8 @@ def test_service_account_email_from_labels_or_request(email_at):
     (change,) = changes_of(
         sa_policy(COMPUTE, add("roles/iam.serviceAccountUser", MALLORY), email_at=email_at)
     )
-    assert change.identity == COMPUTE and change.data["unique_id"] == UNIQUE_ID
+    assert change.identity == COMPUTE
+    assert change.payload_as(ServiceAccountPolicySet).unique_id == UNIQUE_ID
     assert change.scope == PROJECT and not change.needs_enrichment
 
 
@@ -440,7 +496,7 @@ def test_service_account_named_by_unique_id_only_needs_enrichment():
     del entry["resource"]["labels"]["project_id"]
     (change,) = changes_of(entry)
     assert change.needs_enrichment
-    assert change.data["not_evaluated"] == "service account email not in event"
+    assert change.not_evaluated == "service account email not in event"
     assert change.identity == f"projects/-/serviceAccounts/{UNIQUE_ID}" and change.scope == PROJECT
 
 
@@ -454,9 +510,10 @@ def test_key_email_from_the_key_name():
 def test_custom_role_update_reads_delta_mask_and_permissions():
     (change,) = changes_of(role_call("UpdateRole", added=("iam.serviceAccounts.actAs",)))
     assert change.identity == CUSTOM_ROLE and change.kind == "custom_role.updated"
-    assert change.data["added"] == ["iam.serviceAccounts.actAs"]
-    assert change.data["update_mask"] == ["included_permissions"]
-    assert change.data["permissions"] == ["iam.serviceAccounts.actAs", "logging.logEntries.create"]
+    role = change.payload_as(CustomRoleUpdated)
+    assert role.added == ("iam.serviceAccounts.actAs",)
+    assert role.update_mask == ("included_permissions",)
+    assert role.permissions == ("iam.serviceAccounts.actAs", "logging.logEntries.create")
 
 
 def test_folder_and_organization_policies():
@@ -465,7 +522,7 @@ def test_folder_and_organization_policies():
     entry["resource"] = {"type": "organization", "labels": {"organization_id": "123456789012"}}
     entry["logName"] = "organizations/123456789012/logs/cloudaudit.googleapis.com%2Factivity"
     (change,) = changes_of(entry)
-    assert change.data["resource_type"] == "organization"
+    assert change.payload_as(PolicySet).resource_type == "organization"
     assert change.identity == change.scope == "organizations/123456789012"
 
 

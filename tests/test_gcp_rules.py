@@ -371,7 +371,7 @@ def test_completed_policy_change(baseline):
     entry = project_policy(add("roles/viewer", MALLORY))
     del entry["protoPayload"]["serviceData"]  # neither delta nor policy logged
     (change,) = [c for p in parse_document(entry, "p") for c in p.changes]
-    assert change.needs_enrichment and change.data["not_evaluated"] == "policy not in event"
+    assert change.needs_enrichment and change.not_evaluated == "policy not in event"
     current = {"bindings": [{"role": r, "members": m} for r, m in EXPECTED_POLICY.items()]}
     current["bindings"].append({"role": "roles/compute.viewer", "members": [SA + COMPUTE]})
     done = complete(change, current)

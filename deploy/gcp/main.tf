@@ -64,6 +64,7 @@ locals {
     "logging.googleapis.com",
     "secretmanager.googleapis.com",
     "iam.googleapis.com",
+    "cloudresourcemanager.googleapis.com", # the enricher's getIamPolicy reads
   ]
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   sink_writer  = var.organization_id == null ? google_logging_project_sink.audit[0].writer_identity : google_logging_organization_sink.audit[0].writer_identity
@@ -157,6 +158,54 @@ resource "google_project_iam_member" "function_logs" {
   project = var.project_id
   role    = "roles/logging.logWriter"
   member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+# What an audit entry may not carry (the policy a SetIamPolicy set, an account's email) the
+# function reads back (trustwatch.gcp.enrich): exactly enrich.PERMISSIONS, as a custom role
+# on the watched project, or on the organization for an organization sink (its entries name
+# folders and the organization too). tests/test_deploy.py checks both lists against the code.
+resource "google_project_iam_custom_role" "reader" {
+  count       = var.organization_id == null ? 1 : 0
+  project     = var.project_id
+  role_id     = "${replace(var.name, "-", "_")}_reader"
+  title       = "trustwatch reader"
+  description = "Reads the IAM policies and service accounts that audit log entries leave out (trustwatch.gcp.enrich)."
+  permissions = [
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.getIamPolicy",
+    "resourcemanager.projects.getIamPolicy",
+    "storage.buckets.getIamPolicy",
+  ]
+}
+
+resource "google_project_iam_member" "function_reads" {
+  count   = var.organization_id == null ? 1 : 0
+  project = var.project_id
+  role    = google_project_iam_custom_role.reader[0].id
+  member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+resource "google_organization_iam_custom_role" "reader" {
+  count       = var.organization_id == null ? 0 : 1
+  org_id      = var.organization_id
+  role_id     = "${replace(var.name, "-", "_")}_reader"
+  title       = "trustwatch reader"
+  description = "Reads the IAM policies and service accounts that audit log entries leave out (trustwatch.gcp.enrich)."
+  permissions = [
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.getIamPolicy",
+    "resourcemanager.folders.getIamPolicy",
+    "resourcemanager.organizations.getIamPolicy",
+    "resourcemanager.projects.getIamPolicy",
+    "storage.buckets.getIamPolicy",
+  ]
+}
+
+resource "google_organization_iam_member" "function_reads" {
+  count  = var.organization_id == null ? 0 : 1
+  org_id = var.organization_id
+  role   = google_organization_iam_custom_role.reader[0].id
+  member = "serviceAccount:${google_service_account.function.email}"
 }
 
 resource "google_cloud_run_v2_service_iam_member" "trigger_invokes" {

@@ -5,6 +5,9 @@ Pub/Sub `google.cloud.pubsub.topic.v1.messagePublished` (log sink -> topic) or a
 Failure semantics: a malformed or unsupported event is logged with its reason and
 acknowledged (returning normally acks the Pub/Sub message); an alert no sink accepted
 raises, so Pub/Sub redelivers and finally moves the message to the dead-letter topic.
+An entry that lacks the policy or the account's email is completed from the Google Cloud
+APIs as the function's service account (trustwatch.gcp.enrich): gone (404) is logged as
+not evaluated; a read refused or failing after its retries raises, so it is redelivered.
 Logs are JSON lines with `severity`, which Cloud Logging parses into structured entries.
 """
 
@@ -20,7 +23,7 @@ from trustwatch.runtime import FunctionRuntime
 
 logjson.configure()
 log = logging.getLogger("trustwatch")
-runtime = FunctionRuntime("gcp", __file__)
+runtime = FunctionRuntime("gcp", __file__)  # API reads: trustwatch.gcp.enrich
 
 
 def _structured(event: CloudEvent) -> dict[str, Any]:

@@ -10,8 +10,10 @@ envelope as is and `parse` unwraps it, so a Pub/Sub message that is no LogEntry 
 Only IAM changes that can touch the watched identities become Changes; the after-state
 comes from the entry: `serviceData.policyDelta.bindingDeltas` when logged, else the full
 policy of the request (rules then diff it against the baseline). An entry naming a service
-account by unique id only, or logging no policy, gives a Change marked `needs_enrichment`;
-`complete(change, fetched)` finishes it with what the caller looked up.
+account by unique id only, or logging no policy, gives a Change marked `needs_enrichment`
+(its `not_evaluated` says what is missing); `complete(change, fetched)` finishes it with
+what the caller looked up (trustwatch.gcp.enrich reads it from the API). Each Change
+carries its kind's payload from `trustwatch.gcp.changes`.
 
 Keys: `CreateServiceAccountKey`, `UploadServiceAccountKey`, `EnableServiceAccountKey` and
 Cloud Storage's `storage.hmacKeys.create` (the account in the request's
@@ -34,6 +36,17 @@ from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import list_field as _list
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
+from trustwatch.gcp.changes import (
+    AccountPayload,
+    Binding,
+    BindingDelta,
+    CustomRoleChanged,
+    CustomRoleUpdated,
+    PolicySet,
+    ServiceAccountChanged,
+    ServiceAccountKeyCreated,
+    ServiceAccountPolicySet,
+)
 
 # (serviceName, lower-case last segment of methodName) -> change kind
 METHODS = {
@@ -163,16 +176,15 @@ def parse(record: Any) -> list[Change] | Skipped:
         bucket = _str(labels.get("bucket_name")) or resource_name.rsplit("/buckets/", 1)[-1]
         if not bucket:
             raise EventError(f"{method}: no bucket name in resourceName or resource.labels")
-        data = {"resource_type": "bucket", "resource": bucket}
-        return [_policy_change(base, proto, bucket, data)]
+        return [_policy_change(base, proto, bucket, PolicySet("bucket", bucket))]
     m = _NODE.match(resource_name)
     if not m:
         return Skipped(
             f"{method} on {resource_name!r}: not a project, folder or org", event_id, method
         )
     node = f"projects/{base['scope']}" if m[1] == "projects" and base["scope"] else resource_name
-    data = {"resource_type": _NODE_TYPES[m[1]], "resource": node}
-    return [_policy_change({**base, "scope": base["scope"] or node}, proto, node, data)]
+    payload = PolicySet(_NODE_TYPES[m[1]], node)
+    return [_policy_change({**base, "scope": base["scope"] or node}, proto, node, payload)]
 
 
 def log_entry(record: Any) -> dict[str, Any] | Skipped:
@@ -255,15 +267,25 @@ def project_of(entry: dict[str, Any], proto: dict[str, Any]) -> str:
 
 
 def _policy_change(
-    base: dict[str, Any], proto: dict[str, Any], identity: str, data: dict[str, Any]
+    base: dict[str, Any],
+    proto: dict[str, Any],
+    identity: str,
+    payload: PolicySet,
+    not_evaluated: str = "",
 ) -> Change:
     if base["error_code"]:
-        return Change(**base, identity=identity, name=identity, data=data)
-    data = {**data, "deltas": _deltas(proto), "bindings": _bindings(proto)}
-    if data["deltas"] is None and data["bindings"] is None:
-        data.setdefault("not_evaluated", NO_POLICY)
-    enrich = "not_evaluated" in data
-    return Change(**base, identity=identity, name=identity, needs_enrichment=enrich, data=data)
+        return Change(**base, identity=identity, name=identity, payload=payload)
+    payload = replace(payload, deltas=_deltas(proto), bindings=_bindings(proto))
+    if payload.deltas is None and payload.bindings is None:
+        not_evaluated = not_evaluated or NO_POLICY
+    return Change(
+        **base,
+        identity=identity,
+        name=identity,
+        needs_enrichment=bool(not_evaluated),
+        not_evaluated=not_evaluated,
+        payload=payload,
+    )
 
 
 def complete(change: Change, resource: Any) -> Change:
@@ -273,25 +295,28 @@ def complete(change: Change, resource: Any) -> Change:
     (both were missing), the result stays `needs_enrichment`."""
     if not change.needs_enrichment or not isinstance(resource, dict):
         raise ValueError(f"{change.kind}: nothing to complete with {type(resource).__name__}")
-    data = {k: v for k, v in change.data.items() if k != "not_evaluated"}
+    payload = change.payload
     update: dict[str, Any] = {}
-    if change.kind.startswith("service_account.") and not data.get("email"):
+    if isinstance(payload, AccountPayload) and not payload.email:
         email = _str(resource.get("email")).lower()
         if not email:
             raise ValueError("expected an IAM ServiceAccount with an email")
-        data["email"] = email
-        data.update({"resource": email} if "resource" in data else {})
+        if isinstance(payload, ServiceAccountPolicySet):
+            payload = replace(payload, email=email, resource=email)
+        else:
+            payload = replace(payload, email=email)
         update = {"identity": email, "name": email.split("@", 1)[0]}
         update["scope"] = change.scope or _str(resource.get("projectId"))
     else:
-        data["bindings"] = _bindings({"request": {"policy": resource}})
-    if data.get("deltas", []) is None and data.get("bindings") is None:
-        data["not_evaluated"] = NO_POLICY
-    update.update(data=data, needs_enrichment="not_evaluated" in data)
+        policy = change.payload_as(PolicySet)
+        payload = replace(policy, bindings=_bindings({"request": {"policy": resource}}))
+    lacking = isinstance(payload, PolicySet) and payload.deltas is None and payload.bindings is None
+    not_evaluated = NO_POLICY if lacking else ""
+    update.update(payload=payload, needs_enrichment=lacking, not_evaluated=not_evaluated)
     return replace(change, **update)
 
 
-def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
+def _deltas(proto: dict[str, Any]) -> tuple[BindingDelta, ...] | None:
     for holder in ("serviceData", "metadata"):
         delta = _dict(proto, holder).get("policyDelta")
         if delta is None:
@@ -307,13 +332,13 @@ def _deltas(proto: dict[str, Any]) -> list[dict[str, str]] | None:
                 raise EventError(
                     f"binding delta {reprlib.repr(item)}: expected action ADD/REMOVE, role, member"
                 )
-            out.append({"action": action, "role": role, "member": member})
-        return out
+            out.append(BindingDelta(action, role, member))
+        return tuple(out)
     return None
 
 
-def _bindings(proto: dict[str, Any]) -> dict[str, list[str]] | None:
-    """The full policy the call set, role -> members (None if the entry logs none)."""
+def _bindings(proto: dict[str, Any]) -> tuple[Binding, ...] | None:
+    """The full policy the call set, one Binding per role (None if the entry logs none)."""
     policy = _dict(proto, "request").get("policy")
     if policy is None:
         response = _dict(proto, "response")
@@ -329,7 +354,7 @@ def _bindings(proto: dict[str, Any]) -> dict[str, list[str]] | None:
         if not role or not isinstance(members, list):
             raise EventError(f"policy binding {reprlib.repr(binding)}: expected role and members")
         out.setdefault(role, []).extend(_str(m) for m in members if _str(m))
-    return out
+    return tuple(Binding(role, tuple(members)) for role, members in out.items())
 
 
 def _service_account(
@@ -352,21 +377,31 @@ def _service_account(
     domain = email.split("@", 1)[-1]
     if not base["scope"] and domain.endswith(".iam.gserviceaccount.com"):
         base = {**base, "scope": domain.split(".", 1)[0]}
-    data: dict[str, Any] = {"email": email, "unique_id": unique_id}
+    payload: ServiceAccountChanged | ServiceAccountKeyCreated
     if base["kind"] in ("service_account.key_created", "service_account.key_enabled"):
         names = (_str(response.get("name")), _str(request.get("name")), resource_name)
         key_name = next((n for n in names if "/keys/" in n), "")
-        data["key_id"] = key_name.rsplit("/keys/", 1)[-1].strip("/") if key_name else ""
+        key_id = key_name.rsplit("/keys/", 1)[-1].strip("/") if key_name else ""
+        payload = ServiceAccountKeyCreated(email, unique_id, key_id)
+    else:
+        payload = ServiceAccountChanged(email, unique_id)
     identity = email or resource_name
-    if not email and not base["error_code"]:
-        # the entry names the account by unique id only: the caller must look the email up
-        data["not_evaluated"] = NO_EMAIL
+    # the entry names the account by unique id only: the caller must look the email up
+    not_evaluated = NO_EMAIL if not email and not base["error_code"] else ""
     if base["kind"] == "service_account.iam_policy_set":
-        data.update(resource_type="service_account", resource=identity)
-        return _policy_change(base, proto, identity, data)
-    enrich = "not_evaluated" in data
+        policy = ServiceAccountPolicySet(
+            "service_account", identity, email=email, unique_id=unique_id
+        )
+        return _policy_change(base, proto, identity, policy, not_evaluated)
     name = email.split("@", 1)[0]
-    return Change(**base, identity=identity, name=name, needs_enrichment=enrich, data=data)
+    return Change(
+        **base,
+        identity=identity,
+        name=name,
+        needs_enrichment=bool(not_evaluated),
+        not_evaluated=not_evaluated,
+        payload=payload,
+    )
 
 
 def _hmac_key(base: dict[str, Any], proto: dict[str, Any], resource_name: str) -> Change:
@@ -375,7 +410,8 @@ def _hmac_key(base: dict[str, Any], proto: dict[str, Any], resource_name: str) -
     https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/create"""
     request = _dict(proto, "request")
     response = _dict(proto, "response")
-    metadata = response.get("metadata") if isinstance(response.get("metadata"), dict) else {}
+    raw_metadata = response.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
     candidates = [
         _str(request.get("serviceAccountEmail")),
         _str(request.get("service_account_email")),
@@ -390,16 +426,14 @@ def _hmac_key(base: dict[str, Any], proto: dict[str, Any], resource_name: str) -
     domain = email.split("@", 1)[-1]
     if not base["scope"] and domain.endswith(".iam.gserviceaccount.com"):
         base = {**base, "scope": domain.split(".", 1)[0]}
-    data: dict[str, Any] = {"email": email, "unique_id": "", "key_id": access_id}
-    if not email and not base["error_code"]:
-        data["not_evaluated"] = NO_EMAIL
-    enrich = "not_evaluated" in data
+    not_evaluated = NO_EMAIL if not email and not base["error_code"] else ""
     return Change(
         **base,
         identity=email or resource_name,
         name=email.split("@", 1)[0],
-        needs_enrichment=enrich,
-        data=data,
+        needs_enrichment=bool(not_evaluated),
+        not_evaluated=not_evaluated,
+        payload=ServiceAccountKeyCreated(email, "", access_id),
     )
 
 
@@ -417,9 +451,10 @@ def _custom_role(
     )
     if "/roles/" not in name:
         raise EventError(f"{base['event_name']}: no custom role name in resourceName")
-    data: dict[str, Any] = {"role": name}
+    updated = base["kind"] == "custom_role.updated"
+    payload = CustomRoleUpdated(name) if updated else CustomRoleChanged(name)
     if base["kind"] == "custom_role.updated" and not base["error_code"]:
-        data["stage"] = _stage(request, response)
+        stage = _stage(request, response)
         delta = _dict(proto, "serviceData").get("permissionDelta") or _dict(proto, "metadata").get(
             "permissionDelta"
         )
@@ -428,16 +463,18 @@ def _custom_role(
         after = _permissions(response)
         if after is None and (paths is None or "included_permissions" in paths):
             after = _permissions(_dict(request, "role"))
-        data.update(
-            delta_logged=bool(delta),
-            added=_strings(delta.get("addedPermissions")),
-            removed=_strings(delta.get("removedPermissions")),
+        payload = CustomRoleUpdated(
+            name,
+            stage=stage,
             permissions=after,  # the role's permissions after the call, when logged
-            update_mask=paths,
+            delta_logged=bool(delta),
+            added=tuple(_strings(delta.get("addedPermissions"))),
+            removed=tuple(_strings(delta.get("removedPermissions"))),
+            update_mask=None if paths is None else tuple(paths),
         )
     if base["kind"] == "custom_role.undeleted" and not base["error_code"]:
-        data.update(stage=_stage({}, response), permissions=_permissions(response))
-    return Change(**base, identity=name, name=name.rsplit("/", 1)[-1], data=data)
+        payload = CustomRoleChanged(name, _stage({}, response), _permissions(response))
+    return Change(**base, identity=name, name=name.rsplit("/", 1)[-1], payload=payload)
 
 
 def _stage(request: dict[str, Any], response: dict[str, Any]) -> str | None:
@@ -469,10 +506,10 @@ def _mask_paths(mask: Any) -> list[str] | None:
     ]
 
 
-def _permissions(role: dict[str, Any]) -> list[str] | None:
+def _permissions(role: dict[str, Any]) -> tuple[str, ...] | None:
     """A Role's permissions (raw logs spell the field in snake_case), None if not logged."""
     value = role.get("included_permissions", role.get("includedPermissions"))
-    return None if value is None else sorted(_strings(value))
+    return None if value is None else tuple(sorted(_strings(value)))
 
 
 def _strings(value: Any) -> list[str]:

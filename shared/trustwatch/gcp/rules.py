@@ -27,11 +27,18 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from trustwatch.baseline import Baseline
+from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity
 from trustwatch.gcp.baseline import GcpBucket, GcpCustomRole, GcpServiceAccount
+from trustwatch.gcp.changes import (
+    CustomRoleChanged,
+    CustomRoleUpdated,
+    PolicySet,
+    ServiceAccountChanged,
+    ServiceAccountKeyCreated,
+)
 from trustwatch.gcp.roles import BUCKET_PERMISSIONS, IMPERSONATION_PERMISSIONS, permissions_of
 
 PUBLIC_MEMBERS = frozenset({"allusers", "allauthenticatedusers"})
@@ -93,9 +100,15 @@ def service_agent_grant(role: str, member: str) -> bool:
     return "serviceagent" in role.lower() and bool(_SERVICE_AGENT.fullmatch(norm_member(member)))
 
 
-def account_of_member(baseline: Baseline, member: str) -> Account | None:
+def baseline_identity(baseline: Baseline, member: str) -> Account | None:
+    """The baseline service account an IAM member (`serviceAccount:EMAIL`) is, if any."""
     kind, _, email = norm_member(member).partition(":")
     return accounts(baseline).get(email) if kind == "serviceaccount" else None
+
+
+def mode_of(found: Account | GcpBucket | GcpCustomRole) -> Mode | None:
+    """The mode the baseline sets for what a rule found (None: the defaults' mode)."""
+    return found.spec.mode if isinstance(found, Account) else found.mode
 
 
 def bucket_of(baseline: Baseline, name: str) -> GcpBucket | None:
@@ -113,24 +126,20 @@ def custom_role_of(baseline: Baseline, name: str) -> GcpCustomRole | None:
     return None
 
 
-def granted(change: Change) -> list[tuple[str, str]]:
+def granted(policy: PolicySet) -> list[tuple[str, str]]:
     """(role, member) the call granted: its ADD deltas, else every binding of the policy."""
-    deltas = change.data.get("deltas")
-    if deltas is not None:
-        return [(d["role"], d["member"]) for d in deltas if d["action"] == "ADD"]
-    bindings = change.data.get("bindings") or {}
-    return [(role, member) for role, members in bindings.items() for member in members]
+    if policy.deltas is not None:
+        return [(d.role, d.member) for d in policy.deltas if d.action == "ADD"]
+    return [(b.role, member) for b in policy.bindings or () for member in b.members]
 
 
-def revoked(change: Change, expected: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+def revoked(policy: PolicySet, expected: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Which of the `expected` (role, member) grants the call took away."""
     wanted = {(role, norm_member(m)): (role, m) for role, m in expected}
-    deltas = change.data.get("deltas")
-    if deltas is not None:
-        gone = {(d["role"], norm_member(d["member"])) for d in deltas if d["action"] == "REMOVE"}
+    if policy.deltas is not None:
+        gone = {(d.role, norm_member(d.member)) for d in policy.deltas if d.action == "REMOVE"}
     else:
-        bindings = change.data.get("bindings") or {}
-        present = {(role, norm_member(m)) for role, ms in bindings.items() for m in ms}
+        present = {(b.role, norm_member(m)) for b in policy.bindings or () for m in b.members}
         gone = set(wanted) - present
     return [wanted[key] for key in wanted if key in gone]
 
@@ -147,12 +156,9 @@ def _binding(resource: str, role: str, member: str) -> dict[str, str]:
     return {"resource": resource, "role": role, "member": norm_member(member)}
 
 
-def _expected_at(account: Account, change: Change, role: str) -> bool:
+def _expected_at(account: Account, policy: PolicySet, role: str) -> bool:
     """Is this grant one the baseline lists (a project role on the account's own project)?"""
-    return (
-        change.data.get("resource") == f"projects/{account.project}"
-        and role in account.spec.project_roles
-    )
+    return policy.resource == f"projects/{account.project}" and role in account.spec.project_roles
 
 
 @rule(
@@ -164,12 +170,13 @@ def _expected_at(account: Account, change: Change, role: str) -> bool:
 def iam_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if not evaluable(change):
         return
-    resource = change.data["resource"]
+    policy = change.payload_as(PolicySet)
+    resource = policy.resource
     if change.kind == "bucket.iam_policy_set" and bucket_of(baseline, resource) is not None:
         return  # a watched bucket: gcp.bucket.binding_added judges it against its bindings
-    for role, member in granted(change):
-        account = account_of_member(baseline, member)
-        if account is None or _expected_at(account, change, role):
+    for role, member in granted(policy):
+        account = baseline_identity(baseline, member)
+        if account is None or _expected_at(account, policy, role):
             continue
         yield Hit(
             summary=f"{account.email} was granted {role} on {resource}, not in the baseline",
@@ -178,7 +185,7 @@ def iam_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
             severity=Severity.critical if powerful(role) else None,
             identity=account.email,
             remediation="remove_iam_binding",
-            mode=account.spec.mode,
+            mode=mode_of(account),
         )
 
 
@@ -191,20 +198,21 @@ def iam_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
 def iam_impersonation_granted(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if not evaluable(change):
         return
-    resource = change.data["resource"]
-    for role, member in granted(change):
+    policy = change.payload_as(PolicySet)
+    resource = policy.resource
+    for role, member in granted(policy):
         held = permissions_of(role, baseline)
         if held is not None and not held & IMPERSONATION_PERMISSIONS:
             continue
-        grantee = account_of_member(baseline, member)
-        if grantee is not None and _expected_at(grantee, change, role):
+        grantee = baseline_identity(baseline, member)
+        if grantee is not None and _expected_at(grantee, policy, role):
             continue  # e.g. the automation account's own expected roles/owner
         if is_responder(baseline, member):
             continue  # trustwatch's own rights (to remediate): its changes are ignored too
         if service_agent_grant(role, member):
             continue
         why = "its permissions are unknown" if held is None else ", ".join(sorted(held))
-        for account in _reached(change, baseline):
+        for account in _reached(change.kind, policy, baseline):
             allowed = {norm_member(m) for m in account.spec.impersonators}
             if norm_member(member) in allowed or norm_member(member).endswith(":" + account.email):
                 continue
@@ -217,17 +225,17 @@ def iam_impersonation_granted(change: Change, baseline: Baseline) -> Iterator[Hi
                 severity=Severity.high if held is None else None,
                 identity=account.email,
                 remediation="remove_iam_binding",
-                mode=account.spec.mode,
+                mode=mode_of(account),
             )
 
 
-def _reached(change: Change, baseline: Baseline) -> list[Account]:
+def _reached(kind: str, policy: PolicySet, baseline: Baseline) -> list[Account]:
     """The baseline accounts a grant on this resource lets someone act as."""
     everyone = protected(baseline)
-    resource = change.data["resource"]
-    if change.kind == "service_account.iam_policy_set":
+    resource = policy.resource
+    if kind == "service_account.iam_policy_set":
         return [everyone[resource.lower()]] if resource.lower() in everyone else []
-    if change.data.get("resource_type") == "project":
+    if policy.resource_type == "project":
         return [a for a in everyone.values() if resource == f"projects/{a.project}"]
     return list(everyone.values())  # folder / organization: may hold any project
 
@@ -239,16 +247,19 @@ def _reached(change: Change, baseline: Baseline) -> list[Account]:
     "A project role the baseline expects a service account to hold was removed",
 )
 def iam_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    if not evaluable(change) or change.data.get("resource_type") != "project":
+    if not evaluable(change):
         return
-    resource = change.data["resource"]
+    policy = change.payload_as(PolicySet)
+    if policy.resource_type != "project":
+        return
+    resource = policy.resource
     for account in accounts(baseline).values():
         if resource != f"projects/{account.project}":
             continue
         expected = [
             (role, f"serviceAccount:{account.email}") for role in account.spec.project_roles
         ]
-        for role, member in revoked(change, expected):
+        for role, member in revoked(policy, expected):
             yield Hit(
                 summary=f"expected {role} of {account.email} on {resource} was removed",
                 expected=_binding(resource, role, member),
@@ -256,7 +267,7 @@ def iam_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
                 identity=account.email,
                 detail=_binding(resource, role, member),
                 remediation="restore_iam_binding",
-                mode=account.spec.mode,
+                mode=mode_of(account),
             )
 
 
@@ -271,10 +282,11 @@ def iam_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     "A user-managed or HMAC key was made or enabled for a service account whose baseline allows none",
 )
 def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    account = protected(baseline).get(change.data.get("email", ""))
+    key = change.payload_as(ServiceAccountKeyCreated)
+    account = protected(baseline).get(key.email)
     if not evaluable(change) or account is None or account.spec.user_managed_keys:
         return
-    key_id = change.data.get("key_id", "")
+    key_id = key.key_id
     shown = key_id or "(id not logged)"
     if change.kind == "service_account.hmac_key_created":
         # https://cloud.google.com/storage/docs/authentication/hmackeys
@@ -285,7 +297,7 @@ def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
             detail={"hmac_access_id": key_id or change.event_id},
             identity=account.email,
             remediation="deactivate_hmac_key",
-            mode=account.spec.mode,
+            mode=mode_of(account),
         )
         return
     enabled = change.kind == "service_account.key_enabled"
@@ -300,7 +312,7 @@ def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
         else {"key_id": key_id or change.event_id},
         identity=account.email,
         remediation="disable_service_account_key",
-        mode=account.spec.mode,
+        mode=mode_of(account),
     )
 
 
@@ -311,7 +323,7 @@ def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
     "A baseline service account was deleted or disabled",
 )
 def sa_deleted_or_disabled(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    account = protected(baseline).get(change.data.get("email", ""))
+    account = protected(baseline).get(change.payload_as(ServiceAccountChanged).email)
     if not evaluable(change) or account is None:
         return
     what = change.kind.rsplit(".", 1)[-1]
@@ -321,7 +333,7 @@ def sa_deleted_or_disabled(change: Change, baseline: Baseline) -> Iterator[Hit]:
         actual={"state": what},
         identity=account.email,
         remediation="undelete_service_account" if what == "deleted" else "enable_service_account",
-        mode=account.spec.mode,
+        mode=mode_of(account),
     )
 
 
@@ -336,11 +348,12 @@ def bucket_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if change.kind == "resource.iam_policy_set":
         yield from _inherited_bucket_grants(change, baseline)
         return
-    bucket = bucket_of(baseline, change.data.get("resource", ""))
+    policy = change.payload_as(PolicySet)
+    bucket = bucket_of(baseline, policy.resource)
     if not evaluable(change) or bucket is None:
         return
-    name = change.data["resource"]
-    for role, member in granted(change):
+    name = policy.resource
+    for role, member in granted(policy):
         if norm_member(member) in {norm_member(m) for m in bucket.bindings.get(role, [])}:
             continue
         public = norm_member(member) in PUBLIC_MEMBERS
@@ -353,7 +366,7 @@ def bucket_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
             severity=Severity.critical if public else None,
             identity=name,
             remediation="remove_bucket_binding",
-            mode=bucket.mode,
+            mode=mode_of(bucket),
         )
 
 
@@ -362,15 +375,16 @@ def _inherited_bucket_grants(change: Change, baseline: Baseline) -> Iterator[Hit
     below it: https://cloud.google.com/storage/docs/access-control/iam#policy-inheritance"""
     if not evaluable(change):
         return
-    resource = change.data["resource"]
-    whole = change.data.get("resource_type") != "project"  # folder / org: may hold any project
+    policy = change.payload_as(PolicySet)
+    resource = policy.resource
+    whole = policy.resource_type != "project"  # folder / org: may hold any project
     reached = [
         (name, bucket)
         for project_id, project in baseline.gcp.projects.items()
         if whole or resource == f"projects/{project_id}"
         for name, bucket in project.buckets.items()
     ]
-    for role, member in granted(change) if reached else []:
+    for role, member in granted(policy) if reached else []:
         held = permissions_of(role, baseline) or frozenset()
         if not held & BUCKET_PERMISSIONS or is_responder(baseline, member):
             continue
@@ -389,7 +403,7 @@ def _inherited_bucket_grants(change: Change, baseline: Baseline) -> Iterator[Hit
                 severity=Severity.critical if public else None,
                 identity=name,
                 remediation="remove_iam_binding",
-                mode=bucket.mode,
+                mode=mode_of(bucket),
             )
 
 
@@ -400,12 +414,13 @@ def _inherited_bucket_grants(change: Change, baseline: Baseline) -> Iterator[Hit
     "An expected binding of a watched bucket was removed",
 )
 def bucket_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    bucket = bucket_of(baseline, change.data.get("resource", ""))
+    policy = change.payload_as(PolicySet)
+    bucket = bucket_of(baseline, policy.resource)
     if not evaluable(change) or bucket is None:
         return
-    name = change.data["resource"]
+    name = policy.resource
     expected = [(role, m) for role, members in bucket.bindings.items() for m in members]
-    for role, member in revoked(change, expected):
+    for role, member in revoked(policy, expected):
         yield Hit(
             summary=f"expected {role} of {member} on bucket {name} was removed",
             expected=_binding(name, role, member),
@@ -413,7 +428,7 @@ def bucket_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
             detail=_binding(name, role, member),
             identity=name,
             remediation="restore_bucket_binding",
-            mode=bucket.mode,
+            mode=mode_of(bucket),
         )
 
 
@@ -423,8 +438,9 @@ def bucket_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     ("custom_role.updated", "custom_role.deleted", "custom_role.undeleted"),
     "A watched custom role's permissions or launch stage changed (or the role was deleted)",
 )
-def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    name = change.data.get("role", "")
+def role_custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = change.payload_as(CustomRoleChanged)
+    name = role.role
     spec = custom_role_of(baseline, name)
     if not evaluable(change) or spec is None:
         return
@@ -437,16 +453,16 @@ def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
             detail={"role": name, "deleted": True},
             identity=name,
             remediation="undelete_custom_role",
-            mode=spec.mode,
+            mode=mode_of(spec),
         )
         return
-    stage = _stage_change(change, spec)
+    stage = _stage_change(role, spec)
     if stage is not None:
         yield stage
     if change.kind == "custom_role.undeleted":
-        actual = _undeleted_permissions(change, spec)
+        actual = _undeleted_permissions(role, spec)
     else:
-        actual = _permission_change(change, spec)
+        actual = _permission_change(change.payload_as(CustomRoleUpdated), spec)
     if actual is None:
         return
     yield Hit(
@@ -455,15 +471,15 @@ def custom_role_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
         actual=actual,
         identity=name,
         remediation="restore_custom_role",
-        mode=spec.mode,
+        mode=mode_of(spec),
     )
 
 
-def _stage_change(change: Change, spec: GcpCustomRole) -> Hit | None:
+def _stage_change(role: CustomRoleChanged, spec: GcpCustomRole) -> Hit | None:
     """A stage the baseline does not expect: DISABLED stops every binding of the role
     granting (breakage); leaving a pinned DISABLED re-enables them.
     https://cloud.google.com/iam/docs/creating-custom-roles#testing_and_deploying"""
-    stage, name = change.data.get("stage"), change.data["role"]
+    stage, name = role.stage, role.role
     if stage is None or stage == spec.stage or (spec.stage is None and stage != "DISABLED"):
         return None
     if stage == "DISABLED":
@@ -481,32 +497,33 @@ def _stage_change(change: Change, spec: GcpCustomRole) -> Hit | None:
         detail={"role": name, "stage": stage},
         identity=name,
         remediation="restore_custom_role",
-        mode=spec.mode,
+        mode=mode_of(spec),
     )
 
 
-def _undeleted_permissions(change: Change, spec: GcpCustomRole) -> dict[str, object] | None:
+def _undeleted_permissions(
+    role: CustomRoleChanged, spec: GcpCustomRole
+) -> dict[str, object] | None:
     """An undeleted role is back as it was: drift only against pinned permissions."""
-    after = change.data.get("permissions")
+    after = role.permissions
     if spec.permissions is None or after is None or set(after) == set(spec.permissions):
         return None
     pinned = set(spec.permissions)
     return {"added": sorted(set(after) - pinned), "removed": sorted(pinned - set(after))}
 
 
-def _permission_change(change: Change, spec: GcpCustomRole) -> dict[str, object] | None:
+def _permission_change(role: CustomRoleUpdated, spec: GcpCustomRole) -> dict[str, object] | None:
     """What changed in the role's permissions against the baseline, or None if nothing."""
-    data = change.data
-    added, removed, after = set(data["added"]), set(data["removed"]), data["permissions"]
-    mask = data["update_mask"]
+    added, removed, after = set(role.added), set(role.removed), role.permissions
+    mask = role.update_mask
     if mask is not None and "included_permissions" not in mask and not (added or removed):
         return None  # title, description or stage only
     if spec.permissions is None:  # any permission change is drift
-        if data["delta_logged"] or added or removed:
+        if role.delta_logged or added or removed:
             return (
                 {"added": sorted(added), "removed": sorted(removed)} if added or removed else None
             )
-        return {"permissions": after} if after is not None else None
+        return {"permissions": list(after)} if after is not None else None
     pinned = set(spec.permissions)
     if after is not None:
         if set(after) == pinned:
