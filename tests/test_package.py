@@ -182,6 +182,7 @@ RUNTIME_FILES = {
     "trustwatch/azure/store.py",
     "trustwatch/clouds.py",
     "trustwatch/gcp/baseline.py",
+    "trustwatch/gcp/changes.py",
     "trustwatch/gcp/cloud.py",
     "trustwatch/gcp/data/role_permissions.json",
     "trustwatch/gcp/links.py",
@@ -196,7 +197,8 @@ ALLOWED = {
     | {"trustwatch/azure/enrich.py"},  # the ARM read of Event Grid events: Azure's only
     "gcp": RUNTIME_FILES
     | {"main.py", "requirements.txt", "baseline.yaml"}
-    | {"trustwatch/logjson.py"},  # Cloud Logging's JSON lines: the GCP entry point's only
+    # Cloud Logging's JSON lines and the reads of what an audit entry lacks: GCP's only
+    | {"trustwatch/logjson.py", "trustwatch/gcp/enrich.py"},
 }
 # Test, demo and CLI code, never in a function: the demo's local receivers run a
 # self-signed TLS server.
