@@ -535,13 +535,13 @@ def test_activity_log_hub_carries_entra_audit_records(surface_app, slack, arm) -
     """The tenant's diagnostic setting writes `{"records": [...]}` of AuditLogs to the same
     hub; one event may also hold a lone record. Both reach the rules through
     on_activity_log, beside the Activity Log's own records."""
-    from test_azure_storage_entra import ENTRA_CASES, STORAGE_CASES
+    from test_azure_storage_entra import named, record
 
-    secret = ENTRA_CASES[1].records[0]  # on the Terraform SP's application
-    owner_added = ENTRA_CASES[9].records[0]
-    refused = ENTRA_CASES[8].records[0]
-    unrelated = ENTRA_CASES[7].records[0]
-    listed = STORAGE_CASES[13].records  # listKeys by a stranger
+    secret = record("a secret added to its application")
+    owner_added = record("an owner added to its application")
+    refused = record("a refused credential addition")
+    unrelated = record("a secret added to an unrelated service principal")
+    listed = named("keys listed by a stranger").records
     surface_app.on_activity_log(
         hub_events({"records": [secret, refused, unrelated]}, owner_added, {"records": listed})
     )
@@ -553,9 +553,9 @@ def test_activity_log_hub_carries_entra_audit_records(surface_app, slack, arm) -
 
 
 def test_event_grid_storage_write_is_read_from_arm_and_alerts(surface_app, slack, arm) -> None:
-    from test_azure_storage_entra import STORAGE_CASES
+    from test_azure_storage_entra import named
 
-    case = STORAGE_CASES[4]  # shared key access re-enabled
+    case = named("shared key access re-enabled")
     assert case.resource is not None
     arm.resources[STORAGE] = case.resource
     surface_app.on_event_grid(grid_event(to_event_grid(case.records[-1])))
@@ -567,19 +567,21 @@ def test_event_grid_storage_write_is_read_from_arm_and_alerts(surface_app, slack
 
 
 def test_event_grid_storage_write_at_the_baseline_is_quiet(surface_app, slack, arm) -> None:
-    from test_azure_storage_entra import STORAGE_CASES, account
+    from test_azure_storage_entra import account, named
 
     arm.resources[STORAGE] = account()
-    surface_app.on_event_grid(grid_event(to_event_grid(STORAGE_CASES[8].records[-1])))
+    tags_only = named("tags only: the PATCH leaves the settings as they were")
+    surface_app.on_event_grid(grid_event(to_event_grid(tags_only.records[-1])))
     assert slack.requests == [] and len(arm.requests) == 1
 
 
 def test_event_grid_storage_account_already_deleted_is_not_evaluated(
     surface_app, slack, arm, caplog
 ) -> None:
-    from test_azure_storage_entra import STORAGE_CASES
+    from test_azure_storage_entra import named
 
+    opened = named("blob public access allowed")
     with caplog.at_level(logging.INFO, logger="trustwatch"):
-        surface_app.on_event_grid(grid_event(to_event_grid(STORAGE_CASES[0].records[-1])))
+        surface_app.on_event_grid(grid_event(to_event_grid(opened.records[-1])))
     assert slack.requests == []
     assert any(enrich.STORAGE_DELETED in r.getMessage() for r in caplog.records)

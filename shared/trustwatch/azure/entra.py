@@ -25,8 +25,9 @@ https://learn.microsoft.com/en-us/entra/identity/monitoring-health/reference-aud
   identity credentials on applications are logged this way); any other update is skipped.
 - any activity adding or updating a "federated identity credential".
 - "Add owner to application" / "Add owner to service principal": the new owner is
-  `targetResources[0]` and the application or service principal is named by the
-  `Application.ObjectID` / `ServicePrincipal.ObjectID` properties, or is the other target.
+  `targetResources[0]`; the application or service principal is named by its
+  `Application.ObjectID` / `ServicePrincipal.ObjectID` property (with `….AppId`), or is
+  the next target.
 A record whose result is not `success` changed nothing: skipped.
 """
 
@@ -191,8 +192,12 @@ def _owner_targets(
             )
     typed = [(i, t) for i, t in enumerate(targets) if _str(t.get("type")) == type_]
     if not named:
-        # the new owner is the first target: the object it now owns is another of its type
-        named = [_target(t, {}) for i, t in typed if i > 0 or len(targets) == 1]
+        # The new owner is the first target, the object it now owns the next. An owner is a
+        # user or a service principal, never an application: every Application target is
+        # the object; a first ServicePrincipal target, with others after it, is the owner.
+        named = [
+            _target(t, {}) for i, t in typed if type_ == "Application" or i > 0 or len(targets) == 1
+        ]
     changed_ids = {t.object_id for t in named}
     owners = [
         _str(t.get("userPrincipalName")) or normalize_guid(_str(t.get("id")))

@@ -70,14 +70,16 @@ OPERATIONS = {
         "federated_credential.written"
     ),
     "microsoft.storage/storageaccounts/write": "storage_account.written",
-    # Both hand out the account's power: listKeys its keys, listAccountSas a SAS token
-    # signed with them ("Authorize with Shared Key",
-    # https://learn.microsoft.com/en-us/rest/api/storagerp/storage-accounts/list-keys,
-    # https://learn.microsoft.com/en-us/rest/api/storagerp/storage-accounts/list-account-sas).
+    # Each hands the caller the account's power: listKeys and regenerateKey answer with the
+    # keys, listAccountSas and listServiceSas with a SAS token signed by them ("Storage
+    # Accounts", https://learn.microsoft.com/en-us/rest/api/storagerp/storage-accounts:
+    # List Keys, Regenerate Key, List Account SAS, List Service SAS).
     # Actions reach trustwatch only through the Activity Log hub: the Event Grid
     # subscription carries Write and Delete events only (deploy/azure/main.tf).
     "microsoft.storage/storageaccounts/listkeys/action": "storage_account.keys_listed",
+    "microsoft.storage/storageaccounts/regeneratekey/action": "storage_account.keys_listed",
     "microsoft.storage/storageaccounts/listaccountsas/action": "storage_account.keys_listed",
+    "microsoft.storage/storageaccounts/listservicesas/action": "storage_account.keys_listed",
 }
 
 
