@@ -585,3 +585,75 @@ def test_attacker_controlled_names_stay_data(baseline: Baseline) -> None:
     ]
     assert finding.actual["target"]["display_name"] == evil
     assert finding.identity == TERRAFORM_SP
+
+
+# --- bad input, and the command line ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (props(allowBlobPublicAccess=1), "allowBlobPublicAccess is not a boolean"),
+        (props(allowSharedKeyAccess="yes"), "allowSharedKeyAccess is not a boolean"),
+        (props(networkAcls=["Allow"]), "networkAcls is not an object"),
+        (props(networkAcls={"defaultAction": 0}), "networkAcls.defaultAction is not a string"),
+        ({"properties": "open"}, "properties is not an object"),
+    ],
+)
+def test_malformed_storage_bodies_are_record_errors(body: Any, message: str) -> None:
+    (parsed,) = parse_document(write(body)[0], "t")
+    assert parsed.error is not None and message in str(parsed.error)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda r: r["properties"].update(targetResources={"id": TERRAFORM_SP}), "targetResources is not a list"),
+        (lambda r: r["properties"].update(targetResources=["x"]), "targetResources is not a list"),
+        (lambda r: r["properties"].update(initiatedBy="mallory"), "initiatedBy is a str"),
+        (lambda r: (r.pop("operationName"), r["properties"].pop("activityDisplayName")), "without an activityDisplayName"),
+    ],
+)  # fmt: skip
+def test_malformed_audit_records_are_record_errors(mutate: Any, message: str) -> None:
+    bad = copy.deepcopy(record("a secret added to the Terraform SP"))
+    mutate(bad)
+    batch = {"records": [bad, record("an owner added to its application")]}
+    first, second = parse_document(batch, "t")
+    assert first.error is not None and message in str(first.error)
+    # the bad record hides nothing after it
+    assert second.error is None and [c.kind for c in second.changes] == [entra.OWNER_ADDED]
+
+
+def test_odd_modified_properties_are_read_as_absent(baseline: Baseline) -> None:
+    """Values that are not the documented JSON text neither crash nor hide the addition."""
+    odd = audit(
+        SP_CREDENTIALS,
+        [
+            target(
+                TERRAFORM_SP,
+                "ServicePrincipal",
+                "terraform",
+                [{"displayName": 7, "newValue": {"x": 1}}, "junk"],
+            )
+        ],  # type: ignore[list-item]
+    )
+    assert rules_fired([odd], baseline) == [CA]
+
+
+def test_replay_reads_audit_exports_and_graph_pages(tmp_path, baseline: Baseline, capsys) -> None:
+    from trustwatch.cli import main
+
+    path = tmp_path / "baseline.yaml"
+    path.write_text(yaml.safe_dump(baseline.model_dump(mode="json", exclude_none=True)))
+    hub = tmp_path / "hub.json"
+    hub.write_text(json.dumps({"records": [record("a secret added to its application")]}))
+    page = tmp_path / "graph.json"
+    page.write_text(json.dumps(graph(record("an owner added to its application"))))
+    quiet = tmp_path / "quiet.json"
+    quiet.write_text(
+        json.dumps({"records": [record("a secret removed (rotation): nothing added")]})
+    )
+    assert main(["replay", "--baseline", str(path), str(hub), str(page)]) == 1
+    rules = [json.loads(line)["rule"] for line in capsys.readouterr().out.splitlines()]
+    assert rules == [CA, OA]
+    assert main(["replay", "--baseline", str(path), str(quiet)]) == 0

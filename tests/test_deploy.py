@@ -368,7 +368,7 @@ def test_azure_actions_reach_the_function_through_the_hub_only() -> None:
     assert "microsoft.storage/storageaccounts/listkeys/action" in actions
     assert "microsoft.storage/storageaccounts/write" in watched
     text = (DEPLOY / "azure" / "main.tf").read_text()
-    assert "listKeys/action and listAccountSas/action" in text
+    assert "listKeys, regenerateKey, listAccountSas and listServiceSas" in text
     # Event Grid: at most 25 values in one string filter (event-filtering, "Limitations")
     assert len(watched) <= 25
 

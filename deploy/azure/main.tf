@@ -19,9 +19,9 @@ locals {
   # Operations trustwatch.azure.events turns into changes (Event Grid filters on
   # data.operationName, case-insensitively); written from the code by `trustwatch package
   # azure` (tests/test_deploy.py checks it is current). The Event Grid subscription below
-  # carries Write and Delete events only: the actions in the list (storage accounts'
-  # listKeys/action and listAccountSas/action, elevateAccess/action) reach the function
-  # through the Activity Log hub alone.
+  # carries Write and Delete events only: the actions in the list (the storage accounts'
+  # listKeys, regenerateKey, listAccountSas and listServiceSas, and elevateAccess) reach
+  # the function through the Activity Log hub alone.
   watched_operations = flatten(values(jsondecode(file("${path.module}/watched_operations.json"))))
 
   # The Event Hub trigger reads its connection and hub from these app settings (function_app.py).
