@@ -657,3 +657,25 @@ def test_replay_reads_audit_exports_and_graph_pages(tmp_path, baseline: Baseline
     rules = [json.loads(line)["rule"] for line in capsys.readouterr().out.splitlines()]
     assert rules == [CA, OA]
     assert main(["replay", "--baseline", str(path), str(quiet)]) == 0
+
+
+def test_console_links_open_the_entra_object_not_a_subscription(baseline: Baseline) -> None:
+    from trustwatch.azure.links import console_link
+
+    secret = record("a secret added to the Terraform SP")
+    (finding,) = [
+        f for p in parse_document(secret, "t") for c in p.changes for f in evaluate(c, baseline)
+    ]
+    link = console_link(finding)
+    assert link is not None
+    assert link.url.endswith(f"/ApplicationMenuBlade/~/Overview/appId/{APP_ID}")
+    assert TENANT not in link.url  # the tenant is no subscription
+    no_app = finding.model_copy(update={"expected": {"application_id": None}})
+    fallback = console_link(no_app)
+    assert fallback is not None and fallback.url.endswith(f"/objectId/{TERRAFORM_SP}")
+    listed = [activity(LIST_KEYS, "Success", STORAGE, actor=STRANGER)]
+    (keys,) = [
+        f for p in parse_document(listed, "t") for c in p.changes for f in evaluate(c, baseline)
+    ]
+    storage_link = console_link(keys)
+    assert storage_link is not None and "storageAccounts/dbxucprod/users" in storage_link.url
