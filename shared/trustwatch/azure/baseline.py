@@ -69,7 +69,8 @@ class AzureStorageAccount(Strict):
     @field_validator("key_readers")
     @classmethod
     def _readers(cls, value: list[str]) -> list[str]:
-        return [v.strip() if "@" in v else normalize_guid(v) for v in value]
+        # user principal names compare case-insensitively, as Entra ID resolves them
+        return [v.strip().lower() if "@" in v else normalize_guid(v) for v in value]
 
 
 class AzureCustomRole(Strict):

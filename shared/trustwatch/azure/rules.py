@@ -714,7 +714,7 @@ def storage_keys_listed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if account is None:
         return
     readers = set(account.spec.key_readers)
-    callers = {a.strip() if "@" in a else normalize_guid(a) for a in change.actor_ids}
+    callers = {a.strip().lower() if "@" in a else normalize_guid(a) for a in change.actor_ids}
     if callers & readers:
         return
     action = change.event_name.rstrip("/").rsplit("/", 2)[-2]
