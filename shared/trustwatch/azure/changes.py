@@ -12,8 +12,11 @@ Kind -> payload:
 - lighthouse.delegated, lighthouse.assigned: LighthouseDelegation
 - access_connector.written: AccessConnectorIdentity
 - federated_credential.written: FederatedCredential
-- access_connector.deleted, managed_identity.deleted, any failed call, and any change
-  still `needs_enrichment`: ResourceRef
+- storage_account.written: StorageAccountSettings
+- entra.credential_added, entra.owner_added (Entra ID audit records, trustwatch.azure.entra):
+  EntraDirectoryChange
+- access_connector.deleted, managed_identity.deleted, storage_account.keys_listed, any
+  failed call, and any change still `needs_enrichment`: ResourceRef
 """
 
 from __future__ import annotations

@@ -28,7 +28,10 @@ https://learn.microsoft.com/en-us/entra/identity/monitoring-health/reference-aud
   `targetResources[0]`; the application or service principal is named by its
   `Application.ObjectID` / `ServicePrincipal.ObjectID` property (with `….AppId`), or is
   the next target.
-A record whose result is not `success` changed nothing: skipped.
+A record whose result is not `success` changed nothing: skipped. (Community detections read
+the same fields: `KeyDescription` / `FederatedIdentityCredentials` old and new values on
+the Application or ServicePrincipal target, e.g. the Sentinel hunting query "Modify
+Credentials Entra Connect App Identity", https://kqlsearch.com/query/ModifyCredentialsEntraConnectAppIdentity.)
 """
 
 from __future__ import annotations
