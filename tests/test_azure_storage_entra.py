@@ -681,3 +681,40 @@ def test_console_links_open_the_entra_object_not_a_subscription(baseline: Baseli
     ]
     storage_link = console_link(keys)
     assert storage_link is not None and "storageAccounts/dbxucprod/users" in storage_link.url
+
+
+def test_type_confusion_in_audit_records_and_storage_bodies_is_a_record_error(
+    baseline: Baseline,
+) -> None:
+    """test_type_confusion's walk (every node takes every JSON type, every object gets each
+    field name the parsers read with a wrong type) over the records this file builds,
+    judged against a baseline these rules watch: a defined outcome, never a crash."""
+    import re
+
+    import test_type_confusion as tc
+    from trustwatch.respond import evaluate_records
+
+    entra_fields = re.findall(
+        r'(?:get\(|_dict\([^,()]+, )"([A-Za-z][\w.]*)"',
+        entra.__loader__.get_source(entra.__name__) or "",
+    )  # type: ignore[union-attr]
+    assert {"targetResources", "modifiedProperties", "initiatedBy"} <= set(entra_fields)
+    fields = sorted(set(tc.FIELDS) | set(entra_fields))
+    docs = [
+        {"records": [record("a secret added to its application")]},
+        record("an owner added to its application"),
+        graph(record("a federated credential added to its application")),
+        {"records": named("public blobs and shared keys in one PUT").records},
+        {"records": [activity(WRITE, "Success", STORAGE, response=account(public=None))]},
+    ]
+    original = tc.FIELDS
+    try:
+        tc.FIELDS = fields
+        for doc in docs:
+            for label, variant in tc.variants(doc):
+                for outcome in evaluate_records(parse_document(variant, "doc"), baseline):
+                    assert outcome.internal_errors == 0, (label, outcome.errors)
+                    for finding in outcome.findings:
+                        assert finding.to_json()
+    finally:
+        tc.FIELDS = original

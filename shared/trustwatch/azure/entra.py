@@ -40,6 +40,7 @@ import json
 import re
 from typing import Any
 
+from trustwatch import jsontext
 from trustwatch.azure.changes import EntraDirectoryChange, EntraTarget
 from trustwatch.azure.roles import normalize_guid
 from trustwatch.changes import Change, EventError, Skipped
@@ -165,13 +166,17 @@ def _entries(value: Any) -> list[str]:
     entry's JSON text."""
     text = _str(value)
     try:
-        parsed = json.loads(text) if text.strip() else []
+        # deep nesting: a ValueError there, not a RecursionError
+        parsed = jsontext.loads(text) if text.strip() else []
     except ValueError:
         parsed = [text]
     items = parsed if isinstance(parsed, list) else [parsed]
     out = []
     for item in items:
-        raw = item if isinstance(item, str) else json.dumps(item, sort_keys=True)
+        try:
+            raw = item if isinstance(item, str) else json.dumps(item, sort_keys=True)
+        except (RecursionError, ValueError):  # nested about as deep as json reads
+            raw = text
         ids = _KEY_ID.findall(raw)
         out += [i.lower() for i in ids] if ids else [raw]
     return out
@@ -237,7 +242,7 @@ def _json_text(value: Any) -> str:
     """A modifiedProperties value (`"\\"guid\\""`, `"[\\"guid\\"]"`) as its one string."""
     text = _str(value)
     try:
-        parsed = json.loads(text)
+        parsed = jsontext.loads(text)
     except ValueError:
         return text.strip()
     if isinstance(parsed, list):
