@@ -13,17 +13,21 @@ from typing import Any
 import pytest
 import test_azure_attack_paths
 import test_azure_rules
+import test_azure_storage_entra
 from conftest import corpus_files
 from test_azure_events import changes_of, to_event_grid
 from trustwatch.azure import changes as payloads
 from trustwatch.azure.changes import (
     AccessConnectorIdentity,
+    EntraDirectoryChange,
     FederatedCredential,
     LighthouseDelegation,
     ResourceRef,
     RoleAssignment,
     RoleDefinition,
+    StorageAccountSettings,
 )
+from trustwatch.azure.entra import KINDS as ENTRA_KINDS
 from trustwatch.azure.events import OPERATIONS, complete
 from trustwatch.changes import Change, EventError
 from trustwatch.intake import parse_document
@@ -40,8 +44,14 @@ PAYLOADS: dict[str, type] = {
     "federated_credential.written": FederatedCredential,
     "access_connector.deleted": ResourceRef,
     "managed_identity.deleted": ResourceRef,
+    "storage_account.written": StorageAccountSettings,
+    "storage_account.keys_listed": ResourceRef,
+    "entra.credential_added": EntraDirectoryChange,
+    "entra.owner_added": EntraDirectoryChange,
 }
 CASES = test_azure_rules.CASES + test_azure_attack_paths.CASES
+STORAGE_CASES = test_azure_storage_entra.STORAGE_CASES
+ENTRA_CASES = test_azure_storage_entra.ENTRA_CASES
 
 
 def expected_payload(change: Change) -> type:
@@ -55,6 +65,16 @@ def every_change() -> Iterator[tuple[str, Change]]:
             for doc in test_azure_rules.documents(case, shape):
                 for change in changes_of(doc):
                     yield f"{case.name} [{shape}]", change
+    for case in STORAGE_CASES:
+        for shape in case.shapes:
+            for doc in test_azure_storage_entra.documents(case, shape):
+                for change in changes_of(doc):
+                    yield f"{case.name} [{shape}]", change
+    for case in ENTRA_CASES:
+        for shape in test_azure_storage_entra.ENTRA_SHAPES:
+            for doc in test_azure_storage_entra.entra_documents(case, shape):
+                for change in changes_of(doc):
+                    yield f"{case.name} [{shape}]", change
     for path in corpus_files("azure"):
         for parsed in parse_document(json.loads(path.read_text()), path.name):
             for change in parsed.changes:
@@ -62,14 +82,14 @@ def every_change() -> Iterator[tuple[str, Change]]:
 
 
 def test_every_kind_declares_its_payload():
-    assert set(PAYLOADS) == set(OPERATIONS.values())
+    assert set(PAYLOADS) == set(OPERATIONS.values()) | set(ENTRA_KINDS)
 
 
 def test_payloads_are_frozen_slotted_dataclasses():
     classes = [
         c for c in vars(payloads).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
     ]
-    assert len(classes) == 8
+    assert len(classes) == 11
     for cls in classes:
         assert cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
         assert "__slots__" in vars(cls), cls
@@ -99,7 +119,7 @@ def arm_answer(record: dict[str, Any]) -> Any:
 
 def completions() -> Iterator[tuple[str, Change, Change]]:
     """(case, the Event Grid change completed from ARM's answer, the Success record's change)."""
-    for case in CASES:
+    for case in CASES + STORAGE_CASES:
         success = case.records[-1]
         resource = arm_answer(success)
         if "grid" not in case.shapes or resource is None:

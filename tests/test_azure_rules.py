@@ -221,8 +221,10 @@ def test_rule_cases(case: Case, shape: str, azure_baseline):
 
 def test_every_azure_rule_has_a_firing_case():
     from test_azure_attack_paths import CASES as ATTACK_PATHS  # it imports this module
+    from test_azure_storage_entra import ENTRA_CASES, STORAGE_CASES
 
     fired = {rule for case in CASES + ATTACK_PATHS for rule in case.expected}
+    fired |= {rule for case in STORAGE_CASES + ENTRA_CASES for rule in case.expected}
     assert fired == {r.id for r in all_rules() if r.cloud == "azure"}
 
 

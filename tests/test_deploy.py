@@ -347,6 +347,34 @@ def test_azure_activity_log_streams_administrative_events_to_the_hub() -> None:
     assert "function_listens.primary_connection_string" in settings
 
 
+def test_azure_entra_audit_logs_are_an_optional_stream_to_the_same_hub() -> None:
+    """azure.sp.* read the tenant's audit log (category AuditLogs), which only a tenant-wide
+    diagnostic setting exports ("Stream Microsoft Entra logs to an event hub",
+    https://learn.microsoft.com/en-us/entra/identity/monitoring-health/howto-stream-logs-to-event-hub)."""
+    variable = module("azure")["variable"]["entra_audit_logs"]
+    assert (variable["type"], variable["default"]) == ("bool", False)
+    setting = resource("azure", "azurerm_monitor_aad_diagnostic_setting", "entra_audit_logs")
+    assert setting["count"] == "${var.entra_audit_logs ? 1 : 0}"
+    assert block(setting, "enabled_log") == {"category": "AuditLogs"}
+    # the hub and rule the Activity Log uses: on_activity_log reads both
+    activity = resource("azure", "azurerm_monitor_diagnostic_setting", "activity_log")
+    assert setting["eventhub_name"] == activity["eventhub_name"]
+    assert setting["eventhub_authorization_rule_id"] == activity["eventhub_authorization_rule_id"]
+
+
+def test_azure_actions_reach_the_function_through_the_hub_only() -> None:
+    """The Event Grid subscription carries Write and Delete events: the watched actions
+    (storage keys, elevateAccess) come from the Activity Log, which exports them all."""
+    watched = [op for ops in clouds.get("azure").watched_operations().values() for op in ops]
+    actions = [op for op in watched if op.endswith("/action")]
+    assert "microsoft.storage/storageaccounts/listkeys/action" in actions
+    assert "microsoft.storage/storageaccounts/write" in watched
+    text = (DEPLOY / "azure" / "main.tf").read_text()
+    assert "listKeys, regenerateKey, listAccountSas and listServiceSas" in text
+    # Event Grid: at most 25 values in one string filter (event-filtering, "Limitations")
+    assert len(watched) <= 25
+
+
 def test_azure_identity_has_only_reader_and_table_data_contributor() -> None:
     assignments = module("azure")["resource"]["azurerm_role_assignment"]
     roles = {name: body["role_definition_name"] for name, body in assignments.items()}

@@ -35,6 +35,7 @@ from test_azure_events import (
     CONNECTOR,
     CONNECTOR_PRINCIPAL,
     ROLE,
+    STORAGE,
     SUB,
     assign,
     assignment_id,
@@ -368,10 +369,15 @@ def test_event_grid_access_connector_identity_replaced(app, slack, arm) -> None:
 
 
 def test_event_grid_noise_is_acknowledged_without_arm_read(app, slack, arm) -> None:
-    for name in ("resourcewritesuccess", "resourcedeletesuccess", "resourceactionsuccess"):
+    for name in ("resourcedeletesuccess", "resourceactionsuccess"):
         (path,) = (p for p in corpus_files("azure") if p.name.startswith(f"eventgrid-{name}-"))
         app.on_event_grid(grid_event(json.loads(path.read_text())))
     assert slack.requests == [] and arm.requests == []
+    # a storage account write is watched since issue 15: the account is read (the enricher
+    # does not know the baseline), and an account ARM does not know is not evaluated
+    (path,) = (p for p in corpus_files("azure") if p.name.startswith("eventgrid-resourcewrite"))
+    app.on_event_grid(grid_event(json.loads(path.read_text())))
+    assert slack.requests == [] and len(arm.requests) == 1
 
 
 def test_event_grid_malformed_event_is_acknowledged(app, slack, arm, caplog) -> None:
@@ -497,3 +503,85 @@ def test_enricher_verifies_the_server_certificate(arm: ArmServer) -> None:
     enricher = arm_enricher(credential=StaticCredential(arm.token), base_url=arm.url, retry_total=0)
     with pytest.raises(ServiceRequestError, match=r"(?i)certificate"):
         enricher(needs_enrichment(owner_on_subscription()))
+
+
+# --- storage accounts and Entra ID audit records (issue 15) ----------------------------------
+
+
+@pytest.fixture
+def surface_app(
+    monkeypatch: pytest.MonkeyPatch, slack: RecordingHTTPServer, arm: ArmServer, tmp_path
+) -> FunctionApp:
+    """The app with a baseline watching the UC storage account and the Terraform SP's
+    Entra objects (test_azure_storage_entra's baseline)."""
+    import yaml
+    from test_azure_storage_entra import APP_ID, APP_OBJECT
+
+    data = yaml.safe_load(EXAMPLE_BASELINE.read_text())
+    sub = data["azure"]["subscriptions"][SUB]
+    sub["storage_accounts"] = {
+        "dbxucprod": {"allow_shared_key_access": False, "network_default_action": "Deny"}
+    }
+    sub["identities"]["terraform-sp"] |= {
+        "application_id": APP_ID,
+        "application_object_id": APP_OBJECT,
+    }
+    path = tmp_path / "baseline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_app(monkeypatch, {**app_env(slack, arm), "TRUSTWATCH_BASELINE": str(path)})
+
+
+def test_activity_log_hub_carries_entra_audit_records(surface_app, slack, arm) -> None:
+    """The tenant's diagnostic setting writes `{"records": [...]}` of AuditLogs to the same
+    hub; one event may also hold a lone record. Both reach the rules through
+    on_activity_log, beside the Activity Log's own records."""
+    from test_azure_storage_entra import named, record
+
+    secret = record("a secret added to its application")
+    owner_added = record("an owner added to its application")
+    refused = record("a refused credential addition")
+    unrelated = record("a secret added to an unrelated service principal")
+    listed = named("keys listed by a stranger").records
+    surface_app.on_activity_log(
+        hub_events({"records": [secret, refused, unrelated]}, owner_added, {"records": listed})
+    )
+    sent = alerts(slack)
+    assert len(sent) == 3
+    for rule in ("azure.sp.credential_added", "azure.sp.owner_added", "azure.storage.keys_listed"):
+        assert sum(rule in a for a in sent) == 1, (rule, sent)
+    assert arm.requests == []
+
+
+def test_event_grid_storage_write_is_read_from_arm_and_alerts(surface_app, slack, arm) -> None:
+    from test_azure_storage_entra import named
+
+    case = named("shared key access re-enabled")
+    assert case.resource is not None
+    arm.resources[STORAGE] = case.resource
+    surface_app.on_event_grid(grid_event(to_event_grid(case.records[-1])))
+    (alert,) = alerts(slack)
+    assert "azure.storage.shared_key_enabled" in alert
+    (request,) = arm.requests
+    assert request.path == STORAGE
+    assert request.query["api-version"] == enrich.STORAGE_API_VERSION
+
+
+def test_event_grid_storage_write_at_the_baseline_is_quiet(surface_app, slack, arm) -> None:
+    from test_azure_storage_entra import account, named
+
+    arm.resources[STORAGE] = account()
+    tags_only = named("tags only: the PATCH leaves the settings as they were")
+    surface_app.on_event_grid(grid_event(to_event_grid(tags_only.records[-1])))
+    assert slack.requests == [] and len(arm.requests) == 1
+
+
+def test_event_grid_storage_account_already_deleted_is_not_evaluated(
+    surface_app, slack, arm, caplog
+) -> None:
+    from test_azure_storage_entra import named
+
+    opened = named("blob public access allowed")
+    with caplog.at_level(logging.INFO, logger="trustwatch"):
+        surface_app.on_event_grid(grid_event(to_event_grid(opened.records[-1])))
+    assert slack.requests == []
+    assert any(enrich.STORAGE_DELETED in r.getMessage() for r in caplog.records)

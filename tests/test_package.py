@@ -176,6 +176,7 @@ RUNTIME_FILES = {
     "trustwatch/azure/actions.py",
     "trustwatch/azure/baseline.py",
     "trustwatch/azure/changes.py",
+    "trustwatch/azure/entra.py",
     "trustwatch/azure/cloud.py",
     "trustwatch/azure/links.py",
     "trustwatch/azure/scopes.py",

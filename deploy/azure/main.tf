@@ -18,7 +18,10 @@ locals {
 
   # Operations trustwatch.azure.events turns into changes (Event Grid filters on
   # data.operationName, case-insensitively); written from the code by `trustwatch package
-  # azure` (tests/test_deploy.py checks it is current).
+  # azure` (tests/test_deploy.py checks it is current). The Event Grid subscription below
+  # carries Write and Delete events only: the actions in the list (the storage accounts'
+  # listKeys, regenerateKey, listAccountSas and listServiceSas, and elevateAccess) reach
+  # the function through the Activity Log hub alone.
   watched_operations = flatten(values(jsondecode(file("${path.module}/watched_operations.json"))))
 
   # The Event Hub trigger reads its connection and hub from these app settings (function_app.py).
@@ -146,6 +149,24 @@ resource "azurerm_monitor_diagnostic_setting" "activity_log" {
 
   enabled_log {
     category = "Administrative"
+  }
+}
+
+# -- Entra ID audit log -> the same Event Hub (optional) ----------------------------------------
+
+# Credentials and owners added to applications and service principals are directory
+# operations: the Activity Log never shows them, the tenant's audit log does. This
+# tenant-wide setting needs a Global Administrator or Security Administrator to apply
+# (learn.microsoft.com/entra/identity/monitoring-health/howto-stream-logs-to-event-hub);
+# on_activity_log reads its `AuditLogs` records beside the Activity Log's.
+resource "azurerm_monitor_aad_diagnostic_setting" "entra_audit_logs" {
+  count                          = var.entra_audit_logs ? 1 : 0
+  name                           = "${var.name}-entra-audit-logs"
+  eventhub_name                  = azurerm_eventhub.activity_log.name
+  eventhub_authorization_rule_id = azurerm_eventhub_namespace_authorization_rule.activity_log_export.id
+
+  enabled_log {
+    category = "AuditLogs"
   }
 }
 

@@ -165,6 +165,12 @@ variable "event_grid_event_ttl_minutes" {
   default     = 1440
 }
 
+variable "entra_audit_logs" {
+  description = "Stream the tenant's Entra ID audit log (category AuditLogs) to the Activity Log's Event Hub, for azure.sp.credential_added / azure.sp.owner_added. A tenant-wide diagnostic setting: applying it needs Global Administrator or Security Administrator."
+  type        = bool
+  default     = false
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)

@@ -12,8 +12,11 @@ Kind -> payload:
 - lighthouse.delegated, lighthouse.assigned: LighthouseDelegation
 - access_connector.written: AccessConnectorIdentity
 - federated_credential.written: FederatedCredential
-- access_connector.deleted, managed_identity.deleted, any failed call, and any change
-  still `needs_enrichment`: ResourceRef
+- storage_account.written: StorageAccountSettings
+- entra.credential_added, entra.owner_added (Entra ID audit records, trustwatch.azure.entra):
+  EntraDirectoryChange
+- access_connector.deleted, managed_identity.deleted, storage_account.keys_listed, any
+  failed call, and any change still `needs_enrichment`: ResourceRef
 """
 
 from __future__ import annotations
@@ -129,3 +132,50 @@ class FederatedCredential:
     issuer: str
     subject: str
     audiences: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageAccountSettings:
+    """What a storage account write says of the account's exposure after it.
+
+    Produced by `Microsoft.Storage/storageAccounts/write` (request or response body, or the
+    account as ARM returns it for an Event Grid event). Each setting is None when the body
+    does not say: a request that leaves a property out leaves it as it was (a PATCH, and a
+    PUT on an existing account, update only what they name: "Storage Accounts - Update",
+    https://learn.microsoft.com/en-us/rest/api/storagerp/storage-accounts/update). A whole
+    resource (response, ARM GET) says all three: an absent `allowSharedKeyAccess` is null,
+    "equivalent to true"; an absent `networkAcls` is the default action Allow.
+    """
+
+    resource_id: str  # the account, as logged
+    allow_blob_public_access: bool | None
+    allow_shared_key_access: bool | None
+    network_default_action: str | None  # "Allow" / "Deny"
+    public_network_access: str | None  # "Enabled" / "Disabled" / "SecuredByPerimeter"
+
+
+@dataclass(frozen=True, slots=True)
+class EntraTarget:
+    """One object an Entra ID audit record names in `targetResources`."""
+
+    object_id: str  # lower-case GUID ("" when not logged)
+    type: str  # "Application", "ServicePrincipal", "User", ... as logged
+    display_name: str
+    app_id: str  # the application (client) id when the record carries it, else ""
+
+
+@dataclass(frozen=True, slots=True)
+class EntraDirectoryChange:
+    """A credential or an owner added to an application or service principal, from the
+    Entra ID audit log (category `AuditLogs` of the tenant's diagnostic setting, or the
+    Graph `directoryAudit` resource).
+
+    Produced by "Add service principal credentials", "Update application - Certificates
+    and secrets management", an application or service principal update adding a key or a
+    federated identity credential (kind `entra.credential_added`), and "Add owner to
+    application" / "Add owner to service principal" (kind `entra.owner_added`).
+    """
+
+    activity: str  # activityDisplayName as logged
+    targets: tuple[EntraTarget, ...]  # the applications / service principals changed
+    added: tuple[str, ...]  # what was added: key ids / credential names, or the new owner

@@ -5,7 +5,7 @@ names, read from Azure Resource Manager (ARM) with the function's identity.
 `needs_enrichment` Change it GETs `change.identity` (the resource id) and hands the resource,
 as ARM returns it, to `events.complete()`:
 - a role assignment through azure-mgmt-authorization (`role_assignments.get_by_id`);
-- an access connector, a PIM request, a custom role definition or a Lighthouse
+- an access connector, a storage account, a PIM request, a custom role definition or a Lighthouse
   registration (the assignment with its definition expanded) through a plain
   authenticated ARM GET (no SDK is worth its import for one read).
 A 404 means the resource is gone by the time we look: the change is reported as not
@@ -32,12 +32,17 @@ from trustwatch.respond import Enricher
 ARM_ENDPOINT = "https://management.azure.com"
 # A Microsoft.Databricks API version that returns the connector's identity.
 ACCESS_CONNECTOR_API_VERSION = "2024-05-01"
+# A Microsoft.Storage API version whose GET returns allowBlobPublicAccess,
+# allowSharedKeyAccess, networkAcls and publicNetworkAccess ("Storage Accounts - Get
+# Properties", https://learn.microsoft.com/en-us/rest/api/storagerp/storage-accounts/get-properties).
+STORAGE_API_VERSION = "2023-05-01"
 # A function invocation has minutes, not the SDK defaults (10 retries, 300 s reads):
 # fail within that budget and let the platform retry the event.
 CLIENT_DEFAULTS: dict[str, Any] = {"retry_total": 3, "connection_timeout": 10, "read_timeout": 30}
 
 ASSIGNMENT_DELETED = "role assignment already deleted (404)"
 CONNECTOR_DELETED = "access connector already deleted (404)"
+STORAGE_DELETED = "storage account already deleted (404)"
 # resource type in the id -> (what it is, an API version whose GET returns the body
 # events.complete() reads, extra query parameters)
 RESOURCE_READS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -81,6 +86,10 @@ def arm_enricher(
     def enrich(change: Change) -> Change | str:
         if change.kind == "role_assignment.deleted":
             return DELETE_NOT_READABLE  # a GET could only answer 404
+        if change.kind == "storage_account.written":
+            # by kind: a role assignment's id may name a storage account as its scope
+            resource = reader.resource(change.identity, STORAGE_API_VERSION)
+            return _completed(change, resource, STORAGE_DELETED)
         lower = change.identity.lower()
         read = next((v for k, v in RESOURCE_READS.items() if k in lower), None)
         if read is not None:

@@ -5,6 +5,8 @@ Shapes read, each unwrapped by `records` into one record per operation stage:
   one record (`operationName`, `resultType`, `identity.claims`, `properties.requestbody`).
 - Activity Log REST schema (`az monitor activity-log list`, the portal): one event, a JSON
   array or `{"value": [...]}` (`eventDataId`, `caller`, `claims`, `status.value`).
+- Entra ID audit records (category `AuditLogs`, exported by the tenant's diagnostic setting
+  to the same Event Hub, or Graph `directoryAudit` resources): read by trustwatch.azure.entra.
 - Event Grid events of the subscription system topic (`Microsoft.Resources.Resource*`), in
   Event Grid or CloudEvents schema, one event or an array. They carry no request or
   response body: a role assignment or connector write becomes a Change marked
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trustwatch import jsontext
+from trustwatch.azure import entra
 from trustwatch.azure.changes import (
     AccessConnectorIdentity,
     Authorization,
@@ -39,6 +42,7 @@ from trustwatch.azure.changes import (
     ResourceRef,
     RoleAssignment,
     RoleDefinition,
+    StorageAccountSettings,
 )
 from trustwatch.azure.roles import UnknownRole, normalize_guid, normalize_role, role_name
 from trustwatch.azure.scopes import ROOT
@@ -65,6 +69,17 @@ OPERATIONS = {
     "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/write": (
         "federated_credential.written"
     ),
+    "microsoft.storage/storageaccounts/write": "storage_account.written",
+    # Each hands the caller the account's power: listKeys and regenerateKey answer with the
+    # keys, listAccountSas and listServiceSas with a SAS token signed by them ("Storage
+    # Accounts", https://learn.microsoft.com/en-us/rest/api/storagerp/storage-accounts:
+    # List Keys, Regenerate Key, List Account SAS, List Service SAS).
+    # Actions reach trustwatch only through the Activity Log hub: the Event Grid
+    # subscription carries Write and Delete events only (deploy/azure/main.tf).
+    "microsoft.storage/storageaccounts/listkeys/action": "storage_account.keys_listed",
+    "microsoft.storage/storageaccounts/regeneratekey/action": "storage_account.keys_listed",
+    "microsoft.storage/storageaccounts/listaccountsas/action": "storage_account.keys_listed",
+    "microsoft.storage/storageaccounts/listservicesas/action": "storage_account.keys_listed",
 }
 
 
@@ -86,6 +101,7 @@ _BODY_STAGES = {
     "access_connector.written": ("start", "success"),
     "role_definition.written": ("start", "success"),
     "lighthouse.delegated": ("start", "success"),
+    "storage_account.written": ("start", "success"),
     # an assignment's request names only its definition: the response may say more
     "lighthouse.assigned": ("success",),
 }
@@ -171,6 +187,8 @@ def recognizes(doc: Any) -> bool:
 def _is_record(item: Any) -> bool:
     if not isinstance(item, dict) or "protoPayload" in item:
         return False
+    if entra.is_audit_record(item):
+        return True
     if _is_event_grid(item):
         return True
     op = item.get("operationName")
@@ -253,6 +271,8 @@ def parse(record: Any) -> list[Change] | Skipped:
         return Skipped(record.reason, view.event_id, view.operation)
     if not isinstance(record, dict):
         raise EventError(f"an Activity Log record must be an object, got {type(record).__name__}")
+    if entra.is_audit_record(record):
+        return entra.parse(record)
     event_type = _str(record.get("eventType") or record.get("type"))
     if _is_event_grid(record) and not _EVENT_GRID.fullmatch(event_type):
         return Skipped(f"Event Grid {event_type}: not a resource operation", _str(record.get("id")))
@@ -285,8 +305,10 @@ def parse(record: Any) -> list[Change] | Skipped:
                 payload=pending,
             )
         ]
+    # the Success record's body is the response, unless it had none and the request stands in
+    from_response = view.stage == "success" and view.response is not None
     try:
-        return [_with_body(base, view.resource_id, body, from_response=view.stage == "success")]
+        return [_with_body(base, view.resource_id, body, from_response=from_response)]
     except _Removal as exc:
         return Skipped(str(exc), view.event_id, name)
 
@@ -317,6 +339,8 @@ def _with_body(base: dict[str, Any], resource_id: str, body: Any, *, from_respon
         return _role_definition(base, resource_id, body)
     if kind.startswith("lighthouse."):
         return _lighthouse(base, resource_id, body)
+    if kind == "storage_account.written":
+        return _storage_account(base, resource_id, body, from_response)
     return _access_connector(base, resource_id, body, from_response)
 
 
@@ -620,6 +644,58 @@ def _access_connector(
     )
     leaf = resource_id.rstrip("/").rsplit("/", 1)[-1]
     return Change(**base, identity=resource_id, name=leaf, payload=connector)
+
+
+def _storage_account(
+    base: dict[str, Any], resource_id: str, body: Any, from_response: bool
+) -> Change:
+    """storageAccounts/write: the exposure settings the body states. A request states only
+    what it changes; a whole resource (response, ARM GET) states all, with ARM's defaults
+    for what it leaves out: `allowBlobPublicAccess` null permits anonymous access on
+    accounts that never set it ("Remediate anonymous read access to blob data",
+    https://learn.microsoft.com/en-us/azure/storage/blobs/anonymous-read-access-prevent-classic),
+    `allowSharedKeyAccess` null "is equivalent to true" and `networkAcls.defaultAction`
+    defaults to Allow ("Storage Accounts - Create",
+    https://learn.microsoft.com/en-us/rest/api/storagerp/storage-accounts/create)."""
+    op = base["event_name"]
+    if not isinstance(body, dict):
+        raise EventError(f"{op}: body is a {type(body).__name__}, expected an object")
+    props = _ci(body, "properties")
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        raise EventError(f"{op}: properties is not an object")
+    acls = _ci(props, "networkAcls")
+    if acls is not None and not isinstance(acls, dict):
+        raise EventError(f"{op}: networkAcls is not an object")
+    action = _ci(acls, "defaultAction") if acls is not None else None
+    if action is not None and not isinstance(action, str):
+        raise EventError(f"{op}: networkAcls.defaultAction is not a string")
+    public = _ci(props, "publicNetworkAccess")
+    settings = StorageAccountSettings(
+        resource_id=resource_id or _str(_ci(body, "id")),
+        allow_blob_public_access=_flag(op, props, "allowBlobPublicAccess", from_response),
+        allow_shared_key_access=_flag(op, props, "allowSharedKeyAccess", from_response),
+        network_default_action=action.capitalize()
+        if isinstance(action, str)
+        else ("Allow" if from_response else None),
+        public_network_access=public if isinstance(public, str) else None,
+    )
+    leaf = settings.resource_id.rstrip("/").rsplit("/", 1)[-1]
+    return Change(**base, identity=settings.resource_id, name=leaf, payload=settings)
+
+
+def _flag(op: str, props: dict[str, Any], key: str, whole: bool) -> bool | None:
+    """A boolean setting; absent or null: None for a request (unchanged), True for a whole
+    resource (both settings' null permits)."""
+    value = _ci(props, key)
+    if value is None:
+        return True if whole else None
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        raise EventError(f"{op}: {key} is not a boolean")
+    return value
 
 
 def _identity_type(value: str) -> str:

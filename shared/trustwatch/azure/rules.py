@@ -22,6 +22,13 @@ for privileged roles): one grant, one finding. Inside a protected scope both rul
 as before.
 Changes still `needs_enrichment` (Event Grid: no body) are left to the caller.
 
+Storage accounts (`azure.storage.*`) are matched by subscription and account name (names
+are globally unique; `resource_group` narrows it when given); `identity` is the account's
+resource id as logged. Entra ID changes (`azure.sp.*`) are matched on the application or
+service principal object id, or the application (client) id, of a baseline identity
+(`principal_id` is its service principal's object id); `identity` is the baseline
+identity's principal id and `scope` the tenant id.
+
 Each rule reads its change's payload (trustwatch.azure.changes) by attribute, through
 `change.payload_as`. `baseline_identity` finds the baseline identities a principal is,
 `baseline_identity_at` the one a resource id names, and `mode_of` their mode override.
@@ -29,20 +36,25 @@ Each rule reads its change's payload (trustwatch.azure.changes) by attribute, th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.azure.actions import beyond
-from trustwatch.azure.baseline import AzureIdentity, AzureRoleAssignment
+from trustwatch.azure.baseline import AzureIdentity, AzureRoleAssignment, AzureStorageAccount
 from trustwatch.azure.changes import (
     AccessConnectorIdentity,
     Authorization,
+    EntraDirectoryChange,
+    EntraTarget,
     FederatedCredential,
     LighthouseDelegation,
     PermissionBlock,
+    ResourceRef,
     RoleAssignment,
     RoleDefinition,
+    StorageAccountSettings,
 )
 from trustwatch.azure.roles import (
     ACTS_AS_IDENTITY,
@@ -566,3 +578,244 @@ def _as_written(block: PermissionBlock) -> dict[str, list[str]]:
         "data_actions": list(block.data_actions),
         "not_data_actions": list(block.not_data_actions),
     }
+
+
+_STORAGE = re.compile(
+    r"^/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.storage/"
+    r"storageaccounts/([^/]+)$"
+)
+
+
+@dataclass(frozen=True)
+class WatchedAccount:
+    subscription: str
+    name: str
+    spec: AzureStorageAccount
+
+
+def watched_account(baseline: Baseline, resource_id: str) -> WatchedAccount | None:
+    """The baseline entry of the storage account a resource id names, if it is watched."""
+    m = _STORAGE.match(norm_scope(resource_id))
+    if m is None:
+        return None
+    sub, group, name = m[1], m[2], m[3]
+    for sub_id, subscription in baseline.azure.subscriptions.items():
+        if sub_id.lower() != sub:
+            continue
+        spec = subscription.storage_accounts.get(name)
+        if spec is None:
+            continue
+        if spec.resource_group is not None and spec.resource_group.lower() != group:
+            continue
+        return WatchedAccount(sub_id, name, spec)
+    return None
+
+
+def _account_change(
+    change: Change, baseline: Baseline
+) -> tuple[StorageAccountSettings, WatchedAccount] | None:
+    if change.needs_enrichment or change.failed:
+        return None
+    settings = change.payload_as(StorageAccountSettings)
+    account = watched_account(baseline, settings.resource_id)
+    return (settings, account) if account is not None else None
+
+
+def _settings(settings: StorageAccountSettings) -> dict[str, Any]:
+    return {
+        "resource_id": settings.resource_id,
+        "allow_blob_public_access": settings.allow_blob_public_access,
+        "allow_shared_key_access": settings.allow_shared_key_access,
+        "network_default_action": settings.network_default_action,
+        "public_network_access": settings.public_network_access,
+    }
+
+
+@rule(
+    "azure.storage.public_access_opened",
+    "critical",
+    {"storage_account.written"},
+    "A watched storage account allows blob public access or opens its network default action",
+)
+def storage_public_access_opened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    found = _account_change(change, baseline)
+    if found is None:
+        return
+    settings, account = found
+    opened: list[str] = []
+    if settings.allow_blob_public_access and not account.spec.allow_blob_public_access:
+        opened.append("allow_blob_public_access")
+    # networkAcls do not apply while public network access is disabled
+    # ("Configure Azure Storage firewalls and virtual networks",
+    # https://learn.microsoft.com/en-us/azure/storage/common/storage-network-security)
+    if (
+        account.spec.network_default_action == "Deny"
+        and settings.network_default_action == "Allow"
+        and (settings.public_network_access or "").lower() != "disabled"
+    ):
+        opened.append("network_default_action")
+    if not opened:
+        return
+    what = " and ".join(
+        "allows anonymous blob access" if o == "allow_blob_public_access" else
+        "accepts traffic from any network (default action Allow)"
+        for o in opened
+    )  # fmt: skip
+    yield Hit(
+        summary=f"storage account {account.name} now {what}",
+        expected={
+            "allow_blob_public_access": account.spec.allow_blob_public_access,
+            "network_default_action": account.spec.network_default_action,
+        },
+        actual=_settings(settings),
+        detail={"resource_id": norm_scope(settings.resource_id), "opened": opened},
+        identity=settings.resource_id,
+        remediation="restore_storage_account_settings",
+        mode=account.spec.mode,
+    )
+
+
+@rule(
+    "azure.storage.shared_key_enabled",
+    "high",
+    {"storage_account.written"},
+    "A watched storage account re-enables shared key access",
+)
+def storage_shared_key_enabled(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    found = _account_change(change, baseline)
+    if found is None:
+        return
+    settings, account = found
+    if account.spec.allow_shared_key_access is not False or not settings.allow_shared_key_access:
+        return
+    yield Hit(
+        summary=f"storage account {account.name} accepts shared key (account key and SAS) "
+        "authorization again",
+        expected={"allow_shared_key_access": False},
+        actual=_settings(settings),
+        detail={"resource_id": norm_scope(settings.resource_id), "allow_shared_key_access": True},
+        identity=settings.resource_id,
+        remediation="restore_storage_account_settings",
+        mode=account.spec.mode,
+    )
+
+
+@rule(
+    "azure.storage.keys_listed",
+    "high",
+    {"storage_account.keys_listed"},
+    "A principal not in the baseline listed a watched storage account's keys",
+)
+def storage_keys_listed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    if change.failed:
+        return
+    resource_id = change.payload_as(ResourceRef).resource_id
+    account = watched_account(baseline, resource_id)
+    if account is None:
+        return
+    readers = set(account.spec.key_readers)
+    callers = {a.strip().lower() if "@" in a else normalize_guid(a) for a in change.actor_ids}
+    if callers & readers:
+        return
+    action = change.event_name.rstrip("/").rsplit("/", 2)[-2]
+    yield Hit(
+        summary=f"{change.actor or 'an unknown caller'} called {action} on storage account "
+        f"{account.name}, which the baseline's key_readers do not list",
+        expected={"key_readers": account.spec.key_readers},
+        actual={
+            "resource_id": resource_id,
+            "action": change.event_name,
+            "caller": change.actor_ids,
+        },
+        # one finding per caller and account: a script listing keys every minute is one
+        detail={
+            "resource_id": norm_scope(resource_id),
+            "caller": sorted(callers),
+            "action": action.lower(),
+        },
+        identity=resource_id,
+        remediation="none",  # the keys are out: rotating them is a decision for people
+        mode=account.spec.mode,
+    )
+
+
+def entra_owners(baseline: Baseline, target: EntraTarget) -> list[Owner]:
+    """The baseline identities an Entra application or service principal is."""
+    out = []
+    for sub_id, sub in baseline.azure.subscriptions.items():
+        for name, identity in sub.identities.items():
+            objects = {
+                normalize_guid(i)
+                for i in (
+                    identity.principal_id,
+                    identity.service_principal_object_id,
+                    identity.application_object_id,
+                )
+                if i
+            }
+            app = identity.application_id
+            if (target.object_id and target.object_id in objects) or (
+                app and target.app_id and target.app_id == app
+            ):
+                out.append(Owner(sub_id, name, identity))
+    return out
+
+
+def _entra_hits(change: Change, baseline: Baseline, what: str, remediation: str) -> Iterator[Hit]:
+    entry = change.payload_as(EntraDirectoryChange)
+    for target in entry.targets:
+        owners = entra_owners(baseline, target)
+        if not owners:
+            continue
+        owner = owners[0]
+        label = "application" if target.type == "Application" else "service principal"
+        shown = target.display_name or target.object_id or target.app_id
+        added = ", ".join(entry.added) or "?"
+        yield Hit(
+            summary=f"{what} {label} {shown} of {owner.name} ({entry.activity}): {added}",
+            expected={
+                "principal_id": owner.identity.principal_id,
+                "application_id": owner.identity.application_id,
+                "application_object_id": owner.identity.application_object_id,
+                "service_principal_object_id": owner.identity.service_principal_object_id,
+            },
+            actual={
+                "activity": entry.activity,
+                "target": {
+                    "object_id": target.object_id,
+                    "type": target.type,
+                    "display_name": target.display_name,
+                    "app_id": target.app_id,
+                },
+                "added": list(entry.added),
+            },
+            detail={
+                "target": target.object_id or target.app_id,
+                "added": sorted(a.lower() for a in entry.added),
+            },
+            identity=owner.identity.principal_id,
+            remediation=remediation,
+            mode=owner.identity.mode,
+        )
+        return  # one finding per record: its targets are one object (app or its SP)
+
+
+@rule(
+    "azure.sp.credential_added",
+    "critical",
+    {"entra.credential_added"},
+    "A secret, certificate or federated credential was added to a baseline service principal "
+    "or its application",
+)
+def sp_credential_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    yield from _entra_hits(change, baseline, "credential added to", "remove_credential")
+
+
+@rule(
+    "azure.sp.owner_added",
+    "high",
+    {"entra.owner_added"},
+    "An owner was added to a baseline application or service principal",
+)
+def sp_owner_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    yield from _entra_hits(change, baseline, "owner added to", "remove_owner")
