@@ -15,6 +15,11 @@ account by unique id only, or logging no policy, gives a Change marked `needs_en
 what the caller looked up (trustwatch.gcp.enrich reads it from the API). Each Change
 carries its kind's payload from `trustwatch.gcp.changes`.
 
+Bucket settings: `storage.buckets.update` logs neither the request nor the bucket after the
+call, so its Change (`bucket.settings_updated`) `needs_enrichment` ("bucket settings not in
+event") unless the entry does log a Bucket with both settings; `complete()` takes the
+bucket's `iamConfiguration` as the API returns it.
+
 Keys: `CreateServiceAccountKey`, `UploadServiceAccountKey`, `EnableServiceAccountKey` and
 Cloud Storage's `storage.hmacKeys.create` (the account in the request's
 `serviceAccountEmail`). The caller's delegation chain (`serviceAccountDelegationInfo`: who
@@ -302,7 +307,8 @@ def _policy_change(
 def complete(change: Change, resource: Any) -> Change:
     """The Change of a `needs_enrichment` entry, given what it lacked, fetched by the
     caller: the account (IAM `ServiceAccount` JSON) when only its unique id is logged, else
-    the resource's IAM `Policy` JSON when the entry logs no policy. Still lacking the other
+    the resource's IAM `Policy` JSON when the entry logs no policy; for a bucket update the
+    Cloud Storage `Bucket` JSON (its `iamConfiguration` is read). Still lacking the other
     (both were missing), the result stays `needs_enrichment`."""
     if not change.needs_enrichment or not isinstance(resource, dict):
         raise ValueError(f"{change.kind}: nothing to complete with {type(resource).__name__}")
