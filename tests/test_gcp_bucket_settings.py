@@ -292,3 +292,18 @@ def test_ignore_turns_each_check_off(gcp, enricher):
 def test_an_unknown_setting_value_is_refused():
     with pytest.raises(BaselineError, match="public_access_prevention"):
         _baseline_with("          public_access_prevention: inherited\n")
+
+
+# --- routing -------------------------------------------------------------------------------
+
+
+def test_the_sink_routes_the_published_entry():
+    """deploy/gcp's sink filter (its service and method clauses, from watched_operations.json)
+    passes storage.buckets.update; its log_id clause keeps it to Admin Activity entries,
+    where bucket updates are written (https://cloud.google.com/storage/docs/audit-logging)."""
+    from test_deploy import _gcp_sink_matches
+
+    proto = load("auditlog-storage-buckets-update-panther")["protoPayload"]
+    assert _gcp_sink_matches(proto["serviceName"], proto["methodName"])
+    assert not _gcp_sink_matches("storage.googleapis.com", "storage.buckets.get")
+    assert "update" in events.watched_operations()["storage.googleapis.com"]
