@@ -4,9 +4,11 @@
   overlap, so `TRUSTWATCH_GCP_API_ENDPOINT` can be this one base URL):
   cloudresourcemanager v3 `POST /v3/{projects|folders|organizations}/X:getIamPolicy`,
   iam v1 `GET /v1/projects/-/serviceAccounts/ID` and `POST …/ID:getIamPolicy`, storage v1
-  `GET /storage/v1/b/BUCKET/iam`. Policies come from `policies` (keyed `projects/P`,
-  `folders/F`, `organizations/O`, `serviceAccounts/EMAIL`, `buckets/NAME`), accounts from
-  `accounts` (by email; found by email or unique id); else 404 with Google's error JSON.
+  `GET /storage/v1/b/BUCKET/iam` and `GET /storage/v1/b/BUCKET` (the Bucket resource, or
+  only the top-level fields a `fields=a,b` query names, as the JSON API's partial responses
+  do). Policies come from `policies` (keyed `projects/P`, `folders/F`, `organizations/O`,
+  `serviceAccounts/EMAIL`, `buckets/NAME`), accounts from `accounts` (by email; found by
+  email or unique id), buckets from `buckets` (by name); else 404 with Google's error JSON.
   With `require_token`, a request without the issued bearer token gets 401.
 - The Compute Engine metadata server on a second port (`metadata_environ()`: what
   `GCE_METADATA_HOST` / `GCE_METADATA_IP` point google-auth at), which hands out that
@@ -35,6 +37,7 @@ _STATUS |= {404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "
 _CRM = re.compile(r"^/v3/((?:projects|folders|organizations)/[^/:]+):getIamPolicy$")
 _SA = re.compile(r"^/v1/projects/[^/]+/serviceAccounts/([^/:]+)(:getIamPolicy)?$")
 _BUCKET = re.compile(r"^/storage/v1/b/([^/]+)/iam$")
+_BUCKET_RESOURCE = re.compile(r"^/storage/v1/b/([^/]+)$")
 FUNCTION_ACCOUNT = "trustwatch@dbx-prod-4821.iam.gserviceaccount.com"
 
 
@@ -77,11 +80,13 @@ def service_account(email: str, unique_id: str) -> dict[str, Any]:
 
 
 class GcpServer:
-    """`with GcpServer() as gcp:` … `gcp.url`, `gcp.policies[...]`, `gcp.accounts[...]`."""
+    """`with GcpServer() as gcp:` … `gcp.url`, `gcp.policies[...]`, `gcp.accounts[...]`,
+    `gcp.buckets[...]`."""
 
     def __init__(self, *, require_token: bool = False) -> None:
         self.policies: dict[str, dict[str, Any]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
+        self.buckets: dict[str, dict[str, Any]] = {}
         self.requests: list[ApiRequest] = []
         self.token_requests: list[ApiRequest] = []
         self.token = secrets.token_urlsafe(24)
@@ -128,6 +133,13 @@ class GcpServer:
             return self._found(self.policies.get(f"serviceAccounts/{email}"), m[1])
         if (m := _BUCKET.match(request.path)) and request.method == "GET":
             return self._found(self.policies.get(f"buckets/{m[1]}"), m[1])
+        if (m := _BUCKET_RESOURCE.match(request.path)) and request.method == "GET":
+            bucket = self.buckets.get(m[1])
+            if bucket is not None and request.query.get("fields"):
+                # top-level field names only: all a partial response here needs
+                wanted = {f.strip() for f in request.query["fields"].split(",")}
+                bucket = {k: v for k, v in bucket.items() if k in wanted}
+            return self._found(bucket, m[1])
         return _error(404, f"no such API path: {request.method} {request.path}")
 
     def _account(self, name: str) -> dict[str, Any] | None:

@@ -537,6 +537,8 @@ def test_gcp_function_identity_has_only_its_grants() -> None:
             "iam.serviceAccounts.getIamPolicy",
             "iam.serviceAccounts.get",
             "storage.buckets.getIamPolicy",
+            # a bucket's settings after storage.buckets.update (gcp.bucket.public_access_opened)
+            "storage.buckets.get",
         }
     )
     every_read = {p for permissions in enrich.PERMISSIONS.values() for p in permissions}

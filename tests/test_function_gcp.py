@@ -20,12 +20,16 @@ from conftest import EXAMPLE_BASELINE, ROOT
 from gcpserver import GcpServer, policy
 from test_gcp_enrich import without_policy
 from test_gcp_events import (
+    BUCKET,
     COMPUTE,
     MALLORY,
     UNRELATED,
     add,
     bucket_policy,
+    bucket_resource,
+    bucket_update,
     eventarc,
+    failed,
     pubsub_cloudevent,
     sa_policy,
 )
@@ -227,3 +231,50 @@ def test_refused_read_raises_so_pubsub_redelivers(function_url, webhook, gcp):
     # the redelivery reads again and alerts
     assert post_structured(function_url, eventarc(entry)) == 200
     assert webhook.requests[-1].json()["rule"] == "gcp.iam.impersonation_granted"
+
+
+# --- storage.buckets.update: the bucket's settings read back (gcp.bucket.public_access_opened)
+# The entry logs no settings; public access prevention and uniform bucket-level access:
+# https://cloud.google.com/storage/docs/public-access-prevention
+# https://cloud.google.com/storage/docs/uniform-bucket-level-access
+
+
+def test_bucket_opened_alerts_after_the_read(function_url, webhook, gcp):
+    gcp.buckets[BUCKET] = bucket_resource(BUCKET, "inherited", False)
+    before, reads = len(webhook.requests), len(gcp.requests)
+    assert post_binary(function_url, pubsub_cloudevent(bucket_update(BUCKET))) == 200
+    (request,) = gcp.requests[reads:]
+    assert (request.path, request.query) == (
+        f"/storage/v1/b/{BUCKET}",
+        {"fields": "iamConfiguration"},
+    )
+    assert request.headers["authorization"] == f"Bearer {gcp.token}"
+    alerts = [r.json() for r in webhook.requests[before:]]
+    assert [(a["rule"], a["identity"], a["severity"]) for a in alerts] == [
+        ("gcp.bucket.public_access_opened", BUCKET, "critical")
+    ] * 2
+    assert [a["actual"] for a in alerts] == [
+        {"public_access_prevention": "inherited"},
+        {"uniform_bucket_level_access": False},
+    ]
+    # through Eventarc too: the same bucket, public access prevention now `unspecified`
+    gcp.buckets[BUCKET] = bucket_resource(BUCKET, "unspecified", True)
+    before = len(webhook.requests)
+    assert post_structured(function_url, eventarc(bucket_update(BUCKET))) == 200
+    (alert,) = webhook.requests[before:]
+    assert alert.json()["actual"] == {"public_access_prevention": "unspecified"}
+
+
+def test_bucket_still_private_or_unwatched_stays_quiet(function_url, webhook, gcp):
+    gcp.buckets[BUCKET] = bucket_resource(BUCKET)  # e.g. a label changed
+    gcp.buckets["scratch-4821"] = bucket_resource("scratch-4821", "inherited", False)
+    before, reads = len(webhook.requests), len(gcp.requests)
+    assert post_structured(function_url, pubsub_cloudevent(bucket_update(BUCKET))) == 200
+    assert post_binary(function_url, eventarc(bucket_update("scratch-4821"))) == 200
+    assert len(gcp.requests) - reads == 2
+    # a refused update is neither read nor judged
+    denied = failed(bucket_update(BUCKET))
+    gcp.buckets[BUCKET] = bucket_resource(BUCKET, "inherited", False)
+    assert post_structured(function_url, eventarc(denied)) == 200
+    assert len(gcp.requests) - reads == 2
+    assert len(webhook.requests) == before

@@ -1,6 +1,6 @@
 """GCP intake: every corpus record reads; delivery envelopes; resource names; bad input.
 
-The builders below (`project_policy`, `sa_policy`, `bucket_policy`, `key_created`,
+The builders below (`project_policy`, `sa_policy`, `bucket_policy`, `bucket_update`, `key_created`,
 `sa_call`, `role_call` and the envelopes `pubsub_push`, `pubsub_cloudevent`, `eventarc`)
 make drift entries from the real published entries in tests/data/gcp (see SOURCES.md
 there); test_gcp_rules.py uses them too.
@@ -21,6 +21,7 @@ from trustwatch.engine import evaluate
 from trustwatch.gcp import events
 from trustwatch.gcp.changes import (
     BindingDelta,
+    BucketSettings,
     CustomRoleChanged,
     CustomRoleUpdated,
     PolicySet,
@@ -165,6 +166,53 @@ def bucket_policy(bucket: str, *deltas: tuple[str, str, str], actor: str = ALICE
     proto["serviceData"] = _deltas(deltas)
     entry["resource"]["labels"].update(bucket_name=bucket, project_id=PROJECT)
     entry["logName"] = f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"
+    return by(entry, actor)
+
+
+def bucket_resource(
+    bucket: str, pap: str | None = "enforced", ubla: bool | None = True
+) -> dict[str, Any]:
+    """A JSON API Bucket resource as buckets.get returns it (`None`: the field left out).
+    https://cloud.google.com/storage/docs/json_api/v1/buckets#resource"""
+    config: dict[str, Any] = {}
+    if ubla is not None:
+        config["uniformBucketLevelAccess"] = {"enabled": ubla}
+        config["bucketPolicyOnly"] = {"enabled": ubla}
+    if pap is not None:
+        config["publicAccessPrevention"] = pap
+    return {
+        "kind": "storage#bucket",
+        "id": bucket,
+        "name": bucket,
+        "projectNumber": "861284710392",
+        "metageneration": "7",
+        "location": "US-EAST4",
+        "storageClass": "STANDARD",
+        "etag": "CAc=",
+        "labels": {"team": "data"},
+        "iamConfiguration": config,
+    }
+
+
+def bucket_update(
+    bucket: str,
+    *,
+    response: dict[str, Any] | None = None,
+    request: dict[str, Any] | None = None,
+    actor: str = ALICE,
+) -> dict[str, Any]:
+    """storage.buckets.update: the Panther entry (no request or response logged, as Cloud
+    Storage writes it), bucket replaced; `response` / `request` log a Bucket resource."""
+    entry = raw(load("auditlog-storage-buckets-update-panther"))
+    proto = entry["protoPayload"]
+    proto["resourceName"] = f"projects/_/buckets/{bucket}"
+    proto["authorizationInfo"][0]["resource"] = f"projects/_/buckets/{bucket}"
+    entry["resource"]["labels"].update(bucket_name=bucket, project_id=PROJECT)
+    entry["logName"] = f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"
+    if response is not None:
+        proto["response"] = response
+    if request is not None:
+        proto["request"] = request
     return by(entry, actor)
 
 
@@ -406,6 +454,7 @@ PAYLOADS = {
     "custom_role.updated": CustomRoleUpdated,
     "custom_role.deleted": CustomRoleChanged,
     "custom_role.undeleted": CustomRoleChanged,
+    "bucket.settings_updated": BucketSettings,
 }
 
 
@@ -423,6 +472,8 @@ def test_every_change_kind_carries_its_typed_payload():
         role_call("UndeleteRole"),
         failed(project_policy(add("roles/owner", MALLORY))),
         failed(role_call("UpdateRole")),
+        bucket_update(BUCKET),
+        failed(bucket_update(BUCKET)),
     ]
     enabled = key_created(COMPUTE)
     enabled["protoPayload"]["methodName"] = "google.iam.admin.v1.EnableServiceAccountKey"

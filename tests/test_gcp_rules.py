@@ -30,6 +30,8 @@ from test_gcp_events import (
     UNRELATED,
     add,
     bucket_policy,
+    bucket_resource,
+    bucket_update,
     documents,
     failed,
     key_created,
@@ -56,6 +58,7 @@ SD = "gcp.sa.deleted_or_disabled"
 BBA = "gcp.bucket.binding_added"
 BBR = "gcp.bucket.binding_removed"
 CR = "gcp.role.custom_role_changed"
+PAO = "gcp.bucket.public_access_opened"
 SA = "serviceAccount:"
 TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
 EXPECTED_POLICY = {
@@ -148,6 +151,18 @@ CASES = [
     Case("an unexpected binding removed", bucket_policy(BUCKET, remove("roles/storage.objectViewer", MALLORY)), []),
     Case("the published entry: another bucket made public", load("auditlog-storage-setiampermissions-bucket-allusers-panther"), []),
     Case("compute SA given objectAdmin on another bucket", bucket_policy("scratch-4821", add("roles/storage.objectAdmin", SA + COMPUTE)), [BA]),
+    # --- the watched bucket's settings, when the entry logs the bucket after the call ---
+    # (the published entries do not: test_gcp_bucket_settings.py covers those)
+    # https://cloud.google.com/storage/docs/public-access-prevention
+    # https://cloud.google.com/storage/docs/uniform-bucket-level-access
+    Case("PAP turned off: inherited", bucket_update(BUCKET, response=bucket_resource(BUCKET, "inherited")), [PAO]),
+    Case("PAP turned off: unspecified", bucket_update(BUCKET, response=bucket_resource(BUCKET, "unspecified")), [PAO]),
+    Case("UBLA disabled", bucket_update(BUCKET, response=bucket_resource(BUCKET, ubla=False)), [PAO]),
+    Case("PAP and UBLA both off", bucket_update(BUCKET, response=bucket_resource(BUCKET, "inherited", False)), [PAO, PAO]),
+    Case("request body logging both off", bucket_update(BUCKET, request={"resource": bucket_resource(BUCKET, "INHERITED", False)}), [PAO, PAO]),
+    Case("labels changed, both still on", bucket_update(BUCKET, response=bucket_resource(BUCKET)), []),
+    Case("another bucket opened", bucket_update("scratch-4821", response=bucket_resource("scratch-4821", "inherited", False)), []),
+    Case("opening denied", failed(bucket_update(BUCKET, response=bucket_resource(BUCKET, "inherited", False))), []),
     # --- the watched custom role ---
     Case("permission added to the watched role", role_call("UpdateRole", added=("iam.serviceAccounts.actAs",)), [CR]),
     Case("permission removed from the watched role", role_call("UpdateRole", removed=("compute.instances.get",)), [CR]),

@@ -160,20 +160,22 @@ resource "google_project_iam_member" "function_logs" {
   member  = "serviceAccount:${google_service_account.function.email}"
 }
 
-# What an audit entry may not carry (the policy a SetIamPolicy set, an account's email) the
-# function reads back (trustwatch.gcp.enrich): exactly enrich.PERMISSIONS, as a custom role
-# on the watched project, or on the organization for an organization sink (its entries name
-# folders and the organization too). tests/test_deploy.py checks both lists against the code.
+# What an audit entry may not carry (the policy a SetIamPolicy set, an account's email, a
+# bucket's settings after storage.buckets.update) the function reads back
+# (trustwatch.gcp.enrich): exactly enrich.PERMISSIONS, as a custom role on the watched
+# project, or on the organization for an organization sink (its entries name folders and
+# the organization too). tests/test_deploy.py checks both lists against the code.
 resource "google_project_iam_custom_role" "reader" {
   count       = var.organization_id == null ? 1 : 0
   project     = var.project_id
   role_id     = "${replace(var.name, "-", "_")}_reader"
   title       = "trustwatch reader"
-  description = "Reads the IAM policies and service accounts that audit log entries leave out (trustwatch.gcp.enrich)."
+  description = "Reads the IAM policies, service accounts and bucket settings that audit log entries leave out (trustwatch.gcp.enrich)."
   permissions = [
     "iam.serviceAccounts.get",
     "iam.serviceAccounts.getIamPolicy",
     "resourcemanager.projects.getIamPolicy",
+    "storage.buckets.get",
     "storage.buckets.getIamPolicy",
   ]
 }
@@ -190,13 +192,14 @@ resource "google_organization_iam_custom_role" "reader" {
   org_id      = var.organization_id
   role_id     = "${replace(var.name, "-", "_")}_reader"
   title       = "trustwatch reader"
-  description = "Reads the IAM policies and service accounts that audit log entries leave out (trustwatch.gcp.enrich)."
+  description = "Reads the IAM policies, service accounts and bucket settings that audit log entries leave out (trustwatch.gcp.enrich)."
   permissions = [
     "iam.serviceAccounts.get",
     "iam.serviceAccounts.getIamPolicy",
     "resourcemanager.folders.getIamPolicy",
     "resourcemanager.organizations.getIamPolicy",
     "resourcemanager.projects.getIamPolicy",
+    "storage.buckets.get",
     "storage.buckets.getIamPolicy",
   ]
 }

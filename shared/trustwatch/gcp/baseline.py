@@ -19,6 +19,12 @@ class GcpServiceAccount(Strict):
 class GcpBucket(Strict):
     mode: Mode | None = None
     bindings: dict[str, list[str]] = Field(default_factory=dict)
+    # what keeps the bucket private (gcp.bucket.public_access_opened): a watched bucket
+    # must hold both unless its baseline says `ignore`
+    # https://cloud.google.com/storage/docs/public-access-prevention
+    public_access_prevention: Literal["enforced", "ignore"] = "enforced"
+    # https://cloud.google.com/storage/docs/uniform-bucket-level-access
+    uniform_bucket_level_access: Literal["required", "ignore"] = "required"
 
 
 class GcpCustomRole(Strict):

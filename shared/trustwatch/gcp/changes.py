@@ -107,3 +107,22 @@ class CustomRoleUpdated(CustomRoleChanged):
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     update_mask: tuple[str, ...] | None = None  # snake_case field paths, None if absent
+
+
+@dataclass(frozen=True, slots=True)
+class BucketSettings:
+    """`bucket.settings_updated`: storage `storage.buckets.update` (the audit methodName of
+    both the JSON API's PATCH and PUT on a bucket), its after-state of the two settings that
+    keep a bucket private.
+
+    `public_access_prevention` is the JSON API's `iamConfiguration.publicAccessPrevention`
+    in lower case (`enforced`, `inherited`, or the older `unspecified`);
+    `uniform_bucket_level_access` its `iamConfiguration.uniformBucketLevelAccess.enabled`.
+    None: not logged. The published entries log neither (no request, no response), so the
+    change `needs_enrichment` ("bucket settings not in event") until `events.complete()`
+    adds the bucket's `iamConfiguration` as the API returns it.
+    """
+
+    bucket: str
+    public_access_prevention: str | None = None
+    uniform_bucket_level_access: bool | None = None

@@ -12,7 +12,11 @@ what the entry lacks and hands it, as the API returns it, to `events.complete()`
   — cloudresourcemanager v3 `POST {projects|folders|organizations}/X:getIamPolicy`, iam v1
   `POST projects/-/serviceAccounts/{email}:getIamPolicy`, storage v1
   `GET b/{bucket}/iam?optionsRequestedPolicyVersion=3`. The rules then judge that policy
-  as the full policy the call set (a later change may already be in it, as with Azure).
+  as the full policy the call set (a later change may already be in it, as with Azure);
+- a bucket update (`storage.buckets.update`: "bucket settings not in event"): the bucket's
+  `iamConfiguration` (public access prevention, uniform bucket-level access) from storage
+  v1 `GET b/{bucket}?fields=iamConfiguration`, judged as the call's after-state (the same
+  caveat: a later update may already be in it).
 
 An account named by unique id whose entry logs no policy either takes both reads.
 A 404 means the account or resource is gone by the time we look: the change is reported
@@ -46,7 +50,7 @@ from typing import Any
 from urllib.parse import quote
 
 from trustwatch.changes import Change, EventError
-from trustwatch.gcp.changes import AccountPayload, PolicySet
+from trustwatch.gcp.changes import AccountPayload, BucketSettings, PolicySet
 from trustwatch.gcp.events import complete
 from trustwatch.respond import Enricher
 
@@ -71,7 +75,9 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     "folder": ("resourcemanager.folders.getIamPolicy",),
     "organization": ("resourcemanager.organizations.getIamPolicy",),
     "service_account": ("iam.serviceAccounts.get", "iam.serviceAccounts.getIamPolicy"),
-    "bucket": ("storage.buckets.getIamPolicy",),
+    # storage.buckets.get: a bucket's metadata, its iamConfiguration with it
+    # https://cloud.google.com/storage/docs/json_api/v1/buckets/get
+    "bucket": ("storage.buckets.getIamPolicy", "storage.buckets.get"),
 }
 # the reads a project-level deployment makes (its sink sees no folder or org entries)
 PROJECT_READS = ("project", "service_account", "bucket")
@@ -112,6 +118,9 @@ def gcp_enricher(
                     return NO_ACCOUNT_NAME
                 fetched = reader.service_account(account)
                 gone = ACCOUNT_DELETED
+            elif isinstance(payload, BucketSettings):
+                fetched = reader.bucket(payload.bucket)
+                gone = f"bucket {payload.bucket} already deleted (404)"
             elif (
                 isinstance(payload, PolicySet)
                 and payload.deltas is None
@@ -195,6 +204,11 @@ class _ApiReader:
         """The ServiceAccount (email or unique id) as iam v1 returns it; None on 404."""
         path = f"/v1/projects/-/serviceAccounts/{quote(account, safe='@')}"
         return self._call("GET", self._url("iam", path))
+
+    def bucket(self, name: str) -> dict[str, Any] | None:
+        """The bucket's iamConfiguration (a partial Bucket resource); None on 404."""
+        url = self._url("storage", f"/storage/v1/b/{quote(name, safe='')}")
+        return self._call("GET", url, params={"fields": "iamConfiguration"})
 
     def policy(self, payload: PolicySet) -> dict[str, Any] | None:
         """The current IAM policy of the resource the payload names; None on 404."""

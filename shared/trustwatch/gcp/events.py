@@ -15,6 +15,11 @@ account by unique id only, or logging no policy, gives a Change marked `needs_en
 what the caller looked up (trustwatch.gcp.enrich reads it from the API). Each Change
 carries its kind's payload from `trustwatch.gcp.changes`.
 
+Bucket settings: `storage.buckets.update` logs neither the request nor the bucket after the
+call, so its Change (`bucket.settings_updated`) `needs_enrichment` ("bucket settings not in
+event") unless the entry does log a Bucket with both settings; `complete()` takes the
+bucket's `iamConfiguration` as the API returns it.
+
 Keys: `CreateServiceAccountKey`, `UploadServiceAccountKey`, `EnableServiceAccountKey` and
 Cloud Storage's `storage.hmacKeys.create` (the account in the request's
 `serviceAccountEmail`). The caller's delegation chain (`serviceAccountDelegationInfo`: who
@@ -40,6 +45,7 @@ from trustwatch.gcp.changes import (
     AccountPayload,
     Binding,
     BindingDelta,
+    BucketSettings,
     CustomRoleChanged,
     CustomRoleUpdated,
     PolicySet,
@@ -61,6 +67,11 @@ METHODS = {
     ("iam.googleapis.com", "updaterole"): "custom_role.updated",
     ("iam.googleapis.com", "deleterole"): "custom_role.deleted",
     ("iam.googleapis.com", "undeleterole"): "custom_role.undeleted",
+    # storage.buckets.update: the audit methodName of the JSON API's buckets.patch and
+    # buckets.update alike (`gcloud storage buckets update` sends a PATCH); an Admin
+    # Activity entry ("modify buckets"): https://cloud.google.com/storage/docs/audit-logging
+    # Other storage methods ending so (storage.objects.update) are skipped by resource.
+    ("storage.googleapis.com", "update"): "bucket.settings_updated",
 }
 # methods named by more than their last segment: (serviceName, lower-case methodName)
 FULL_METHODS = {
@@ -91,9 +102,11 @@ _SA_EMAIL = re.compile(r"(?:^|/)([^/@\s]+@[^/\s]+\.gserviceaccount\.com)(?:/|$)"
 _SA_ID = re.compile(r"serviceAccounts/(\d+)(?:/|$)")
 _PROJECT = re.compile(r"^projects/([^/]+)")
 _NODE = re.compile(r"^(projects|folders|organizations)/([^/]+)$")
+_BUCKET_NAME = re.compile(r"^projects/[^/]+/buckets/([^/]+)$")
 _NODE_TYPES = {"projects": "project", "folders": "folder", "organizations": "organization"}
 NO_EMAIL = "service account email not in event"
 NO_POLICY = "policy not in event"
+NO_SETTINGS = "bucket settings not in event"
 
 
 def recognizes(doc: Any) -> bool:
@@ -167,6 +180,9 @@ def parse(record: Any) -> list[Change] | Skipped:
         return Skipped(f"{method} on {resource_name!r}: not a service account", event_id, method)
     if kind == "service_account.hmac_key_created":
         return [_hmac_key(base, proto, resource_name)]
+    if kind == "bucket.settings_updated":
+        settings = _bucket_settings(base, entry, proto, resource_name)
+        return settings if isinstance(settings, Skipped) else [settings]
     if kind.startswith("service_account."):
         return [_service_account(base, entry, proto, resource_name)]
     if kind.startswith("custom_role."):
@@ -291,12 +307,20 @@ def _policy_change(
 def complete(change: Change, resource: Any) -> Change:
     """The Change of a `needs_enrichment` entry, given what it lacked, fetched by the
     caller: the account (IAM `ServiceAccount` JSON) when only its unique id is logged, else
-    the resource's IAM `Policy` JSON when the entry logs no policy. Still lacking the other
+    the resource's IAM `Policy` JSON when the entry logs no policy; for a bucket update the
+    Cloud Storage `Bucket` JSON (its `iamConfiguration` is read). Still lacking the other
     (both were missing), the result stays `needs_enrichment`."""
     if not change.needs_enrichment or not isinstance(resource, dict):
         raise ValueError(f"{change.kind}: nothing to complete with {type(resource).__name__}")
     payload = change.payload
     update: dict[str, Any] = {}
+    if isinstance(payload, BucketSettings):
+        settings = bucket_settings(resource, "the bucket", defaults=True)
+        if settings is None:
+            raise ValueError("expected a Cloud Storage Bucket with its iamConfiguration")
+        pap, ubla = settings
+        payload = replace(payload, public_access_prevention=pap, uniform_bucket_level_access=ubla)
+        return replace(change, payload=payload, needs_enrichment=False, not_evaluated="")
     if isinstance(payload, AccountPayload) and not payload.email:
         email = _str(resource.get("email")).lower()
         if not email:
@@ -402,6 +426,77 @@ def _service_account(
         not_evaluated=not_evaluated,
         payload=payload,
     )
+
+
+def _bucket_settings(
+    base: dict[str, Any], entry: dict[str, Any], proto: dict[str, Any], resource_name: str
+) -> Change | Skipped:
+    """storage.buckets.update: the bucket, and its settings when the entry logs them.
+
+    The published entries (gsutil, gcloud storage buckets update) log no request and no
+    response, so the change needs the bucket read. Should an entry log a Bucket resource
+    (`response`, or the request's `resource` / the request itself) holding both settings,
+    it is judged from the entry; one holding only one of them is not, since a PUT resets
+    what it omits and a PATCH leaves it: only the bucket itself can tell.
+    https://cloud.google.com/storage/docs/json_api/v1/buckets/update"""
+    method = base["event_name"]
+    m = _BUCKET_NAME.match(resource_name)
+    if m is None and method.lower() != "storage.buckets.update":
+        # storage.objects.update, storage.managedFolders.update, …: not the bucket's settings
+        return Skipped(f"{method} on {resource_name!r}: not a bucket", base["event_id"], method)
+    labels = _dict(_dict(entry, "resource"), "labels")
+    bucket = m[1] if m else _str(labels.get("bucket_name"))
+    if not bucket or "/" in bucket:
+        raise EventError(f"{method}: no bucket name in resourceName or resource.labels")
+    change = {**base, "identity": bucket, "name": bucket}
+    if base["error_code"]:
+        return Change(**change, payload=BucketSettings(bucket))
+    request = _dict(proto, "request")
+    for where, holder in (
+        ("response", _dict(proto, "response")),
+        ("request.resource", _dict(request, "resource")),
+        ("request", request),
+    ):
+        settings = bucket_settings(holder, where, defaults=False)
+        if settings is not None:
+            payload = BucketSettings(bucket, *settings)
+            return Change(**change, payload=payload)
+    return Change(
+        **change,
+        needs_enrichment=True,
+        not_evaluated=NO_SETTINGS,
+        payload=BucketSettings(bucket),
+    )
+
+
+def bucket_settings(
+    bucket: dict[str, Any], where: str, *, defaults: bool
+) -> tuple[str, bool] | None:
+    """(publicAccessPrevention lower case, uniformBucketLevelAccess.enabled) of a JSON API
+    Bucket resource; None unless it holds both. With `defaults` (the bucket as the API
+    returns it) an absent value is the bucket's default: `inherited`, not enabled.
+    https://cloud.google.com/storage/docs/json_api/v1/buckets#resource"""
+    config = bucket.get("iamConfiguration")
+    if config is None:
+        return ("inherited", False) if defaults else None
+    if not isinstance(config, dict):
+        raise EventError(f"{where}.iamConfiguration is not an object")
+    pap = config.get("publicAccessPrevention")
+    if pap is not None and not isinstance(pap, str):
+        raise EventError(f"{where}.iamConfiguration.publicAccessPrevention is not a string")
+    ubla = config.get("uniformBucketLevelAccess")
+    if ubla is None:
+        ubla = config.get("bucketPolicyOnly")  # its former name, still returned alongside
+    enabled = ubla.get("enabled") if isinstance(ubla, dict) else None
+    if ubla is not None and not isinstance(ubla, dict):
+        raise EventError(f"{where}.iamConfiguration.uniformBucketLevelAccess is not an object")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise EventError(f"{where}.iamConfiguration.uniformBucketLevelAccess.enabled: not a bool")
+    if defaults:
+        return (pap or "inherited").strip().lower(), bool(enabled)
+    if pap is None or enabled is None:
+        return None
+    return pap.strip().lower(), enabled
 
 
 def _hmac_key(base: dict[str, Any], proto: dict[str, Any], resource_name: str) -> Change:

@@ -3,7 +3,9 @@
 Finding fields: `scope` is the project id (`folders/F` / `organizations/O` for grants made
 there). `identity` is the baseline object concerned: the service account email for
 `gcp.iam.*` and `gcp.sa.*` (for a project-level grant, each baseline account it reaches),
-the bucket name for `gcp.bucket.*`, the custom role's full name
+the bucket name for `gcp.bucket.*` (`gcp.bucket.public_access_opened`: one finding per
+setting a watched bucket no longer holds, judged on the bucket's settings after the call,
+read from the API when the entry lacks them), the custom role's full name
 (`projects/P/roles/R`) for `gcp.role.custom_role_changed`.
 
 Grants are read from `bindingDeltas` when logged, else from the full policy the call set,
@@ -33,6 +35,7 @@ from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity
 from trustwatch.gcp.baseline import GcpBucket, GcpCustomRole, GcpServiceAccount
 from trustwatch.gcp.changes import (
+    BucketSettings,
     CustomRoleChanged,
     CustomRoleUpdated,
     PolicySet,
@@ -428,6 +431,52 @@ def bucket_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
             detail=_binding(name, role, member),
             identity=name,
             remediation="restore_bucket_binding",
+            mode=mode_of(bucket),
+        )
+
+
+@rule(
+    "gcp.bucket.public_access_opened",
+    "critical",
+    ("bucket.settings_updated",),
+    "A watched bucket no longer enforces public access prevention or uniform bucket-level access",
+)
+def bucket_public_access_opened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    """Public access prevention off (`inherited`: only an organization policy, if any, keeps
+    `allUsers` / `allAuthenticatedUsers` out) lets anyone with setIamPolicy make the bucket
+    public: https://cloud.google.com/storage/docs/public-access-prevention. Uniform
+    bucket-level access off brings back object ACLs, which IAM policies and the baseline's
+    bindings do not show: https://cloud.google.com/storage/docs/uniform-bucket-level-access
+    """
+    settings = change.payload_as(BucketSettings)
+    bucket = bucket_of(baseline, settings.bucket)
+    if not evaluable(change) or bucket is None:
+        return
+    name = settings.bucket
+    pap = settings.public_access_prevention
+    if bucket.public_access_prevention == "enforced" and pap is not None and pap != "enforced":
+        yield Hit(
+            summary=f"bucket {name}: public access prevention is {pap}, not enforced: "
+            "it may be made public",
+            expected={"public_access_prevention": "enforced"},
+            actual={"public_access_prevention": pap},
+            detail={"bucket": name, "public_access_prevention": pap},
+            identity=name,
+            remediation="enforce_public_access_prevention",
+            mode=mode_of(bucket),
+        )
+    if (
+        bucket.uniform_bucket_level_access == "required"
+        and settings.uniform_bucket_level_access is False
+    ):
+        yield Hit(
+            summary=f"bucket {name}: uniform bucket-level access disabled: object ACLs "
+            "can grant access the IAM policy does not show",
+            expected={"uniform_bucket_level_access": True},
+            actual={"uniform_bucket_level_access": False},
+            detail={"bucket": name, "uniform_bucket_level_access": False},
+            identity=name,
+            remediation="enable_uniform_bucket_level_access",
             mode=mode_of(bucket),
         )
 
