@@ -450,6 +450,8 @@ def test_gcp_sink_filter_names_the_watched_methods() -> None:
     )
     assert not _gcp_sink_matches("iam.googleapis.com", "google.iam.admin.v1.GetIamPolicy")
     assert not _gcp_sink_matches("iam.googleapis.com", "google.iam.admin.v1.NotSetIamPolicy")
+    # named by its whole methodName (FULL_METHODS): HMAC keys of a baseline account
+    assert _gcp_sink_matches("storage.googleapis.com", "storage.hmacKeys.create")
     for sink in ("google_logging_project_sink", "google_logging_organization_sink"):
         body = resource("gcp", sink)
         assert body["filter"] == "${local.sink_filter}"

@@ -84,9 +84,10 @@ AUDIT_LOG_WRITTEN = "google.cloud.audit.log.v1.written"
 
 def watched_operations() -> dict[str, tuple[str, ...]]:
     """serviceName -> the (lower-case) last segments of the methodNames parse() turns into
-    changes; deploy/gcp's log sink filter matches exactly these."""
+    changes, and the whole names of FULL_METHODS; deploy/gcp's log sink filter matches
+    exactly these (a methodName equal to one, or ending in "." and one)."""
     watched: dict[str, list[str]] = {}
-    for service, method in METHODS:
+    for service, method in [*METHODS, *FULL_METHODS]:
         watched.setdefault(service, []).append(method)
     return {service: tuple(methods) for service, methods in watched.items()}
 
