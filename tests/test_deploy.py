@@ -229,7 +229,8 @@ def _parse_minimal(cloud: str, events: Any, source: str, operation: str) -> Any:
         record |= {"time": "2026-01-01T00:00:00Z", "properties": {}}
     else:
         proto = {"@type": "type.googleapis.com/google.cloud.audit.AuditLog"}
-        proto |= {"serviceName": source, "methodName": f"google.x.v1.{operation}"}
+        method = operation if "." in operation else f"google.x.v1.{operation}"  # a whole name
+        proto |= {"serviceName": source, "methodName": method}
         record = {"protoPayload": proto, "logName": "projects/p/logs/x", "resource": {}}
     try:
         return events.parse(record)
