@@ -98,12 +98,28 @@ def _narrowed(condition: dict[str, dict[str, list[str]]] | None) -> bool:
     )
 
 
+def _pinned_accounts(condition: dict[str, dict[str, list[str]]] | None) -> set[str]:
+    """Accounts a fixed aws:PrincipalAccount / aws:PrincipalArn clause names (a "*" grant
+    narrowed to them is a grant to those accounts)."""
+    out = set()
+    for op, tests in (condition or {}).items():
+        for key, values in tests.items():
+            if key in ("aws:principalaccount", "aws:principalarn") and _fixed(op, key, values):
+                for value in values:
+                    parts = value.split(":")
+                    out.add(parts[4] if len(parts) > 5 and parts[0] == "arn" else value)
+    return out
+
+
 def _exposure(item: dict[str, Any], bucket_account: str) -> str:
     """ "public", "foreign" or "" for one added Allow item of compare_permissions."""
     if item.get("effect") != "Allow":
         return ""  # a baseline Deny dropped: a widening, not by itself to anyone new
     if "not_principal" in item or "principal" not in item:
-        return "" if _narrowed(item.get("condition")) else "public"
+        condition = item.get("condition")
+        if not _narrowed(condition):
+            return "public"
+        return "foreign" if _pinned_accounts(condition) - {bucket_account} else ""
     principal = str(item["principal"])
     if principal.startswith("canonical:"):
         return "foreign"
@@ -112,7 +128,10 @@ def _exposure(item: dict[str, Any], bucket_account: str) -> str:
     parts = principal.split(":")
     account = parts[4] if len(parts) > 5 and parts[0] == "arn" else principal
     if principal == "*" or "*" in account or "?" in account:
-        return "" if _narrowed(item.get("condition")) else "public"
+        condition = item.get("condition")
+        if not _narrowed(condition):
+            return "public"
+        return "foreign" if _pinned_accounts(condition) - {bucket_account} else ""
     return "" if account == bucket_account else "foreign"
 
 
