@@ -206,6 +206,18 @@ FIRE = [
      put_policy(ROOT, with_statement(provider_doc(), grant(
          "*", Condition={"StringEquals": {"aws:PrincipalAccount": OTHER_ACCOUNT}}))),
      "aws.bucket.policy_widened", "critical"),
+    ('"*" narrowed by an aws:PrincipalArn pattern over every account',
+     put_policy(ROOT, with_statement(provider_doc(), grant(
+         "*", Condition={"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/reader"}}))),
+     "aws.bucket.policy_widened", "critical"),
+    ('"*" pinned by aws:PrincipalOrgID: widened, not public (the org is not judged)',
+     put_policy(ROOT, with_statement(provider_doc(), grant(
+         "*", Condition={"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}))),
+     "aws.bucket.policy_widened", "high"),
+    ('"*" with ForAllValues (true when the key is absent) does not pin',
+     put_policy(ROOT, with_statement(provider_doc(), grant(
+         "*", Condition={"ForAllValues:StringEquals": {"aws:SourceVpce": ["vpce-1a2b3c4d"]}}))),
+     "aws.bucket.policy_widened", "critical"),
     ("CanonicalUser principal",
      put_policy(ROOT, with_statement(provider_doc(), grant({"CanonicalUser": OTHER_CANONICAL}))),
      "aws.bucket.policy_widened", "critical"),
@@ -238,6 +250,10 @@ FIRE = [
     ("ACL grants another account's canonical id (body)",
      s3_call("PutBucketAcl", {"bucketName": ROOT, "acl": [""], "AccessControlPolicy": acl_body(
          OWNER_ONLY, ("CanonicalUser", OTHER_CANONICAL, "READ"))}),
+     "aws.bucket.policy_widened", "critical"),
+    ("ACL grant header to an email address (another account)",
+     s3_call("PutBucketAcl", {"bucketName": ROOT,
+                              "x-amz-grant-read-acp": ['emailAddress="xyz@example.com"']}),
      "aws.bucket.policy_widened", "critical"),
     # --- policy removed ---
     ("root bucket policy deleted: Databricks loses access",
