@@ -190,7 +190,7 @@ def test_aws_rule_matches_the_watched_calls_from_both_sources() -> None:
     assert "keys(local.watched)" in pattern and "flatten(values(local.watched))" in pattern
     assert module("aws")["locals"]["watched"].startswith("${jsondecode(file(")
     watched = clouds.get("aws").watched_operations()
-    assert set(watched) == {"iam.amazonaws.com", "sts.amazonaws.com"}
+    assert set(watched) == {"iam.amazonaws.com", "sts.amazonaws.com", "s3.amazonaws.com"}
     assert {n for names in watched.values() for n in names} >= WATCHED_AWS_CALLS
     # AssumeRole is a read-only management event: delivered only in this state.
     assert rule["state"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"

@@ -144,6 +144,8 @@ RUNTIME_FILES = {
     "trustwatch/alerts/sinks.py",
     "trustwatch/alerts/transport.py",
     "trustwatch/aws/__init__.py",
+    "trustwatch/aws/bucket_rules.py",
+    "trustwatch/aws/buckets.py",
     "trustwatch/aws/events.py",
     "trustwatch/aws/policy.py",
     "trustwatch/aws/rules.py",

@@ -1,4 +1,5 @@
-# trustwatch on AWS: CloudTrail IAM/STS calls -> EventBridge -> Lambda -> alerts.
+# trustwatch on AWS: CloudTrail IAM/STS calls and watched-bucket S3 calls -> EventBridge
+# -> Lambda -> alerts.
 #
 # IAM is a global service: its CloudTrail events reach EventBridge in us-east-1 only, so
 # deploy this module there (the check below warns otherwise). AssumeRole events arrive in
@@ -261,12 +262,13 @@ resource "aws_lambda_function_event_invoke_config" "responder" {
 
 resource "aws_cloudwatch_event_rule" "identity_changes" {
   name        = "${var.name}-identity-changes"
-  description = "IAM role/policy changes and AssumeRole calls, for trustwatch"
+  description = "IAM role/policy changes, AssumeRole calls and S3 bucket policy/public access changes, for trustwatch"
   # AssumeRole is a read-only CloudTrail event: EventBridge delivers those only in this state.
   state = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 
   event_pattern = jsonencode({
-    # iam.amazonaws.com -> aws.iam
+    # iam.amazonaws.com -> aws.iam, s3.amazonaws.com -> aws.s3 (bucket-level management
+    # events: the watched S3 calls need no data-event logging)
     source      = [for s in keys(local.watched) : "aws.${split(".", s)[0]}"]
     detail-type = ["AWS API Call via CloudTrail"]
     detail = {

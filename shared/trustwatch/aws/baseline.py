@@ -12,6 +12,7 @@ from trustwatch.baseline import Mode, Strict, describe_error
 
 AWS_TRUST_TEMPLATES = {"databricks-cross-account", "databricks-unity-catalog", "ec2"}
 AWS_POLICY_TEMPLATES = {"databricks-crossaccount-policy"}
+AWS_BUCKET_POLICY_TEMPLATES = {"databricks-root-bucket"}
 _TEMPLATE_PARAMS = {
     "databricks-cross-account": set(),
     "databricks-unity-catalog": {"external_id"},
@@ -23,7 +24,11 @@ _TEMPLATE_PARAMS = {
         "vpc_id",
         "security_group_id",
     },
+    # the provider's databricks_aws_bucket_policy arguments (besides bucket and partition)
+    "databricks-root-bucket": {"full_access_role", "databricks_e2_account_id"},
 }
+_PARAM_NAMES = ("external_id", "policy_type", "pass_roles", "region", "vpc_id",
+                "security_group_id", "full_access_role", "databricks_e2_account_id")  # fmt: skip
 
 
 class TemplateRef(Strict):
@@ -37,6 +42,10 @@ class TemplateRef(Strict):
     region: str | None = None
     vpc_id: str | None = None
     security_group_id: str | None = None
+    # databricks-root-bucket: the role granted *instead of* Databricks' account, and the
+    # Databricks account id the provider's aws:PrincipalTag/DatabricksAccountId test names
+    full_access_role: str | None = None
+    databricks_e2_account_id: str | None = None
 
     @model_validator(mode="after")
     def _known_template(self) -> TemplateRef:
@@ -45,8 +54,7 @@ class TemplateRef(Strict):
             raise ValueError(f"unknown template {self.template!r}; expected one of: {known}")
         if self.template == "databricks-unity-catalog" and not self.external_id:
             raise ValueError("template 'databricks-unity-catalog' needs 'external_id'")
-        given = {k for k in ("external_id", "policy_type", "pass_roles", "region", "vpc_id",
-                             "security_group_id") if getattr(self, k) is not None}  # fmt: skip
+        given = {k for k in _PARAM_NAMES if getattr(self, k) is not None}
         extra = sorted(given - _TEMPLATE_PARAMS[self.template])
         if extra:
             raise ValueError(f"template {self.template!r} takes no {', '.join(extra)}")
@@ -54,7 +62,16 @@ class TemplateRef(Strict):
             raise ValueError("vpc_id must begin with 'vpc-'")  # as the provider checks it
         if self.security_group_id is not None and not self.security_group_id.startswith("sg-"):
             raise ValueError("security_group_id must begin with 'sg-'")
+        if self.full_access_role is not None and not _IAM_PRINCIPAL_ARN.fullmatch(
+            self.full_access_role
+        ):
+            raise ValueError(
+                f"full_access_role {self.full_access_role!r} is not an IAM role or user ARN"
+            )
         return self
+
+
+_IAM_PRINCIPAL_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/\S+")
 
 
 def _policy_or_template(value: Any) -> Any:
@@ -147,10 +164,67 @@ def _by_name_key(value: Any, what: str) -> Any:
     return value
 
 
+# S3 general purpose bucket names: 3-63 lower-case letters, digits, dots and hyphens, from a
+# letter or digit to a letter or digit
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html). Buckets
+# created in us-east-1 before March 1, 2018 may still carry a legacy name (capitals and
+# underscores, up to 255 characters): the second pattern admits those.
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_LEGACY_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{3,255}")
+
+
+class AwsBucket(Strict):
+    """A watched S3 bucket: the most its bucket policy may grant, and its public access.
+
+    `policy`: a template ({template: databricks-root-bucket, ...}) or a literal policy
+    document; absent, the bucket is expected to have no bucket policy granting anything.
+    `public_access_block: required` (the default) expects all four Block Public Access
+    settings on, ACLs disabled (object ownership BucketOwnerEnforced) and no public ACL
+    grant; `ignore` lets the bucket be public (only its policy is compared).
+    """
+
+    mode: Mode | None = None
+    policy: PolicySpec | None = None
+    public_access_block: Literal["required", "ignore"] = "required"
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        spec = _policy_or_template(value)
+        if isinstance(spec, TemplateRef) and spec.template not in AWS_BUCKET_POLICY_TEMPLATES:
+            raise ValueError(
+                f"{spec.template!r} is not a bucket policy template; expected one of: "
+                + ", ".join(sorted(AWS_BUCKET_POLICY_TEMPLATES))
+            )
+        return spec
+
+
+def _bucket_names(value: Any) -> Any:
+    """Bucket names compare exactly, as S3 names them: every bucket made since 2018 has a
+    lower-case name, and S3 never folds case, so "Root" is not the bucket "root"."""
+    if isinstance(value, dict):
+        for name in value:
+            name = str(name)
+            if not (_BUCKET_NAME.fullmatch(name) or _LEGACY_BUCKET_NAME.fullmatch(name)):
+                raise ValueError(
+                    f"bucket name {name!r} is not an S3 bucket name (3-63 lower-case letters, "
+                    "digits, dots and hyphens)"
+                )
+    return value
+
+
 class AwsAccount(Strict):
     roles: dict[str, AwsRole] = Field(default_factory=dict)
     instance_profiles: dict[str, AwsInstanceProfile] = Field(default_factory=dict)
     untracked_roles: Literal["alert", "ignore"] = "alert"
+    buckets: dict[str, AwsBucket] = Field(default_factory=dict)
+
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _bucket_names(cls, value: Any) -> Any:
+        return _bucket_names(value)
 
     @field_validator("roles", mode="before")
     @classmethod

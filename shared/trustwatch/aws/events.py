@@ -42,7 +42,13 @@ STS_KINDS = {
 def watched_operations() -> dict[str, tuple[str, ...]]:
     """CloudTrail eventSource -> the eventNames parse() turns into changes (deploy/aws
     routes exactly these from EventBridge)."""
-    return {"iam.amazonaws.com": tuple(IAM_KINDS), "sts.amazonaws.com": tuple(STS_KINDS)}
+    from trustwatch.aws import buckets
+
+    return {
+        "iam.amazonaws.com": tuple(IAM_KINDS),
+        "sts.amazonaws.com": tuple(STS_KINDS),
+        buckets.SOURCE: buckets.watched_operations(),  # watched buckets (trustwatch.aws.buckets)
+    }
 
 
 _ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
@@ -120,6 +126,10 @@ def parse(record: Any) -> list[Change] | Skipped:
     event_id = _str(record.get("eventID"))
     if _str(record.get("eventType")) not in ("", "AwsApiCall"):
         return Skipped(f"{record.get('eventType')}: not an API call", event_id, name)
+    if source == "s3.amazonaws.com":
+        from trustwatch.aws import buckets
+
+        return buckets.parse(record, envelope_account)
     if source == "iam.amazonaws.com":
         kind = IAM_KINDS.get(name)
     elif source == "sts.amazonaws.com":

@@ -585,3 +585,6 @@ def assume_role_external_id_mismatch(change: Change, baseline: Baseline) -> Iter
         {"external_id": given, "session_name": change.data.get("session_name", "")},
         detail={"actor": change.actor, "external_id": given, "event_id": change.event_id},
     )
+
+
+from trustwatch.aws import bucket_rules as _bucket_rules  # noqa: E402, F401  (aws.bucket.*)

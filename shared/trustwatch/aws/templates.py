@@ -476,3 +476,73 @@ def expected_policy(
         ),
         pass_roles=pass_roles if pass_roles is not None else spec.pass_roles,
     )
+
+
+# ---------------------------------------------------------------- root bucket policy
+
+# What the provider's data "databricks_aws_bucket_policy" grants (its Actions, in order).
+_ROOT_BUCKET_ACTIONS = [
+    "s3:GetObject",
+    "s3:GetObjectVersion",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:ListBucket",
+    "s3:GetBucketLocation",
+]
+
+
+def root_bucket_policy(
+    bucket: str,
+    *,
+    partition: str = "aws",
+    full_access_role: str | None = None,
+    databricks_e2_account_id: str | None = None,
+) -> dict[str, Any]:
+    """What `data "databricks_aws_bucket_policy"` emits for the workspace root bucket.
+
+    Transcribed from databricks/terraform-provider-databricks
+    aws/data_aws_bucket_policy.go @ 684f4424982431d3433e5c23353c6b208b263e75 (one Allow
+    statement: the six object/bucket actions on `arn:<p>:s3:::<bucket>/*` and the bucket,
+    for `arn:<p>:iam::<Databricks account>:root`; `databricks_e2_account_id` adds
+    StringEquals aws:PrincipalTag/DatabricksAccountId; `full_access_role` *replaces* the
+    principal: that role is granted instead of Databricks' account). Accounts and ARN
+    namespaces per partition: aws/constants.go at the same commit (aws-us-gov-dod's ARNs
+    are in aws-us-gov). The provider's tests (aws/data_aws_bucket_policy_test.go, same
+    commit) assert only the JSON's length: 440 (bucket "abc"), 413 (full_access_role
+    "bcd"), 575 (databricks_e2_account_id "my_e2_account_id"), 461 (aws-us-gov and
+    aws-us-gov-dod); `json.dumps(doc, indent=2)` of these documents has exactly those
+    lengths (Go's json.MarshalIndent with two spaces, struct key order), and
+    tests/data/aws/policies/terraform-provider-root-bucket*.json hold the documents.
+    """
+    p = arn_partition(partition)
+    principal = full_access_role or f"arn:{p}:iam::{DATABRICKS_ACCOUNTS[partition]}:root"
+    return _document(
+        _statement(
+            action=list(_ROOT_BUCKET_ACTIONS),
+            resource=[f"arn:{p}:s3:::{bucket}/*", f"arn:{p}:s3:::{bucket}"],
+            principal={"AWS": principal},
+            condition=(
+                {"StringEquals": {"aws:PrincipalTag/DatabricksAccountId": databricks_e2_account_id}}
+                if databricks_e2_account_id
+                else None
+            ),
+        )
+    )
+
+
+def expected_bucket_policy(
+    ref: TemplateRef | dict[str, Any], *, partition: str, bucket: str
+) -> dict[str, Any]:
+    """The most a bucket policy may grant: a literal -> it; "databricks-root-bucket" -> the
+    provider's document for this bucket and partition."""
+    spec = _spec(ref)
+    if isinstance(spec, dict):
+        return spec
+    if spec.template != "databricks-root-bucket":
+        raise ValueError(f"{spec.template!r} is not a bucket policy template")
+    return root_bucket_policy(
+        bucket,
+        partition=partition,
+        full_access_role=spec.full_access_role,
+        databricks_e2_account_id=spec.databricks_e2_account_id,
+    )
