@@ -41,6 +41,8 @@ def watched_operations() -> dict[str, tuple[str, ...]]:
     return {"iam.amazonaws.com": tuple(IAM_KINDS), "sts.amazonaws.com": tuple(STS_KINDS)}
 
 
+PREFILTER_KEYS = ("eventSource", "eventName", ("detail-type", "Records"))  # intake.Prefilter
+
 _ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
 
 
