@@ -152,4 +152,4 @@ def test_a_cloud_without_prefilter_keys_is_always_parsed_in_full():
     prefilter = Prefilter()
     for plugin in clouds.registered():
         declared = hasattr(clouds.get(plugin.name).events(), "PREFILTER_KEYS")
-        assert (plugin.name in prefilter.rules) == declared
+        assert (prefilter.rule(plugin.name) is not None) == declared

@@ -422,24 +422,33 @@ class Prefilter:
     """
 
     def __init__(self) -> None:
-        self.rules: dict[str, tuple[str, str, tuple[str, ...], dict[str, frozenset[str]]]] = {}
-        for plugin in clouds.registered():
-            keys = getattr(events_module(plugin.name), "PREFILTER_KEYS", None)
+        self._rules: dict[str, _Rule | None] = {}
+
+    def rule(self, cloud: str) -> _Rule | None:
+        """The cloud's keys and watched operations, or None if it declares no keys (built
+        on first use: a cloud whose records never come costs nothing)."""
+        if cloud not in self._rules:
+            keys = getattr(events_module(cloud), "PREFILTER_KEYS", None)
             if keys is None:
-                continue
-            service_key, operation_key, unless = keys
-            watched = {s: frozenset(ops) for s, ops in plugin.watched_operations().items()}
-            self.rules[plugin.name] = (service_key, operation_key, tuple(unless), watched)
+                self._rules[cloud] = None
+            else:
+                service_key, operation_key, unless = keys
+                watched = clouds.get(cloud).watched_operations()
+                operations = {service: frozenset(ops) for service, ops in watched.items()}
+                self._rules[cloud] = (service_key, operation_key, tuple(unless), operations)
+        return self._rules[cloud]
 
     def noise(self, doc: Any) -> bool:
         """Would parse_document give exactly one record, skipped? (False: cannot tell.)"""
-        if type(doc) is not dict or not self.rules:
+        if type(doc) is not dict:
             return False
         try:
             found = _recognized(doc)
         except Exception:  # parse_document reports it, as the record's error
             return False
-        rule = self.rules.get(found[0]) if found is not None else None
+        if found is None:
+            return False
+        rule = self._rules[found[0]] if found[0] in self._rules else self.rule(found[0])
         if rule is None:
             return False
         service_key, operation_key, unless, watched = rule
@@ -451,6 +460,10 @@ class Prefilter:
         if type(service) is not str or type(operation) is not str:
             return False
         return operation not in watched.get(service, ())
+
+
+# (service key, operation key, keys that make a record something else, watched operations)
+_Rule = tuple[str, str, tuple[str, ...], dict[str, frozenset[str]]]
 
 
 def parse_document(doc: Any, where: str) -> Iterator[Parsed]:
