@@ -233,8 +233,8 @@ def _json_lines_decided(text: str) -> bool | None:
 
 
 def _pieces(stream: BinaryIO, source: str, chunk_bytes: int) -> Iterator[tuple[bytes, str]]:
-    """The stream's bytes, decompressed and checked to be UTF-8 as _decode checks them,
-    as (bytes, text) pieces of whole lines: each ends with a line feed but the last, so no
+    """The stream's bytes, decompressed and checked to be UTF-8 (a BOM at the start
+    dropped, as utf-8-sig does), as (bytes, text) pieces of whole lines: each ends with a line feed but the last, so no
     line straddles two. Damage (gzip, UTF-8) raises the file's error after the pieces
     before it (a piece with a bad byte gives its whole lines before that byte first)."""
     reader: Any = stream
@@ -288,7 +288,7 @@ def _decoded(raw: bytes, offset: int, source: str) -> Iterator[tuple[bytes, str]
 
 def _read(reader: Any, size: int, source: str, gzipped: bool) -> bytes:
     """reader.read(size); an unreadable file or a corrupt gzip is the file's EventError
-    (with the messages _decode and read_path give)."""
+    (worded as when the file was read and decompressed whole)."""
     try:
         # read1: a gzip file's read() would drop what it decompressed before an error
         data: bytes = reader.read1(size) if gzipped else reader.read(size)
