@@ -12,9 +12,11 @@ a bug in trustwatch, never the end of the batch: that record becomes an error ma
 `internal` (message "…: internal error: …"), logged at ERROR on the "trustwatch" logger
 with the code location and only a short prefix of the record.
 
-This module reads files (one JSON document, JSON Lines, `.gz` of either) and routes each
-document to the cloud that recognizes it, asking every registered cloud (trustwatch.clouds)
-in turn: a new cloud is a new folder.
+This module reads files and stdin (one JSON document, JSON Lines, `.gz` of either; JSON
+Lines streamed a piece at a time, see read_stream) and routes each document to the cloud
+that recognizes it, asking every registered cloud (trustwatch.clouds) in turn: a new cloud
+is a new folder. A caller that only counts skips may let the Prefilter count a record of an
+unwatched operation without parsing it further (parse_paths).
 """
 
 from __future__ import annotations
