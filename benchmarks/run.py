@@ -60,7 +60,10 @@ GOALS = {
     "warm_ms_per_event": ("<=", 1.0),
     "replay_ratio_vs_orjson": (">=", 0.5),
     "peak_rss_mb": ("<=", 128.0),
+    "replay_peak_rss_mb": ("<=", 256.0),
 }
+# the replay RSS row: a stream this long, whatever the run (issue #14: a trail's size)
+REPLAY_RSS_RECORDS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,15 @@ def measure_replay(bench: Bench, plan: Plan) -> dict:
     return out
 
 
+def measure_replay_rss(bench: Bench, records: int) -> dict:
+    """Peak RSS of `trustwatch replay` over a generated stream of `records` records."""
+    result = bench.run(
+        "replay_rss", "trustwatch", "--count", str(records), "--work-dir", str(bench.work)
+    )
+    result.pop("process_ms", None)
+    return result
+
+
 def measure_profile(bench: Bench) -> dict:
     path, _ = cached_stream(bench.cache, QUICK.replay_records)
     return bench.run("profile", "trustwatch", "--stream", str(path), "--top", "15")
@@ -230,7 +242,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def summarize(cold: dict, warm: dict, replay: dict, rss: dict) -> dict[str, Any]:
+def summarize(cold: dict, warm: dict, replay: dict, rss: dict, replay_rss: dict) -> dict[str, Any]:
     c7n_cold = cold.get("c7n", {}).get("cold_ms")
     c7n_warm = warm.get("c7n", {}).get("ms_per_event")
     summary = {
@@ -252,6 +264,8 @@ def summarize(cold: dict, warm: dict, replay: dict, rss: dict) -> dict[str, Any]
         ),
         "peak_rss_mb": rss["peak_rss_mb"],
         "rss_events": rss["events"],
+        "replay_peak_rss_mb": replay_rss["peak_rss_mb"],
+        "replay_rss_records": replay_rss["records"],
     }
     summary["goals"] = {
         key: {"goal": f"{op} {limit:g}", "met": _met(summary[key], op, limit)}
@@ -332,6 +346,14 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
             "<= 128 MB",
             met("peak_rss_mb"),
         ),
+        (
+            f"replay peak RSS, {s['replay_rss_records']:,} records (MB)",
+            _fmt(s["replay_peak_rss_mb"]),
+            "",
+            "",
+            "<= 256 MB",
+            met("replay_peak_rss_mb"),
+        ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -383,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         rss = bench.run(
             "rss", "trustwatch", "--event", str(DRIFT_EVENT), "--count", str(plan.rss_events)
         )
-        summary = summarize(cold, warm, replay, rss)
+        print(f"benchmarks: replay RSS over {REPLAY_RSS_RECORDS:,} records ...", file=sys.stderr)
+        replay_rss = measure_replay_rss(bench, REPLAY_RSS_RECORDS)
+        summary = summarize(cold, warm, replay, rss, replay_rss)
         profile = None
         if args.profile or (plan.profile and not summary["goals"]["replay_ratio_vs_orjson"]["met"]):
             print("benchmarks: profiling the replay path ...", file=sys.stderr)
@@ -397,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         "warm": warm,
         "replay": replay,
         "rss": rss,
+        "replay_rss": replay_rss,
         "replay_profile": profile,
         "sweep": None,  # no sweep yet: the row appears once `trustwatch sweep` exists
         "alerts_delivered": alerts_delivered,

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+# the checkout's own trustwatch, not an installed copy (run.py strips PYTHONPATH)
+sys.path.insert(0, str(ROOT / "shared"))
 Handler = Callable[[dict[str, Any]], Any]
 
 
@@ -197,6 +199,46 @@ def replay(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def replay_rss(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak RSS of a `trustwatch replay` process over a freshly generated JSON Lines stream
+    of --count records (in --work-dir, deleted after). This worker is a small, fresh
+    interpreter: the replay process, its child, inherits no large peak from it (Linux
+    keeps ru_maxrss across fork and execve); os.wait4 reads the child's own rusage."""
+    import subprocess
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from stream import generate
+
+    path = Path(args.work_dir) / f"replay-rss-{args.count}.jsonl"
+    mix = generate(path, args.count)
+    size = path.stat().st_size
+    try:
+        argv = [sys.executable, "-m", "trustwatch", "replay", "--baseline", args.baseline]
+        argv += ["--format", "jsonl", str(path)]
+        start = time.perf_counter()
+        with open(os.devnull, "wb") as sink, Path(args.out + ".stdout").open("wb") as out:
+            env = {**os.environ, "PYTHONPATH": str(ROOT / "shared")}
+            proc = subprocess.Popen(argv, stdout=out, stderr=sink, env=env)
+            _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        code = os.waitstatus_to_exitcode(status)
+        findings = len(Path(args.out + ".stdout").read_bytes().splitlines())
+    finally:
+        path.unlink(missing_ok=True)
+    if code not in (0, 1):
+        raise SystemExit(f"trustwatch replay exited {code}")
+    return {
+        "records": args.count,
+        "bytes": size,
+        "mix": mix,
+        "exit_code": code,
+        "findings": findings,
+        "seconds": elapsed,
+        "records_per_s": args.count / elapsed,
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
+    }
+
+
 def profile(args: argparse.Namespace) -> dict[str, Any]:
     """Where trustwatch's replay spends its time: the top functions by own time."""
     import cProfile
@@ -230,7 +272,14 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-MODES = {"cold": cold, "warm": warm, "rss": rss, "replay": replay, "profile": profile}
+MODES = {
+    "cold": cold,
+    "warm": warm,
+    "rss": rss,
+    "replay": replay,
+    "replay_rss": replay_rss,
+    "profile": profile,
+}
 
 
 def main() -> None:
@@ -244,6 +293,7 @@ def main() -> None:
     parser.add_argument("--stream")
     parser.add_argument("--baseline", default=str(ROOT / "examples" / "baseline.yaml"))
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--work-dir", default=os.environ.get("TMPDIR", "/tmp"))
     args = parser.parse_args()
     _simulate_lambda_logging()
     result = MODES[args.mode](args)

@@ -101,3 +101,59 @@ def test_any_json_text_parses_as_json_does(loads, value, ensure_ascii, cut):
     assert outcome(loads, text) == outcome(json_loads, text)
     damaged = text[: len(text) - cut]  # and truncated: the same error, the same position
     assert outcome(loads, damaged) == outcome(json_loads, damaged)
+
+
+# ------------------------------------------------- JSON Lines: loads_line on unflagged lines
+
+
+def line_outcomes(lines: list[str]) -> list[tuple[Any, ...]]:
+    """Each line as intake reads it: orjson (loads_line) unless integers_beyond_64_bits
+    points into the line or loads_line raises; then loads. Must be json's outcome."""
+    raw = "\n".join(lines).encode("utf-8", "surrogatepass")
+    flagged = jsontext.integers_beyond_64_bits(raw)
+    out, start = [], 0
+    for line in raw.split(b"\n"):
+        end = start + len(line)
+        text = line.decode("utf-8", "surrogatepass")
+        result: tuple[Any, ...] | None = None
+        if not any(start <= at < end for at in flagged):
+            try:
+                result = ("value", repr(jsontext.loads_line(line)))
+            except ValueError:
+                result = None
+        out.append(result or outcome(jsontext.loads, text))
+        start = end + 1
+    return out
+
+
+LINES = [
+    '{"a": 12345678901234567890}',
+    '{"a": -12345678901234567890}',
+    '{"a": [1, 12345678901234567890123]}',
+    '{"a":\t -9223372036854775809}',
+    "18446744073709551616",
+    '{"s": "sdk-1722375070115152000", "n": 1}',
+    '{"s": "x 1234567890123456789012"}',
+    '{"f": 1.12345678901234567890123}',
+    '{"e": 1e1234567890123456789}',
+    "[" * 600 + "]" * 600,
+    "[" * 950 + "]" * 950,
+    "{" * 1100 + "}" * 1100,
+    '{"t": "raw\ttab"}',
+    "[NaN]",
+    "",
+]
+
+
+@pytest.mark.skipif(jsontext.orjson is None, reason="orjson is not installed")
+def test_lines_read_by_orjson_are_read_as_json_reads_them():
+    assert line_outcomes(LINES) == [outcome(json_loads, line) for line in LINES]
+    assert line_outcomes(LINES)[0] == ("value", "{'a': 12345678901234567890}")
+
+
+@pytest.mark.skipif(jsontext.orjson is None, reason="orjson is not installed")
+@settings(max_examples=200, derandomize=True, database=None)
+@given(st.lists(json_values, min_size=1, max_size=5), st.booleans())
+def test_any_json_lines_read_by_orjson_are_read_as_json_reads_them(values, ensure_ascii):
+    lines = [json.dumps(v, ensure_ascii=ensure_ascii) for v in values]
+    assert line_outcomes(lines) == [outcome(json_loads, line) for line in lines]

@@ -12,9 +12,11 @@ a bug in trustwatch, never the end of the batch: that record becomes an error ma
 `internal` (message "…: internal error: …"), logged at ERROR on the "trustwatch" logger
 with the code location and only a short prefix of the record.
 
-This module reads files (one JSON document, JSON Lines, `.gz` of either) and routes each
-document to the cloud that recognizes it, asking every registered cloud (trustwatch.clouds)
-in turn: a new cloud is a new folder.
+This module reads files and stdin (one JSON document, JSON Lines, `.gz` of either; JSON
+Lines streamed a piece at a time, see read_stream) and routes each document to the cloud
+that recognizes it, asking every registered cloud (trustwatch.clouds) in turn: a new cloud
+is a new folder. A caller that only counts skips may let the Prefilter count a record of an
+unwatched operation without parsing it further (parse_paths).
 """
 
 from __future__ import annotations
@@ -25,12 +27,12 @@ import logging
 import sys
 import traceback
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from trustwatch import clouds
+from trustwatch import clouds, jsontext
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.clouds import EventsModule
 from trustwatch.jsontext import loads
@@ -38,6 +40,8 @@ from trustwatch.jsontext import loads
 log = logging.getLogger("trustwatch")
 # How much of a record an internal-error log line may quote: enough to find it, no more.
 RECORD_PREFIX_CHARS = 120
+# How much of a file is read at a time (a JSON Lines piece is this plus the rest of a line).
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -72,23 +76,22 @@ def detect_cloud(doc: Any) -> str | None:
 
 def _recognized(doc: Any) -> tuple[str, EventsModule] | None:
     """The cloud that recognizes the document, and its events module."""
-    for cloud in clouds.names():
-        module = events_module(cloud)
-        if module.recognizes(doc):
-            return cloud, module
+    for found in _routes():
+        if found[1].recognizes(doc):
+            return found
     return None
 
 
-def _decode(raw: bytes, source: str) -> str:
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise EventError(f"{source}: truncated or corrupt gzip ({exc})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise EventError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+_ROUTES: list[tuple[str, EventsModule]] = []
+clouds.on_change(_ROUTES.clear)
+
+
+def _routes() -> list[tuple[str, EventsModule]]:
+    """Every cloud's name and events module, in the order they are asked (once built, no
+    registry call per record)."""
+    if not _ROUTES:
+        _ROUTES.extend((cloud, events_module(cloud)) for cloud in clouds.names())
+    return _ROUTES
 
 
 def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:
@@ -168,29 +171,301 @@ def _breaks_further(segment: str) -> bool:
 
 
 def read_path(path: str | Path) -> Iterator[tuple[str, Any]]:
+    """Yield (position, document) for a file, streamed (see read_stream)."""
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        stream = open(path, "rb")  # noqa: SIM115 - closed after its last document
     except OSError as exc:
         raise EventError(f"{source}: cannot read file: {exc.strerror or exc}") from None
-    text = _decode(raw, source)
-    del raw  # a JSON Lines file can be large: keep only its text while it is read
-    yield from read_documents(text, source)
+    with stream:
+        yield from read_stream(stream, source)
 
 
-def parse_paths(paths: Iterable[str | Path]) -> Iterator[Parsed]:
-    """Every record of every file ('-' is stdin), in order; an unreadable file is one error
-    and the next file is still read."""
+def read_stream(
+    stream: BinaryIO, source: str, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[tuple[str, Any]]:
+    """Yield (position, document) for a byte stream: plain or gzip (told by its magic
+    bytes, as before), UTF-8 with or without a BOM, one JSON document or JSON Lines.
+
+    JSON Lines are read a piece of whole lines at a time (about `chunk_bytes`), so memory
+    does not grow with the file; a one-document file (`{"Records": [...]}`) is held whole,
+    as it is one JSON value. Which of the two a stream is, and every position and error
+    message, are read_documents' on the whole text. Bytes that go bad part-way through a
+    JSON Lines stream (a truncated gzip, a byte that is not UTF-8) end it with the file's
+    error, after the documents of the whole lines before the damage.
+    """
+    pieces = _pieces(stream, source, chunk_bytes)
+    head: list[tuple[bytes, str]] = []
+    decided: bool | None = None
+    for piece in pieces:
+        head.append(piece)
+        if len(head) == 1:
+            decided = _json_lines_decided(piece[1])
+        elif not piece[1].isspace():  # the first text after the first line's blank ones
+            decided = _starts_json_lines(head[0][1] + piece[1])
+        if decided is not None:
+            break
+    if not decided:  # one document (or not JSON at all): held whole, read as before
+        text = "".join([text for _, text in head] + [text for _, text in pieces])
+        del head
+        yield from read_documents(text, source)
+        return
+    lineno = 0
+    for piece in _drained(head, pieces):
+        lineno = yield from _piece_documents(piece, source, lineno)
+
+
+def _drained(
+    head: list[tuple[bytes, str]], rest: Iterator[tuple[bytes, str]]
+) -> Iterator[tuple[bytes, str]]:
+    """The pieces read ahead, each dropped once given, then the rest."""
+    head.reverse()
+    while head:
+        yield head.pop()
+    yield from rest
+
+
+def _json_lines_decided(text: str) -> bool | None:
+    """_starts_json_lines told from the first piece of the text (which holds the first
+    line whole), or None while only blank text follows the first line."""
+    first_end = text.find("\n")
+    if first_end >= 0 and not text[:1].isspace() and text[first_end:].isspace():
+        return None  # read on: more lines may follow the blank ones
+    return _starts_json_lines(text)
+
+
+def _pieces(stream: BinaryIO, source: str, chunk_bytes: int) -> Iterator[tuple[bytes, str]]:
+    """The stream's bytes, decompressed and checked to be UTF-8 (a BOM at the start
+    dropped, as utf-8-sig does), as (bytes, text) pieces of whole lines: each ends with a line feed but the last, so no
+    line straddles two. Damage (gzip, UTF-8) raises the file's error after the pieces
+    before it (a piece with a bad byte gives its whole lines before that byte first)."""
+    reader: Any = stream
+    gzipped = False
+    first = _read(stream, max(chunk_bytes, 2), source, gzipped)
+    while len(first) == 1:  # a short read: the two magic bytes decide
+        more = _read(stream, chunk_bytes, source, gzipped)
+        if not more:
+            break
+        first += more
+    if first[:2] == b"\x1f\x8b":
+        replayed: Any = _Replayed(first, stream)
+        reader, gzipped = gzip.GzipFile(fileobj=replayed, mode="rb"), True
+        first = _read(reader, chunk_bytes, source, gzipped)
+    while 0 < len(first) < 3 and b"\xef\xbb\xbf".startswith(first):
+        more = _read(reader, chunk_bytes, source, gzipped)  # a short read: is it a BOM?
+        if not more:
+            break
+        first += more
+    if first[:3] == b"\xef\xbb\xbf":
+        first = first[3:]  # utf-8-sig: one BOM at the start; positions count after it
+    offset = 0  # where the next piece starts in the decoded bytes (for error positions)
+    parts: list[bytes] = []  # the bytes after the last line feed seen
+    chunk = first or _read(reader, chunk_bytes, source, gzipped)  # after a bare BOM
+    while chunk:
+        end = chunk.rfind(b"\n") + 1
+        if end:
+            raw = b"".join([*parts, chunk[:end]]) if parts else chunk[:end]
+            parts = [chunk[end:]] if end < len(chunk) else []
+            yield from _decoded(raw, offset, source)
+            offset += len(raw)
+        else:
+            parts.append(chunk)
+        chunk = _read(reader, chunk_bytes, source, gzipped)
+    if parts:
+        yield from _decoded(b"".join(parts), offset, source)
+
+
+def _decoded(raw: bytes, offset: int, source: str) -> Iterator[tuple[bytes, str]]:
+    """The piece and its text; a byte that is not UTF-8 raises the file's error, after
+    the whole lines before it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = raw[: raw.rfind(b"\n", 0, exc.start) + 1]
+        if good:
+            yield good, good.decode("utf-8")
+        raise EventError(f"{source}: not UTF-8 text (byte {offset + exc.start})") from None
+    yield raw, text
+
+
+def _read(reader: Any, size: int, source: str, gzipped: bool) -> bytes:
+    """reader.read(size); an unreadable file or a corrupt gzip is the file's EventError
+    (worded as when the file was read and decompressed whole)."""
+    try:
+        # read1: a gzip file's read() would drop what it decompressed before an error
+        data: bytes = reader.read1(size) if gzipped else reader.read(size)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise EventError(f"{source}: truncated or corrupt gzip ({exc})") from None
+    except OSError as exc:
+        raise EventError(f"{source}: cannot read file: {exc.strerror or exc}") from None
+    return data
+
+
+class _Replayed:
+    """A byte stream whose first bytes were read already (to see the gzip magic): read()
+    gives them again, then the rest."""
+
+    def __init__(self, first: bytes, stream: BinaryIO) -> None:
+        self._first, self._stream = first, stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._first:
+            return self._stream.read(size)
+        if size < 0:
+            out, self._first = self._first + self._stream.read(), b""
+        else:
+            out, self._first = self._first[:size], self._first[size:]
+        return out
+
+
+def _piece_documents(
+    piece: tuple[bytes, str], source: str, lineno: int
+) -> Generator[tuple[str, Any], None, int]:
+    """The documents of one piece of JSON Lines, its lines numbered on from `lineno` as
+    text.splitlines() numbers them; returns the number of its last line.
+
+    Most pieces hold only line feeds and no integer that may outgrow 64 bits: their lines
+    go to orjson as bytes (jsontext.loads_line), and only a line orjson rejects or that
+    nests deeply is decoded and read by jsontext.loads, which decides as json does."""
+    raw, text = piece
+    if _breaks_further(text) or not jsontext.reads_lines_fast():
+        return (yield from _text_documents(text.splitlines(), source, lineno))
+    lines = raw.split(b"\n")
+    if raw.endswith(b"\n"):
+        lines.pop()
+    loads_line = jsontext.loads_line
+    big = jsontext.integers_beyond_64_bits(raw)
+    big.append(len(raw) + 1)  # past the end: the next such offset
+    next_big, start = big[0], 0
+    for line in lines:
+        lineno += 1
+        end = start + len(line)
+        if next_big < end:  # this line may hold an integer orjson reads as a float
+            while next_big < end:
+                next_big = big[big.index(next_big) + 1]
+            doc = _SLOW
+        elif not line or line.isspace():
+            start = end + 1
+            continue
+        else:
+            try:
+                doc = loads_line(line)
+            except ValueError:  # orjson's error or deep nesting: json decides
+                doc = _SLOW
+        start = end + 1
+        if doc is _SLOW:
+            yield from _text_documents((line.decode("utf-8"),), source, lineno - 1)
+        else:
+            yield f"{source}:line {lineno}", doc
+    return lineno
+
+
+_SLOW = object()  # a line json must read
+
+
+def _text_documents(
+    lines: Iterable[str], source: str, lineno: int
+) -> Generator[tuple[str, Any], None, int]:
+    for line in lines:
+        lineno += 1
+        if not line or line.isspace():
+            continue
+        where = f"{source}:line {lineno}"
+        try:
+            yield where, loads(line)
+        except json.JSONDecodeError as exc:
+            # a bad line is its own error; the next lines are still read
+            yield where, EventError(f"{where}: invalid JSON at column {exc.colno}: {exc.msg}")
+    return lineno
+
+
+def parse_paths(paths: Iterable[str | Path], *, skip_reasons: bool = True) -> Iterator[Parsed]:
+    """Every record of every file ('-' is stdin, streamed as a file is), in order; an
+    unreadable file is one error and the next file is still read.
+
+    `skip_reasons=False` (a caller that only counts skips, as `trustwatch replay` does)
+    lets the Prefilter give a record of an unwatched operation as NOISE, without parsing
+    it further: the same count of records, skips, findings and errors, without the skip's
+    position and reason."""
+    prefilter = None if skip_reasons else Prefilter()
     for path in paths:
         try:
             if str(path) == "-":
-                documents = read_documents(sys.stdin.read(), "<stdin>")
+                documents = read_stream(sys.stdin.buffer, "<stdin>")
             else:
                 documents = read_path(path)
+            if prefilter is None:
+                for where, doc in documents:
+                    yield from parse_document(doc, where)
+                continue
+            noise = prefilter.noise
             for where, doc in documents:
-                yield from parse_document(doc, where)
+                if noise(doc):
+                    yield NOISE
+                else:
+                    yield from parse_document(doc, where)
         except EventError as exc:
             yield Parsed(str(path), [], error=exc)
+
+
+NOISE = Parsed("", [], skipped=Skipped("not a watched operation (prefiltered)"))
+
+
+class Prefilter:
+    """Tells, from a document's routing fields alone, that its cloud's parser would skip it.
+
+    A cloud's events module may declare `PREFILTER_KEYS = (service_key, operation_key,
+    unless_keys)`: its promise that parse() returns a Skipped (never raises, never gives a
+    change) for a record it recognizes that has none of `unless_keys` and whose
+    `service_key` and `operation_key` are strings naming no operation of
+    watched_operations(). The cloud is the one parse_document would route the document to
+    (the first that recognizes it); a document the prefilter cannot decide is parsed in
+    full. tests/test_prefilter.py holds each declaring cloud to its promise.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, _Rule | None] = {}
+
+    def rule(self, cloud: str) -> _Rule | None:
+        """The cloud's keys and watched operations, or None if it declares no keys (built
+        on first use: a cloud whose records never come costs nothing)."""
+        if cloud not in self._rules:
+            keys = getattr(events_module(cloud), "PREFILTER_KEYS", None)
+            if keys is None:
+                self._rules[cloud] = None
+            else:
+                service_key, operation_key, unless = keys
+                watched = clouds.get(cloud).watched_operations()
+                operations = {service: frozenset(ops) for service, ops in watched.items()}
+                self._rules[cloud] = (service_key, operation_key, tuple(unless), operations)
+        return self._rules[cloud]
+
+    def noise(self, doc: Any) -> bool:
+        """Would parse_document give exactly one record, skipped? (False: cannot tell.)"""
+        if type(doc) is not dict:
+            return False
+        try:
+            found = _recognized(doc)
+        except Exception:  # parse_document reports it, as the record's error
+            return False
+        if found is None:
+            return False
+        rule = self._rules[found[0]] if found[0] in self._rules else self.rule(found[0])
+        if rule is None:
+            return False
+        service_key, operation_key, unless, watched = rule
+        for key in unless:
+            if key in doc:
+                return False
+        service = doc.get(service_key)
+        operation = doc.get(operation_key)
+        if type(service) is not str or type(operation) is not str:
+            return False
+        return operation not in watched.get(service, ())
+
+
+# (service key, operation key, keys that make a record something else, watched operations)
+_Rule = tuple[str, str, tuple[str, ...], dict[str, frozenset[str]]]
 
 
 def parse_document(doc: Any, where: str) -> Iterator[Parsed]:

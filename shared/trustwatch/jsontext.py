@@ -70,3 +70,50 @@ def _may_hold_big_integer(text: str) -> bool:
     inside strings: they only cost those texts the slower parse.)"""
     runs = text.encode("utf-8", "surrogatepass").translate(_DIGIT_RUNS, _DELETED)
     return _VALUE_DIGITS_19 in runs or runs.startswith(_DIGITS_19)
+
+
+# For integers_beyond_64_bits: digits -> "0"; what may come just before a JSON number's
+# digits (":", "[", ",", a line feed, a space or tab, a minus sign) -> ":"; the rest -> ".".
+_NUMBER_RUNS = bytes(
+    ord("0") if chr(b) in "0123456789" else ord(":") if chr(b) in ":[,\n \t-" else ord(".")
+    for b in range(256)
+)
+
+
+def reads_lines_fast() -> bool:
+    """Is orjson installed, for loads_line?"""
+    return orjson is not None
+
+
+def integers_beyond_64_bits(raw: bytes) -> list[int]:
+    """Where in this UTF-8 text (lines split at line feeds) an integer may not fit 64 bits
+    (a run of 19+ digits after a character that may come before a number): the lines
+    holding these offsets go to loads(), the others may go to loads_line. (Some runs sit
+    inside strings: they only cost their lines the slower way.)"""
+    runs = raw.translate(_NUMBER_RUNS)
+    found = [0] if runs.startswith(_DIGITS_19) else []
+    at = runs.find(_VALUE_DIGITS_19)
+    while at >= 0:
+        if _may_start_number(raw, at):
+            found.append(at + 1)
+        at = runs.find(_VALUE_DIGITS_19, at + 20)
+    return found
+
+
+def _may_start_number(raw: bytes, at: int) -> bool:
+    """raw[at] comes just before a run of digits: may the run be a number's? Not after a
+    minus sign that follows a letter or digit ("sdk-1722375070115152000" is in a string)."""
+    while at >= 0 and raw[at] in b" \t-":
+        at -= 1
+    return at < 0 or raw[at] in b":[,\n"
+
+
+def loads_line(line: bytes) -> Any:
+    """orjson's value of one line that integers_beyond_64_bits did not point at, which is
+    json's value of it; ValueError (orjson's, or for text that may nest deeply) where json
+    must decide: then the caller reads the line's text with loads()."""
+    if len(line) >= 2 * _SHALLOW_BRACKETS and (
+        line.count(b"[") + line.count(b"{") >= _SHALLOW_BRACKETS
+    ):
+        raise ValueError("may nest deeply")
+    return orjson.loads(line)

@@ -51,6 +51,8 @@ def watched_operations() -> dict[str, tuple[str, ...]]:
     }
 
 
+PREFILTER_KEYS = ("eventSource", "eventName", ("detail-type", "Records"))  # intake.Prefilter
+
 _ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
 
 
