@@ -67,7 +67,7 @@ TEXT = EXAMPLE_BASELINE.read_text()
         (
             "user_managed_keys: false\n          mode",
             "user_managed_keys: nope\n          mode",
-            81,
+            88,
             "gcp.projects.dbx-prod-4821.service_accounts."
             "databricks-compute@dbx-prod-4821.iam.gserviceaccount.com.user_managed_keys",
             "valid boolean",
