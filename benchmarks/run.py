@@ -473,8 +473,8 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
         (
             f"concurrency, {s['concurrency_processes']} processes: duplicate alerts",
             f"{s['concurrency_duplicates']}",
-            f"{s['concurrency_alerts_sent']} alerts",
-            f"{_fmt(s['concurrency_events_per_s'])}/s",
+            f"{s['concurrency_alerts_sent']} alerts, {_fmt(s['concurrency_events_per_s'])} ev/s",
+            "",
             "duplicates = 0",
             met("concurrency_duplicates"),
         ),
