@@ -35,8 +35,11 @@ class _Recorder(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
-        self.server.posts += 1  # type: ignore[attr-defined]
+        body = self.rfile.read(length)
+        with self.server.lock:  # type: ignore[attr-defined]
+            self.server.posts += 1  # type: ignore[attr-defined]
+            if self.server.keep:  # type: ignore[attr-defined]
+                self.server.bodies.append(body)  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
@@ -47,12 +50,15 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 class RecordingServer:
-    """An HTTP endpoint on loopback that answers 200 to every POST and counts them."""
+    """An HTTP endpoint on loopback that answers 200 to every POST, counts and keeps them."""
 
     def __init__(self) -> None:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
         self._server.daemon_threads = True
         self._server.posts = 0  # type: ignore[attr-defined]
+        self._server.bodies = []  # type: ignore[attr-defined]
+        self._server.keep = False  # type: ignore[attr-defined]
+        self._server.lock = threading.Lock()  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -62,6 +68,19 @@ class RecordingServer:
     @property
     def posts(self) -> int:
         return self._server.posts  # type: ignore[attr-defined]
+
+    def keep_bodies(self) -> None:
+        """Keep the bodies of the POSTs from now on (forgetting those kept before)."""
+        with self._server.lock:  # type: ignore[attr-defined]
+            self._server.bodies = []  # type: ignore[attr-defined]
+            self._server.keep = True  # type: ignore[attr-defined]
+
+    def kept_bodies(self) -> list[bytes]:
+        """The bodies kept since keep_bodies(); stops keeping them."""
+        with self._server.lock:  # type: ignore[attr-defined]
+            self._server.keep = False  # type: ignore[attr-defined]
+            bodies, self._server.bodies = self._server.bodies, []  # type: ignore[attr-defined]
+        return bodies
 
     def __enter__(self) -> RecordingServer:
         self._thread.start()
@@ -91,17 +110,51 @@ class MotoServer:
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
 
-    def create_role(self, name: str, trust_policy: str) -> None:
+    def client(self, service: str) -> Any:
         import boto3
 
-        iam = boto3.client(
-            "iam",
+        return boto3.client(
+            service,
             endpoint_url=self.url,
             region_name="us-east-1",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust_policy)
+
+    def create_role(self, name: str, trust_policy: str) -> None:
+        self.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=trust_policy)
+
+    def serialise(self) -> None:
+        """Answer one request at a time (call it while no request is in flight).
+
+        moto checks a DynamoDB condition and writes in two steps; real DynamoDB does both
+        atomically. One request at a time restores that, so concurrent conditional writes
+        race as they do in AWS (tests/cloudservers.py does the same for the tests).
+        """
+        server = self._server._server  # werkzeug's server inside ThreadedMotoServer
+        app = server.app
+        lock = threading.Lock()
+
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            with lock:
+                return list(app(environ, start_response))
+
+        server.app = wsgi
+
+    def create_state_table(self, name: str) -> str:
+        """The state table as deploy/aws creates it: partition key `id`, TTL on `expires`."""
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"},
+        )
+        return name
 
 
 def c7n_python(cache: Path, given: str | None) -> tuple[str | None, str]:

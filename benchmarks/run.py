@@ -61,6 +61,7 @@ GOALS = {
     "replay_ratio_vs_orjson": (">=", 0.5),
     "peak_rss_mb": ("<=", 128.0),
     "replay_peak_rss_mb": ("<=", 256.0),
+    "concurrency_duplicates": ("<=", 0),
 }
 # the replay RSS row: a stream this long, whatever the run (issue #14: a trail's size)
 REPLAY_RSS_RECORDS = 1_000_000
@@ -75,10 +76,17 @@ class Plan:
     replay_runs: int
     rss_events: int
     profile: bool
+    concurrency_processes: int
+    concurrency_findings: int
 
 
-FULL = Plan(7, 3, {"trustwatch": 1000, "c7n": 200}, 1_000_000, 3, 10_000, True)
-QUICK = Plan(3, 2, {"trustwatch": 300, "c7n": 40}, 100_000, 2, 10_000, False)
+FULL = Plan(7, 3, {"trustwatch": 1000, "c7n": 200}, 1_000_000, 3, 10_000, True, 16, 64)
+QUICK = Plan(3, 2, {"trustwatch": 300, "c7n": 40}, 100_000, 2, 10_000, False, 8, 24)
+# the concurrency row: each finding is made by this many CloudTrail events (distinct
+# eventIDs: the same change seen twice), each event delivered to this many instances
+EVENTS_PER_FINDING = 2
+DELIVERIES_PER_EVENT = 3
+CONCURRENCY_TIMEOUT_S = 120
 
 
 class Bench:
@@ -233,6 +241,108 @@ def measure_replay_rss(bench: Bench, records: int) -> dict:
     return result
 
 
+def concurrency_events(findings: int) -> list[dict[str, Any]]:
+    """`findings` distinct drifts (an outside account each), each in EVENTS_PER_FINDING events."""
+    event = json.loads(DRIFT_EVENT.read_text())
+    document = event["detail"]["requestParameters"]["policyDocument"]
+    events = []
+    for finding in range(findings):
+        attacker = f"{800000000000 + finding:012d}"
+        for copy_index in range(EVENTS_PER_FINDING):
+            fresh = json.loads(json.dumps(event))
+            fresh["id"] = f"conc-{finding:05d}-{copy_index}"
+            fresh["detail"]["eventID"] = f"conc-{finding:05d}-{copy_index}"
+            fresh["detail"]["requestParameters"]["policyDocument"] = document.replace(
+                "193672423079", attacker
+            )
+            events.append(fresh)
+    return events
+
+
+def measure_concurrency(
+    bench: Bench, plan: Plan, moto: MotoServer, hook: RecordingServer
+) -> dict[str, Any]:
+    """N handler processes, one state table: every finding alerted exactly once.
+
+    Each event goes to DELIVERIES_PER_EVENT of the N processes (as redeliveries and
+    concurrent instances do), every process walks its events in the same order, so the
+    same event is often in flight in several processes at once.
+    """
+    processes, findings = plan.concurrency_processes, plan.concurrency_findings
+    moto.serialise()  # conditional writes atomic, as in DynamoDB (see MotoServer.serialise)
+    table = moto.create_state_table(f"trustwatch-bench-state-{os.getpid()}")
+    events = concurrency_events(findings)
+    shares: list[list[dict[str, Any]]] = [[] for _ in range(processes)]
+    for index, event in enumerate(events):
+        for k in range(DELIVERIES_PER_EVENT):
+            shares[(index + k) % processes].append(event)
+    env = {
+        **bench.env["trustwatch"],
+        "TRUSTWATCH_STATE_TABLE": table,
+        "AWS_ENDPOINT_URL": moto.url,
+        "TRUSTWATCH_DEDUP_WINDOW": "3600",  # the deployed default: one alert per finding
+    }
+    work = bench.work / "concurrency"
+    work.mkdir()
+    go = work / "go"
+    hook.keep_bodies()
+    procs: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+    try:
+        for index, share in enumerate(shares):
+            events_file = work / f"events-{index:02d}.json"
+            events_file.write_text(json.dumps(share))
+            out, ready = work / f"result-{index:02d}.json", work / f"ready-{index:02d}"
+            argv = [sys.executable, str(WORKERS), "concurrent", "trustwatch", "--out", str(out)]
+            argv += ["--events", str(events_file), "--ready", str(ready), "--go", str(go)]
+            with (work / f"worker-{index:02d}.log").open("wb") as log:
+                proc = subprocess.Popen(
+                    argv, env=env, stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT
+                )
+            procs.append((proc, out, ready))
+        deadline = time.monotonic() + CONCURRENCY_TIMEOUT_S
+        while not all(ready.exists() for _, _, ready in procs):
+            if time.monotonic() > deadline or any(p.poll() is not None for p, _, _ in procs):
+                raise RuntimeError("a concurrency worker did not get ready")
+            time.sleep(0.01)
+        go.write_text("go")
+        for proc, _, _ in procs:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        for proc, _, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    bodies = hook.kept_bodies()
+    failed = [i for i, (proc, _, _) in enumerate(procs) if proc.returncode != 0]
+    if failed:
+        tail = (work / f"worker-{failed[0]:02d}.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"concurrency workers {failed} failed:\n{tail}")
+    results = [json.loads(out.read_text()) for _, out, _ in procs]
+    ids = [json.loads(body)["id"] for body in bodies]
+    distinct = len(set(ids))
+    seconds = max(r["finished"] for r in results) - min(r["started"] for r in results)
+    invocations = sum(r["invocations"] for r in results)
+    if distinct != findings:
+        raise RuntimeError(f"{findings} findings, but alerts for {distinct} distinct ones")
+    if any(r["errors"] for r in results):
+        raise RuntimeError("a concurrency worker reported unprocessable events")
+    return {
+        "processes": processes,
+        "events": len(events),
+        "deliveries_per_event": DELIVERIES_PER_EVENT,
+        "deliveries": sum(r["events"] for r in results),
+        "invocations": invocations,
+        "in_progress_retries": sum(r["in_progress_retries"] for r in results),
+        "findings": findings,
+        "alerts_sent": len(ids),
+        "distinct_alerted": distinct,
+        "duplicates": len(ids) - distinct,
+        "seconds": seconds,
+        "events_per_s": sum(r["events"] for r in results) / seconds,  # deliveries handled
+        "state_table": table,
+    }
+
+
 def measure_profile(bench: Bench) -> dict:
     path, _ = cached_stream(bench.cache, QUICK.replay_records)
     return bench.run("profile", "trustwatch", "--stream", str(path), "--top", "15")
@@ -242,7 +352,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def summarize(cold: dict, warm: dict, replay: dict, rss: dict, replay_rss: dict) -> dict[str, Any]:
+def summarize(
+    cold: dict, warm: dict, replay: dict, rss: dict, replay_rss: dict, concurrency: dict
+) -> dict[str, Any]:
     c7n_cold = cold.get("c7n", {}).get("cold_ms")
     c7n_warm = warm.get("c7n", {}).get("ms_per_event")
     summary = {
@@ -266,6 +378,10 @@ def summarize(cold: dict, warm: dict, replay: dict, rss: dict, replay_rss: dict)
         "rss_events": rss["events"],
         "replay_peak_rss_mb": replay_rss["peak_rss_mb"],
         "replay_rss_records": replay_rss["records"],
+        "concurrency_processes": concurrency["processes"],
+        "concurrency_alerts_sent": concurrency["alerts_sent"],
+        "concurrency_duplicates": concurrency["duplicates"],
+        "concurrency_events_per_s": concurrency["events_per_s"],
     }
     summary["goals"] = {
         key: {"goal": f"{op} {limit:g}", "met": _met(summary[key], op, limit)}
@@ -354,6 +470,14 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
             "<= 256 MB",
             met("replay_peak_rss_mb"),
         ),
+        (
+            f"concurrency, {s['concurrency_processes']} processes: duplicate alerts",
+            f"{s['concurrency_duplicates']}",
+            f"{s['concurrency_alerts_sent']} alerts, {_fmt(s['concurrency_events_per_s'])} ev/s",
+            "",
+            "duplicates = 0",
+            met("concurrency_duplicates"),
+        ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -399,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
             cold = measure_cold(bench, plan, tools, hook)
             print("benchmarks: warm path ...", file=sys.stderr)
             warm = measure_warm(bench, plan, tools)
+            print(
+                f"benchmarks: {plan.concurrency_processes} concurrent handlers, "
+                "one state table ...",
+                file=sys.stderr,
+            )
+            concurrency = measure_concurrency(bench, plan, moto, hook)
         print(f"benchmarks: replay over {plan.replay_records:,} records ...", file=sys.stderr)
         replay = measure_replay(bench, plan)
         print(f"benchmarks: RSS over {plan.rss_events:,} events ...", file=sys.stderr)
@@ -407,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"benchmarks: replay RSS over {REPLAY_RSS_RECORDS:,} records ...", file=sys.stderr)
         replay_rss = measure_replay_rss(bench, REPLAY_RSS_RECORDS)
-        summary = summarize(cold, warm, replay, rss, replay_rss)
+        summary = summarize(cold, warm, replay, rss, replay_rss, concurrency)
         profile = None
         if args.profile or (plan.profile and not summary["goals"]["replay_ratio_vs_orjson"]["met"]):
             print("benchmarks: profiling the replay path ...", file=sys.stderr)
@@ -422,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         "replay": replay,
         "rss": rss,
         "replay_rss": replay_rss,
+        "concurrency": concurrency,
         "replay_profile": profile,
         "sweep": None,  # no sweep yet: the row appears once `trustwatch sweep` exists
         "alerts_delivered": alerts_delivered,

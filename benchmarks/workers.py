@@ -152,6 +152,54 @@ def rss(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def concurrent(args: argparse.Namespace) -> dict[str, Any]:
+    """One of N concurrent Lambda instances: the AWS handler over the events of --events.
+
+    The environment names the shared state table (TRUSTWATCH_STATE_TABLE, on moto through
+    AWS_ENDPOINT_URL) and the webhook. After importing the handler the worker writes
+    --ready and waits for --go, so all N start handling together. An invocation that
+    powertools refuses because another instance is handling the same event right now
+    (IdempotencyAlreadyInProgressError) is what Lambda would retry: the worker retries it
+    after a short pause, at most --retries times.
+    """
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+    )
+
+    events = json.loads(Path(args.events).read_text())
+    handle, _ = load_handler("trustwatch", None)
+    Path(args.ready).write_text("ready")
+    go = Path(args.go)
+    deadline = time.monotonic() + 120
+    while not go.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("no go signal within 120 s")
+        time.sleep(0.005)
+    started = time.time()
+    invocations = in_progress = errors = 0
+    for event in events:
+        for _ in range(args.retries + 1):
+            invocations += 1
+            try:
+                result = handle(copy.deepcopy(event))
+            except IdempotencyAlreadyInProgressError:
+                in_progress += 1
+                time.sleep(0.05)
+                continue
+            errors += len(result.get("errors") or [])
+            break
+        else:
+            raise SystemExit(f"event {event['detail']['eventID']} still in progress elsewhere")
+    return {
+        "events": len(events),
+        "invocations": invocations,
+        "in_progress_retries": in_progress,
+        "errors": errors,
+        "started": started,
+        "finished": time.time(),
+    }
+
+
 def replay(args: argparse.Namespace) -> dict[str, Any]:
     """Records per second over the JSON Lines stream: trustwatch's replay path or a bare parse."""
     path = Path(args.stream)
@@ -274,6 +322,7 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
 
 MODES = {
     "cold": cold,
+    "concurrent": concurrent,
     "warm": warm,
     "rss": rss,
     "replay": replay,
@@ -293,6 +342,10 @@ def main() -> None:
     parser.add_argument("--stream")
     parser.add_argument("--baseline", default=str(ROOT / "examples" / "baseline.yaml"))
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--events", help="concurrent: a JSON list of events to handle")
+    parser.add_argument("--ready", help="concurrent: written once the handler is imported")
+    parser.add_argument("--go", help="concurrent: start handling once this file exists")
+    parser.add_argument("--retries", type=int, default=40)
     parser.add_argument("--work-dir", default=os.environ.get("TMPDIR", "/tmp"))
     args = parser.parse_args()
     _simulate_lambda_logging()

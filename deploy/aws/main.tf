@@ -237,6 +237,8 @@ resource "aws_lambda_function" "responder" {
   architectures = ["x86_64"]
   memory_size   = var.memory_mb
   timeout       = var.timeout_s
+  # -1: no reservation, the account's unreserved pool (README, "Concurrency")
+  reserved_concurrent_executions = var.reserved_concurrency
 
   environment {
     variables = local.environment

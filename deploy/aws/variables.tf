@@ -144,6 +144,12 @@ variable "timeout_s" {
   default     = 60
 }
 
+variable "reserved_concurrency" {
+  description = "Lambda reserved concurrency: at most this many instances at once, and that many kept for this function (-1: none reserved, the account's unreserved pool; 0 stops it)."
+  type        = number
+  default     = -1
+}
+
 variable "log_retention_days" {
   description = "Retention of the function's CloudWatch log group."
   type        = number

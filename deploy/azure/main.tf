@@ -56,6 +56,8 @@ locals {
       TRUSTWATCH_BASELINE   = var.baseline_url
       TRUSTWATCH_EMAIL_FROM = var.email_from
       TRUSTWATCH_EMAIL_TO   = var.email_to
+      # the Consumption plan's scale-out limit (README, "Concurrency")
+      WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT = var.max_scale_out == null ? null : tostring(var.max_scale_out)
     } : k => v if v != null },
     local.literal_secrets,
     local.key_vault_references,

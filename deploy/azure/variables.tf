@@ -153,6 +153,12 @@ variable "eventhub_sku" {
   default     = "Standard"
 }
 
+variable "max_scale_out" {
+  description = "At most this many Function App instances at once (WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT); null: the Consumption plan's own limit."
+  type        = number
+  default     = null
+}
+
 variable "event_grid_max_delivery_attempts" {
   description = "Event Grid deliveries of one event before it is dead-lettered to the blob container."
   type        = number
