@@ -255,6 +255,40 @@ def test_boundary_policy_quiet_cases(bounded, baseline):
     assert rules(_new_version(BOUNDARY, WIDE, True), baseline) == []  # no boundary in baseline
 
 
+def _boundary_calls(boundary: str) -> list[dict]:
+    put = {"roleName": CLUSTER, "permissionsBoundary": boundary}
+    create = {"roleName": CLUSTER, "assumeRolePolicyDocument": json.dumps(trust(allow("*")))}
+    return [
+        iam_call("PutRolePermissionsBoundary", put),
+        iam_call("CreateRole", create | ({"permissionsBoundary": boundary} if boundary else {})),
+    ]
+
+
+def test_boundary_removed_or_changed_on_a_bounded_role_fires(bounded):
+    removed = iam_call("DeleteRolePermissionsBoundary", {"roleName": CLUSTER.upper()})
+    (finding,) = findings(removed, bounded)
+    assert finding.rule == "aws.role.boundary_removed"
+    assert finding.actual == {"permissions_boundary": None}
+    assert finding.summary == f"Permissions boundary of role {CLUSTER.upper()} removed"
+    other = f"arn:aws:iam::{ACCOUNT}:policy/open-boundary"
+    for record in _boundary_calls(other):
+        hits = [f for f in findings(record, bounded) if f.rule == "aws.role.boundary_removed"]
+        assert [f.actual for f in hits] == [{"permissions_boundary": other}], record["eventName"]
+        assert hits[0].remediation.action == "restore_permissions_boundary"
+    # re-created without a boundary: the boundary is gone
+    (created,) = [f for f in findings(_boundary_calls("")[1], bounded) if "boundary" in f.rule]
+    assert created.actual == {"permissions_boundary": None}
+
+
+def test_boundary_kept_or_role_unbounded_stays_quiet(bounded, baseline):
+    same_in_other_case = BOUNDARY.replace("databricks-boundary", "Databricks-Boundary")
+    for record in _boundary_calls(BOUNDARY) + _boundary_calls(same_in_other_case):
+        assert "aws.role.boundary_removed" not in rules(record, bounded), record["eventName"]
+    removed = iam_call("DeleteRolePermissionsBoundary", {"roleName": CLUSTER})
+    assert rules(removed, baseline) == []  # the baseline sets no boundary on the role
+    assert rules(failed(removed), bounded) == []
+
+
 # ---------------------------------------------------------------- untracked roles
 
 

@@ -8,6 +8,7 @@ import pytest
 from awsevents import ALICE, envelope, iam_call, load
 from conftest import corpus_files
 from trustwatch.aws import events
+from trustwatch.aws.changes import RoleCreated
 from trustwatch.intake import parse_document, read_path
 
 AWS_CORPUS = corpus_files("aws")
@@ -45,8 +46,9 @@ def test_url_encoded_response_document_and_actor_aliases():
     record = load("cloudtrail-createrole-stratus")
     (change,) = events.parse(record)
     assert change.identity == "arn:aws:iam::609418236337:role/stratus-red-team-malicious-iam-role"
-    assert change.data["policy"]["Statement"][0]["Principal"]["AWS"].endswith("193672423079:root")
-    assert change.data["boundary"] == "arn:aws:iam::aws:policy/AWSDenyAll"
+    created = change.payload_as(RoleCreated)
+    assert created.policy["Statement"][0]["Principal"]["AWS"].endswith("193672423079:root")
+    assert created.boundary == "arn:aws:iam::aws:policy/AWSDenyAll"
     (change,) = events.parse(iam_call("DeleteRole", {"roleName": "r"}, ALICE))
     assert change.actor == ALICE["arn"]
     assert "arn:aws:iam::111122223333:role/dev" in change.actor_ids

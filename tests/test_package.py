@@ -172,6 +172,7 @@ RUNTIME_FILES = {
     "trustwatch/alerts/slackretry.py",
     "trustwatch/alerts/templates/email.html.j2",
     "trustwatch/aws/baseline.py",
+    "trustwatch/aws/changes.py",
     "trustwatch/aws/cloud.py",
     "trustwatch/aws/links.py",
     "trustwatch/aws/store.py",

@@ -16,8 +16,7 @@ class Change:
     function's hot path, and the events modules that build it are type-checked instead.
     `payload` is what the event says of the after-state: a frozen dataclass per change
     kind, declared in the cloud's `changes` module, built by its `events` module and read
-    by attribute in its `rules` (`change.payload_as(TrustUpdated).policy`). `data`, the
-    untyped dict it replaces, goes when every cloud is converted.
+    by attribute in its `rules` (`change.payload_as(TrustUpdated).policy`).
     """
 
     cloud: str  # a registered cloud's name (trustwatch.clouds)
@@ -39,7 +38,6 @@ class Change:
     needs_enrichment: bool = False
     not_evaluated: str = ""  # why a needs_enrichment change cannot be judged from the event
     payload: Any = None
-    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def failed(self) -> bool:

@@ -85,9 +85,7 @@ class RecordEvaluator:
 
     def _evaluate(self, change: Change, where: str) -> RecordOutcome:
         if change.needs_enrichment:
-            reason = change.not_evaluated or str(
-                change.data.get("not_evaluated") or "body not in event"
-            )
+            reason = change.not_evaluated or "body not in event"
             enriched = self.enrich(change) if self.enrich else reason
             if isinstance(enriched, str):
                 note = f"{where}: not evaluated: {enriched} ({change.event_name})"

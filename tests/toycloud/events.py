@@ -7,6 +7,8 @@ from typing import Any
 
 from trustwatch.changes import Change, EventError, Skipped
 
+from toycloud.changes import Grant
+
 
 def recognizes(doc: Any) -> bool:
     return isinstance(doc, dict) and "toyEvent" in doc
@@ -33,6 +35,6 @@ def parse(record: Any) -> list[Change] | Skipped:
         scope="toyland",
         identity=role,
         actor=str(record.get("actor", "")),
-        data={"member": member},
+        payload=Grant(member),
     )
     return [change]

@@ -2,7 +2,7 @@
 
 Only IAM and STS calls that touch the watched identities become Changes; everything
 else is Skipped with a reason. The after-state is taken from the event itself, so rules
-need no API read.
+need no API read: each Change carries its kind's payload (trustwatch.aws.changes).
 """
 
 from __future__ import annotations
@@ -11,6 +11,20 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from trustwatch.aws.changes import (
+    BoundaryDeleted,
+    BoundaryPut,
+    IamPayload,
+    InlinePolicyDeleted,
+    InlinePolicyPut,
+    InstanceProfileChanged,
+    ManagedPolicyChanged,
+    PolicyVersion,
+    RoleAssumed,
+    RoleCreated,
+    RoleDeleted,
+    TrustUpdated,
+)
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
@@ -151,45 +165,64 @@ def parse(record: Any) -> list[Change] | Skipped:
         or _str(identity.get("accountId"))
     )
     partition = partition_of(_str(identity.get("arn")) or "arn:aws:")
-    base = {
-        "cloud": "aws",
-        "kind": kind,
-        "event_name": name,
-        "scope": account,
-        "event_id": event_id,
-        "event_time": _str(record.get("eventTime")),
-        "correlation_id": _str(record.get("requestID")),
-        "actor": actor,
-        "actor_ids": ids,
-        "source_ip": _str(record.get("sourceIPAddress")),
-        "user_agent": _str(record.get("userAgent")),
-        "error_code": _str(record.get("errorCode")),
-    }
-    try:
-        identity_arn, role_name, data = _subject(kind, params, response, partition, account)
-    except KeyError as exc:
-        if base["error_code"]:
-            return Skipped(
-                f"{name} failed ({base['error_code']}) without parameters", event_id, name
-            )
-        raise EventError(f"{name}: requestParameters.{exc.args[0]} missing") from None
+    error_code = _str(record.get("errorCode"))
+    scope = account
+    payload: IamPayload | RoleAssumed
     if kind == "role.assumed":
+        identity_arn = _str(params.get("roleArn"))
         if not identity_arn:
             m = _ROLE_IN_MESSAGE.search(_str(record.get("errorMessage")))
             if not m:
                 return Skipped("AssumeRole without a role ARN in the record", event_id, name)
             identity_arn = m[1].rstrip(".")
-            role_name = identity_arn.rsplit("/", 1)[-1]
-        data["caller_account"] = _str(identity.get("accountId"))
-        data["callers"] = _callers(name, identity, ids, params, partition)
-        data["assume_action"] = "sts:" + name.lower()
-        data["parameters_recorded"] = bool(params)
+        role_name = identity_arn.rsplit("/", 1)[-1]
+        payload = _assumed(name, identity, ids, params, partition)
         # the watched role lives in the role's account, not necessarily the recipient's
         parts = identity_arn.split(":")
         if len(parts) < 6 or parts[0] != "arn" or not parts[5].startswith("role/"):
             raise EventError(f"AssumeRole roleArn {identity_arn[:200]!r} is not a role ARN")
-        base["scope"] = parts[4] or account
-    return [Change(**base, identity=identity_arn, name=role_name, data=data)]
+        scope = parts[4] or account
+    else:
+        try:
+            identity_arn, role_name, payload = _subject(kind, params, response, partition, account)
+        except KeyError as exc:
+            if error_code:
+                return Skipped(f"{name} failed ({error_code}) without parameters", event_id, name)
+            raise EventError(f"{name}: requestParameters.{exc.args[0]} missing") from None
+    return [
+        Change(
+            cloud="aws",
+            kind=kind,
+            event_name=name,
+            scope=scope,
+            identity=identity_arn,
+            name=role_name,
+            event_id=event_id,
+            event_time=_str(record.get("eventTime")),
+            correlation_id=_str(record.get("requestID")),
+            actor=actor,
+            actor_ids=ids,
+            source_ip=_str(record.get("sourceIPAddress")),
+            user_agent=_str(record.get("userAgent")),
+            error_code=error_code,
+            payload=payload,
+        )
+    ]
+
+
+def _assumed(
+    name: str, identity: dict[str, Any], ids: list[str], params: dict[str, Any], partition: str
+) -> RoleAssumed:
+    """What an AssumeRole* call says of its caller and its parameters."""
+    external_id = params.get("externalId")
+    return RoleAssumed(
+        callers=tuple(_callers(name, identity, ids, params, partition)),
+        caller_account=_str(identity.get("accountId")),
+        assume_action="sts:" + name.lower(),
+        parameters_recorded=bool(params),
+        external_id=external_id if isinstance(external_id, str) else None,
+        session_name=_str(params.get("roleSessionName")),
+    )
 
 
 def _callers(
@@ -225,64 +258,57 @@ def _param(params: dict[str, Any], key: str) -> str:
 
 def _subject(
     kind: str, params: dict[str, Any], response: dict[str, Any], partition: str, account: str
-) -> tuple[str, str, dict[str, Any]]:
-    """(identity ARN, short name, after-state data) for one IAM/STS call."""
-    if kind == "role.assumed":
-        arn = _str(params.get("roleArn"))
-        external_id = params.get("externalId")
-        return (
-            arn,
-            arn.rsplit("/", 1)[-1],
-            {
-                "external_id": external_id if isinstance(external_id, str) else None,
-                "session_name": _str(params.get("roleSessionName")),
-            },
-        )
+) -> tuple[str, str, IamPayload]:
+    """(identity ARN, short name, payload) for one IAM call (KeyError: a parameter missing)."""
     if kind.startswith("policy."):
         policy_arn = _param(params, "policyArn")
-        data: dict[str, Any] = {
-            "policy_arn": policy_arn,
-            "version_id": _str(params.get("versionId")),
-        }
+        version: PolicyVersion
         if kind == "policy.version_created":
-            data["set_as_default"] = params.get("setAsDefault") in (True, "true", "True")
-            data["policy"] = _policy_text(params.get("policyDocument"), "policyDocument")
-            version = _dict(response, "policyVersion")
-            data["version_id"] = _str(version.get("versionId"))
-        return policy_arn, policy_arn.rsplit("/", 1)[-1], data
+            made_default = params.get("setAsDefault") in (True, "true", "True")
+            document = _policy_text(params.get("policyDocument"), "policyDocument")
+            version_id = _str(_dict(response, "policyVersion").get("versionId"))
+            version = PolicyVersion(policy_arn, version_id, made_default, document)
+        else:  # policy.default_version_set: the version named is the default now
+            version = PolicyVersion(policy_arn, _str(params.get("versionId")), made_default=True)
+        return policy_arn, policy_arn.rsplit("/", 1)[-1], version
     if kind.startswith("instance_profile."):
         profile = _param(params, "instanceProfileName")
-        data = {"instance_profile": profile, "role_name": _str(params.get("roleName"))}
         arn = f"arn:{partition}:iam::{account}:instance-profile/{profile}"
-        return arn, profile, data
+        return arn, profile, InstanceProfileChanged(role_name=_str(params.get("roleName")))
 
     name = _param(params, "roleName")
     created = _dict(response, "role")
     arn = _str(created.get("arn")) or role_arn(
         partition, account, name, _str(params.get("path")) or "/"
     )
-    data = {}
+    payload: IamPayload
     if kind == "role.created":
-        data["policy"] = _policy_text(
-            params.get("assumeRolePolicyDocument"), "assumeRolePolicyDocument"
+        payload = RoleCreated(
+            policy=_policy_text(params.get("assumeRolePolicyDocument"), "assumeRolePolicyDocument"),
+            boundary=_str(params.get("permissionsBoundary")) or None,
         )
-        data["boundary"] = _str(params.get("permissionsBoundary")) or None
     elif kind == "role.trust_updated":
-        data["policy"] = _policy_text(params["policyDocument"], "policyDocument")
+        payload = TrustUpdated(_policy_text(params["policyDocument"], "policyDocument"))
     elif kind in ("role.policy_attached", "role.policy_detached"):
-        data["policy_arn"] = _param(params, "policyArn")
+        payload = ManagedPolicyChanged(_param(params, "policyArn"))
     elif kind == "role.inline_put":
-        data["policy_name"] = _param(params, "policyName")
-        data["policy"] = _policy_text(params["policyDocument"], "policyDocument")
+        payload = InlinePolicyPut(
+            policy_name=_param(params, "policyName"),
+            policy=_policy_text(params["policyDocument"], "policyDocument"),
+        )
     elif kind == "role.inline_deleted":
-        data["policy_name"] = _param(params, "policyName")
+        payload = InlinePolicyDeleted(_param(params, "policyName"))
     elif kind == "role.boundary_put":
-        data["boundary"] = _param(params, "permissionsBoundary")
-    return arn, name, data
+        payload = BoundaryPut(_param(params, "permissionsBoundary"))
+    elif kind == "role.boundary_deleted":
+        payload = BoundaryDeleted()
+    else:  # role.deleted
+        payload = RoleDeleted()
+    return arn, name, payload
 
 
-def _policy_text(value: Any, field: str) -> Any:
-    """Keep the document as logged (JSON text, URL-encoded text or object); rules parse it."""
+def _policy_text(value: Any, field: str) -> dict[str, Any]:
+    """The logged document (JSON text, URL-encoded text or object), parsed and checked."""
     if value is None:
         raise KeyError(field)
     if not isinstance(value, str | dict):

@@ -4,6 +4,10 @@ Roles are matched to the baseline by account id and role name (CloudTrail names 
 not ARNs, in most IAM calls), in any case: IAM role, instance-profile and policy names "are
 not distinguished by case" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
 The role's mode override travels in each Hit.
+
+Each rule reads its change's payload (trustwatch.aws.changes) by attribute, through
+`change.payload_as`. `baseline_identity` finds the baseline role a change concerns (its
+account id and role name, in any case).
 """
 
 from __future__ import annotations
@@ -13,6 +17,17 @@ from typing import Any
 
 from trustwatch.aws import policy, templates
 from trustwatch.aws.baseline import AwsAccount, AwsRole, TemplateRef, iam_name_key
+from trustwatch.aws.changes import (
+    BoundaryPut,
+    InlinePolicyDeleted,
+    InlinePolicyPut,
+    InstanceProfileChanged,
+    ManagedPolicyChanged,
+    PolicyVersion,
+    RoleAssumed,
+    RoleCreated,
+    TrustUpdated,
+)
 from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, computed_once, rule
@@ -22,23 +37,25 @@ TRUST_KINDS = ("role.trust_updated", "role.created")
 
 
 def _account(change: Change, baseline: Baseline) -> AwsAccount | None:
-    return baseline.aws.accounts.get(change.scope)
+    account: AwsAccount | None = baseline.aws.accounts.get(change.scope)
+    return account
 
 
-def _role_entry(change: Change, baseline: Baseline) -> tuple[str, AwsRole] | None:
-    """(baseline spelling of the name, role) for the change's role, in any case."""
-    account = _account(change, baseline)
-    return account.role_named(change.name) if account else None
+def _role_entry(baseline: Baseline, account_id: str, role_name: str) -> tuple[str, AwsRole] | None:
+    """(baseline spelling of the name, role) for a role name in an account, in any case."""
+    account: AwsAccount | None = baseline.aws.accounts.get(account_id)
+    return account.role_named(role_name) if account else None
 
 
-def _role(change: Change, baseline: Baseline) -> AwsRole | None:
-    found = _role_entry(change, baseline)
+def baseline_identity(baseline: Baseline, account_id: str, role_name: str) -> AwsRole | None:
+    """The baseline role a role name in an account is (names match in any case), if any."""
+    found = _role_entry(baseline, account_id, role_name)
     return found[1] if found else None
 
 
 def _expected_trust(change: Change, baseline: Baseline, role: AwsRole) -> list[dict[str, Any]]:
     assert role.trust is not None
-    found = _role_entry(change, baseline)
+    found = _role_entry(baseline, change.scope, change.name)
     return templates.expected_trust(
         role.trust,
         partition=baseline.aws.partition,
@@ -59,10 +76,11 @@ def _trust_diff(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.Tru
 
 
 def _compare_trust(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.TrustDiff] | None:
-    role = _role(change, baseline)
+    role = baseline_identity(baseline, change.scope, change.name)
     if role is None or role.trust is None:
         return None
-    diff = policy.compare_trust(change.data["policy"], _expected_trust(change, baseline, role))
+    expected: list[str | dict[str, Any]] = [*_expected_trust(change, baseline, role)]
+    diff = policy.compare_trust(change.payload_as(TrustUpdated).policy, expected)
     return role, diff
 
 
@@ -140,7 +158,7 @@ def _trust_summary(
 ) -> Any:
     """Who may assume, as a compact list: the readable half of expected-vs-actual."""
     if actual_only:
-        return _grants(change.data["policy"])
+        return _grants(change.payload_as(TrustUpdated).policy)
     spec = role.trust
     if isinstance(spec, TemplateRef):
         return {
@@ -166,7 +184,7 @@ def _grants(doc: Any) -> list[dict[str, Any]]:
     TRUST_KINDS,
     "A role outside the baseline trusts Databricks",
 )
-def untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[Hit]:
+def role_untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[Hit]:
     account = _account(change, baseline)
     if account is None or account.untracked_roles == "ignore":
         return
@@ -174,7 +192,7 @@ def untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[
         return
     hits = [
         g
-        for g in policy.trust_principals(change.data["policy"])
+        for g in policy.trust_principals(change.payload_as(TrustUpdated).policy)
         if templates.includes_databricks(g.principal)
     ]
     if not hits:
@@ -196,9 +214,9 @@ def untracked_trusts_databricks(change: Change, baseline: Baseline) -> Iterator[
 
 
 @rule("aws.policy.managed_attached", "high", ["role.policy_attached"], "Managed policy attached")
-def managed_attached(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    role = _role(change, baseline)
-    arn = change.data["policy_arn"]
+def policy_managed_attached(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = baseline_identity(baseline, change.scope, change.name)
+    arn = change.payload_as(ManagedPolicyChanged).policy_arn
     if role is None or _arns_contain(role.managed_policies, arn):
         return
     admin = policy.managed_policy_is_admin(arn)
@@ -221,9 +239,9 @@ def managed_attached(change: Change, baseline: Baseline) -> Iterator[Hit]:
 
 
 @rule("aws.policy.managed_detached", "medium", ["role.policy_detached"], "Expected policy detached")
-def managed_detached(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    role = _role(change, baseline)
-    arn = change.data["policy_arn"]
+def policy_managed_detached(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = baseline_identity(baseline, change.scope, change.name)
+    arn = change.payload_as(ManagedPolicyChanged).policy_arn
     if role is None or not _arns_contain(role.managed_policies, arn):
         return
     yield Hit(
@@ -242,19 +260,20 @@ def _expected_inline(change: Change, baseline: Baseline, spec: Any) -> dict[str,
 
 
 @rule("aws.policy.inline_changed", "high", ["role.inline_put"], "Inline policy grants more")
-def inline_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    role = _role(change, baseline)
+def policy_inline_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = baseline_identity(baseline, change.scope, change.name)
     if role is None:
         return
-    name = change.data["policy_name"]
+    put = change.payload_as(InlinePolicyPut)
+    name = put.policy_name
     spec = role.inline_policies.get(name)
     expected = _expected_inline(change, baseline, spec) if spec is not None else None
-    diff = policy.compare_permissions(change.data["policy"], expected)
+    diff = policy.compare_permissions(put.policy, expected)
     if not diff.widened:
         return
-    admin = policy.grants_admin(change.data["policy"])
+    admin = policy.grants_admin(put.policy)
     # judged on what was added: the provider's own Spot statement holds iam:PutRolePolicy
-    escalation = [] if admin else policy.escalations(diff.added, change.data["policy"])
+    escalation = [] if admin else policy.escalations(diff.added, put.policy)
     drift: dict[str, Any] = {"policy": name, "added": diff.added}
     actual = {**drift, "escalation": escalation} if escalation else drift
     yield Hit(
@@ -278,9 +297,9 @@ def inline_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
 @rule(
     "aws.policy.inline_deleted", "medium", ["role.inline_deleted"], "Expected inline policy deleted"
 )
-def inline_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    role = _role(change, baseline)
-    name = change.data["policy_name"]
+def policy_inline_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = baseline_identity(baseline, change.scope, change.name)
+    name = change.payload_as(InlinePolicyDeleted).policy_name
     if role is None or name not in role.inline_policies:
         return
     yield Hit(
@@ -323,18 +342,19 @@ def _uses(roles: list[tuple[str, str]]) -> str:
     "Watched customer policy has a new default version",
 )
 def policy_version_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    if change.kind == "policy.version_created" and not change.data.get("set_as_default"):
+    version = change.payload_as(PolicyVersion)
+    if not version.made_default:
         return  # a non-default version grants nothing until it is made default
-    arn = change.data["policy_arn"]
+    arn = version.policy_arn
     roles = _roles_using(change, baseline, arn)
     if not roles:
         return
-    actual: dict[str, Any] = {"default_version": change.data.get("version_id") or "new"}
-    if change.data.get("policy") is not None:
-        actual["grants_admin"] = policy.grants_admin(change.data["policy"])
+    actual: dict[str, Any] = {"default_version": version.version_id or "new"}
+    if version.policy is not None:
+        actual["grants_admin"] = policy.grants_admin(version.policy)
     drift = dict(actual)
-    if change.data.get("policy") is not None and not actual["grants_admin"]:
-        escalation = policy.document_escalations(change.data["policy"])
+    if version.policy is not None and not actual["grants_admin"]:
+        escalation = policy.document_escalations(version.policy)
         if escalation:
             actual["escalation"] = escalation
     yield Hit(
@@ -351,7 +371,7 @@ def policy_version_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
 
 @rule("aws.role.deleted", "high", ["role.deleted"], "Baseline role deleted")
 def role_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    if _role(change, baseline) is None:
+    if baseline_identity(baseline, change.scope, change.name) is None:
         return
     yield Hit(
         f"Baseline role {change.name} was deleted",
@@ -366,11 +386,11 @@ def role_deleted(change: Change, baseline: Baseline) -> Iterator[Hit]:
     ["role.boundary_deleted", "role.boundary_put", "role.created"],
     "Permissions boundary removed or changed",
 )
-def boundary_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    role = _role(change, baseline)
+def role_boundary_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    role = baseline_identity(baseline, change.scope, change.name)
     if role is None or role.permissions_boundary is None:
         return
-    actual = None if change.kind == "role.boundary_deleted" else change.data.get("boundary")
+    actual = _boundary_after(change)
     if actual is not None and _arns_contain([role.permissions_boundary], actual):
         return
     yield Hit(
@@ -381,6 +401,15 @@ def boundary_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
         remediation="restore_permissions_boundary",
         mode=role.mode,
     )
+
+
+def _boundary_after(change: Change) -> str | None:
+    """The permissions boundary the change leaves the role with (None: none)."""
+    if change.kind == "role.boundary_deleted":
+        return None
+    if change.kind == "role.boundary_put":
+        return change.payload_as(BoundaryPut).boundary
+    return change.payload_as(RoleCreated).boundary
 
 
 @rule(
@@ -395,7 +424,7 @@ def instance_profile_changed(change: Change, baseline: Baseline) -> Iterator[Hit
     if found is None:
         return
     profile = found[1]
-    role = change.data.get("role_name") or ""
+    role = change.payload_as(InstanceProfileChanged).role_name
     same_role = iam_name_key(role) == iam_name_key(profile.role)
     expected = {"instance_profile": change.name, "role": profile.role}
     if change.kind == "instance_profile.role_added" and not same_role:
@@ -463,30 +492,43 @@ def responder_identity_changed(change: Change, baseline: Baseline) -> Iterator[H
     if entry is None:
         return
     what = change.event_name
-    detail = {
-        k: v for k, v in change.data.items() if k in ("policy_arn", "policy_name", "boundary")
-    }
-    if "policy" in change.data:
-        detail["policy"] = change.data["policy"]
     yield Hit(
         f"{what} on the responder's role {change.name} by someone other than the responder: "
         "whoever controls its trust or permissions controls remediation",
         {"responder": entry, "changed_by": "the responder only"},
-        {"call": what, **detail},
+        {"call": what, **_call_detail(change.payload)},
     )
 
 
-def _caller_allowed(change: Change, grants: list[policy.TrustGrant]) -> bool:
-    action = change.data.get("assume_action", "sts:assumerole")
+def _call_detail(payload: object) -> dict[str, Any]:
+    """What a call on a role set, as a finding shows it: names and ARNs, the policy last."""
+    match payload:
+        case RoleCreated(policy=document, boundary=boundary):
+            return {"boundary": boundary, "policy": document}
+        case TrustUpdated(policy=document):
+            return {"policy": document}
+        case ManagedPolicyChanged(policy_arn=arn):
+            return {"policy_arn": arn}
+        case InlinePolicyPut(policy_name=name, policy=document):
+            return {"policy_name": name, "policy": document}
+        case InlinePolicyDeleted(policy_name=name):
+            return {"policy_name": name}
+        case BoundaryPut(boundary=arn):
+            return {"boundary": arn}
+        case _:  # RoleDeleted, BoundaryDeleted: the call is all there is
+            return {}
+
+
+def _caller_allowed(assumed: RoleAssumed, grants: list[policy.TrustGrant]) -> bool:
+    action = assumed.assume_action
     fitting = [g for g in grants if any(policy.glob_covers(a, action) for a in g.actions)]
-    callers = change.data.get("callers") or []
-    if callers:
+    if assumed.callers:
         return any(
             policy.principal_covers(g.principal, c) or _same_provider(g.principal, c)
             for g in fitting
-            for c in callers
+            for c in assumed.callers
         )
-    account = change.data.get("caller_account") or ""
+    account = assumed.caller_account
     # only the account is logged (cross-account AWSAccount callers): any trusted principal
     # of that account may have been the caller
     return bool(account) and any(
@@ -511,8 +553,9 @@ def _same_provider(granted: str, caller: str) -> bool:
 def assume_role_unexpected_principal(change: Change, baseline: Baseline) -> Iterator[Hit]:
     """A successful AssumeRole* the baseline trust would refuse: the trust was widened,
     perhaps before trustwatch ran or through an event that was lost."""
-    callers = change.data.get("callers") or []
-    who = ", ".join(callers) or f"account {change.data.get('caller_account') or 'unknown'}"
+    assumed = change.payload_as(RoleAssumed)
+    callers = list(assumed.callers)
+    who = ", ".join(callers) or f"account {assumed.caller_account or 'unknown'}"
     if _responder_role(change, baseline):
         if set(callers) & RESPONDER_SERVICES:
             return
@@ -520,27 +563,23 @@ def assume_role_unexpected_principal(change: Change, baseline: Baseline) -> Iter
             f"The responder's role {change.name} was assumed by {who}",
             {"assumed_by": sorted(RESPONDER_SERVICES)},
             {"assumed_by": callers or who, "call": change.event_name},
-            detail={"callers": callers, "account": change.data.get("caller_account")},
+            detail={"callers": callers, "account": assumed.caller_account},
         )
         return
-    role = _role(change, baseline)
-    if (
-        role is None
-        or role.trust is None
-        or (not callers and not change.data.get("caller_account"))
-    ):
+    role = baseline_identity(baseline, change.scope, change.name)
+    if role is None or role.trust is None or (not callers and not assumed.caller_account):
         return
     grants = [
         g for doc in _expected_trust(change, baseline, role) for g in policy.trust_principals(doc)
     ]
-    if _caller_allowed(change, grants):
+    if _caller_allowed(assumed, grants):
         return
     yield Hit(
         f"Role {change.name} was assumed by {who}, which its baseline trust does not allow "
         "(the trust policy was widened)",
         _trust_summary(change, baseline, role),
         {"assumed_by": callers or who, "call": change.event_name},
-        detail={"callers": callers, "account": change.data.get("caller_account")},
+        detail={"callers": callers, "account": assumed.caller_account},
         remediation="restore_trust_policy",
         mode=role.mode,
     )
@@ -565,24 +604,25 @@ def _expected_external_id(baseline: Baseline, role: AwsRole) -> str | None:
     on_failed=True,
 )
 def assume_role_external_id_mismatch(change: Change, baseline: Baseline) -> Iterator[Hit]:
-    role = _role(change, baseline)
+    role = baseline_identity(baseline, change.scope, change.name)
     if role is None or change.event_name != "AssumeRole":
         return  # sts:ExternalId is a parameter of AssumeRole only
     expected = _expected_external_id(baseline, role)
     if expected is None:
         return
-    given = change.data.get("external_id")
-    if change.data.get("parameters_recorded"):
+    assumed = change.payload_as(RoleAssumed)
+    given = assumed.external_id
+    if assumed.parameters_recorded:
         if given == expected:
             return
-    elif change.data.get("caller_account") == change.scope:
+    elif assumed.caller_account == change.scope:
         return  # a same-account caller denied, parameters not logged: not a confused deputy
     yield Hit(
         f"AssumeRole on {change.name} with "
         + ("no ExternalId" if given is None else "a wrong ExternalId")
         + (f" ({change.error_code})" if change.error_code else ""),
         {"external_id": expected},
-        {"external_id": given, "session_name": change.data.get("session_name", "")},
+        {"external_id": given, "session_name": assumed.session_name},
         detail={"actor": change.actor, "external_id": given, "event_id": change.event_id},
     )
 
