@@ -369,6 +369,10 @@ def test_a_predefined_role_outside_the_table_is_judged_by_its_id(watched):
         ("roles/iam.serviceAccountViewer", True),
         ("roles/foo.serviceAgent", True),
         ("roles/iam.workloadIdentityPoolAdmin", True),
+        # Google writes these words in either case: roles/composer.ServiceAgentV2Ext holds
+        # iam.serviceAccounts.setIamPolicy (cloud.google.com/iam/docs/roles-permissions/composer)
+        ("roles/composer.ServiceAgentV2Ext", True),
+        ("roles/foo.ServiceAccountThing", True),
         ("roles/viewer", False),
         ("roles/compute.admin", False),
         ("roles/iam.securityReviewer", False),

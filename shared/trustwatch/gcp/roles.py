@@ -74,10 +74,13 @@ DATA = "role_permissions.json"
 
 
 # Predefined role ids that stay "unknown" (may impersonate) when the table lacks them.
+# Case-insensitive: Google spells these words in both cases in role ids
+# (roles/composer.ServiceAgentV2Ext holds iam.serviceAccounts.setIamPolicy).
 _RISKY_ID = re.compile(
     r"roles/(owner|editor"
     r"|(iam|resourcemanager|storage)\.(admin|[A-Za-z]*Admin)"
-    r"|.*(serviceAccount|TokenCreator|workloadIdentity|serviceAgent).*)"
+    r"|.*(serviceAccount|TokenCreator|workloadIdentity|serviceAgent).*)",
+    re.IGNORECASE,
 )
 
 
