@@ -275,7 +275,13 @@ CASES = [
     Case("stranger made Contributor at / (can list the account's keys)", assign(STRANGER, ROLE["Contributor"], "/"), [PS]),
     Case("subscription scope spelled loud with a trailing slash", assign(STRANGER, ROLE["Owner"], f"/SUBSCRIPTIONS/{SUB.upper()}/"), [PS]),
     Case("Reader above the account (not privileged)", assign(STRANGER, ROLE["Reader"], SUBSCRIPTION), []),
-    Case("Storage Account Contributor above the account (not in the privileged set)", assign(STRANGER, ROLE["Storage Account Contributor"], RG), []),
+    # Storage Account Contributor holds Microsoft.Storage/storageAccounts/* (listkeys too), and
+    # data roles reach the blobs; assignments are inherited by child scopes
+    # (learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage, scope-overview)
+    Case("Storage Account Contributor above the account (lists its keys)", assign(STRANGER, ROLE["Storage Account Contributor"], RG), [PS]),
+    Case("Storage Blob Data Owner above the account", assign(STRANGER, ROLE["Storage Blob Data Owner"], RG), [PS]),
+    Case("Storage Blob Data Reader at the subscription (reads every blob)", assign(STRANGER, ROLE["Storage Blob Data Reader"], SUBSCRIPTION), [PS]),
+    Case("Storage Blob Data Owner of a sibling storage account", assign(STRANGER, ROLE["Storage Blob Data Owner"], SIBLING_ACCOUNT), []),
     Case("Owner of a sibling resource group", assign(STRANGER, ROLE["Owner"], SIBLING_RG), []),
     Case("Owner of a sibling storage account", assign(STRANGER, ROLE["Owner"], SIBLING_ACCOUNT), []),
     Case("Owner of an unrelated VM in the same group", assign(STRANGER, ROLE["Owner"], UNRELATED_CHILD), []),
@@ -394,6 +400,18 @@ def test_inherited_access_is_critical_and_says_how(attack_baseline):
     # inside the scope, a non-privileged role keeps the rule's default severity
     inside = assign(STRANGER, ROLE["Storage Blob Data Reader"], STORAGE)
     assert rules_and_severity(inside, attack_baseline) == [(PS, "high")]
+
+
+def test_storage_roles_from_above_writers_critical_readers_high(attack_baseline):
+    """Storage data roles and Storage Account Contributor (listKeys) granted above a
+    protected account reach it by inheritance (scope-overview page); writing or listing keys
+    is critical, reading is high."""
+    writer = assign(STRANGER, ROLE["Storage Blob Data Contributor"], RG)
+    assert rules_and_severity(writer, attack_baseline) == [(PS, "critical")]
+    keys = assign(STRANGER, ROLE["Storage Account Contributor"], SUBSCRIPTION)
+    assert rules_and_severity(keys, attack_baseline) == [(PS, "critical")]
+    reader = assign(STRANGER, ROLE["Storage Blob Data Reader"], RG)
+    assert rules_and_severity(reader, attack_baseline) == [(PS, "high")]
 
 
 def test_elevate_access_corpus_record(attack_baseline, tmp_path, capsys):

@@ -47,6 +47,25 @@ PRIVILEGED = frozenset(
         BUILTIN_ROLES["Role Based Access Control Administrator"],  # f58310d9-…-9e8d-f62e7b41a168
     }
 )
+# Storage roles that reach a protected storage account from a scope above it, since role
+# assignments are inherited by every child scope
+# (https://learn.microsoft.com/en-us/azure/role-based-access-control/scope-overview): the
+# data roles read or write its blobs and queues, Storage Account Contributor lists its keys
+# (Microsoft.Storage/storageAccounts/listkeys/action; built-in roles page, "Storage").
+# Writers and key listers are critical like the privileged roles; readers are high.
+STORAGE_WRITERS = frozenset(
+    {
+        BUILTIN_ROLES["Storage Blob Data Owner"],
+        BUILTIN_ROLES["Storage Blob Data Contributor"],
+        BUILTIN_ROLES["Storage Queue Data Contributor"],
+        BUILTIN_ROLES["Storage Account Contributor"],
+    }
+)
+STORAGE_READERS = frozenset(
+    {BUILTIN_ROLES["Storage Blob Data Reader"], BUILTIN_ROLES["Storage Queue Data Reader"]}
+)
+REACH_PROTECTED_SCOPE = PRIVILEGED | STORAGE_WRITERS | STORAGE_READERS
+
 # Roles that let their holder act as a user-assigned managed identity at or above it: the
 # privileged ones, Managed Identity Operator (…/userAssignedIdentities/*/assign/action:
 # attach it to a VM or app it controls) and Managed Identity Contributor (…/federated

@@ -60,6 +60,8 @@ from trustwatch.azure.roles import (
     ACTS_AS_IDENTITY,
     OWNER,
     PRIVILEGED,
+    REACH_PROTECTED_SCOPE,
+    STORAGE_WRITERS,
     UnknownRole,
     grants_no_more_than,
     normalize_guid,
@@ -155,7 +157,7 @@ def _targets(baseline: Baseline) -> list[Target]:
             groups |= {tenant} if tenant else frozenset()
         groups_of[sub_id.lower()] = groups
         scopes += [
-            Target(norm_scope(p), p, "protected scope", PRIVILEGED, groups)
+            Target(norm_scope(p), p, "protected scope", REACH_PROTECTED_SCOPE, groups)
             for p in sub.protected_scopes
         ]
         identities += [
@@ -305,7 +307,7 @@ def role_assignment_protected_scope(change: Change, baseline: Baseline) -> Itera
     else:
         what = f"{assignment.principal_id} was assigned {role} at {assignment.scope}"
     key = "identity" if target.is_identity else "protected_scope"
-    critical = assignment.role in PRIVILEGED or target.is_identity
+    critical = assignment.role in PRIVILEGED | STORAGE_WRITERS or target.is_identity
     yield Hit(
         summary=f"{what}, {where}",
         expected={key: target.written, "assignments": _listed(owners)},
