@@ -210,10 +210,10 @@ FIRE = [
      put_policy(ROOT, with_statement(provider_doc(), grant(
          "*", Condition={"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/reader"}}))),
      "aws.bucket.policy_widened", "critical"),
-    ('"*" pinned by aws:PrincipalOrgID: widened, not public (the org is not judged)',
+    ('"*" pinned by aws:PrincipalOrgID: other organizations\' accounts reach it (critical: no org is proven ours)',
      put_policy(ROOT, with_statement(provider_doc(), grant(
          "*", Condition={"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}}))),
-     "aws.bucket.policy_widened", "high"),
+     "aws.bucket.policy_widened", "critical"),
     ('"*" with ForAllValues (true when the key is absent) does not pin',
      put_policy(ROOT, with_statement(provider_doc(), grant(
          "*", Condition={"ForAllValues:StringEquals": {"aws:SourceVpce": ["vpce-1a2b3c4d"]}}))),

@@ -111,6 +111,23 @@ def _pinned_accounts(condition: dict[str, dict[str, list[str]]] | None) -> set[s
     return out
 
 
+def _beyond_account(condition: dict[str, dict[str, list[str]]] | None, account: str) -> str:
+    """ "foreign" when a non-public "*" grant reaches other accounts: pinned to another
+    account or ARN, or narrowed only by aws:PrincipalOrgID — an organization the baseline
+    cannot tell from an attacker's ("o-…" names no account of ours). Pinned to the bucket's
+    own account, or to the network (VPC, endpoint, IP: the customer's own), it is not."""
+    pinned = _pinned_accounts(condition)
+    if pinned:
+        return "foreign" if pinned - {account} else ""
+    keys = {
+        key
+        for op, tests in (condition or {}).items()
+        for key, values in tests.items()
+        if _fixed(op, key, values)
+    }
+    return "foreign" if keys and keys <= {"aws:principalorgid"} else ""
+
+
 def _exposure(item: dict[str, Any], bucket_account: str) -> str:
     """ "public", "foreign" or "" for one added Allow item of compare_permissions."""
     if item.get("effect") != "Allow":
@@ -119,7 +136,7 @@ def _exposure(item: dict[str, Any], bucket_account: str) -> str:
         condition = item.get("condition")
         if not _narrowed(condition):
             return "public"
-        return "foreign" if _pinned_accounts(condition) - {bucket_account} else ""
+        return _beyond_account(condition, bucket_account)
     principal = str(item["principal"])
     if principal.startswith("canonical:"):
         return "foreign"
@@ -131,7 +148,7 @@ def _exposure(item: dict[str, Any], bucket_account: str) -> str:
         condition = item.get("condition")
         if not _narrowed(condition):
             return "public"
-        return "foreign" if _pinned_accounts(condition) - {bucket_account} else ""
+        return _beyond_account(condition, bucket_account)
     return "" if account == bucket_account else "foreign"
 
 
