@@ -1,0 +1,41 @@
+"""IAM policy semantics (being split into modules, issue 10)."""
+
+from trustwatch.aws.policy.document import (
+    COMPUTE_ACTIONS,
+    ESCALATION_ACTIONS,
+    PolicyError,
+    TrustDiff,
+    TrustGrant,
+    compare_permissions,
+    compare_trust,
+    document_escalations,
+    escalations,
+    glob_covers,
+    grants_admin,
+    iam_arn_key,
+    load_document,
+    managed_policy_escalates,
+    managed_policy_is_admin,
+    principal_covers,
+    trust_principals,
+)
+
+__all__ = [
+    "COMPUTE_ACTIONS",
+    "ESCALATION_ACTIONS",
+    "PolicyError",
+    "TrustDiff",
+    "TrustGrant",
+    "compare_permissions",
+    "compare_trust",
+    "document_escalations",
+    "escalations",
+    "glob_covers",
+    "grants_admin",
+    "iam_arn_key",
+    "load_document",
+    "managed_policy_escalates",
+    "managed_policy_is_admin",
+    "principal_covers",
+    "trust_principals",
+]
