@@ -11,4 +11,9 @@ ruff format --check --quiet $python_dirs || {
   echo "test: code is not ruff-formatted (run: ruff format $(echo $python_dirs))" >&2
   exit 1
 }
+# Types: strict for the core and the modules listed in pyproject.toml, checked everywhere.
+mypy shared/trustwatch || {
+  echo "test: mypy found type errors in shared/trustwatch" >&2
+  exit 1
+}
 exec python -m pytest "$@"

@@ -773,12 +773,24 @@ def _with(*statements: dict) -> dict:
             {"Effect": "Allow", "Action": "iam:UpdateAssumeRolePolicy", "Resource": "*"},
             "critical",
         ),
+        # any role trusting the account root admits a caller with sts:AssumeRole on it
+        # (IAM User Guide, "Cross-account policy evaluation logic")
+        ({"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}, "critical"),
+        ({"Effect": "Allow", "Action": "sts:*", "Resource": "*"}, "critical"),
         # narrower additions stay high
         (
             {
                 "Effect": "Allow",
                 "Action": "iam:PassRole",
                 "Resource": f"arn:aws:iam::{ACCOUNT}:role/x",
+            },
+            "high",
+        ),
+        (
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Resource": f"arn:aws:iam::{ACCOUNT}:role/one-role",
             },
             "high",
         ),

@@ -228,7 +228,7 @@ def _assumed(
 def _callers(
     name: str, identity: dict[str, Any], ids: list[str], params: dict[str, Any], partition: str
 ) -> list[str]:
-    """Who called AssumeRole*, as canonical trust principals (policy.py's spelling).
+    """Who called AssumeRole*, as canonical trust principals (aws.policy.principals' spelling).
 
     AssumeRoleWithSAML: the SAML provider ARN is requestParameters.principalArn
     (userIdentity.identityProvider is a hash); AssumeRoleWithWebIdentity: the provider is

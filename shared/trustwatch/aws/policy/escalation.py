@@ -4,7 +4,7 @@
 - `escalations`: permissions that let a principal rewrite its own (or another role's)
   permissions or trust, or run code as any role (Rhino Security Labs' methods):
   `ESCALATION_ACTIONS`, NotAction on every resource, iam:PassRole on "*" with one of
-  `COMPUTE_ACTIONS`.
+  `COMPUTE_ACTIONS`, sts:AssumeRole on "*" (any role that trusts the account).
 - AWS managed policies known to be either (`managed_policy_is_admin`,
   `managed_policy_escalates`), so that an attachment needs no policy read.
 """
@@ -130,6 +130,14 @@ def escalations(items: Iterable[dict[str, Any]], context: Document | None = None
         hits = sorted(a for a in ESCALATION_ACTIONS if _action_reaches(item, a))
         if hits and "not_action" not in item:
             reasons.add("can write IAM policies or credentials: " + ", ".join(hits[:4]))
+    # sts:AssumeRole on "*": every role whose trust names this account (its root) admits
+    # the principal on its own IAM permission alone, admin roles included
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html)
+    if any(
+        _action_reaches(i, "sts:assumerole") and _wide_resource(i) and "not_action" not in i
+        for i in items
+    ):
+        reasons.add("sts:AssumeRole on * (any role that trusts the account)")
     pass_role = [i for i in items if _action_reaches(i, "iam:passrole") and _wide_resource(i)]
     if pass_role:
         pool = list(items)
