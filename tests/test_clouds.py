@@ -24,7 +24,7 @@ from trustwatch.respond import Responder
 PACKAGE = ROOT / "shared" / "trustwatch"
 CLOUD_NAMES = clouds.names()
 # The modules every cloud folder has (state and remediate join when they exist).
-CLOUD_MODULES = ("cloud", "baseline", "events", "rules", "links", "bundle", "store")
+CLOUD_MODULES = ("cloud", "baseline", "events", "rules", "links", "bundle", "store", "source")
 
 
 def test_the_three_clouds_are_found_in_their_folders() -> None:

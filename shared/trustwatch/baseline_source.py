@@ -2,13 +2,15 @@
 
 Locations:
 - a local path, e.g. the baseline bundled with the function;
-- `s3://bucket/key`: boto3 with the function's role (AWS_ENDPOINT_URL etc. apply);
-- `gs://bucket/object`: google-cloud-storage with the function's service account
-  (STORAGE_EMULATOR_HOST applies);
-- `https://<account>.blob.core.windows.net/<container>/<blob>`: azure-storage-blob, with
-  the URL's SAS query string if it has one, else DefaultAzureCredential (the managed
-  identity). Plain `http://` only to a loopback host (Azurite): the baseline decides what
-  is trusted, so it must not travel where it can be swapped.
+- a URL of a scheme some cloud reads, each in its folder's `source.py`:
+  - `s3://bucket/key` (aws): boto3 with the function's role (AWS_ENDPOINT_URL etc. apply);
+  - `gs://bucket/object` (gcp): google-cloud-storage with the function's service account
+    (STORAGE_EMULATOR_HOST applies);
+  - `https://<account>.blob.core.windows.net/<container>/<blob>` (azure):
+    azure-storage-blob, with the URL's SAS query string if it has one, else
+    DefaultAzureCredential (the managed identity). Plain `http://` only to a loopback
+    host (Azurite): the baseline decides what is trusted, so it must not travel where it
+    can be swapped.
 
 Every failure (no such bucket or object, access denied, invalid YAML) is a BaselineError
 naming the location, with any SAS token left out. Cloud SDKs are imported only for
@@ -18,7 +20,6 @@ good baseline while a refresh fails, so nothing here needs more.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -27,12 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
+from trustwatch import clouds
 from trustwatch.baseline import Baseline, BaselineError, load_baseline, parse_baseline
 
 log = logging.getLogger("trustwatch.baseline")
 
 TIMEOUT_S = 15  # per request: a hung read must not eat a function's whole time budget
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def display_location(location: str) -> str:
@@ -44,24 +46,21 @@ def display_location(location: str) -> str:
 
 
 def load_baseline_from(location: str, *, credential: Any = None) -> Baseline:
-    """Read and validate the baseline at `location` (see the module doc). `credential`
-    is for Azure Blob URLs only (default: the URL's SAS, else DefaultAzureCredential)."""
+    """Read and validate the baseline at `location` (see the module doc): a path, or a URL
+    whose scheme some cloud reads (`<cloud>/source.py`). `credential` goes to that reader
+    (Azure Blob: default the URL's SAS, else DefaultAzureCredential)."""
     scheme = urlparse(location).scheme if "://" in location else ""
     if not scheme:
         return load_baseline(location)
     shown = display_location(location)
-    readers: dict[str, Callable[[], bytes]] = {
-        "s3": lambda: _read_s3(location),
-        "gs": lambda: _read_gcs(location),
-        "https": lambda: _read_azure_blob(location, credential),
-        "http": lambda: _read_azure_blob(location, credential),
-    }
-    if scheme not in readers:
-        raise BaselineError(
-            shown, ["unsupported location: expected a path, s3://, gs:// or an https:// blob URL"]
-        )
+    read = next(
+        (r for c in clouds.registered() if (r := c.baseline_reader(scheme)) is not None), None
+    )
+    if read is None:
+        known = ", ".join(f"{s}://" for c in clouds.registered() for s in c.baseline_schemes())
+        raise BaselineError(shown, [f"unsupported location: expected a path or {known}"])
     try:
-        data = readers[scheme]()
+        data = read(location, credential)
     except BaselineError:
         raise
     except Exception as exc:
@@ -73,52 +72,13 @@ def load_baseline_from(location: str, *, credential: Any = None) -> Baseline:
     return parse_baseline(text, shown)
 
 
-def _bucket_and_key(location: str) -> tuple[str, str]:
+def bucket_and_key(location: str) -> tuple[str, str]:
+    """(bucket, object) of a `scheme://bucket/object` location (s3://, gs://)."""
     parsed = urlparse(location)
     key = parsed.path.lstrip("/")
     if not parsed.netloc or not key:
         raise BaselineError(location, [f"expected {parsed.scheme}://bucket/object"])
     return parsed.netloc, key
-
-
-def _read_s3(location: str) -> bytes:
-    import boto3
-    from botocore.config import Config
-
-    bucket, key = _bucket_and_key(location)
-    client = boto3.client("s3", config=Config(connect_timeout=5, read_timeout=TIMEOUT_S))
-    return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def _read_gcs(location: str) -> bytes:
-    from google.cloud import storage
-
-    bucket, name = _bucket_and_key(location)
-    return storage.Client().bucket(bucket).blob(name).download_as_bytes(timeout=TIMEOUT_S)
-
-
-def _read_azure_blob(location: str, credential: Any) -> bytes:
-    from azure.storage.blob import BlobClient
-
-    parsed = urlparse(location)
-    if parsed.scheme == "http" and parsed.hostname not in _LOOPBACK:
-        raise BaselineError(
-            display_location(location), ["use https:// (plain http only for a local emulator)"]
-        )
-    if credential is None and "sig=" not in parsed.query:
-        credential = _default_azure_credential()
-    blob = BlobClient.from_blob_url(
-        location, credential=credential, connection_timeout=5, read_timeout=TIMEOUT_S
-    )
-    return blob.download_blob().readall()
-
-
-@functools.cache
-def _default_azure_credential() -> Any:
-    # One per process: it caches its managed-identity token between refreshes.
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()
 
 
 def _describe(exc: BaseException) -> str:

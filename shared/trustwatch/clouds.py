@@ -99,6 +99,14 @@ class CloudPlugin(Protocol):
         """The TRUSTWATCH_STATE_URL forms dedup_store() takes ("" for none), for errors."""
         ...
 
+    def baseline_schemes(self) -> tuple[str, ...]:
+        """The URL schemes of baseline locations this cloud reads (`s3`, `gs`, …)."""
+        ...
+
+    def baseline_reader(self, scheme: str) -> Callable[[str, Any], bytes] | None:
+        """read(location, credential) -> bytes for a baseline URL of `scheme`, if ours."""
+        ...
+
     def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
         """Shape the function's files and requirements into what its platform deploys.
 
@@ -109,7 +117,7 @@ class CloudPlugin(Protocol):
 
 # The parts of a cloud folder a function imports by name (intake, engine, baseline and the
 # stores ask every cloud), and the part only its own cloud's function imports.
-RUNTIME_PARTS = ("cloud", "baseline", "events", "rules", "links", "store")
+RUNTIME_PARTS = ("cloud", "baseline", "events", "rules", "links", "store", "source")
 OWN_RUNTIME_PARTS = ("enrich",)
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -200,6 +208,7 @@ class CloudFolder(CloudPlugin):
     - `links.py`: `console_link(finding)`;
     - `bundle.py`: `build(files, requirements, out_dir)`, the deployable bundle;
     - `store.py`: `store_from_env(environ)` and `URL_FORMS`, its state store;
+    - `source.py` (where its storage can hold a baseline): `SCHEMES`, `read(location, …)`;
     - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`.
 
     Each module is imported on first use, so declaring a cloud costs nothing.
@@ -264,6 +273,19 @@ class CloudFolder(CloudPlugin):
     @override
     def dedup_store_url_forms(self) -> str:
         return str(self._module("store").URL_FORMS)
+
+    @override
+    def baseline_schemes(self) -> tuple[str, ...]:
+        if importlib.util.find_spec(f"{self.package}.source") is None:
+            return ()
+        return tuple(self._module("source").SCHEMES)
+
+    @override
+    def baseline_reader(self, scheme: str) -> Callable[[str, Any], bytes] | None:
+        if scheme not in self.baseline_schemes():
+            return None
+        read: Callable[[str, Any], bytes] = self._module("source").read
+        return read
 
     @override
     def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
