@@ -150,16 +150,7 @@ def _json_lines(text: str, source: str) -> Iterator[tuple[str, Any]]:
         else:
             lines = (segment,)
         start = end + 1
-        for line in lines:
-            lineno += 1
-            if not line or line.isspace():
-                continue
-            where = f"{source}:line {lineno}"
-            try:
-                yield where, loads(line)
-            except json.JSONDecodeError as exc:
-                # a bad line is its own error; the next lines are still read
-                yield where, EventError(f"{where}: invalid JSON at column {exc.colno}: {exc.msg}")
+        lineno = yield from _text_documents(lines, source, lineno)
 
 
 def _breaks_further(segment: str) -> bool:
@@ -366,6 +357,8 @@ _SLOW = object()  # a line json must read
 def _text_documents(
     lines: Iterable[str], source: str, lineno: int
 ) -> Generator[tuple[str, Any], None, int]:
+    """(position, document or EventError) of each non-blank line after line `lineno`;
+    returns the last line number."""
     for line in lines:
         lineno += 1
         if not line or line.isspace():

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from trustwatch.aws.events import actor_ids, partition_of
+from trustwatch.aws.events import cloudtrail_change, partition_of
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
@@ -177,7 +177,6 @@ def parse(record: dict[str, Any], envelope_account: str = "") -> list[Change] | 
     if kind is None:
         return Skipped(f"{name}: not a watched S3 call", event_id, name)
     identity = _dict(record, "userIdentity")
-    actor, ids = actor_ids(identity)
     params = _dict(record, "requestParameters")
     account = (
         _str(record.get("recipientAccountId"))
@@ -193,25 +192,9 @@ def parse(record: dict[str, Any], envelope_account: str = "") -> list[Change] | 
             return Skipped(f"{name} failed ({error_code}) without parameters", event_id, name)
         raise EventError(f"{name}: requestParameters.{exc.args[0]} missing") from None
     bucket = payload.bucket
-    return [
-        Change(
-            cloud="aws",
-            kind=kind,
-            event_name=name,
-            scope=account,
-            identity=bucket_arn(partition, bucket) if bucket else account,
-            name=bucket or f"account {account} S3 public access block",
-            event_id=event_id,
-            event_time=_str(record.get("eventTime")),
-            correlation_id=_str(record.get("requestID")),
-            actor=actor,
-            actor_ids=ids,
-            source_ip=_str(record.get("sourceIPAddress")),
-            user_agent=_str(record.get("userAgent")),
-            error_code=error_code,
-            payload=payload,
-        )
-    ]
+    identity_arn = bucket_arn(partition, bucket) if bucket else account
+    subject = bucket or f"account {account} S3 public access block"
+    return [cloudtrail_change(record, kind, account, identity_arn, subject, payload)]
 
 
 def _bucket_name(params: dict[str, Any]) -> str:

@@ -156,7 +156,7 @@ def parse(record: Any) -> list[Change] | Skipped:
         return Skipped(f"{name}: not a watched IAM/STS call", event_id, name)
 
     identity = _dict(record, "userIdentity")
-    actor, ids = actor_ids(identity)
+    _, ids = actor_ids(identity)
     params = _dict(record, "requestParameters")
     response = _dict(record, "responseElements")
     account = (
@@ -189,25 +189,32 @@ def parse(record: Any) -> list[Change] | Skipped:
             if error_code:
                 return Skipped(f"{name} failed ({error_code}) without parameters", event_id, name)
             raise EventError(f"{name}: requestParameters.{exc.args[0]} missing") from None
-    return [
-        Change(
-            cloud="aws",
-            kind=kind,
-            event_name=name,
-            scope=scope,
-            identity=identity_arn,
-            name=role_name,
-            event_id=event_id,
-            event_time=_str(record.get("eventTime")),
-            correlation_id=_str(record.get("requestID")),
-            actor=actor,
-            actor_ids=ids,
-            source_ip=_str(record.get("sourceIPAddress")),
-            user_agent=_str(record.get("userAgent")),
-            error_code=error_code,
-            payload=payload,
-        )
-    ]
+    return [cloudtrail_change(record, kind, scope, identity_arn, role_name, payload)]
+
+
+def cloudtrail_change(
+    record: dict[str, Any], kind: str, scope: str, identity: str, name: str, payload: Any
+) -> Change:
+    """The Change of one CloudTrail record: its common fields read from the record (the
+    caller, where from, its outcome), the subject and payload as the caller found them."""
+    actor, ids = actor_ids(_dict(record, "userIdentity"))
+    return Change(
+        cloud="aws",
+        kind=kind,
+        event_name=_str(record.get("eventName")),
+        scope=scope,
+        identity=identity,
+        name=name,
+        event_id=_str(record.get("eventID")),
+        event_time=_str(record.get("eventTime")),
+        correlation_id=_str(record.get("requestID")),
+        actor=actor,
+        actor_ids=ids,
+        source_ip=_str(record.get("sourceIPAddress")),
+        user_agent=_str(record.get("userAgent")),
+        error_code=_str(record.get("errorCode")),
+        payload=payload,
+    )
 
 
 def _assumed(
