@@ -172,3 +172,9 @@ def test_register_refuses_an_object_missing_parts() -> None:
 
     with pytest.raises(TypeError, match="does not offer every part"):
         clouds.register(Half())  # type: ignore[arg-type]
+
+
+def test_every_rule_of_every_cloud_is_in_the_readme_rules_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [r.id for r in all_rules() if f"| `{r.id}` |" not in readme]
+    assert not missing, f"README's rules tables lack: {missing}"
