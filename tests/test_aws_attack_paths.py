@@ -903,3 +903,43 @@ def test_every_aws_rule_is_in_the_readme_table():
     readme = (DATA.parent.parent / "README.md").read_text()
     missing = [r.id for r in all_rules() if r.cloud == "aws" and f"| `{r.id}` |" not in readme]
     assert missing == []
+
+
+# --- a Unity Catalog role with an IAM path ------------------------------------------------
+# A role's ARN holds its path (arn:aws:iam::ACCOUNT:role/PATH/NAME,
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html), so the
+# self-assume principal Databricks documents for a pathed UC role names the path too.
+
+
+def _uc_trust(self_arn: str) -> dict:
+    return trust(allow({"AWS": [UC_MASTER, self_arn]}, external_id(UC_EXTERNAL_ID)))
+
+
+def _uc_update(doc: dict) -> dict:
+    return iam_call(
+        "UpdateAssumeRolePolicy",
+        {"roleName": "databricks-uc-metastore", "policyDocument": json.dumps(doc)},
+    )
+
+
+def test_a_pathed_uc_role_is_quiet_when_the_baseline_names_its_path():
+    pathed = parse_baseline(
+        EXAMPLE_BASELINE.read_text().replace(
+            "        databricks-uc-metastore:\n",
+            "        databricks-uc-metastore:\n          path: /databricks/\n",
+        )
+    )
+    with_path = f"arn:aws:iam::{ACCOUNT}:role/databricks/databricks-uc-metastore"
+    without = f"arn:aws:iam::{ACCOUNT}:role/databricks-uc-metastore"
+    assert fired(_uc_update(_uc_trust(with_path)), pathed) == []
+    # the path is part of the ARN: the unpathed self-principal is another role
+    assert ("aws.trust.principal_added", "critical") in fired(
+        _uc_update(_uc_trust(without)), pathed
+    )
+    with pytest.raises(BaselineError, match="not an IAM path"):
+        parse_baseline(
+            EXAMPLE_BASELINE.read_text().replace(
+                "        databricks-uc-metastore:\n",
+                "        databricks-uc-metastore:\n          path: databricks\n",
+            )
+        )

@@ -105,6 +105,18 @@ class AwsRole(Strict):
     managed_policies: list[str] = Field(default_factory=list)
     inline_policies: dict[str, PolicySpec] = Field(default_factory=dict)
     permissions_boundary: str | None = None
+    # the role's IAM path: part of its ARN, so of the Unity Catalog self-assume principal
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html)
+    path: str = "/"
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not re.fullmatch(r"/(?:[\x21-\x7e]+/)?", value) or len(value) > 512:
+            raise ValueError(
+                f"{value!r} is not an IAM path (/ or /name/…/, at most 512 characters)"
+            )
+        return value
 
     @field_validator("trust", mode="before")
     @classmethod

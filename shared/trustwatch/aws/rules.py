@@ -62,6 +62,7 @@ def _expected_trust(change: Change, baseline: Baseline, role: AwsRole) -> list[d
         account_id=change.scope,
         role_name=found[0] if found else change.name,
         databricks_account_id=baseline.databricks.account_id if baseline.databricks else None,
+        role_path=role.path,
     )
 
 

@@ -145,8 +145,10 @@ def expected_trust(
     account_id: str,
     role_name: str,
     databricks_account_id: str | None,
+    role_path: str = "/",
 ) -> list[dict[str, Any]]:
-    """The accepted trust documents for a role: a literal -> [it]; a template -> its shapes."""
+    """The accepted trust documents for a role: a literal -> [it]; a template -> its shapes
+    (`role_path` is the role's IAM path, part of its own ARN)."""
     spec = _spec(ref)
     if isinstance(spec, dict):
         return [spec]
@@ -172,7 +174,7 @@ def expected_trust(
             raise ValueError("template 'databricks-unity-catalog' needs 'external_id'")
         external_id = {"StringEquals": {"sts:ExternalId": spec.external_id}}
         master = UC_MASTER_ROLES[partition]
-        self_arn = f"arn:{p}:iam::{account_id}:role/{role_name}"
+        self_arn = f"arn:{p}:iam::{account_id}:role{role_path}{role_name}"
         # (a) what the provider's databricks_aws_unity_catalog_assume_role_policy emits:
         # the account root narrowed to this role by aws:PrincipalArn.
         shape_a = _document(
