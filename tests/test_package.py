@@ -594,11 +594,11 @@ def test_azure_bundle_runs_with_its_requirements(tmp_path: Path) -> None:
     folder, _ = build_bundle("azure", tmp_path / "dist", baseline=EXAMPLE_BASELINE)
     python = _fresh_venv(tmp_path / "venv", "-r", str(folder / "requirements.txt"))
     # Drift on the Activity Log path: the access connector's identity made Owner of the
-    # subscription. On the Event Grid path: a storage account write, which is not watched
-    # (so no ARM read is needed).
+    # subscription. On the Event Grid path: a storage account delete, which needs no ARM
+    # read (a storage account write is watched now and would be read from ARM).
     records = assign(CONNECTOR_PRINCIPAL, ROLE["Owner"], f"/subscriptions/{SUB}")
     (tmp_path / "records.json").write_text(json.dumps({"records": records}))
-    grid = load("eventgrid-resourcewritesuccess-storageaccount-msdocs")
+    grid = load("eventgrid-resourcedeletesuccess-storageaccount-msdocs")
     grid = grid[0] if isinstance(grid, list) else grid
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     code = f"""
