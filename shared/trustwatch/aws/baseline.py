@@ -95,6 +95,20 @@ def _policy_or_template(value: Any) -> Any:
     return dict(value)
 
 
+def _spec_of_kind(value: Any, templates: set[str], what: str) -> Any:
+    """None, a literal document, or a template of the `what` kind (a trust template is no
+    bucket policy)."""
+    if value is None:
+        return None
+    spec = _policy_or_template(value)
+    if isinstance(spec, TemplateRef) and spec.template not in templates:
+        raise ValueError(
+            f"{spec.template!r} is not a {what} template; expected one of: "
+            + ", ".join(sorted(templates))
+        )
+    return spec
+
+
 # A TemplateRef or a literal policy document dict, checked by _policy_or_template.
 PolicySpec = Any
 
@@ -121,15 +135,7 @@ class AwsRole(Strict):
     @field_validator("trust", mode="before")
     @classmethod
     def _trust(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        spec = _policy_or_template(value)
-        if isinstance(spec, TemplateRef) and spec.template not in AWS_TRUST_TEMPLATES:
-            raise ValueError(
-                f"{spec.template!r} is not a trust template; expected one of: "
-                + ", ".join(sorted(AWS_TRUST_TEMPLATES))
-            )
-        return spec
+        return _spec_of_kind(value, AWS_TRUST_TEMPLATES, "trust")
 
     @field_validator("inline_policies", mode="before")
     @classmethod
@@ -202,15 +208,7 @@ class AwsBucket(Strict):
     @field_validator("policy", mode="before")
     @classmethod
     def _policy(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        spec = _policy_or_template(value)
-        if isinstance(spec, TemplateRef) and spec.template not in AWS_BUCKET_POLICY_TEMPLATES:
-            raise ValueError(
-                f"{spec.template!r} is not a bucket policy template; expected one of: "
-                + ", ".join(sorted(AWS_BUCKET_POLICY_TEMPLATES))
-            )
-        return spec
+        return _spec_of_kind(value, AWS_BUCKET_POLICY_TEMPLATES, "bucket policy")
 
 
 def _bucket_names(value: Any) -> Any:
