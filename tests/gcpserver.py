@@ -6,7 +6,8 @@
   iam v1 `GET /v1/projects/-/serviceAccounts/ID` and `POST …/ID:getIamPolicy`, storage v1
   `GET /storage/v1/b/BUCKET/iam` and `GET /storage/v1/b/BUCKET` (the Bucket resource, or
   only the top-level fields a `fields=a,b` query names, as the JSON API's partial responses
-  do). Policies come from `policies` (keyed `projects/P`, `folders/F`, `organizations/O`,
+  do), and `GET /storage/v1/projects/P/hmacKeys/ACCESS_ID` (an HMAC key's metadata, from
+  `hmac_keys`, keyed `P/ACCESS_ID`). Policies come from `policies` (keyed `projects/P`, `folders/F`, `organizations/O`,
   `serviceAccounts/EMAIL`, `buckets/NAME`), accounts from `accounts` (by email; found by
   email or unique id), buckets from `buckets` (by name); else 404 with Google's error JSON.
   With `require_token`, a request without the issued bearer token gets 401.
@@ -38,6 +39,7 @@ _CRM = re.compile(r"^/v3/((?:projects|folders|organizations)/[^/:]+):getIamPolic
 _SA = re.compile(r"^/v1/projects/[^/]+/serviceAccounts/([^/:]+)(:getIamPolicy)?$")
 _BUCKET = re.compile(r"^/storage/v1/b/([^/]+)/iam$")
 _BUCKET_RESOURCE = re.compile(r"^/storage/v1/b/([^/]+)$")
+_HMAC_KEY = re.compile(r"^/storage/v1/projects/([^/]+)/hmacKeys/([^/]+)$")
 FUNCTION_ACCOUNT = "trustwatch@dbx-prod-4821.iam.gserviceaccount.com"
 
 
@@ -79,6 +81,23 @@ def service_account(email: str, unique_id: str) -> dict[str, Any]:
     }
 
 
+def hmac_key_metadata(project: str, access_id: str, email: str, state: str) -> dict[str, Any]:
+    """An HMAC key's metadata as storage v1 hmacKeys.get returns it.
+    https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys#resource"""
+    return {
+        "kind": "storage#hmacKeyMetadata",
+        "id": f"{project}/{access_id}",
+        "selfLink": f"https://www.googleapis.com/storage/v1/projects/{project}/hmacKeys/{access_id}",
+        "accessId": access_id,
+        "projectId": project,
+        "serviceAccountEmail": email,
+        "state": state,
+        "timeCreated": "2026-11-01T09:00:00.000Z",
+        "updated": "2026-12-01T10:00:00.000Z",
+        "etag": "M2ZhZjQ=",
+    }
+
+
 class GcpServer:
     """`with GcpServer() as gcp:` … `gcp.url`, `gcp.policies[...]`, `gcp.accounts[...]`,
     `gcp.buckets[...]`."""
@@ -87,6 +106,7 @@ class GcpServer:
         self.policies: dict[str, dict[str, Any]] = {}
         self.accounts: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
+        self.hmac_keys: dict[str, dict[str, Any]] = {}
         self.requests: list[ApiRequest] = []
         self.token_requests: list[ApiRequest] = []
         self.token = secrets.token_urlsafe(24)
@@ -140,6 +160,8 @@ class GcpServer:
                 wanted = {f.strip() for f in request.query["fields"].split(",")}
                 bucket = {k: v for k, v in bucket.items() if k in wanted}
             return self._found(bucket, m[1])
+        if (m := _HMAC_KEY.match(request.path)) and request.method == "GET":
+            return self._found(self.hmac_keys.get(f"{m[1]}/{m[2]}"), m[2])
         return _error(404, f"no such API path: {request.method} {request.path}")
 
     def _account(self, name: str) -> dict[str, Any] | None:

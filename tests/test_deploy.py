@@ -453,6 +453,7 @@ def test_gcp_sink_filter_names_the_watched_methods() -> None:
     assert not _gcp_sink_matches("iam.googleapis.com", "google.iam.admin.v1.NotSetIamPolicy")
     # named by its whole methodName (FULL_METHODS): HMAC keys of a baseline account
     assert _gcp_sink_matches("storage.googleapis.com", "storage.hmacKeys.create")
+    assert _gcp_sink_matches("storage.googleapis.com", "storage.hmacKeys.update")
     for sink in ("google_logging_project_sink", "google_logging_organization_sink"):
         body = resource("gcp", sink)
         assert body["filter"] == "${local.sink_filter}"
@@ -542,6 +543,8 @@ def test_gcp_function_identity_has_only_its_grants() -> None:
             "storage.buckets.getIamPolicy",
             # a bucket's settings after storage.buckets.update (gcp.bucket.public_access_opened)
             "storage.buckets.get",
+            # an HMAC key's account after storage.hmacKeys.update (gcp.sa.key_created)
+            "storage.hmacKeys.get",
         }
     )
     every_read = {p for permissions in enrich.PERMISSIONS.values() for p in permissions}

@@ -24,6 +24,7 @@ from trustwatch.gcp.changes import (
     BucketSettings,
     CustomRoleChanged,
     CustomRoleUpdated,
+    HmacKeyUpdated,
     PolicySet,
     ServiceAccountChanged,
     ServiceAccountKeyCreated,
@@ -449,6 +450,7 @@ PAYLOADS = {
     "service_account.key_created": ServiceAccountKeyCreated,
     "service_account.key_enabled": ServiceAccountKeyCreated,
     "service_account.hmac_key_created": ServiceAccountKeyCreated,
+    "service_account.hmac_key_updated": HmacKeyUpdated,
     "service_account.deleted": ServiceAccountChanged,
     "service_account.disabled": ServiceAccountChanged,
     "custom_role.updated": CustomRoleUpdated,
@@ -484,8 +486,12 @@ def test_every_change_kind_carries_its_typed_payload():
         assert type(change.payload) is PAYLOADS[change.kind], change
         assert not hasattr(change, "data")  # no untyped dict beside the payload
         seen.add(change.kind)
-    # all but HMAC keys: test_gcp_attack_paths builds those, and reads their payload
-    assert seen == set(PAYLOADS) - {"service_account.hmac_key_created"}
+    # all but HMAC keys: test_gcp_attack_paths / test_gcp_hmac_keys build those, and read
+    # their payload
+    assert seen == set(PAYLOADS) - {
+        "service_account.hmac_key_created",
+        "service_account.hmac_key_updated",
+    }
 
 
 # --- envelopes ---

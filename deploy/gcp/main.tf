@@ -161,7 +161,8 @@ resource "google_project_iam_member" "function_logs" {
 }
 
 # What an audit entry may not carry (the policy a SetIamPolicy set, an account's email, a
-# bucket's settings after storage.buckets.update) the function reads back
+# bucket's settings after storage.buckets.update, an HMAC key's account after
+# storage.hmacKeys.update) the function reads back
 # (trustwatch.gcp.enrich): exactly enrich.PERMISSIONS, as a custom role on the watched
 # project, or on the organization for an organization sink (its entries name folders and
 # the organization too). tests/test_deploy.py checks both lists against the code.
@@ -170,13 +171,14 @@ resource "google_project_iam_custom_role" "reader" {
   project     = var.project_id
   role_id     = "${replace(var.name, "-", "_")}_reader"
   title       = "trustwatch reader"
-  description = "Reads the IAM policies, service accounts and bucket settings that audit log entries leave out (trustwatch.gcp.enrich)."
+  description = "Reads the IAM policies, service accounts, bucket settings and HMAC key metadata that audit log entries leave out (trustwatch.gcp.enrich)."
   permissions = [
     "iam.serviceAccounts.get",
     "iam.serviceAccounts.getIamPolicy",
     "resourcemanager.projects.getIamPolicy",
     "storage.buckets.get",
     "storage.buckets.getIamPolicy",
+    "storage.hmacKeys.get",
   ]
 }
 
@@ -192,7 +194,7 @@ resource "google_organization_iam_custom_role" "reader" {
   org_id      = var.organization_id
   role_id     = "${replace(var.name, "-", "_")}_reader"
   title       = "trustwatch reader"
-  description = "Reads the IAM policies, service accounts and bucket settings that audit log entries leave out (trustwatch.gcp.enrich)."
+  description = "Reads the IAM policies, service accounts, bucket settings and HMAC key metadata that audit log entries leave out (trustwatch.gcp.enrich)."
   permissions = [
     "iam.serviceAccounts.get",
     "iam.serviceAccounts.getIamPolicy",
@@ -201,6 +203,7 @@ resource "google_organization_iam_custom_role" "reader" {
     "resourcemanager.projects.getIamPolicy",
     "storage.buckets.get",
     "storage.buckets.getIamPolicy",
+    "storage.hmacKeys.get",
   ]
 }
 

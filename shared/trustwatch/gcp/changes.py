@@ -83,6 +83,21 @@ class ServiceAccountKeyCreated:
     key_id: str = ""  # "" when not logged
 
 
+@dataclass(frozen=True, slots=True)
+class HmacKeyUpdated(ServiceAccountKeyCreated):
+    """`service_account.hmac_key_updated`: storage `storage.hmacKeys.update`, which sets an
+    HMAC key's state; ACTIVE undoes a deactivation. `key_id` is the access id, `project`
+    the key's project (both from the resource name, projects/P/hmacKeys/ACCESS_ID, when the
+    metadata is not logged), `state` the key's state after the call, upper case (ACTIVE,
+    INACTIVE, DELETED), None if not logged. The request names the key, not always its
+    account: no email logged (and the key maybe made ACTIVE), the change `needs_enrichment`
+    ("HMAC key's account not in event") until `events.complete()` adds the key's metadata.
+    https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/update"""
+
+    project: str = ""
+    state: str | None = None
+
+
 AccountPayload = ServiceAccountPolicySet | ServiceAccountChanged | ServiceAccountKeyCreated
 """The payloads of `service_account.*` changes: each names the account by email."""
 

@@ -16,7 +16,10 @@ what the entry lacks and hands it, as the API returns it, to `events.complete()`
 - a bucket update (`storage.buckets.update`: "bucket settings not in event"): the bucket's
   `iamConfiguration` (public access prevention, uniform bucket-level access) from storage
   v1 `GET b/{bucket}?fields=iamConfiguration`, judged as the call's after-state (the same
-  caveat: a later update may already be in it).
+  caveat: a later update may already be in it);
+- an HMAC key update naming the key only ("HMAC key's account not in event"): the key's
+  metadata (`serviceAccountEmail`, `state`) from storage v1
+  `GET projects/{project}/hmacKeys/{access id}`; the logged state, if any, is kept.
 
 An account named by unique id whose entry logs no policy either takes both reads.
 A 404 means the account or resource is gone by the time we look: the change is reported
@@ -50,7 +53,7 @@ from typing import Any
 from urllib.parse import quote
 
 from trustwatch.changes import Change, EventError
-from trustwatch.gcp.changes import AccountPayload, BucketSettings, PolicySet
+from trustwatch.gcp.changes import AccountPayload, BucketSettings, HmacKeyUpdated, PolicySet
 from trustwatch.gcp.events import complete
 from trustwatch.respond import Enricher
 
@@ -78,12 +81,16 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     # storage.buckets.get: a bucket's metadata, its iamConfiguration with it
     # https://cloud.google.com/storage/docs/json_api/v1/buckets/get
     "bucket": ("storage.buckets.getIamPolicy", "storage.buckets.get"),
+    # an HMAC key's metadata (its service account, its state)
+    # https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/get
+    "hmac_key": ("storage.hmacKeys.get",),
 }
 # the reads a project-level deployment makes (its sink sees no folder or org entries)
-PROJECT_READS = ("project", "service_account", "bucket")
+PROJECT_READS = ("project", "service_account", "bucket", "hmac_key")
 
 ACCOUNT_DELETED = "service account already deleted (404)"
 NO_ACCOUNT_NAME = "service account email not in event, and no unique id to look it up by"
+NO_HMAC_KEY_NAME = "HMAC key's account not in event, and no project and access id to read it by"
 _ACCOUNT = re.compile(r"serviceAccounts/([^/]+)(?:/|$)")
 
 
@@ -112,7 +119,12 @@ def gcp_enricher(
     def enrich(change: Change) -> Change | str:
         for _ in range(2):  # an account named by unique id may lack its policy too
             payload = change.payload
-            if isinstance(payload, AccountPayload) and not payload.email:
+            if isinstance(payload, HmacKeyUpdated):
+                if not payload.project or not payload.key_id:
+                    return NO_HMAC_KEY_NAME
+                fetched = reader.hmac_key(payload.project, payload.key_id)
+                gone = f"HMAC key {payload.key_id} already deleted (404)"
+            elif isinstance(payload, AccountPayload) and not payload.email:
                 account = payload.unique_id or _account_in(change.identity)
                 if not account:
                     return NO_ACCOUNT_NAME
@@ -209,6 +221,13 @@ class _ApiReader:
         """The bucket's iamConfiguration (a partial Bucket resource); None on 404."""
         url = self._url("storage", f"/storage/v1/b/{quote(name, safe='')}")
         return self._call("GET", url, params={"fields": "iamConfiguration"})
+
+    def hmac_key(self, project: str, access_id: str) -> dict[str, Any] | None:
+        """The HMAC key's metadata as storage v1 hmacKeys.get returns it; None on 404."""
+        path = (
+            f"/storage/v1/projects/{quote(project, safe='')}/hmacKeys/{quote(access_id, safe='')}"
+        )
+        return self._call("GET", self._url("storage", path))
 
     def policy(self, payload: PolicySet) -> dict[str, Any] | None:
         """The current IAM policy of the resource the payload names; None on 404."""

@@ -22,8 +22,12 @@ bucket's `iamConfiguration` as the API returns it.
 
 Keys: `CreateServiceAccountKey`, `UploadServiceAccountKey`, `EnableServiceAccountKey` and
 Cloud Storage's `storage.hmacKeys.create` (the account in the request's
-`serviceAccountEmail`). The caller's delegation chain (`serviceAccountDelegationInfo`: who
-impersonated the calling account) goes to `Change.delegated_by`, not to its `actor_ids`.
+`serviceAccountEmail`) and `storage.hmacKeys.update` (a key's state set: ACTIVE re-activates
+it; the account when the entry logs the key's `serviceAccountEmail`, else the change
+`needs_enrichment`, "HMAC key's account not in event", and `complete()` takes the key's
+metadata as the API returns it). The caller's delegation chain
+(`serviceAccountDelegationInfo`: who impersonated the calling account) goes to
+`Change.delegated_by`, not to its `actor_ids`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from trustwatch.gcp.changes import (
     BucketSettings,
     CustomRoleChanged,
     CustomRoleUpdated,
+    HmacKeyUpdated,
     PolicySet,
     ServiceAccountChanged,
     ServiceAccountKeyCreated,
@@ -76,6 +81,9 @@ METHODS = {
 # methods named by more than their last segment: (serviceName, lower-case methodName)
 FULL_METHODS = {
     ("storage.googleapis.com", "storage.hmackeys.create"): "service_account.hmac_key_created",
+    # sets a key's state, ACTIVE or INACTIVE (an Admin Activity entry: it modifies access)
+    # https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/update
+    ("storage.googleapis.com", "storage.hmackeys.update"): "service_account.hmac_key_updated",
 }
 # google.iam.admin.v1.Role.RoleLaunchStage, should a log spell the enum as its number
 _STAGES = {0: "ALPHA", 1: "BETA", 2: "GA", 4: "DEPRECATED", 5: "DISABLED", 6: "EAP"}
@@ -108,6 +116,9 @@ _NODE_TYPES = {"projects": "project", "folders": "folder", "organizations": "org
 NO_EMAIL = "service account email not in event"
 NO_POLICY = "policy not in event"
 NO_SETTINGS = "bucket settings not in event"
+NO_HMAC_ACCOUNT = "HMAC key's account not in event"
+NO_HMAC_STATE = "HMAC key's state not in event"
+HMAC_STATES = ("ACTIVE", "INACTIVE", "DELETED")
 
 
 def recognizes(doc: Any) -> bool:
@@ -181,6 +192,8 @@ def parse(record: Any) -> list[Change] | Skipped:
         return Skipped(f"{method} on {resource_name!r}: not a service account", event_id, method)
     if kind == "service_account.hmac_key_created":
         return [_hmac_key(base, proto, resource_name)]
+    if kind == "service_account.hmac_key_updated":
+        return [_hmac_key_updated(base, proto, resource_name)]
     if kind == "bucket.settings_updated":
         settings = _bucket_settings(base, entry, proto, resource_name)
         return settings if isinstance(settings, Skipped) else [settings]
@@ -315,6 +328,8 @@ def complete(change: Change, resource: Any) -> Change:
         raise ValueError(f"{change.kind}: nothing to complete with {type(resource).__name__}")
     payload = change.payload
     update: dict[str, Any] = {}
+    if isinstance(payload, HmacKeyUpdated):
+        return _complete_hmac_key(change, payload, resource)
     if isinstance(payload, BucketSettings):
         settings = bucket_settings(resource, "the bucket", defaults=True)
         if settings is None:
@@ -531,6 +546,91 @@ def _hmac_key(base: dict[str, Any], proto: dict[str, Any], resource_name: str) -
         not_evaluated=not_evaluated,
         payload=ServiceAccountKeyCreated(email, "", access_id),
     )
+
+
+def _hmac_key_updated(base: dict[str, Any], proto: dict[str, Any], resource_name: str) -> Change:
+    """storage.hmacKeys.update: the key's state after the call and, when logged, its account.
+
+    The JSON API's request body and response are the key's metadata (`state`, and in the
+    response `serviceAccountEmail`, `accessId`, `projectId`); a gRPC-style entry logs it as
+    the request's `hmacKey` / `hmac_key`, some as the response's `metadata`. The key is
+    named by the resource name, projects/P/hmacKeys/ACCESS_ID.
+    https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/update
+    https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys#resource"""
+    request = _object_or_empty(proto.get("request"))
+    response = _object_or_empty(proto.get("response"))
+    # the after-state first: the response, then what the request set
+    holders = [
+        _object_or_empty(response.get("metadata")),
+        response,
+        _object_or_empty(request.get("hmacKey")),
+        _object_or_empty(request.get("hmac_key")),
+        _object_or_empty(request.get("metadata")),
+        _object_or_empty(request.get("resource")),
+        request,
+    ]
+
+    def first(*names: str) -> str:
+        return next((v for h in holders for n in names if (v := _str(h.get(n)).strip())), "")
+
+    emails = (first("serviceAccountEmail"), first("service_account_email"))
+    email = next((m[1].lower() for c in emails if (m := _SA_EMAIL.search(c))), "")
+    states = [_str(h.get("state")).strip().upper() for h in holders]
+    state = next((s for s in states if s in HMAC_STATES), None)
+    access_id = first("accessId", "access_id")
+    project = first("projectId", "project_id").removeprefix("projects/")
+    if "/hmacKeys/" in resource_name:
+        head, _, tail = resource_name.rpartition("/hmacKeys/")
+        access_id = access_id or tail.strip("/")
+        m = _PROJECT.match(head)
+        project = project or (m[1] if m and m[1] not in ("-", "_") else "")
+    project = project or base["scope"]
+    domain = email.split("@", 1)[-1]
+    if not base["scope"]:
+        scope = project or (
+            domain.split(".", 1)[0] if domain.endswith(".gserviceaccount.com") else ""
+        )
+        base = {**base, "scope": scope}
+    not_evaluated = ""
+    if not base["error_code"] and state not in ("INACTIVE", "DELETED"):
+        # a deactivation is never drift: only a key (possibly) made ACTIVE needs its account
+        not_evaluated = NO_HMAC_ACCOUNT if not email else NO_HMAC_STATE if state is None else ""
+    return Change(
+        **base,
+        identity=email or resource_name,
+        name=email.split("@", 1)[0],
+        needs_enrichment=bool(not_evaluated),
+        not_evaluated=not_evaluated,
+        payload=HmacKeyUpdated(email, "", access_id, project=project, state=state),
+    )
+
+
+def _complete_hmac_key(change: Change, payload: HmacKeyUpdated, key: dict[str, Any]) -> Change:
+    """A key update finished with the key's metadata (storage v1 hmacKeys.get): its
+    `serviceAccountEmail`, and its `state` when the entry logged none (the logged one is
+    the call's after-state, kept).
+    https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/get"""
+    email = _str(key.get("serviceAccountEmail")).strip().lower()
+    if not _SA_EMAIL.search(email):
+        raise ValueError("expected HMAC key metadata with a serviceAccountEmail")
+    state = payload.state
+    if state is None:
+        state = _str(key.get("state")).strip().upper()
+        if state not in HMAC_STATES:
+            raise ValueError("expected HMAC key metadata with a state")
+    return replace(
+        change,
+        identity=email,
+        name=email.split("@", 1)[0],
+        scope=change.scope or _str(key.get("projectId")),
+        payload=replace(payload, email=email, state=state),
+        needs_enrichment=False,
+        not_evaluated="",
+    )
+
+
+def _object_or_empty(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _custom_role(

@@ -38,6 +38,7 @@ from trustwatch.gcp.changes import (
     BucketSettings,
     CustomRoleChanged,
     CustomRoleUpdated,
+    HmacKeyUpdated,
     PolicySet,
     ServiceAccountChanged,
     ServiceAccountKeyCreated,
@@ -281,6 +282,7 @@ def iam_binding_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
         "service_account.key_created",
         "service_account.key_enabled",
         "service_account.hmac_key_created",
+        "service_account.hmac_key_updated",
     ),
     "A user-managed or HMAC key was made or enabled for a service account whose baseline allows none",
 )
@@ -291,6 +293,22 @@ def sa_key_created(change: Change, baseline: Baseline) -> Iterator[Hit]:
         return
     key_id = key.key_id
     shown = key_id or "(id not logged)"
+    if change.kind == "service_account.hmac_key_updated":
+        # storage.hmacKeys.update to ACTIVE: a deactivated key signs requests again
+        # https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/update
+        if change.payload_as(HmacKeyUpdated).state != "ACTIVE":
+            return  # INACTIVE / DELETED: stricter
+        yield Hit(
+            summary=f"HMAC key {shown} re-activated for {account.email}",
+            expected={"user_managed_keys": False},
+            actual={"hmac_access_id": key_id, "state": "ACTIVE"},
+            # each re-activation is new drift (it may undo a deactivation remediation)
+            detail={"hmac_access_id": key_id, "activated": change.event_id},
+            identity=account.email,
+            remediation="deactivate_hmac_key",
+            mode=mode_of(account),
+        )
+        return
     if change.kind == "service_account.hmac_key_created":
         # https://cloud.google.com/storage/docs/authentication/hmackeys
         yield Hit(
