@@ -55,9 +55,8 @@ STS_KINDS = {
 
 # Lambda calls that set a function's execution role. CloudTrail logs Lambda's eventName
 # with the API version it was called through ("CreateFunction20150331",
-# "UpdateFunctionConfiguration20150331v2": "the eventName might include date and version
-# information ... but it is still referring to the same public API",
-# https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html): parse()
+# "UpdateFunctionConfiguration20150331v2"), the same API whatever the suffix
+# (https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html): parse()
 # reads any version; EventBridge routes the names listed here.
 LAMBDA_SOURCE = "lambda.amazonaws.com"
 LAMBDA_KINDS = {
