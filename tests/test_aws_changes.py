@@ -15,6 +15,7 @@ from trustwatch.aws import changes as payloads
 from trustwatch.aws.changes import (
     BoundaryDeleted,
     BoundaryPut,
+    FunctionRoleSet,
     InlinePolicyDeleted,
     InlinePolicyPut,
     InstanceProfileChanged,
@@ -25,7 +26,7 @@ from trustwatch.aws.changes import (
     RoleDeleted,
     TrustUpdated,
 )
-from trustwatch.aws.events import IAM_KINDS, STS_KINDS
+from trustwatch.aws.events import IAM_KINDS, LAMBDA_KINDS, STS_KINDS
 from trustwatch.changes import Change
 from trustwatch.intake import parse_document, read_path
 
@@ -45,12 +46,25 @@ PAYLOADS: dict[str, type] = {
     "instance_profile.role_removed": InstanceProfileChanged,
     "instance_profile.deleted": InstanceProfileChanged,
     "role.assumed": RoleAssumed,
+    "function.created": FunctionRoleSet,
+    "function.configuration_updated": FunctionRoleSet,
 }
 BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/databricks-boundary"
 # the calls no rule case makes
 BOUNDARY_CALLS = [
     iam_call("PutRolePermissionsBoundary", {"roleName": "r", "permissionsBoundary": BOUNDARY}),
     iam_call("DeleteRolePermissionsBoundary", {"roleName": "r"}),
+    # Lambda: a function's execution role (eventName versioned by CloudTrail)
+    iam_call(
+        "CreateFunction20150331",
+        {"functionName": "f", "role": f"arn:aws:iam::{ACCOUNT}:role/r"},
+        eventSource="lambda.amazonaws.com",
+    ),
+    iam_call(
+        "UpdateFunctionConfiguration20150331v2",
+        {"functionName": "f", "role": f"arn:aws:iam::{ACCOUNT}:role/r"},
+        eventSource="lambda.amazonaws.com",
+    ),
 ]
 
 
@@ -74,7 +88,8 @@ def every_change() -> Iterator[tuple[str, Change]]:
 
 
 def test_every_kind_declares_its_payload():
-    assert set(PAYLOADS) == set(IAM_KINDS.values()) | set(STS_KINDS.values())
+    kinds = set(IAM_KINDS.values()) | set(STS_KINDS.values()) | set(LAMBDA_KINDS.values())
+    assert set(PAYLOADS) == kinds
 
 
 def test_payloads_are_frozen_slotted_dataclasses():

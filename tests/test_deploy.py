@@ -175,6 +175,8 @@ WATCHED_AWS_CALLS = {
     "AssumeRole",
     "AssumeRoleWithSAML",  # backdoors in use (aws.assume_role.unexpected_principal)
     "AssumeRoleWithWebIdentity",
+    "CreateFunction20150331",  # a function run as the responder's role (Lambda versions
+    "UpdateFunctionConfiguration20150331v2",  # its eventNames in CloudTrail)
 }
 
 
@@ -190,7 +192,12 @@ def test_aws_rule_matches_the_watched_calls_from_both_sources() -> None:
     assert "keys(local.watched)" in pattern and "flatten(values(local.watched))" in pattern
     assert module("aws")["locals"]["watched"].startswith("${jsondecode(file(")
     watched = clouds.get("aws").watched_operations()
-    assert set(watched) == {"iam.amazonaws.com", "sts.amazonaws.com", "s3.amazonaws.com"}
+    assert set(watched) == {
+        "iam.amazonaws.com",
+        "sts.amazonaws.com",
+        "s3.amazonaws.com",
+        "lambda.amazonaws.com",  # a function given the responder's role
+    }
     assert {n for names in watched.values() for n in names} >= WATCHED_AWS_CALLS
     # AssumeRole is a read-only management event: delivered only in this state.
     assert rule["state"] == "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"

@@ -264,12 +264,12 @@ resource "aws_lambda_function_event_invoke_config" "responder" {
 
 resource "aws_cloudwatch_event_rule" "identity_changes" {
   name        = "${var.name}-identity-changes"
-  description = "IAM role/policy changes, AssumeRole calls and S3 bucket policy/public access changes, for trustwatch"
+  description = "IAM role/policy changes, AssumeRole calls, Lambda execution-role changes and S3 bucket policy/public access changes, for trustwatch"
   # AssumeRole is a read-only CloudTrail event: EventBridge delivers those only in this state.
   state = "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
 
   event_pattern = jsonencode({
-    # iam.amazonaws.com -> aws.iam, s3.amazonaws.com -> aws.s3 (bucket-level management
+    # iam.amazonaws.com -> aws.iam, lambda.amazonaws.com -> aws.lambda, s3.amazonaws.com -> aws.s3 (bucket-level management
     # events: the watched S3 calls need no data-event logging)
     source      = [for s in keys(local.watched) : "aws.${split(".", s)[0]}"]
     detail-type = ["AWS API Call via CloudTrail"]

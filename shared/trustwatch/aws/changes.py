@@ -25,6 +25,8 @@ Kind -> payload:
 - instance_profile.role_added, instance_profile.role_removed, instance_profile.deleted:
   InstanceProfileChanged
 - role.assumed: RoleAssumed
+- function.created, function.configuration_updated: FunctionRoleSet (the function is the
+  change's subject)
 """
 
 from __future__ import annotations
@@ -158,6 +160,19 @@ class RoleAssumed:
     parameters_recorded: bool  # CloudTrail logged requestParameters (not on every denied call)
     external_id: str | None  # requestParameters.externalId, None when absent
     session_name: str  # requestParameters.roleSessionName, "" when absent
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRoleSet:
+    """The execution role a Lambda function runs as after the call; the function is the
+    change's subject (`Change.name` its name, `Change.identity` its ARN).
+
+    Produced by `CreateFunction` and `UpdateFunctionConfiguration` (`requestParameters.role`;
+    CloudTrail versions their eventName, e.g. `CreateFunction20150331`,
+    https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html).
+    """
+
+    role_arn: str  # the execution role's ARN, as logged; "" when the call sets none
 
 
 IamPayload = (

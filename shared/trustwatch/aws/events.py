@@ -14,6 +14,7 @@ from typing import Any
 from trustwatch.aws.changes import (
     BoundaryDeleted,
     BoundaryPut,
+    FunctionRoleSet,
     IamPayload,
     InlinePolicyDeleted,
     InlinePolicyPut,
@@ -52,6 +53,34 @@ STS_KINDS = {
     "AssumeRoleWithWebIdentity": "role.assumed",
 }
 
+# Lambda calls that set a function's execution role. CloudTrail logs Lambda's eventName
+# with the API version it was called through ("CreateFunction20150331",
+# "UpdateFunctionConfiguration20150331v2"), the same API whatever the suffix
+# (https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html): parse()
+# reads any version; EventBridge routes the names listed here.
+LAMBDA_SOURCE = "lambda.amazonaws.com"
+LAMBDA_KINDS = {
+    "CreateFunction": "function.created",
+    "UpdateFunctionConfiguration": "function.configuration_updated",
+}
+LAMBDA_EVENT_NAMES = (
+    "CreateFunction",
+    "CreateFunction20150331",
+    "UpdateFunctionConfiguration",
+    "UpdateFunctionConfiguration20150331",
+    "UpdateFunctionConfiguration20150331v2",
+)
+_LAMBDA_VERSION = re.compile(r"(?:\d{8}(?:v\d+)?)?")
+
+
+def lambda_kind(event_name: str) -> str | None:
+    """The change kind of a Lambda eventName, its API-version suffix ignored."""
+    for operation, kind in LAMBDA_KINDS.items():
+        suffix = event_name.removeprefix(operation)
+        if suffix != event_name and _LAMBDA_VERSION.fullmatch(suffix):
+            return kind
+    return None
+
 
 def watched_operations() -> dict[str, tuple[str, ...]]:
     """CloudTrail eventSource -> the eventNames parse() turns into changes (deploy/aws
@@ -62,6 +91,7 @@ def watched_operations() -> dict[str, tuple[str, ...]]:
         "iam.amazonaws.com": tuple(IAM_KINDS),
         "sts.amazonaws.com": tuple(STS_KINDS),
         buckets.SOURCE: buckets.watched_operations(),  # watched buckets (trustwatch.aws.buckets)
+        LAMBDA_SOURCE: LAMBDA_EVENT_NAMES,  # a function given the responder's role
     }
 
 
@@ -146,6 +176,8 @@ def parse(record: Any) -> list[Change] | Skipped:
         from trustwatch.aws import buckets
 
         return buckets.parse(record, envelope_account)
+    if source == LAMBDA_SOURCE:
+        return _lambda(record, name, event_id, envelope_account)
     if source == "iam.amazonaws.com":
         kind = IAM_KINDS.get(name)
     elif source == "sts.amazonaws.com":
@@ -190,6 +222,38 @@ def parse(record: Any) -> list[Change] | Skipped:
                 return Skipped(f"{name} failed ({error_code}) without parameters", event_id, name)
             raise EventError(f"{name}: requestParameters.{exc.args[0]} missing") from None
     return [cloudtrail_change(record, kind, scope, identity_arn, role_name, payload)]
+
+
+def _lambda(
+    record: dict[str, Any], name: str, event_id: str, envelope_account: str
+) -> list[Change] | Skipped:
+    """CreateFunction / UpdateFunctionConfiguration: the function and the role it runs as."""
+    kind = lambda_kind(name)
+    if kind is None:
+        return Skipped(f"{name}: not a watched Lambda call", event_id, name)
+    identity = _dict(record, "userIdentity")
+    params = _dict(record, "requestParameters")
+    account = (
+        _str(record.get("recipientAccountId"))
+        or envelope_account
+        or _str(identity.get("accountId"))
+    )
+    function = _str(params.get("functionName"))
+    if not function:
+        if _str(record.get("errorCode")):
+            return Skipped(f"{name} failed without parameters", event_id, name)
+        raise EventError(f"{name}: requestParameters.functionName missing")
+    arn = _str(_dict(record, "responseElements").get("functionArn"))
+    if function.startswith("arn:"):  # the name may be given as an ARN
+        arn = arn or function
+        function = (function.split(":") + [""] * 7)[6] or function
+    elif ":" in function:  # account-id:function:name
+        function = function.rsplit(":", 1)[-1]
+    partition = partition_of(_str(identity.get("arn")) or "arn:aws:")
+    region = _str(record.get("awsRegion"))
+    arn = arn or f"arn:{partition}:lambda:{region}:{account}:function:{function}"
+    payload = FunctionRoleSet(role_arn=_str(params.get("role")))
+    return [cloudtrail_change(record, kind, account, arn, function, payload)]
 
 
 def cloudtrail_change(

@@ -19,6 +19,7 @@ from trustwatch.aws import policy, templates
 from trustwatch.aws.baseline import AwsAccount, AwsRole, TemplateRef, iam_name_key
 from trustwatch.aws.changes import (
     BoundaryPut,
+    FunctionRoleSet,
     InlinePolicyDeleted,
     InlinePolicyPut,
     InstanceProfileChanged,
@@ -457,15 +458,32 @@ RESPONDER_SERVICES = frozenset({"service:lambda.amazonaws.com"})
 
 def _responder_role(change: Change, baseline: Baseline) -> str | None:
     """The actors.responder entry naming the change's role (account + name in any case)."""
+    if isinstance(change.payload, FunctionRoleSet):  # the subject is a function, not a role
+        return None
+    return _responder_entry(baseline, change.scope, change.name)
+
+
+def _responder_entry(baseline: Baseline, account: str, role_name: str) -> str | None:
+    """The actors.responder entry that is this role (account + name in any case), if any."""
     for entry in baseline.actors.responder:
         parts = entry.strip().split(":", 5)
         if len(parts) != 6 or parts[0] != "arn" or parts[2] != "iam":
             continue
-        if not parts[5].startswith("role/") or parts[4] != change.scope:
+        if not parts[5].startswith("role/") or parts[4] != account:
             continue
-        if iam_name_key(parts[5].rsplit("/", 1)[-1]) == iam_name_key(change.name):
+        if iam_name_key(parts[5].rsplit("/", 1)[-1]) == iam_name_key(role_name):
             return entry
     return None
+
+
+def _responder_role_arn(baseline: Baseline, role_arn: str) -> str | None:
+    """The actors.responder entry a role ARN (any path, name in any case) is, if any."""
+    parts = role_arn.strip().split(":", 5)
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "iam":
+        return None
+    if not parts[5].startswith("role/"):
+        return None
+    return _responder_entry(baseline, parts[4], parts[5].rsplit("/", 1)[-1])
 
 
 RESPONDER_KINDS = (
@@ -478,6 +496,10 @@ RESPONDER_KINDS = (
     "role.inline_deleted",
     "role.boundary_put",
     "role.boundary_deleted",
+    # a Lambda function given the responder's role runs as the responder: its changes
+    # would pass the loop guard (engine.evaluate) as the responder's own
+    "function.created",
+    "function.configuration_updated",
 )
 
 
@@ -489,6 +511,9 @@ RESPONDER_KINDS = (
 )
 def responder_identity_changed(change: Change, baseline: Baseline) -> Iterator[Hit]:
     # the responder's own calls never reach here (engine.evaluate's loop guard)
+    if isinstance(change.payload, FunctionRoleSet):
+        yield from _function_runs_as_responder(change, baseline, change.payload)
+        return
     entry = _responder_role(change, baseline)
     if entry is None:
         return
@@ -498,6 +523,29 @@ def responder_identity_changed(change: Change, baseline: Baseline) -> Iterator[H
         "whoever controls its trust or permissions controls remediation",
         {"responder": entry, "changed_by": "the responder only"},
         {"call": what, **_call_detail(change.payload)},
+    )
+
+
+def _function_runs_as_responder(
+    change: Change, baseline: Baseline, function: FunctionRoleSet
+) -> Iterator[Hit]:
+    """CreateFunction / UpdateFunctionConfiguration with the responder's role as the
+    execution role: the function acts as the responder, unwatched."""
+    entry = _responder_role_arn(baseline, function.role_arn)
+    if entry is None:
+        return
+    yield Hit(
+        f"Lambda function {change.name} now runs as the responder's role "
+        f"({change.event_name} by someone other than the responder): its changes would be "
+        "taken for the responder's own and ignored",
+        {"responder": entry, "runs_as_responder": "the responder's function only"},
+        {"call": change.event_name, "function": change.identity, "role": function.role_arn},
+        # a new function is removed; an existing one gets back the role it ran as before
+        # (not in the event: remediation would read it). Approved automation (the
+        # responder's own deploy) is reported with remediation skipped.
+        remediation=(
+            "delete_function" if change.kind == "function.created" else "restore_function_role"
+        ),
     )
 
 
