@@ -90,3 +90,31 @@ def envelope(record: dict[str, Any]) -> dict[str, Any]:
 
 
 ATTACKER_ROOT = "arn:aws:iam::193672423079:root"  # the outside account stratus-red-team adds
+
+
+def shapes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The three ways a record reaches trustwatch: bare, EventBridge, a CloudTrail file."""
+    return [record, envelope(record), {"Records": [copy.deepcopy(record)]}]
+
+
+def findings(doc: Any, baseline: Any) -> list[Any]:
+    """Every finding of a document, through intake and the engine (no record may fail)."""
+    from trustwatch.engine import evaluate
+    from trustwatch.intake import parse_document
+
+    out = []
+    for parsed in parse_document(doc, "test"):
+        assert parsed.error is None, parsed.error
+        for change in parsed.changes:
+            out.extend(evaluate(change, baseline))
+    return out
+
+
+def fired(record: dict[str, Any], baseline: Any) -> list[tuple[str, str]]:
+    """(rule, severity) pairs; the same in every delivery shape."""
+    results = [
+        sorted((f.rule, f.severity.value) for f in findings(doc, baseline))
+        for doc in shapes(record)
+    ]
+    assert results[0] == results[1] == results[2]
+    return results[0]

@@ -7,7 +7,6 @@ its EventBridge envelope and a CloudTrail log file {"Records": [...]}.
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 
@@ -23,8 +22,9 @@ from awsevents import (
     UC_EXTERNAL_ID,
     UC_MASTER,
     allow,
-    envelope,
     external_id,
+    findings,
+    fired,
     iam_call,
     load,
     session,
@@ -34,8 +34,6 @@ from conftest import DATA, EXAMPLE_BASELINE
 from trustwatch.aws import policy as aws_policy
 from trustwatch.aws.templates import POLICY_TYPES, crossaccount_policy
 from trustwatch.baseline import BaselineError, parse_baseline
-from trustwatch.engine import evaluate
-from trustwatch.intake import parse_document
 
 XACCT = "databricks-cross-account"
 UC = "databricks-uc-metastore"
@@ -51,30 +49,6 @@ BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/databricks-boundary"
 # IAM: names of roles, instance profiles and policies "are not distinguished by case"
 # https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html
 QUOTAS_DOC = "https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html"
-
-
-def shapes(record: dict) -> list[dict]:
-    """The three ways a record reaches trustwatch."""
-    return [record, envelope(record), {"Records": [copy.deepcopy(record)]}]
-
-
-def findings(doc, baseline):
-    out = []
-    for parsed in parse_document(doc, "test"):
-        assert parsed.error is None, parsed.error
-        for change in parsed.changes:
-            out.extend(evaluate(change, baseline))
-    return out
-
-
-def fired(record, baseline) -> list[tuple[str, str]]:
-    """(rule, severity) pairs; the same in every delivery shape."""
-    results = [
-        sorted((f.rule, f.severity.value) for f in findings(doc, baseline))
-        for doc in shapes(record)
-    ]
-    assert results[0] == results[1] == results[2]
-    return results[0]
 
 
 def rules(record, baseline) -> list[str]:

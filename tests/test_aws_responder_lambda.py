@@ -15,15 +15,21 @@ bare record, its EventBridge envelope and a log file {"Records": [...]}.
 
 from __future__ import annotations
 
-import copy
 import json
 
 import pytest
-from awsevents import ACCOUNT, ALICE, RESPONDER, TERRAFORM, envelope, iam_call
+from awsevents import (
+    ACCOUNT,
+    ALICE,
+    RESPONDER,
+    TERRAFORM,
+    findings,
+    fired,
+    iam_call,
+    shapes,
+)
 from conftest import ROOT
 from trustwatch.aws import events
-from trustwatch.engine import evaluate
-from trustwatch.intake import parse_document
 
 LAMBDA_DOC = "https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html"
 RESPONDER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/trustwatch-responder"
@@ -53,29 +59,6 @@ def update(role: str | None, actor: dict | None = None, function: str = "reports
 
 def failed(record: dict) -> dict:
     return record | {"errorCode": "AccessDeniedException", "errorMessage": "not authorized"}
-
-
-def shapes(record: dict) -> list[dict]:
-    return [record, envelope(record), {"Records": [copy.deepcopy(record)]}]
-
-
-def findings(doc, baseline):
-    out = []
-    for parsed in parse_document(doc, "test"):
-        assert parsed.error is None, parsed.error
-        for change in parsed.changes:
-            out.extend(evaluate(change, baseline))
-    return out
-
-
-def fired(record, baseline) -> list[tuple[str, str]]:
-    """(rule, severity) pairs; the same in every delivery shape."""
-    results = [
-        sorted((f.rule, f.severity.value) for f in findings(doc, baseline))
-        for doc in shapes(record)
-    ]
-    assert results[0] == results[1] == results[2]
-    return results[0]
 
 
 @pytest.mark.parametrize(

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from trustwatch.aws.events import cloudtrail_change, partition_of
+from trustwatch.aws.events import cloudtrail_change, record_context
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
@@ -176,14 +176,8 @@ def parse(record: dict[str, Any], envelope_account: str = "") -> list[Change] | 
     kind = S3_KINDS.get(name)
     if kind is None:
         return Skipped(f"{name}: not a watched S3 call", event_id, name)
-    identity = _dict(record, "userIdentity")
+    _, account, partition = record_context(record, envelope_account)
     params = _dict(record, "requestParameters")
-    account = (
-        _str(record.get("recipientAccountId"))
-        or envelope_account
-        or _str(identity.get("accountId"))
-    )
-    partition = partition_of(_str(identity.get("arn")) or "arn:aws:")
     error_code = _str(record.get("errorCode"))
     try:
         payload = _payload(kind, params)

@@ -187,16 +187,10 @@ def parse(record: Any) -> list[Change] | Skipped:
     if kind is None:
         return Skipped(f"{name}: not a watched IAM/STS call", event_id, name)
 
-    identity = _dict(record, "userIdentity")
+    identity, account, partition = record_context(record, envelope_account)
     _, ids = actor_ids(identity)
     params = _dict(record, "requestParameters")
     response = _dict(record, "responseElements")
-    account = (
-        _str(record.get("recipientAccountId"))
-        or envelope_account
-        or _str(identity.get("accountId"))
-    )
-    partition = partition_of(_str(identity.get("arn")) or "arn:aws:")
     error_code = _str(record.get("errorCode"))
     scope = account
     payload: IamPayload | RoleAssumed
@@ -254,6 +248,20 @@ def _lambda(
     arn = arn or f"arn:{partition}:lambda:{region}:{account}:function:{function}"
     payload = FunctionRoleSet(role_arn=_str(params.get("role")))
     return [cloudtrail_change(record, kind, account, arn, function, payload)]
+
+
+def record_context(
+    record: dict[str, Any], envelope_account: str = ""
+) -> tuple[dict[str, Any], str, str]:
+    """(userIdentity, the account the record is about, its partition) of a CloudTrail
+    record: the recipient account, else the envelope's, else the caller's."""
+    identity = _dict(record, "userIdentity")
+    account = (
+        _str(record.get("recipientAccountId"))
+        or envelope_account
+        or _str(identity.get("accountId"))
+    )
+    return identity, account, partition_of(_str(identity.get("arn")) or "arn:aws:")
 
 
 def cloudtrail_change(
