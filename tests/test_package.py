@@ -133,6 +133,8 @@ def test_azure_bundle_is_a_function_app_folder_and_its_zip(tmp_path: Path) -> No
 RUNTIME_FILES = {
     "trustwatch/__init__.py",
     "trustwatch/py.typed",
+    "trustwatch/remediation.py",
+    "trustwatch/sweep.py",
     "trustwatch/alerts/__init__.py",
     "trustwatch/alerts/config.py",
     "trustwatch/alerts/dispatch.py",

@@ -153,6 +153,86 @@ def _validate_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+REMEDIATE_EPILOG = """Findings are JSON Lines as `replay` prints them. Each one's state is re-read and
+its put-back planned; only identities whose baseline mode is `remediate` are changed, and
+only with --apply (a change by actors.approved never is). `remediation.status` in the
+output says what happened: planned (dry run), applied (read back and matching), failed
+(with why), skipped (already back, approved actor, circuit open), none (mode is alert).
+
+exit status:
+  0  every remediation planned, applied or not needed
+  1  some remediation failed, or a circuit opened
+  2  bad input or usage
+  4  both
+"""
+
+
+def _remediate_command(args: argparse.Namespace) -> int:
+    from trustwatch import clouds
+    from trustwatch.remediation import Breaker, Remediator, remediate
+
+    try:
+        baseline = load_baseline(args.baseline)
+    except BaselineError as exc:
+        print(f"trustwatch: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    findings, bad = _read_findings(args.findings)
+    remediators: dict[str, Remediator | None] = {}
+
+    def remediator_for(cloud: str) -> Remediator | None:
+        if cloud not in remediators:
+            import os
+
+            remediators[cloud] = clouds.get(cloud).remediator(os.environ)
+        return remediators[cloud]
+
+    breaker = None
+    if args.apply:
+        from trustwatch.dedup import SqliteDedupStore
+
+        breaker = Breaker(SqliteDedupStore(_state_path()))
+    done = remediate(findings, baseline, remediator_for, apply=args.apply, breaker=breaker)
+    print_findings(done, "jsonl", sys.stdout)
+    failed = any(
+        f.remediation.status == "failed" or f.rule == "trustwatch.remediation.circuit_open"
+        for f in done
+    )
+    if bad:
+        return EXIT_FINDINGS_AND_BAD_INPUT if failed else EXIT_BAD_INPUT
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+def _read_findings(path: str) -> tuple[list[Finding], int]:
+    """Findings from a JSON Lines file ('-': stdin); each bad line reported, then skipped."""
+    from pydantic import ValidationError
+
+    try:
+        stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        print(f"trustwatch: error: {path}: {exc.strerror or exc}", file=sys.stderr)
+        return [], 1
+    findings: list[Finding] = []
+    bad = 0
+    with stream if path != "-" else _no_close(stream):
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                findings.append(Finding.model_validate_json(line))
+            except (ValidationError, ValueError) as exc:
+                bad += 1
+                reason = str(exc).splitlines()[0][:200]
+                print(
+                    f"trustwatch: error: {path}:{number}: not a finding: {reason}", file=sys.stderr
+                )
+    return findings, bad
+
+
+@contextmanager
+def _no_close(stream: TextIO) -> Iterator[TextIO]:
+    yield stream
+
+
 def _demo_command(args: argparse.Namespace) -> int:
     from trustwatch.demo import run_demo
 
@@ -207,6 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     vp = bsub.add_parser("validate", help="check a baseline file")
     vp.add_argument("file")
     vp.set_defaults(func=_validate_command)
+
+    mp = sub.add_parser(
+        "remediate",
+        help="show (default) or apply the put-back of findings from replay",
+        description="Plan, and with --apply make, the changes that put findings back to "
+        "the baseline.",
+        epilog=REMEDIATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mp.add_argument("--baseline", required=True, help="baseline YAML file")
+    mp.add_argument(
+        "--apply",
+        action="store_true",
+        help="make the changes (identities in remediate mode only); default: dry run",
+    )
+    mp.add_argument("findings", metavar="FINDINGS.jsonl", help="findings file ('-' for stdin)")
+    mp.set_defaults(func=_remediate_command)
 
     dp = sub.add_parser("demo", help="the whole loop on bundled example events")
     dp.set_defaults(func=_demo_command)

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from trustwatch.changes import Change, Skipped
     from trustwatch.dedup import DedupStore
     from trustwatch.findings import Finding
+    from trustwatch.remediation import Remediator
+    from trustwatch.sweep import StateModule
 
     Enricher = Callable[[Change], "Change | str"]
 
@@ -114,11 +116,19 @@ class CloudPlugin(Protocol):
         """
         ...
 
+    def remediator(self, environ: Mapping[str, str]) -> Remediator | None:
+        """What puts the cloud's findings back to the baseline (trustwatch.remediation)."""
+        ...
+
+    def state(self) -> StateModule | None:
+        """The cloud's `state` part, which sweeps read (trustwatch.sweep), if it has one."""
+        ...
+
 
 # The parts of a cloud folder a function imports by name (intake, engine, baseline and the
 # stores ask every cloud), and the part only its own cloud's function imports.
 RUNTIME_PARTS = ("cloud", "baseline", "events", "rules", "links", "store", "source")
-OWN_RUNTIME_PARTS = ("enrich",)
+OWN_RUNTIME_PARTS = ("enrich", "remediate")
 
 _PACKAGE = Path(__file__).resolve().parent
 _registry: dict[str, CloudPlugin] | None = None
@@ -209,7 +219,9 @@ class CloudFolder(CloudPlugin):
     - `bundle.py`: `build(files, requirements, out_dir)`, the deployable bundle;
     - `store.py`: `store_from_env(environ)` and `URL_FORMS`, its state store;
     - `source.py` (where its storage can hold a baseline): `SCHEMES`, `read(location, …)`;
-    - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`.
+    - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`;
+    - `remediate.py` (where findings can be put back): `remediator_from_env(environ)`;
+    - `state.py` (what sweeps read): `units`, `read`, `catch_up` (trustwatch.sweep).
 
     Each module is imported on first use, so declaring a cloud costs nothing.
     """
@@ -291,3 +303,17 @@ class CloudFolder(CloudPlugin):
     def bundle(self, files: dict[str, Any], requirements: list[str], out_dir: Path) -> list[Path]:
         written: list[Path] = self._module("bundle").build(files, requirements, out_dir)
         return written
+
+    @override
+    def remediator(self, environ: Mapping[str, str]) -> Remediator | None:
+        if importlib.util.find_spec(f"{self.package}.remediate") is None:
+            return None
+        remediator: Remediator | None = self._module("remediate").remediator_from_env(environ)
+        return remediator
+
+    @override
+    def state(self) -> StateModule | None:
+        if importlib.util.find_spec(f"{self.package}.state") is None:
+            return None
+        module: Any = self._module("state")
+        return module  # type: ignore[no-any-return]

@@ -7,7 +7,14 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from trustwatch import clouds
 
@@ -52,13 +59,29 @@ RemediationStatus = Literal["planned", "applied", "skipped", "failed", "none"]
 
 
 class Remediation(BaseModel):
-    """What was or would be done about a finding."""
+    """What was or would be done about a finding.
+
+    `target`, `before` and `after` (what is changed, its state as re-read and the state
+    the action writes) appear once a cloud's remediator has planned the action; they are
+    left out of the JSON until then.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     action: str = "none"
     status: RemediationStatus = "none"
     detail: str = ""
+    target: str = ""
+    before: Any = None
+    after: Any = None
+
+    @model_serializer(mode="wrap")
+    def _planned_parts_only_when_planned(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and not self.target:
+            for key in ("target", "before", "after"):
+                data.pop(key, None)
+        return data
 
 
 class Finding(BaseModel):

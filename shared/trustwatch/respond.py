@@ -26,6 +26,7 @@ from trustwatch.changes import Change
 from trustwatch.engine import RuleError, evaluate
 from trustwatch.findings import Finding, Severity
 from trustwatch.intake import Parsed, code_location, parse_document, short_exception
+from trustwatch.remediation import Breaker, Remediator, remediate
 
 log = logging.getLogger("trustwatch")
 
@@ -189,10 +190,16 @@ def replay(
 
 @dataclass
 class Responder:
+    """One function's event path: evaluate, remediate (or plan), log, alert."""
+
     baseline: Callable[[], Baseline]
     sender: Sender | None
     enrich: Enricher | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    # the cloud's remediator (None: findings keep the engine's planned/none status)
+    remediator: Remediator | None = None
+    apply_remediation: bool = False  # TRUSTWATCH_REMEDIATION=apply; else a dry run
+    breaker: Breaker | None = None
 
     def evaluate(self, doc: Any, where: str) -> Outcome:
         """Parse and evaluate one delivered payload (no alerting)."""
@@ -203,6 +210,8 @@ class Responder:
     def handle(self, doc: Any, where: str) -> Outcome:
         """Evaluate, log, and alert; raises if alerting fails (the platform retries)."""
         outcome = self.evaluate(doc, where)
+        if self.remediator is not None and outcome.findings:
+            self._remediate(outcome)
         for error in outcome.errors:  # each bad record; the others were all evaluated
             log.error("unprocessable record acknowledged: %s", error)
         for note in outcome.not_evaluated:
@@ -223,3 +232,17 @@ class Responder:
                 )
             self.sender.send(outcome.sent)
         return outcome
+
+    def _remediate(self, outcome: Outcome) -> None:
+        """Put each finding back (or plan it) before alerting: the alert says what was done."""
+        remediator = self.remediator
+        baseline = self.baseline()
+        outcome.findings = remediate(
+            outcome.findings,
+            baseline,
+            lambda _cloud: remediator,
+            apply=self.apply_remediation,
+            breaker=self.breaker,
+        )
+        threshold = min_severity(self.environ, baseline)
+        outcome.sent = [f for f in outcome.findings if f.severity.at_least(threshold)]

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from trustwatch import clouds
+from trustwatch.remediation import Breaker, apply_from_env
 from trustwatch.respond import Responder
 
 log = logging.getLogger("trustwatch")
@@ -69,5 +70,14 @@ def function_responder(
     # No sink means findings would go nowhere: leave the sender unset so the first
     # finding to send raises (retry, then dead-letter) instead of vanishing.
     sender = dispatcher if dispatcher.sinks else None
-    enrich = clouds.get(cloud).enricher(env)
-    return Responder(lambda: cache.get(location), sender, enrich, env)
+    plugin = clouds.get(cloud)
+    enrich = plugin.enricher(env)
+    return Responder(
+        lambda: cache.get(location),
+        sender,
+        enrich,
+        env,
+        remediator=plugin.remediator(env),
+        apply_remediation=apply_from_env(env),
+        breaker=Breaker(store),
+    )
