@@ -97,6 +97,8 @@ class Finding(BaseModel):
     identity: str
     actor: str = ""
     source: Literal["event", "sweep"] = "event"
+    # a sweep's finding: first seen by this sweep, still open, or gone since the last one
+    sweep_status: Literal["new", "open", "resolved"] | None = None
     event_id: str = ""
     event_time: str = ""
     summary: str
@@ -107,6 +109,13 @@ class Finding(BaseModel):
     source_ip: str = ""
     user_agent: str = ""
     event_name: str = ""
+
+    @model_serializer(mode="wrap")
+    def _sweep_status_only_in_sweeps(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and self.sweep_status is None:
+            data.pop("sweep_status", None)
+        return data
 
     def to_json(self) -> str:
         """The finding as compact JSON (Contract 2)."""
