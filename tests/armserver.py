@@ -10,17 +10,38 @@
 
 Every request is recorded (`requests`, `token_requests`); `fail(status, …)` queues answers
 for the next ARM requests (throttling, outages).
+
+Sweep reads (`state`, an `ArmState`): the lists a sweep makes, paged `page_size` items at a
+time with an opaque `$skiptoken` in `nextLink`, as ARM pages:
+- `{scope}/providers/Microsoft.Authorization/roleAssignments` with `$filter` absent (at,
+  above or below the scope), `atScope()` (at or above) or `principalId eq '…'` (that
+  principal, at, above or below): "Role Assignments - List For Scope",
+  https://learn.microsoft.com/en-us/rest/api/authorization/role-assignments/list-for-scope,
+  and "List Azure role assignments using the REST API",
+  https://learn.microsoft.com/en-us/azure/role-based-access-control/role-assignments-list-rest
+  (atScope() leaves out subscopes). A management group is above the subscriptions
+  `state.management_groups` puts under it; `/` is above everything;
+- `{user-assigned identity}/federatedIdentityCredentials` (404 for an identity not in
+  `state.federated_credentials`);
+- `/subscriptions/{id}/providers/Microsoft.Storage/storageAccounts`;
+- `/subscriptions/{id}/providers/Microsoft.Insights/eventtypes/management/values`, the
+  Activity Log, with the `$filter` grammar of "Activity Logs - List"
+  (https://learn.microsoft.com/en-us/rest/api/monitor/activity-logs/list): `eventTimestamp
+  ge '…' and eventTimestamp le '…'`, optionally `and resourceProvider eq '…'`; anything else
+  is 400. `$select` keeps only the properties it names.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,6 +104,8 @@ class ArmServer:
         self.identity_header = secrets.token_urlsafe(12)
         self._failures: deque[Failure] = deque()
         self._lock = threading.Lock()
+        self.state = ArmState()  # what the sweep's lists read
+        self._cursors: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         context, self.ca_bundle, self._cleanup = self_signed_tls("localhost")
         self._arm = ThreadingHTTPServer(("127.0.0.1", 0), self._handler(self._serve_arm))
         self._arm.socket = context.wrap_socket(self._arm.socket, server_side=True)
@@ -120,6 +143,9 @@ class ArmServer:
             return failure.status, _error("ServerBusy", "injected failure"), failure.headers
         if request.method != "GET" or "api-version" not in request.query:
             return 400, _error("MissingApiVersionParameter", "api-version is required"), {}
+        listed = self._serve_list(request)
+        if listed is not None:
+            return listed
         found = {k.lower(): v for k, v in self.resources.items()}.get(request.path.lower())
         if found is not None:
             return 200, found, {}
@@ -152,6 +178,9 @@ class ArmServer:
     ) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY each response
+            # waits for the client's delayed ACK (40 ms), which a sweep's lists multiply
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
@@ -176,6 +205,51 @@ class ArmServer:
                 pass
 
         return Handler
+
+    # --- sweep reads: lists, filters, paging (see the module docstring) --------------------
+
+    def _serve_list(self, request: ArmRequest) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        path = request.path.lower()
+        token = request.query.get("$skiptoken")
+        if token is not None:
+            with self._lock:
+                cursor = self._cursors.pop(token, None)
+            if cursor is None or cursor[0] != path:
+                return 400, _error("InvalidSkipToken", "unknown $skiptoken"), {}
+            return 200, self._page(request, cursor[1]), {}
+        if path.endswith(_ASSIGNMENTS):
+            scope = request.path[: -len(_ASSIGNMENTS)] or "/"
+            items = self.state.assignments_for(scope, request.query.get("$filter"))
+        elif path.endswith(_CREDENTIALS):
+            identity = _norm(request.path[: -len(_CREDENTIALS)])
+            found = {_norm(k): v for k, v in self.state.federated_credentials.items()}
+            if identity not in found:
+                return 404, _error("ResourceNotFound", f"identity {identity} not found"), {}
+            items = found[identity]
+        elif _STORAGE_LIST.fullmatch(path):
+            prefix = path.rsplit("/providers/", 1)[0] + "/"
+            items = [a for a in self.state.storage_accounts if _norm(a["id"]).startswith(prefix)]
+        elif _ACTIVITY_LOG.fullmatch(path):
+            subscription = path.split("/")[2]
+            items = self.state.activity_log_for(
+                subscription, request.query.get("$filter"), request.query.get("$select")
+            )
+        else:
+            return None
+        if items is None:
+            return 400, _error("InvalidFilter", f"unsupported $filter for {request.path}"), {}
+        return 200, self._page(request, items), {}
+
+    def _page(self, request: ArmRequest, items: list[dict[str, Any]]) -> dict[str, Any]:
+        size = self.state.page_size
+        body: dict[str, Any] = {"value": items[:size]}
+        if len(items) > size:
+            token = secrets.token_urlsafe(12)
+            with self._lock:
+                self._cursors[token] = (request.path.lower(), items[size:])
+            version = request.query.get("api-version", "")
+            body["nextLink"] = f"{self.url}{request.path}?api-version={version}&$skiptoken={token}"
+        return body
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -207,3 +281,100 @@ class ArmServer:
 
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+# --- sweep reads: the state the lists serve ------------------------------------------------
+
+_ASSIGNMENTS = "/providers/microsoft.authorization/roleassignments"
+_CREDENTIALS = "/federatedidentitycredentials"
+_STORAGE_LIST = re.compile(r"/subscriptions/[^/]+/providers/microsoft\.storage/storageaccounts")
+_ACTIVITY_LOG = re.compile(
+    r"/subscriptions/[^/]+/providers/microsoft\.insights/eventtypes/management/values"
+)
+_PRINCIPAL = re.compile(r"principalId eq '([^']+)'", re.IGNORECASE)
+_WINDOW = re.compile(
+    r"eventTimestamp ge '([^']+)' and eventTimestamp le '([^']+)'"
+    r"(?: and resourceProvider eq '([^']+)')?",
+    re.IGNORECASE,
+)
+_MANAGEMENT_GROUP = "/providers/microsoft.management/managementgroups/"
+
+
+@dataclass
+class ArmState:
+    """What the stand-in's lists return (bodies as ARM returns them)."""
+
+    role_assignments: list[dict[str, Any]] = field(default_factory=list)
+    # management group id -> the subscription ids under it (any depth)
+    management_groups: dict[str, list[str]] = field(default_factory=dict)
+    # user-assigned identity resource id -> its federated identity credentials
+    federated_credentials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    storage_accounts: list[dict[str, Any]] = field(default_factory=list)
+    # REST-schema Activity Log records (every subscription's)
+    activity_log: list[dict[str, Any]] = field(default_factory=list)
+    page_size: int = 2
+
+    def assignments_for(self, scope: str, filter: str | None) -> list[dict[str, Any]] | None:
+        target = _norm(scope)
+        principal: str | None = None
+        below = True
+        if filter is None:
+            pass
+        elif filter.strip() == "atScope()":
+            below = False
+        elif (m := _PRINCIPAL.fullmatch(filter.strip())) is not None:
+            principal = m[1].lower()
+        else:
+            return None
+        out = []
+        for assignment in self.role_assignments:
+            props = assignment["properties"]
+            if principal is not None and props["principalId"].lower() != principal:
+                continue
+            at = _norm(props["scope"])
+            if self._above_or_at(at, target) or (below and _within(at, target)):
+                out.append(assignment)
+        return out
+
+    def _above_or_at(self, grant: str, target: str) -> bool:
+        if grant == "/" or _within(target, grant):
+            return True
+        if not grant.startswith(_MANAGEMENT_GROUP) or not target.startswith("/subscriptions/"):
+            return False
+        group = grant[len(_MANAGEMENT_GROUP) :]
+        subscription = target.split("/")[2]
+        under = {k.lower(): v for k, v in self.management_groups.items()}.get(group, [])
+        return subscription in {s.lower() for s in under}
+
+    def activity_log_for(
+        self, subscription: str, filter: str | None, select: str | None
+    ) -> list[dict[str, Any]] | None:
+        m = _WINDOW.fullmatch((filter or "").strip())
+        if m is None:
+            return None  # the start time is required; other patterns are not served here
+        since, until, provider = _when(m[1]), _when(m[2]), (m[3] or "").lower()
+        keep = [k.strip() for k in select.split(",")] if select else None
+        out = []
+        for record in self.activity_log:
+            if str(record.get("subscriptionId", "")).lower() != subscription:
+                continue
+            if not since <= _when(record["eventTimestamp"]) <= until:
+                continue
+            if provider and record["resourceProviderName"]["value"].lower() != provider:
+                continue
+            out.append({k: v for k, v in record.items() if keep is None or k in keep})
+        # newest first, as the portal and the API list them
+        return sorted(out, key=lambda r: _when(r["eventTimestamp"]), reverse=True)
+
+
+def _norm(scope: str) -> str:
+    text = re.sub("/{2,}", "/", scope.strip().lower()).rstrip("/")
+    return text or "/"
+
+
+def _within(scope: str, parent: str) -> bool:
+    return parent == "/" or scope == parent or scope.startswith(parent + "/")
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

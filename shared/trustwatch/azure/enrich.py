@@ -22,7 +22,7 @@ need none, and the function's cold start should not pay for them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from trustwatch.azure.events import complete
@@ -126,8 +126,17 @@ def enricher_from_env(environ: Mapping[str, str]) -> Enricher:
     )
 
 
+def reader_from_env(environ: Mapping[str, str]) -> _ArmReader:
+    """The ARM reader the enricher uses, for other reads (trustwatch.azure.state):
+    TRUSTWATCH_ARM_ENDPOINT, TRUSTWATCH_ARM_CA_BUNDLE, the managed identity."""
+    base_url = (environ.get("TRUSTWATCH_ARM_ENDPOINT") or ARM_ENDPOINT).rstrip("/")
+    verify = environ.get("TRUSTWATCH_ARM_CA_BUNDLE") or True
+    return _ArmReader(None, base_url, {**CLIENT_DEFAULTS, "connection_verify": verify})
+
+
 class _ArmReader:
-    """Reads ARM resources by id; the credential and clients are made on first use."""
+    """Reads ARM resources by id and lists; the credential and clients are made on first
+    use."""
 
     def __init__(self, credential: Any, base_url: str, options: dict[str, Any]) -> None:
         self._credential = credential
@@ -137,6 +146,8 @@ class _ArmReader:
         self._options = options
         self._authorization: Any = None
         self._pipeline: Any = None
+        self._clients: dict[tuple[type, str], Any] = {}
+        self.calls = 0  # HTTP requests sent to ARM, retries included (a sweep reports them)
 
     def _token_credential(self) -> Any:
         if self._credential is None:
@@ -153,12 +164,8 @@ class _ArmReader:
             from azure.mgmt.authorization import AuthorizationManagementClient
 
             # get_by_id never uses the client's subscription: one client serves them all.
-            self._authorization = AuthorizationManagementClient(
-                self._token_credential(),
-                "00000000-0000-0000-0000-000000000000",
-                base_url=self._base_url,
-                credential_scopes=[self._scope],
-                **self._options,
+            self._authorization = self.client(
+                AuthorizationManagementClient, "00000000-0000-0000-0000-000000000000"
             )
         try:
             # `cls` hands back the response body itself: the ARM JSON complete() reads,
@@ -173,6 +180,11 @@ class _ArmReader:
         self, resource_id: str, api_version: str, params: Mapping[str, str] | None = None
     ) -> dict[str, Any] | None:
         """GET any ARM resource by id, or None if ARM answers 404."""
+        return self._get(
+            self._base_url + resource_id, {**(params or {}), "api-version": api_version}
+        )
+
+    def _get(self, url: str, params: Mapping[str, str] | None) -> dict[str, Any] | None:
         from azure.core.exceptions import HttpResponseError
         from azure.core.rest import HttpRequest
 
@@ -184,20 +196,68 @@ class _ArmReader:
             policies = [
                 UserAgentPolicy(sdk_moniker="trustwatch"),
                 RetryPolicy(**self._options),
+                _counting_policy(self),
                 ARMChallengeAuthenticationPolicy(self._token_credential(), self._scope),
             ]
             self._pipeline = PipelineClient(self._base_url, policies=policies, **self._options)
-        request = HttpRequest(
-            "GET",
-            self._base_url + resource_id,
-            params={**(params or {}), "api-version": api_version},
-        )
-        response = self._pipeline.send_request(request)
+        response = self._pipeline.send_request(HttpRequest("GET", url, params=dict(params or {})))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise HttpResponseError(response=response)
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def client(self, client_class: type, subscription_id: str) -> Any:
+        """An azure-mgmt client (AuthorizationManagementClient, MonitorManagementClient…)
+        of `subscription_id` on this endpoint, with this credential, retry and timeouts."""
+        key = (client_class, subscription_id)
+        if key not in self._clients:
+            self._clients[key] = client_class(
+                self._token_credential(),
+                subscription_id,
+                base_url=self._base_url,
+                credential_scopes=[self._scope],
+                per_retry_policies=[_counting_policy(self)],
+                **self._options,
+            )
+        return self._clients[key]
+
+    def pages(
+        self, path: str, api_version: str, params: Mapping[str, str] | None = None
+    ) -> Iterator[dict[str, Any]] | None:
+        """The items of an ARM list (`{"value": [...], "nextLink": …}`), every page
+        followed; None if ARM answers 404 on the first page (the parent is gone)."""
+        first = self._get(self._base_url + path, {**(params or {}), "api-version": api_version})
+        if first is None:
+            return None
+
+        def items() -> Iterator[dict[str, Any]]:
+            page: dict[str, Any] | None = first
+            while page is not None:
+                yield from (v for v in page.get("value") or () if isinstance(v, dict))
+                link = page.get("nextLink")
+                if not isinstance(link, str) or not link:
+                    return
+                if not link.lower().startswith(self._base_url.lower() + "/"):
+                    # the bearer token goes wherever the link points
+                    raise ValueError(f"ARM list nextLink leaves {self._base_url}: {link[:200]}")
+                # a nextLink carries its query (api-version, skip token) already
+                page = self._get(link, None)
+
+        return items()
+
+
+def _counting_policy(reader: _ArmReader) -> Any:
+    """A pipeline policy counting each request sent, placed after the retry policy (so
+    each attempt counts): the `calls` a sweep reports."""
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    class Counted(SansIOHTTPPolicy):  # type: ignore[type-arg]
+        def on_request(self, request: Any) -> None:
+            reader.calls += 1
+
+    return Counted()
 
 
 def _json(pipeline_response: Any) -> Any:

@@ -327,6 +327,20 @@ def complete(change: Change, resource: Any) -> Change:
         raise EventError(str(exc)) from None
 
 
+def read_back(kind: str, resource: Any, *, event_name: str, scope: str) -> Change:
+    """The Change a whole resource states, as ARM returns it to a sweep's read (GET or a
+    list's item): what a write of it would be judged as. No actor, no event id; `scope`
+    is the subscription swept. EventError if ARM's answer is not readable."""
+    if kind not in _BODY_STAGES:
+        raise ValueError(f"{kind} changes are not read back from a resource")
+    resource_id = _str(_ci(resource, "id"))
+    base = {"cloud": "azure", "kind": kind, "event_name": event_name, "scope": scope}
+    try:
+        return _with_body(base, resource_id, resource, from_response=True)
+    except _Removal as exc:
+        raise EventError(str(exc)) from None
+
+
 class _Removal(Exception):
     """A write that only takes access away (a PIM removal request): nothing to judge."""
 
