@@ -365,6 +365,8 @@ def test_a_failed_read_is_reported_and_the_others_go_on(
     assert len(read.errors) == 1
     assert read.errors[0].startswith(f"role assignments at {STORAGE}")
     assert "HttpResponseError" in read.errors[0]
+    # anyone's assignment may be in that list: no identity is known read, none resolves
+    assert read.unreadable == []
     # the Owner is still seen from the identity's list (at or above it), nothing is missing
     assert [f.rule for f in findings] == ["azure.role_assignment.protected_scope"]
 
@@ -386,6 +388,8 @@ def test_no_expected_assignment_is_missing_when_the_principal_list_failed(
     arm.state.assignments_for = failing  # type: ignore[method-assign]
     findings, read = sweep_findings(arm, sweep_baseline)
     assert len(read.errors) == 3
+    # their findings stay open; the other identities' resolve as usual
+    assert read.unreadable == [CONNECTOR_PRINCIPAL, UAMI_PRINCIPAL, TERRAFORM_SP]
     assert not [f for f in findings if f.rule == "azure.role_assignment.expected_removed"]
 
 
@@ -405,6 +409,7 @@ def test_a_watched_storage_account_not_found_is_an_error(
     arm.state.storage_accounts = [storage_account("dbxucprod", group="elsewhere")]
     _, read = sweep_findings(arm, sweep_baseline)
     assert read.errors == [f"storage account dbxucprod: not found in subscription {SUB}"]
+    assert read.unreadable == [STORAGE]  # its findings stay open, as last known
 
 
 # --- catch-up: the Activity Log ----------------------------------------------------------

@@ -85,6 +85,16 @@ SELECT = (
     "authorization,claims,correlationId,eventDataId,eventName,eventTimestamp,httpRequest,"
     "operationName,properties,resourceId,status,subStatus,subscriptionId"
 )
+# The reads above, as permissions: deploy/azure's sweep reader role grants exactly these
+# (tests/test_deploy.py checks it) at each swept subscription.
+READ_PERMISSIONS = (
+    "Microsoft.Authorization/roleAssignments/read",
+    "Microsoft.Authorization/roleDefinitions/read",
+    "Microsoft.Databricks/accessConnectors/read",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
+    "Microsoft.Storage/storageAccounts/read",
+    "Microsoft.Insights/eventtypes/values/read",  # the Activity Log (catch-up)
+)
 _ACCESS_CONNECTORS = "/providers/microsoft.databricks/accessconnectors/"
 _USER_ASSIGNED = "/providers/microsoft.managedidentity/userassignedidentities/"
 
@@ -103,7 +113,7 @@ def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead
     sweep.custom_roles(subscription)
     sweep.identities(subscription, baseline)
     sweep.storage_accounts(subscription)
-    return StateRead(unit, sweep.changes, reader.calls, sweep.errors)
+    return StateRead(unit, sweep.changes, reader.calls, sweep.errors, sweep.unreadable())
 
 
 def catch_up(
@@ -138,6 +148,8 @@ class _Sweep:
         self.reader = reader
         self.changes: list[Change] = []
         self.errors: list[str] = []
+        self._unsure: list[str] = []  # the identities (as findings name them) not read
+        self._unattributed = False  # an error no identity explains: resolve nothing
         self._assignments: set[str] = set()  # ids seen: one change per assignment
 
     def role_assignments(self, subscription: AzureSubscription, baseline: Baseline) -> None:
@@ -159,6 +171,7 @@ class _Sweep:
                 None,
                 f"principalId eq '{principal}'",
                 LIST_FOR_PRINCIPAL,
+                principal,
             )
             if held is None:
                 continue  # unread: an expected assignment is not known to be missing
@@ -175,9 +188,11 @@ class _Sweep:
         scope: str | None,
         filter: str | None = None,
         event_name: str = LIST_FOR_SCOPE,
+        identity: str | None = None,
     ) -> set[tuple[str, str]] | None:
         """Every assignment a list returns as a change; (role, scope) of each, None if
-        the list failed."""
+        the list failed. `identity`: the principal a failure leaves unread (a scope's list
+        may hold anyone's)."""
         args = (scope,) if scope is not None else ()
         where = f"role assignments {f'at {scope}' if scope else 'of the subscription'}"
         held: set[tuple[str, str]] = set()
@@ -188,7 +203,7 @@ class _Sweep:
                         "role_assignment.created", item, event_name=event_name, scope=self.unit
                     )
                 except EventError as exc:
-                    self.errors.append(f"{where}{f' ({filter})' if filter else ''}: {exc}")
+                    self._error(f"{where}{f' ({filter})' if filter else ''}: {exc}", identity)
                     continue
                 assignment = change.payload_as(RoleAssignment)
                 held.add((assignment.role, norm_scope(assignment.scope)))
@@ -197,7 +212,7 @@ class _Sweep:
                     self._assignments.add(key)
                     self.changes.append(change)
         except (AzureError, ValueError) as exc:  # reported per read, the others go on
-            self.errors.append(f"{where}{f' ({filter})' if filter else ''}: {_short(exc)}")
+            self._error(f"{where}{f' ({filter})' if filter else ''}: {_short(exc)}", identity)
             return None
         return held
 
@@ -220,15 +235,17 @@ class _Sweep:
                     cls=lambda response, _model, _headers: _body(response),
                 )
             except ResourceNotFoundError:
-                self.errors.append(f"custom role {guid}: not found at {scope}")
+                self._error(f"custom role {guid}: not found at {scope}", guid)
                 continue
             except (AzureError, ValueError) as exc:
-                self.errors.append(f"custom role {guid}: {_short(exc)}")
+                self._error(f"custom role {guid}: {_short(exc)}", guid)
                 continue
             props = body.get("properties") if isinstance(body, dict) else None
             if isinstance(props, dict) and str(props.get("type", "")).lower() == "builtinrole":
                 continue  # a built-in role held by GUID: Microsoft's, not drift
-            self._read_back("role_definition.written", body, DEFINITION_GET, f"custom role {guid}")
+            self._read_back(
+                "role_definition.written", body, DEFINITION_GET, f"custom role {guid}", guid
+            )
 
     def identities(self, subscription: AzureSubscription, baseline: Baseline) -> None:
         for identity in subscription.identities.values():
@@ -242,7 +259,7 @@ class _Sweep:
         try:
             body = self.reader.resource(resource, ACCESS_CONNECTOR_API_VERSION)
         except (AzureError, ValueError) as exc:
-            self.errors.append(f"access connector {resource}: {_short(exc)}")
+            self._error(f"access connector {resource}: {_short(exc)}", resource)
             return
         if body is None:
             self.changes.append(
@@ -250,7 +267,11 @@ class _Sweep:
             )
             return
         self._read_back(
-            "access_connector.written", body, CONNECTOR_GET, f"access connector {resource}"
+            "access_connector.written",
+            body,
+            CONNECTOR_GET,
+            f"access connector {resource}",
+            resource,
         )
 
     def _federated_credentials(self, identity: str) -> None:
@@ -267,7 +288,19 @@ class _Sweep:
             for item in items:
                 self.changes.append(_credential(item, identity, self.unit))
         except (AzureError, ValueError) as exc:
-            self.errors.append(f"{where}: {_short(exc)}")
+            self._error(f"{where}: {_short(exc)}", identity)
+
+    def _error(self, message: str, identity: str | None) -> None:
+        self.errors.append(message)
+        if identity is None:
+            self._unattributed = True
+        else:
+            self._unsure.append(identity)
+
+    def unreadable(self) -> list[str]:
+        """The identities whose last findings stay open; none when an error explains
+        itself by no identity (then the sweep resolves nothing: StateRead)."""
+        return [] if self._unattributed else list(dict.fromkeys(self._unsure))
 
     def storage_accounts(self, subscription: AzureSubscription) -> None:
         if not subscription.storage_accounts:
@@ -278,26 +311,40 @@ class _Sweep:
             for item in self.reader.pages(path, STORAGE_API_VERSION) or ():
                 name = str(item.get("name", "")).lower()
                 spec = subscription.storage_accounts.get(name)
-                group = norm_scope(str(item.get("id", ""))).split("/")[4:5]
+                in_group = norm_scope(str(item.get("id", ""))).split("/")[4:5]
                 if spec is None or (
-                    spec.resource_group is not None and group != [spec.resource_group.lower()]
+                    spec.resource_group is not None and in_group != [spec.resource_group.lower()]
                 ):
                     continue
                 found.add(name)
                 self._read_back(
-                    "storage_account.written", item, STORAGE_LIST, f"storage account {name}"
+                    "storage_account.written",
+                    item,
+                    STORAGE_LIST,
+                    f"storage account {name}",
+                    str(item.get("id") or "") or None,
                 )
         except (AzureError, ValueError) as exc:
-            self.errors.append(f"storage accounts of {self.unit}: {_short(exc)}")
+            self._error(f"storage accounts of {self.unit}: {_short(exc)}", None)
             return
         for name in sorted(set(subscription.storage_accounts) - found):
-            self.errors.append(f"storage account {name}: not found in subscription {self.unit}")
+            group = subscription.storage_accounts[name].resource_group
+            # its findings name the account's id: known when the baseline names its group
+            resource = (
+                f"/subscriptions/{self.unit}/resourceGroups/{group}/providers/"
+                f"Microsoft.Storage/storageAccounts/{name}"
+                if group
+                else None
+            )
+            self._error(f"storage account {name}: not found in subscription {self.unit}", resource)
 
-    def _read_back(self, kind: str, body: Any, event_name: str, what: str) -> None:
+    def _read_back(
+        self, kind: str, body: Any, event_name: str, what: str, identity: str | None
+    ) -> None:
         try:
             self.changes.append(read_back(kind, body, event_name=event_name, scope=self.unit))
         except EventError as exc:
-            self.errors.append(f"{what}: ARM's answer is not readable: {exc}")
+            self._error(f"{what}: ARM's answer is not readable: {exc}", identity)
 
 
 def _raw_items(
