@@ -1,5 +1,5 @@
 """Azure Functions entry point (Python v2 programming model): two functions on the shared
-responder, fed by the two paths deploy/azure builds.
+responder, fed by the two paths deploy/azure builds, and the two of the scheduled sweep.
 
 - `on_event_grid`: Event Grid events of the subscription system topic (Event Grid schema; a
   CloudEvents-schema subscription works too). They name the resource but carry no body, so
@@ -7,6 +7,18 @@ responder, fed by the two paths deploy/azure builds.
   Manager with the app's managed identity (trustwatch.azure.enrich).
 - `on_activity_log`: the Activity Log diagnostic export to Event Hub; each event body is
   `{"records": [...]}` with the request and response bodies.
+
+The scheduled sweep (trustwatch.sweep), one subscription per invocation:
+- `on_sweep_schedule`: a timer trigger on the NCRONTAB schedule in the app setting
+  TRUSTWATCH_SWEEP_SCHEDULE; it lists the baseline's subscriptions and puts one message
+  `{"trustwatch": "sweep", "cloud": "azure", "unit": SUBSCRIPTION}` each on the Storage
+  queue TRUSTWATCH_SWEEP_QUEUE (an output binding: the host enqueues them when it returns);
+- `on_sweep_unit`: the queue trigger that sweeps the subscription a message names
+  (`sweep.run_scheduled`). The host runs queue messages in parallel, so one slow
+  subscription delays no other. Alerts that no sink accepted raise: the host retries the
+  message (maxDequeueCount, 5 by default) and then moves it to `<queue>-poison`; the sweep
+  saved nothing, so each retry sends them again. A malformed message is logged and
+  acknowledged. Both queue bindings use the app's own storage account (AzureWebJobsStorage).
 
 Failure semantics:
 - a malformed or unsupported event or record is logged with its reason and acknowledged
@@ -32,6 +44,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any, List  # noqa: UP035 - see on_activity_log
 
 import azure.functions as func
@@ -45,6 +58,8 @@ runtime = FunctionRuntime("azure", __file__)  # ARM enrichment: trustwatch.azure
 
 # Retries of a failed Event Hub batch: 10 s doubling to 15 min, about 36 min in all.
 EVENTHUB_RETRIES = 8
+# The sweep queue's connection: the app's own storage account (deploy/azure makes the queue).
+SWEEP_QUEUE_CONNECTION = "AzureWebJobsStorage"
 
 
 def _runtime() -> Responder:
@@ -98,6 +113,62 @@ def on_activity_log(
             )
         raise
     _log_outcome(where, outcome)
+
+
+@app.timer_trigger(schedule="%TRUSTWATCH_SWEEP_SCHEDULE%", arg_name="timer")
+@app.queue_output(
+    arg_name="units", queue_name="%TRUSTWATCH_SWEEP_QUEUE%", connection=SWEEP_QUEUE_CONNECTION
+)
+def on_sweep_schedule(
+    timer: func.TimerRequest,
+    units: func.Out[List[str]],  # noqa: UP006 - the worker's annotation check
+) -> None:
+    from trustwatch import sweep
+
+    messages: list[str] = []
+    if timer.past_due:
+        log.warning("sweep schedule is past due: sweeping now")
+    responder = _runtime()
+    sweep.run_scheduled(
+        sweep.ScheduledSweep(),
+        "azure",
+        responder.baseline(),
+        environ=os.environ,
+        store=sweep.sweep_store_from_env(os.environ),
+        sender=responder.sender,
+        dispatch=lambda message: messages.append(json.dumps(message)),
+    )
+    units.set(messages)
+
+
+@app.queue_trigger(
+    arg_name="message", queue_name="%TRUSTWATCH_SWEEP_QUEUE%", connection=SWEEP_QUEUE_CONNECTION
+)
+def on_sweep_unit(message: func.QueueMessage) -> None:
+    from trustwatch import sweep
+
+    where = f"sweep queue message {message.id} (dequeued {message.dequeue_count} time(s))"
+    try:
+        request = sweep.scheduled(message.get_json())
+        if request is None or request.unit is None or request.cloud != "azure":
+            raise ValueError("not a message to sweep one Azure subscription")
+    except ValueError as exc:  # the same message would fail the same way again
+        log.error("%s acknowledged, not swept: %s", where, exc)
+        return
+    responder = _runtime()
+    sweep.run_scheduled(
+        request,
+        "azure",
+        responder.baseline(),
+        environ=os.environ,
+        store=sweep.sweep_store_from_env(os.environ),
+        sender=responder.sender,
+        dispatch=_no_fan_out,
+    )
+
+
+def _no_fan_out(message: dict[str, str]) -> None:
+    raise RuntimeError("a unit sweep dispatches nothing")  # run_scheduled never calls it
 
 
 def _event_grid_document(event: func.EventGridEvent) -> dict[str, Any]:
