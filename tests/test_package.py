@@ -181,6 +181,7 @@ RUNTIME_FILES = {
     "trustwatch/runtime.py",
     "trustwatch/stores/__init__.py",
     "trustwatch/alerts/slackretry.py",
+    "trustwatch/alerts/templates/digest.html.j2",
     "trustwatch/alerts/templates/email.html.j2",
     "trustwatch/aws/baseline.py",
     "trustwatch/aws/changes.py",
