@@ -19,6 +19,7 @@ https://learn.microsoft.com/en-us/azure/azure-functions/functions-bindings-stora
 from __future__ import annotations
 
 import json
+import re
 import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -148,6 +149,12 @@ def finding_alerts(slack: RecordingHTTPServer) -> list[str]:
     return [t for t in slack_texts(slack) if "trustwatch sweep of azure" not in t]
 
 
+def finding_id(alert: str) -> str:
+    found = re.search(r"finding `([0-9a-f]+)`", alert)
+    assert found is not None, alert
+    return found[1]
+
+
 def test_sweep_functions_are_indexed_with_the_bindings_deploy_sets(app: FunctionApp) -> None:
     bindings = json.loads(app.functions["on_sweep_schedule"].get_function_json())["bindings"]
     (timer,) = [b for b in bindings if b["type"] == "timerTrigger"]
@@ -193,10 +200,10 @@ def test_a_unit_sweep_alerts_what_is_new_then_only_what_changed(
     owner = (STRANGER, ROLE["Owner"], f"/subscriptions/{SUB}")
     _add(owner)(arm)  # drift no event reported
     on_unit(app, unit())
-    print(slack_texts(slack))
     (alert,) = finding_alerts(slack)
     assert "azure.role_assignment.protected_scope" in alert and STRANGER in alert
-    assert len(digests(slack)) == 1
+    (digest,) = digests(slack)
+    assert "1 new, 0 resolved, 0 still open" in digest
     assert any(r.path.endswith("/roleAssignments") for r in arm.requests)
 
     slack.requests.clear()
@@ -209,8 +216,9 @@ def test_a_unit_sweep_alerts_what_is_new_then_only_what_changed(
     clean_state(arm)  # put back what the baseline expects: the Owner is gone
     on_unit(app, unit())
     (resolved,) = finding_alerts(slack)
-    assert "azure.role_assignment.protected_scope" in resolved
-    assert "resolved" in resolved.lower()
+    assert finding_id(resolved) == finding_id(alert)  # its resolution, alerted once
+    (digest,) = digests(slack)
+    assert "0 new, 1 resolved, 0 still open" in digest
 
 
 def test_catch_up_turns_a_lost_event_into_one_alert(
