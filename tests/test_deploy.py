@@ -385,17 +385,56 @@ def test_azure_actions_reach_the_function_through_the_hub_only() -> None:
 
 def test_azure_identity_has_only_reader_and_table_data_contributor() -> None:
     assignments = module("azure")["resource"]["azurerm_role_assignment"]
-    roles = {name: body["role_definition_name"] for name, body in assignments.items()}
+    roles = {
+        name: body.get("role_definition_name") or body["role_definition_id"]
+        for name, body in assignments.items()
+    }
     assert roles == {
         "reader": "Reader",
         "dedup_table": "Storage Table Data Contributor",
         "key_vault_secret": "Key Vault Secrets User",  # one per named secret
         "baseline": "Storage Blob Data Reader",  # only when a blob baseline is named
+        # the sweep's reads, in each swept subscription (next test)
+        "sweep_reader": "${azurerm_role_definition.sweep_reader.role_definition_resource_id}",
     }
     assert assignments["reader"]["scope"] == "${local.subscription_scope}"
     assert "/tableServices/default/tables/" in assignments["dedup_table"]["scope"]
     assert "/secrets/" in assignments["key_vault_secret"]["scope"]
     assert "count" in assignments["baseline"] and "for_each" in assignments["key_vault_secret"]
+
+
+def test_azure_sweep_reader_grants_exactly_the_reads_the_state_part_makes() -> None:
+    from trustwatch.azure.state import READ_PERMISSIONS
+
+    role = resource("azure", "azurerm_role_definition", "sweep_reader")
+    permissions = block(role, "permissions")
+    assert sorted(permissions["actions"]) == sorted(READ_PERMISSIONS)
+    assert permissions.get("not_actions") == [] and "data_actions" not in permissions
+    assert "local.sweep_subscriptions" in role["assignable_scopes"]
+    assignment = resource("azure", "azurerm_role_assignment", "sweep_reader")
+    assert assignment["for_each"] == "${toset(local.sweep_subscriptions)}"
+    assert assignment["scope"] == "/subscriptions/${each.value}"
+    assert "identity[0].principal_id" in assignment["principal_id"]
+    default = module("azure")["locals"]["sweep_subscriptions"]
+    assert "[local.subscription_id]" in default  # null: the deployment's own subscription
+
+
+def test_azure_schedule_and_queue_are_the_ones_the_sweep_functions_bind() -> None:
+    """function_app.py's timer reads %TRUSTWATCH_SWEEP_SCHEDULE%, both queue bindings
+    %TRUSTWATCH_SWEEP_QUEUE% on the app's own storage account (AzureWebJobsStorage)."""
+    settings = module("azure")["locals"]["app_settings"]  # one merge() expression
+    assert re.search(r"TRUSTWATCH_SWEEP_SCHEDULE\s*=\s*var\.sweep_schedule\b", settings)
+    assert re.search(r"TRUSTWATCH_SWEEP_QUEUE\s*=\s*azurerm_storage_queue\.sweep\.name\b", settings)
+    queue = resource("azure", "azurerm_storage_queue", "sweep")
+    assert queue["storage_account_id"] == "${azurerm_storage_account.this.id}"
+    assert module("azure")["locals"]["sweep_queue"] == "trustwatch-sweep"
+    # NCRONTAB with seconds: six fields
+    schedule = module("azure")["variable"]["sweep_schedule"]["default"]
+    assert len(schedule.split()) == 6
+    source = (ROOT / "functions" / "azure" / "function_app.py").read_text()
+    assert 'schedule="%TRUSTWATCH_SWEEP_SCHEDULE%"' in source
+    assert source.count('queue_name="%TRUSTWATCH_SWEEP_QUEUE%"') == 2
+    assert 'SWEEP_QUEUE_CONNECTION = "AzureWebJobsStorage"' in source
 
 
 def test_azure_function_app_runs_python_311_with_a_managed_identity() -> None:

@@ -1,6 +1,7 @@
 # trustwatch on Azure: subscription events -> Event Grid -> Function App (on_event_grid), and
 # the Activity Log -> Event Hub -> the same app (on_activity_log), which also sees the
-# request bodies Event Grid leaves out.
+# request bodies Event Grid leaves out. On a schedule the app sweeps each subscription's
+# state (on_sweep_schedule -> one Storage queue message per subscription -> on_sweep_unit).
 
 data "azurerm_client_config" "current" {}
 
@@ -15,6 +16,12 @@ locals {
     "tw${substr(sha1("${local.subscription_id}/${var.name}/${coalesce(var.resource_group_name, "-")}"), 0, 16)}",
   )
   dedup_table = "trustwatchdedup"
+
+  # The scheduled sweep: the queue both sweep functions bind (function_app.py reads its
+  # name and the timer's NCRONTAB schedule from these app settings), and the subscriptions
+  # the app's identity may read (the baseline's azure.subscriptions should be these).
+  sweep_queue         = "trustwatch-sweep"
+  sweep_subscriptions = var.sweep_subscription_ids == null ? [local.subscription_id] : var.sweep_subscription_ids
 
   # Operations trustwatch.azure.events turns into changes (Event Grid filters on
   # data.operationName, case-insensitively); written from the code by `trustwatch package
@@ -51,6 +58,8 @@ locals {
       TRUSTWATCH_EVENTHUB_CONSUMER_GROUP  = azurerm_eventhub_consumer_group.function.name
       TRUSTWATCH_MIN_SEVERITY             = var.min_severity
       TRUSTWATCH_STATE_URL                = "${azurerm_storage_account.this.primary_table_endpoint}${local.dedup_table}"
+      TRUSTWATCH_SWEEP_SCHEDULE           = var.sweep_schedule
+      TRUSTWATCH_SWEEP_QUEUE              = azurerm_storage_queue.sweep.name
     },
     { for k, v in {
       TRUSTWATCH_BASELINE   = var.baseline_url
@@ -88,6 +97,13 @@ resource "azurerm_storage_account" "this" {
 resource "azurerm_storage_table" "dedup" {
   name                 = local.dedup_table
   storage_account_name = azurerm_storage_account.this.name
+}
+
+# The sweep's fan-out: one message per subscription; the Functions host moves a message
+# whose sweep keeps failing to trustwatch-sweep-poison after maxDequeueCount (5) tries.
+resource "azurerm_storage_queue" "sweep" {
+  name               = local.sweep_queue
+  storage_account_id = azurerm_storage_account.this.id
 }
 
 resource "azurerm_storage_container" "dead_letter" {
@@ -223,6 +239,39 @@ resource "azurerm_role_assignment" "dedup_table" {
   role_definition_name = "Storage Table Data Contributor"
   principal_id         = azurerm_linux_function_app.this.identity[0].principal_id
   description          = "trustwatch: alert dedup claims"
+}
+
+# A sweep reads exactly these (trustwatch.azure.state.READ_PERMISSIONS, checked by
+# tests/test_deploy.py) in every swept subscription: role assignments at and above the
+# protected scopes and of each baseline principal, custom role definitions, access
+# connectors, user-assigned identities' federated credentials, storage accounts, and the
+# Activity Log for the catch-up.
+resource "azurerm_role_definition" "sweep_reader" {
+  name        = "${var.name}-sweep-reader-${substr(sha1(join(",", local.sweep_subscriptions)), 0, 8)}"
+  scope       = "/subscriptions/${local.sweep_subscriptions[0]}"
+  description = "trustwatch: the reads of a scheduled compliance sweep"
+
+  permissions {
+    actions = [
+      "Microsoft.Authorization/roleAssignments/read",
+      "Microsoft.Authorization/roleDefinitions/read",
+      "Microsoft.Databricks/accessConnectors/read",
+      "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
+      "Microsoft.Storage/storageAccounts/read",
+      "Microsoft.Insights/eventtypes/values/read",
+    ]
+    not_actions = []
+  }
+
+  assignable_scopes = [for id in local.sweep_subscriptions : "/subscriptions/${id}"]
+}
+
+resource "azurerm_role_assignment" "sweep_reader" {
+  for_each           = toset(local.sweep_subscriptions)
+  scope              = "/subscriptions/${each.value}"
+  role_definition_id = azurerm_role_definition.sweep_reader.role_definition_resource_id
+  principal_id       = azurerm_linux_function_app.this.identity[0].principal_id
+  description        = "trustwatch: scheduled sweep reads"
 }
 
 resource "azurerm_role_assignment" "key_vault_secret" {

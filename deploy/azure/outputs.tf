@@ -42,3 +42,8 @@ output "eventhub_name" {
   description = "The hub the on_activity_log function reads."
   value       = azurerm_eventhub.activity_log.name
 }
+
+output "sweep_queue" {
+  description = "The Storage queue of sweep messages, one per subscription (failed ones end in <name>-poison)."
+  value       = azurerm_storage_queue.sweep.name
+}

@@ -177,6 +177,18 @@ variable "entra_audit_logs" {
   default     = false
 }
 
+variable "sweep_schedule" {
+  description = "When the scheduled sweep runs: an NCRONTAB expression with seconds (Azure Functions timer trigger), in UTC. Default: hourly, on the hour."
+  type        = string
+  default     = "0 0 * * * *"
+}
+
+variable "sweep_subscription_ids" {
+  description = "The subscriptions the sweep reads (the baseline's azure.subscriptions): the app's identity gets the sweep reader role in each. null: the deployment's subscription."
+  type        = list(string)
+  default     = null
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)
