@@ -198,7 +198,7 @@ def sweep_unit(
     from trustwatch import clouds
     from trustwatch.intake import short_exception
 
-    started = now or datetime.now(UTC)
+    started = _aware(now)
     plugin = clouds.get(cloud)
     module = plugin.state()
     if module is None:
@@ -246,6 +246,13 @@ def sweep_unit(
     if digest and (report.new or report.resolved or report.errors):
         _send_digest(sender, [report], title=f"trustwatch sweep of {where}")
     return report
+
+
+def _aware(now: datetime | None) -> datetime:
+    """`now` (the wall clock if None), a naive time read as UTC: watermarks compare."""
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
 
 def _with(report: UnitReport, **changes: Any) -> UnitReport:
@@ -430,7 +437,7 @@ def sweep(
     from trustwatch import clouds
     from trustwatch.intake import short_exception
 
-    started = now or datetime.now(UTC)
+    started = _aware(now)
     errors: list[str] = []
     work: list[tuple[str, str]] = []
     for name in cloud_names:
