@@ -406,30 +406,6 @@ def test_a_scheduled_unit_whose_alerts_fail_raises_for_the_platform_to_retry(
         )
 
 
-def test_a_function_runtime_runs_its_schedule(toy: Baseline, world: ToyWorld, monkeypatch):
-    from trustwatch.runtime import FunctionRuntime
-
-    baseline_file = world.path.parent / "baseline.yaml"
-    baseline_file.write_text(TOY_BASELINE)
-    for name, value in world.environ.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("TRUSTWATCH_BASELINE", str(baseline_file))
-    monkeypatch.setenv("TRUSTWATCH_STATE_URL", f"sqlite://{world.path.parent}/function.sqlite")
-    world.grants(reader=["alice", "eve"])
-    runtime = FunctionRuntime("toy", str(world.path.parent / "main.py"))
-    dispatched: list[dict[str, str]] = []
-    fan_out = scheduled({"trustwatch": "sweep"})
-    assert fan_out is not None
-    assert runtime.sweep(fan_out, dispatched.append) == [unit_message("toy", "toyland")]
-    unit = scheduled(dispatched[0])
-    assert unit is not None
-    first = runtime.sweep(unit, dispatched.append)
-    assert isinstance(first, UnitReport) and statuses(first) == {"eve": "new"} and first.saved
-    second = runtime.sweep(unit, dispatched.append)  # the state is in the function's store
-    assert isinstance(second, UnitReport) and statuses(second) == {"eve": "open"}
-    assert world.take_alerts() == [(finding_id("reader", "eve"), "new", "sweep")]
-
-
 def test_a_rule_that_fails_on_an_identity_keeps_its_findings_open(toy: Baseline, world: ToyWorld):
     world.grants(reader=["alice", "eve"], writer=["bob", "zoe"])
     world.sweep(toy, T0)

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from trustwatch import clouds
 from trustwatch.remediation import Breaker, apply_from_env
 from trustwatch.respond import Responder
-
-if TYPE_CHECKING:
-    from trustwatch.sweep import ScheduledSweep, SweepStateStore, UnitReport
 
 log = logging.getLogger("trustwatch")
 
@@ -38,36 +34,11 @@ class FunctionRuntime:
         self.cloud = cloud
         self.entry_point_file = entry_point_file
         self._responder: Responder | None = None
-        self._sweep_store: SweepStateStore | None = None
 
     def responder(self) -> Responder:
         if self._responder is None:
             self._responder = function_responder(self.cloud, self.entry_point_file)
         return self._responder
-
-    def sweep(
-        self, request: ScheduledSweep, dispatch: Callable[[dict[str, str]], None]
-    ) -> list[dict[str, str]] | UnitReport:
-        """Do what a scheduled invocation's message says (`sweep.run_scheduled`).
-
-        With this instance's baseline, sinks and environment, and the sweep state store
-        of its dedup settings. `dispatch` starts another invocation of this function
-        with a unit's message (`sweep.unit_message`).
-        """
-        from trustwatch.sweep import run_scheduled, sweep_store_from_env
-
-        responder = self.responder()
-        if self._sweep_store is None:
-            self._sweep_store = sweep_store_from_env(responder.environ)
-        return run_scheduled(
-            request,
-            self.cloud,
-            responder.baseline(),
-            environ=responder.environ,
-            store=self._sweep_store,
-            sender=responder.sender,
-            dispatch=dispatch,
-        )
 
 
 def function_responder(
