@@ -225,6 +225,7 @@ ALLOWED = {
 NEVER_SHIPPED = {
     "trustwatch/__main__.py",
     "trustwatch/cli.py",
+    "trustwatch/sweep_cli.py",
     "trustwatch/demo.py",
     "trustwatch/table.py",
     "trustwatch/package.py",

@@ -235,3 +235,10 @@ def test_a_sweep_of_several_units_sends_one_digest(
         "toy", "one", toy, environ=environ, store=store, sender=dispatcher, digest=True
     )
     assert quiet.still_open and _digests(slack) == []
+    # the digest of a sweep that changed nothing still goes out; when no sink takes it,
+    # the sweep says so (the CLI exits 3) and its state is saved all the same
+    slack.reply(Reply(500, b"down"))
+    smtp.data_replies.append("554 5.0.0 rejected")
+    failed = sweep(["toy"], toy, environ=environ, store=store, sender=dispatcher)
+    assert "reached no alert sink" in failed.digest_error
+    assert all(u.saved for u in failed.units if not u.read_failed)
