@@ -21,9 +21,11 @@ What each read relies on, from Azure's documentation:
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +36,7 @@ from trustwatch import engine
 from trustwatch.azure import state
 from trustwatch.azure.roles import BUILTIN_ROLES
 from trustwatch.baseline import Baseline, load_baseline
+from trustwatch.cli import main
 from trustwatch.findings import Finding
 from trustwatch.intake import parse_document
 
@@ -508,3 +511,33 @@ def test_catch_up_of_a_quiet_window_yields_nothing(arm: ArmServer) -> None:
     arm.state.activity_log = activity_log()
     later = UNTIL + timedelta(days=1)
     assert list(state.catch_up(SUB, later, later + timedelta(hours=1), environ(arm))) == []
+
+
+# --- the whole sweep: `trustwatch sweep --cloud azure` against the stand-in ---------------
+
+
+def test_cli_sweep_reports_new_then_open_then_resolved(
+    arm: ArmServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("TRUSTWATCH_STATE_URL", "TRUSTWATCH_STATE_TABLE", "TRUSTWATCH_ALERT_ROUTING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRUSTWATCH_STATE_DB", str(tmp_path / "cli-state.sqlite"))
+    for key, value in environ(arm).items():
+        monkeypatch.setenv(key, value)
+
+    def run() -> tuple[int, list[tuple[str, str, str]]]:
+        code = main(["sweep", "--baseline", str(BASELINE), "--cloud", "azure"])
+        out, _ = capsys.readouterr()
+        found = [json.loads(line) for line in out.splitlines()]
+        return code, [(f["rule"], f["sweep_status"], f["source"]) for f in found]
+
+    _add((STRANGER, ROLE["Owner"], f"/subscriptions/{SUB}"))(arm)
+    held = ("azure.role_assignment.protected_scope",)
+    assert run() == (1, [(*held, "new", "sweep")])
+    assert run() == (1, [(*held, "open", "sweep")])  # still listed, no longer new
+    arm.state.role_assignments.pop()
+    assert run() == (0, [(*held, "resolved", "sweep")])
+    assert run() == (0, [])
