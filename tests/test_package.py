@@ -613,6 +613,8 @@ import azure.functions as func
 import function_app
 fns = {{f.get_function_name(): f for f in function_app.app.get_functions()}}
 assert {{"on_event_grid", "on_activity_log"}} <= set(fns), sorted(fns)
+assert {{"on_sweep_schedule", "on_sweep_unit"}} <= set(fns), sorted(fns)
+import azure.mgmt.monitor, trustwatch.azure.state  # the sweep's: bundled and installed
 doc = json.load(open({str(tmp_path / "grid.json")!r}))
 when = datetime.datetime.fromisoformat(doc["eventTime"].replace("Z", "+00:00"))
 grid = func.EventGridEvent(id=doc["id"], data=doc["data"], topic=doc.get("topic", ""),

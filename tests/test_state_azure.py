@@ -415,6 +415,18 @@ def test_a_watched_storage_account_not_found_is_an_error(
     assert read.unreadable == [STORAGE]  # its findings stay open, as last known
 
 
+def test_a_watched_custom_role_gone_is_an_error_that_keeps_its_findings(
+    arm: ArmServer, sweep_baseline: Baseline
+) -> None:
+    del arm.resources[DEFINITION]
+    _add((STRANGER, ROLE["Owner"], f"/subscriptions/{SUB}"))(arm)
+    findings, read = sweep_findings(arm, sweep_baseline)
+    assert read.errors == [f"custom role {CUSTOM_ROLE}: not found at /subscriptions/{SUB}"]
+    assert read.unreadable == [CUSTOM_ROLE]
+    # the rest of the subscription is judged as usual
+    assert [f.rule for f in findings] == ["azure.role_assignment.protected_scope"]
+
+
 # --- catch-up: the Activity Log ----------------------------------------------------------
 
 SINCE = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -505,6 +517,15 @@ def test_catch_up_records_parse_to_the_changes_the_event_path_judges(
     _add((STRANGER, ROLE["Owner"], f"/subscriptions/{SUB}"))(arm)
     swept, _ = sweep_findings(arm, sweep_baseline)
     assert [f.id for f in swept] == [owner.id]
+
+
+def test_catch_up_takes_naive_datetimes_as_utc(arm: ArmServer) -> None:
+    arm.state.activity_log = activity_log()
+    naive = list(
+        state.catch_up(SUB, SINCE.replace(tzinfo=None), UNTIL.replace(tzinfo=None), environ(arm))
+    )
+    assert naive == list(state.catch_up(SUB, SINCE, UNTIL, environ(arm)))
+    assert [r["eventDataId"] for r in naive[0]["value"]][:2] == ["c-lost-0", "c-lost-1"]
 
 
 def test_catch_up_of_a_quiet_window_yields_nothing(arm: ArmServer) -> None:

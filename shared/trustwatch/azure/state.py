@@ -123,6 +123,7 @@ def catch_up(
     from azure.mgmt.monitor import MonitorManagementClient
 
     client = reader_from_env(environ).client(MonitorManagementClient, unit)
+    until = _utc(until)
     window = f"eventTimestamp ge '{_iso(since)}' and eventTimestamp le '{_iso(until)}'"
     records: list[tuple[datetime, dict[str, Any]]] = []
     for provider in watched_operations():
@@ -446,10 +447,13 @@ def _credential(item: dict[str, Any], identity: str, unit: str) -> Change:
     )
 
 
+def _utc(moment: datetime) -> datetime:
+    """Aware, in UTC (a naive datetime is taken to be UTC already)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def _iso(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return _utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -459,4 +463,4 @@ def _timestamp(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return _utc(moment)
