@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,6 @@ from test_azure_events import (
 from test_function_azure import (
     FunctionApp,
     StaticCredential,
-    alerts,
     app_env,
     grid_event,
     hub_events,
@@ -394,6 +394,11 @@ def test_breaker_stops_the_fourth_remediation_of_one_identity(
 # --- through the function app ------------------------------------------------------------------
 
 
+def alerts(slack: RecordingHTTPServer) -> list[str]:
+    """Each Slack message as JSON text, non-ASCII kept (the remediation line has a `·`)."""
+    return [json.dumps(r.json(), ensure_ascii=False) for r in slack.requests]
+
+
 def remediating_env(slack: RecordingHTTPServer, arm: ArmServer, **extra: str) -> dict[str, str]:
     return {
         **app_env(slack, arm),
@@ -416,7 +421,7 @@ def test_activity_log_drift_is_deleted_before_the_alert_says_so(
     assert rid not in arm.resources
     (alert,) = alerts(slack)
     assert "azure.role_assignment.unexpected" in alert
-    assert "applied" in alert and "delete_role_assignment" in alert
+    assert "applied · delete_role_assignment (verified; delete_role_assignment on " in alert
     # signed in as the app's managed identity (App Service identity endpoint)
     (delete,) = [r for r in arm.requests if r.method == "DELETE"]
     assert delete.headers["authorization"] == f"Bearer {arm.token}"
@@ -434,7 +439,7 @@ def test_event_grid_drift_is_read_then_deleted(
     assert [r.method for r in arm.requests] == ["GET", "GET", "DELETE", "GET"]
     assert rid not in arm.resources
     (alert,) = alerts(slack)
-    assert "applied" in alert and rid.lower() in alert.lower()
+    assert f"applied · delete_role_assignment (verified; delete_role_assignment on {rid}" in alert
 
 
 def test_function_in_alert_mode_changes_nothing(
@@ -491,7 +496,7 @@ def test_approved_actor_is_left_alone(
     app.on_activity_log(hub_events({"records": records}))
     assert rid in arm.resources and arm.requests == []  # not even planned
     (alert,) = alerts(slack)
-    assert "skipped" in alert and "approved automation" in alert
+    assert "skipped · delete_role_assignment (change made by approved automation" in alert
 
 
 def test_stale_event_is_skipped_by_the_function(
@@ -500,7 +505,7 @@ def test_stale_event_is_skipped_by_the_function(
     app.on_activity_log(hub_events({"records": assign(CONNECTOR_PRINCIPAL, OWNER, SUBSCRIPTION)}))
     assert [r.method for r in arm.requests] == ["GET"]
     (alert,) = alerts(slack)
-    assert "skipped" in alert and "already deleted" in alert
+    assert f"skipped · delete_role_assignment ({ALREADY_DELETED})" in alert
 
 
 def test_refused_delete_still_alerts_with_the_failure(
@@ -511,28 +516,42 @@ def test_refused_delete_still_alerts_with_the_failure(
     app.on_activity_log(hub_events({"records": assign(CONNECTOR_PRINCIPAL, OWNER, SUBSCRIPTION)}))
     assert rid in arm.resources
     (alert,) = alerts(slack)
-    assert "failed" in alert and "AuthorizationFailed" in alert
+    assert "failed · delete_role_assignment (HttpResponseError: (AuthorizationFailed)" in alert
 
 
 def test_breaker_trips_on_the_fourth_remediation_across_instances(
-    monkeypatch: pytest.MonkeyPatch, slack: RecordingHTTPServer, arm: ArmServer, azurite_table
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    slack: RecordingHTTPServer,
+    arm: ArmServer,
+    azurite_table,
 ) -> None:
     """Four grants to the connector within minutes, each event on a fresh instance sharing
     the Azure Table store: three are deleted, the fourth is left and one critical finding
     says someone is fighting the baseline."""
-    env = remediating_env(slack, arm, TRUSTWATCH_STATE_URL=azurite_table.connection_string)
+    # a principal of its own: the Azurite table lives as long as the test session
+    principal = str(uuid.uuid4())
+    path = tmp_path / "baseline.yaml"
+    path.write_text(REMEDIATE_BASELINE.read_text().replace(CONNECTOR_PRINCIPAL, principal))
+    env = remediating_env(
+        slack,
+        arm,
+        TRUSTWATCH_BASELINE=str(path),
+        TRUSTWATCH_STATE_URL=azurite_table.connection_string,
+    )
     ids = []
     for n in range(4):
         scope = f"{SUBSCRIPTION}/resourceGroups/fight-{n}"
-        ids.append(granted(arm, CONNECTOR_PRINCIPAL, OWNER, scope))
-        records = assign(CONNECTOR_PRINCIPAL, OWNER, scope, correlation=f"c0ffee00-{n:04d}")
+        ids.append(granted(arm, principal, OWNER, scope))
+        records = assign(principal, OWNER, scope, correlation=str(uuid.uuid4()))
         load_app(monkeypatch, env).on_activity_log(hub_events({"records": records}))
     assert [i in arm.resources for i in ids] == [False, False, False, True]
     assert arm.calls("DELETE") == 3
     sent = alerts(slack)
-    assert len(sent) == 5  # four drifts, one circuit
-    assert "circuit open" in sent[3] or "circuit open" in sent[4]
-    assert any(CIRCUIT_RULE in a and "fighting the baseline" in a for a in sent)
+    assert len(sent) == 5  # four drifts, then the circuit
+    assert all("applied · delete_role_assignment" in a for a in sent[:3])
+    assert "skipped · delete_role_assignment (circuit open: 3 remediations" in sent[3]
+    assert CIRCUIT_RULE in sent[4] and "fighting the baseline" in sent[4]
 
 
 # --- the CLI ------------------------------------------------------------------------------------
