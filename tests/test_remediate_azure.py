@@ -36,6 +36,7 @@ import pytest
 import yaml
 from armserver import ArmServer, role_assignment
 from conftest import EXAMPLE_BASELINE, ROOT
+from test_azure_attack_paths import federated
 from test_azure_events import (
     ALICE,
     CONNECTOR_PRINCIPAL,
@@ -372,6 +373,87 @@ def test_plan_is_narrowing_only(arm: ArmServer, strict: Baseline) -> None:
     assert remediator(arm).plan(finding, strict) == NothingToDo(ALREADY_DELETED, "skipped")
 
 
+# --- federated credentials on a watched user-assigned identity --------------------------------
+
+UAMI = f"{RG}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/uc-identity"
+CREDENTIAL = f"{UAMI}/federatedIdentityCredentials/ci-deploy"
+FIC_API = azure_remediate.FEDERATED_CREDENTIAL_API_VERSION
+
+
+def federated_credential(credential_id: str = CREDENTIAL) -> dict[str, Any]:
+    """As ARM's GET returns it ("Federated Identity Credentials - Get",
+    https://learn.microsoft.com/en-us/rest/api/managedidentity/federated-identity-credentials/get)."""
+    (_, response) = federated(UAMI)
+    body = json.loads(response["properties"]["responseBody"])
+    return {**body, "id": credential_id, "name": credential_id.rsplit("/", 1)[-1]}
+
+
+def test_federated_credential_is_deleted_and_verified(arm: ArmServer, strict: Baseline) -> None:
+    arm.resources[CREDENTIAL] = federated_credential()
+    (finding,) = findings_of(federated(UAMI), strict)
+    assert finding.rule == "azure.identity.federated_credential_added"
+    (done,) = put_back([finding], strict, arm)
+    assert done.remediation.status == "applied", done.remediation.detail
+    assert done.remediation.action == "delete_federated_credential"
+    assert done.remediation.target == CREDENTIAL
+    assert done.remediation.before["issuer"] == "https://token.actions.githubusercontent.com"
+    assert [(r.method, r.path, r.query["api-version"]) for r in arm.requests] == [
+        ("GET", CREDENTIAL, FIC_API),
+        ("DELETE", CREDENTIAL, FIC_API),
+        ("GET", CREDENTIAL, FIC_API),
+    ]
+    assert CREDENTIAL not in arm.resources
+
+
+def test_federated_credential_already_gone_is_skipped(arm: ArmServer, strict: Baseline) -> None:
+    (done,) = put_back(findings_of(federated(UAMI), strict), strict, arm)
+    assert done.remediation.status == "skipped"
+    assert done.remediation.detail == azure_remediate.CREDENTIAL_DELETED
+    assert [r.method for r in arm.requests] == ["GET"]
+
+
+def test_federated_credential_delete_refused_fails_with_arms_reason(
+    arm: ArmServer, strict: Baseline
+) -> None:
+    arm.resources[CREDENTIAL] = federated_credential()
+    arm.fail(403, method="DELETE", code="AuthorizationFailed", message="no delete for you")
+    (done,) = put_back(findings_of(federated(UAMI), strict), strict, arm)
+    assert done.remediation.status == "failed"
+    assert "(AuthorizationFailed) no delete for you" in done.remediation.detail
+    assert CREDENTIAL in arm.resources
+
+
+def test_federated_credential_delete_that_does_not_take(arm: ArmServer, strict: Baseline) -> None:
+    arm.resources[CREDENTIAL] = federated_credential()
+    arm.undeletable.add(CREDENTIAL)
+    (done,) = put_back(findings_of(federated(UAMI), strict), strict, arm)
+    assert done.remediation.status == "failed"
+    assert done.remediation.detail.startswith(f"not applied: federated credential {CREDENTIAL}")
+
+
+def test_federated_credential_of_an_identity_no_longer_watched_is_left_alone(
+    arm: ArmServer, strict: Baseline
+) -> None:
+    arm.resources[CREDENTIAL] = federated_credential()
+    findings = findings_of(federated(UAMI), strict)
+    data = yaml.safe_load(REMEDIATE_BASELINE.read_text())
+    del data["azure"]["subscriptions"][SUB]["identities"]["uc-identity"]
+    (done,) = put_back(findings, Baseline.model_validate(data), arm)
+    assert done.remediation.status == "skipped"
+    assert arm.calls("DELETE") == 0 and CREDENTIAL in arm.resources
+
+
+def test_federated_credential_in_alert_mode_is_only_shown(arm: ArmServer, strict: Baseline) -> None:
+    arm.resources[CREDENTIAL] = federated_credential()
+    data = yaml.safe_load(REMEDIATE_BASELINE.read_text())
+    data["azure"]["subscriptions"][SUB]["identities"]["uc-identity"]["mode"] = "alert"
+    alerting = Baseline.model_validate(data)
+    (done,) = put_back(findings_of(federated(UAMI), alerting), alerting, arm)
+    assert done.remediation.status == "none"
+    assert done.remediation.detail.startswith("mode is alert; would delete_federated_credential")
+    assert arm.calls("DELETE") == 0
+
+
 def test_breaker_stops_the_fourth_remediation_of_one_identity(
     arm: ArmServer, strict: Baseline
 ) -> None:
@@ -465,6 +547,16 @@ def test_function_without_apply_is_a_dry_run(
     assert rid in arm.resources and arm.calls("DELETE") == 0
     (alert,) = alerts(slack)
     assert "dry run; would delete_role_assignment" in alert
+
+
+def test_federated_credential_through_the_function(
+    app: FunctionApp, slack: RecordingHTTPServer, arm: ArmServer
+) -> None:
+    arm.resources[CREDENTIAL] = federated_credential()
+    app.on_activity_log(hub_events({"records": federated(UAMI)}))
+    assert CREDENTIAL not in arm.resources
+    (alert,) = alerts(slack)
+    assert "applied · delete_federated_credential (verified;" in alert
 
 
 def test_responders_own_delete_fed_back_gives_nothing(
@@ -590,8 +682,24 @@ def test_cli_remediate_shows_then_applies_the_plan(
     assert arm.calls("DELETE") == 1
 
 
-def test_write_actions_are_the_calls_the_plans_make() -> None:
-    """deploy/azure grants WRITE_ACTIONS; the plans call role_assignments.delete_by_id only."""
-    assert azure_remediate.WRITE_ACTIONS == ("Microsoft.Authorization/roleAssignments/delete",)
-    source = Path(azure_remediate.__file__).read_text()
-    assert source.count(".role_assignments.") == 1 and "delete_by_id(" in source
+def rbac_action(method: str, path: str) -> str:
+    """The Azure RBAC action a request needs: `{provider}/{type}/{child type}/{verb}` from
+    the last `/providers/` of the id ("Azure resource provider operations",
+    https://learn.microsoft.com/en-us/azure/role-based-access-control/resource-provider-operations)."""
+    after = path.rsplit("/providers/", 1)[1].split("/")
+    provider, types = after[0], after[1::2]
+    verb = {"GET": "read", "DELETE": "delete"}[method]
+    return "/".join([provider, *types, verb])
+
+
+def test_deploy_actions_are_the_calls_the_plans_make(arm: ArmServer, strict: Baseline) -> None:
+    """deploy/azure grants WRITE_ACTIONS (and Reader for READ_ACTIONS): exactly what the
+    plans send, read off the requests ARM received."""
+    granted(arm, CONNECTOR_PRINCIPAL, OWNER, SUBSCRIPTION)
+    arm.resources[CREDENTIAL] = federated_credential()
+    findings = findings_of(assign(CONNECTOR_PRINCIPAL, OWNER, SUBSCRIPTION), strict)
+    findings += findings_of(federated(UAMI), strict)
+    assert {f.remediation.status for f in put_back(findings, strict, arm)} == {"applied"}
+    sent = {(r.method, rbac_action(r.method, r.path)) for r in arm.requests}
+    assert {a for m, a in sent if m != "GET"} == set(azure_remediate.WRITE_ACTIONS)
+    assert {a for m, a in sent if m == "GET"} == set(azure_remediate.READ_ACTIONS)

@@ -30,8 +30,11 @@ locals {
 
   # Remediation (trustwatch.azure.remediate): exactly the write the plans make
   # (WRITE_ACTIONS there; tests/test_deploy.py compares), only when enabled. What the plans
-  # read (roleAssignments/read) comes with Reader below.
-  remediation_actions = ["Microsoft.Authorization/roleAssignments/delete"]
+  # read (roleAssignments/read, federatedIdentityCredentials/read) comes with Reader below.
+  remediation_actions = [
+    "Microsoft.Authorization/roleAssignments/delete",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete",
+  ]
   remediation_scopes = var.remediation_enabled ? (
     var.remediation_scopes == null ? [local.subscription_scope] : var.remediation_scopes
   ) : []
@@ -234,12 +237,13 @@ resource "azurerm_role_assignment" "dedup_table" {
   description          = "trustwatch: alert dedup claims"
 }
 
-# Remediation: delete the role assignments the baseline does not list, nothing else.
+# Remediation: delete the role assignments and federated credentials the baseline does not
+# allow, nothing else.
 resource "azurerm_role_definition" "remediation" {
   count             = var.remediation_enabled ? 1 : 0
   name              = "${var.name}-remediation-${substr(sha1(local.subscription_id), 0, 8)}"
   scope             = local.remediation_scopes[0]
-  description       = "trustwatch: delete role assignments the baseline does not list"
+  description       = "trustwatch: delete role assignments and federated credentials the baseline does not allow"
   assignable_scopes = local.remediation_scopes
 
   permissions {

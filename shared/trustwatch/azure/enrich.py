@@ -201,6 +201,31 @@ class ArmReader:
     ) -> dict[str, Any] | None:
         """GET any ARM resource by id, or None if ARM answers 404."""
         from azure.core.exceptions import HttpResponseError
+
+        response = self._send("GET", resource_id, api_version, params)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HttpResponseError(response=response)
+        return response.json()
+
+    def delete(self, resource_id: str, api_version: str) -> None:
+        """DELETE any ARM resource by id: 200 (deleted) or 204 (none there), else raises
+        with ARM's error code and message (e.g. 403 AuthorizationFailed)."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.mgmt.core.exceptions import ARMErrorFormat
+
+        response = self._send("DELETE", resource_id, api_version)
+        if response.status_code not in (200, 204):
+            raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+
+    def _send(
+        self,
+        method: str,
+        resource_id: str,
+        api_version: str,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         from azure.core.rest import HttpRequest
 
         if self._pipeline is None:
@@ -215,16 +240,11 @@ class ArmReader:
             ]
             self._pipeline = PipelineClient(self._base_url, policies=policies, **self._options)
         request = HttpRequest(
-            "GET",
+            method,
             self._base_url + resource_id,
             params={**(params or {}), "api-version": api_version},
         )
-        response = self._pipeline.send_request(request)
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise HttpResponseError(response=response)
-        return response.json()
+        return self._pipeline.send_request(request)
 
 
 def _json(pipeline_response: Any) -> Any:

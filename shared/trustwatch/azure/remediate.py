@@ -1,4 +1,5 @@
-"""Put Azure findings back: delete the role assignments the baseline does not list.
+"""Put Azure findings back: delete the role assignments and federated credentials the
+baseline does not allow.
 
 `remediator_from_env()` is the Azure `remediate` part (trustwatch.remediation). It plans
 `delete_role_assignment` for `azure.role_assignment.unexpected` (a baseline identity holds
@@ -22,10 +23,16 @@ function's managed identity through DefaultAzureCredential, TRUSTWATCH_ARM_ENDPO
 TRUSTWATCH_ARM_CA_BUNDLE, azure-core's retry policy, which retries 429 after its
 Retry-After); a refusal (403 AuthorizationFailed) raises, and the core reports `failed`.
 
+`delete_federated_credential` (`azure.identity.federated_credential_added`: the baseline
+allows a watched user-assigned identity no federated credential) is planned the same way
+with plain ARM calls on the credential's id: GET (404: skipped), the rule re-run on it,
+DELETE, GET answering 404 ("Federated Identity Credentials - Delete",
+https://learn.microsoft.com/en-us/rest/api/managedidentity/federated-identity-credentials/delete).
+
 Everything else is alert only (`none`): PIM schedule requests and `elevateAccess` (no
-role assignment id to delete), Lighthouse delegations, custom role definitions, federated
-credentials, storage account settings, Entra credentials and owners, and putting back a
-deleted expected assignment (that widens access again: a decision for people).
+role assignment id to delete), Lighthouse delegations, custom role definitions, storage
+account settings, Entra credentials and owners, and putting back a deleted expected
+assignment (that widens access again: a decision for people).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from trustwatch.azure import rules
-from trustwatch.azure.changes import ResourceRef, RoleAssignment
+from trustwatch.azure.changes import FederatedCredential, ResourceRef, RoleAssignment
 from trustwatch.azure.enrich import ArmReader, arm_reader, arm_settings_from_env
 from trustwatch.azure.events import complete
 from trustwatch.azure.roles import normalize_guid, role_name
@@ -46,15 +53,26 @@ from trustwatch.findings import Finding
 from trustwatch.remediation import NothingToDo, Plan
 
 DELETE_ROLE_ASSIGNMENT = "delete_role_assignment"
-# What the plans call, as Azure RBAC names the permissions ("Azure permissions for
-# Management and governance", Microsoft.Authorization,
-# https://learn.microsoft.com/en-us/azure/role-based-access-control/permissions/management-and-governance):
+DELETE_FEDERATED_CREDENTIAL = "delete_federated_credential"
+# A Microsoft.ManagedIdentity API version with federated identity credentials (GA).
+FEDERATED_CREDENTIAL_API_VERSION = "2023-01-31"
+# What the plans call, as Azure RBAC names the permissions (Microsoft.Authorization:
+# https://learn.microsoft.com/en-us/azure/role-based-access-control/permissions/management-and-governance;
+# Microsoft.ManagedIdentity:
+# https://learn.microsoft.com/en-us/azure/role-based-access-control/permissions/identity):
 # deploy/azure grants WRITE_ACTIONS only when remediation is enabled; READ_ACTIONS come
 # with the Reader role the enricher has already.
-READ_ACTIONS = ("Microsoft.Authorization/roleAssignments/read",)
-WRITE_ACTIONS = ("Microsoft.Authorization/roleAssignments/delete",)
+READ_ACTIONS = (
+    "Microsoft.Authorization/roleAssignments/read",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
+)
+WRITE_ACTIONS = (
+    "Microsoft.Authorization/roleAssignments/delete",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete",
+)
 
 ALREADY_DELETED = "role assignment already deleted (404): nothing to put back"
+CREDENTIAL_DELETED = "federated credential already deleted (404): nothing to put back"
 NOT_AUTOMATED = "not automated: alert only"
 
 _RuleFn = Callable[[Change, Baseline], Iterable[Hit]]
@@ -63,8 +81,14 @@ _RULES: dict[str, _RuleFn] = {
     "azure.role_assignment.unexpected": rules.role_assignment_unexpected,
     "azure.role_assignment.protected_scope": rules.role_assignment_protected_scope,
 }
+_FEDERATED_RULE = "azure.identity.federated_credential_added"
 _ASSIGNMENTS = "/providers/microsoft.authorization/roleassignments/"
+_CREDENTIALS = "/federatedidentitycredentials/"
+_USER_ASSIGNED = "/providers/microsoft.managedidentity/userassignedidentities/"
 _WRITE = "Microsoft.Authorization/roleAssignments/write"
+_CREDENTIAL_WRITE = (
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/write"
+)
 
 
 class AzureRemediator:
@@ -74,12 +98,19 @@ class AzureRemediator:
         self._reader = reader
 
     def plan(self, finding: Finding, baseline: Baseline) -> Plan | NothingToDo:
-        """Re-read the finding's role assignment and plan its deletion, if still drift."""
+        """Re-read what the finding names and plan its deletion, if it is still drift."""
         action = finding.remediation.action
-        judge = _RULES.get(finding.rule)
-        if action != DELETE_ROLE_ASSIGNMENT or judge is None:
-            return NothingToDo(f"{action}: {NOT_AUTOMATED}", "none")
         actual = finding.actual if isinstance(finding.actual, dict) else {}
+        judge = _RULES.get(finding.rule)
+        if action == DELETE_ROLE_ASSIGNMENT and judge is not None:
+            return self._assignment_plan(finding, baseline, actual, judge)
+        if action == DELETE_FEDERATED_CREDENTIAL and finding.rule == _FEDERATED_RULE:
+            return self._credential_plan(finding, baseline, actual)
+        return NothingToDo(f"{action}: {NOT_AUTOMATED}", "none")
+
+    def _assignment_plan(
+        self, finding: Finding, baseline: Baseline, actual: Mapping[str, Any], judge: _RuleFn
+    ) -> Plan | NothingToDo:
         assignment_id = str(actual.get("assignment_id") or "")
         if not is_role_assignment_id(assignment_id):
             what = assignment_id or "no assignment id"
@@ -115,6 +146,65 @@ class AzureRemediator:
             apply=lambda: self._delete(target),
             verify=lambda: self._gone(target),
         )
+
+    def _credential_plan(
+        self, finding: Finding, baseline: Baseline, actual: Mapping[str, Any]
+    ) -> Plan | NothingToDo:
+        credential_id = str(actual.get("credential_id") or "")
+        # {identity}/federatedIdentityCredentials/{name}, in any case
+        at = credential_id.lower().rfind(_CREDENTIALS)
+        if at < 0 or _USER_ASSIGNED not in credential_id[:at].lower():
+            what = credential_id or "no credential id"
+            return NothingToDo(
+                f"{what} is not a federated credential to delete: {NOT_AUTOMATED}", "none"
+            )
+        body = self._reader.resource(credential_id, FEDERATED_CREDENTIAL_API_VERSION)
+        if body is None:
+            return NothingToDo(CREDENTIAL_DELETED, "skipped")
+        target = str(body.get("id") or credential_id)
+        found = body.get("properties")
+        props: dict[str, Any] = found if isinstance(found, dict) else {}
+        audiences = props.get("audiences")
+        credential = FederatedCredential(
+            resource_id=target,
+            identity_resource_id=credential_id[:at],
+            issuer=str(props.get("issuer") or ""),
+            subject=str(props.get("subject") or ""),
+            audiences=tuple(str(a) for a in audiences) if isinstance(audiences, list) else (),
+        )
+        current = Change(
+            cloud="azure",
+            kind="federated_credential.written",
+            event_name=_CREDENTIAL_WRITE,
+            scope=finding.scope,
+            identity=target,
+            name=target.rsplit("/", 1)[-1],
+            payload=credential,
+        )
+        hits = list(rules.identity_federated_credential_added(current, baseline))
+        if not hits:
+            return NothingToDo(
+                "the baseline no longer watches this identity: left alone", "skipped"
+            )
+        return Plan(
+            action=DELETE_FEDERATED_CREDENTIAL,
+            target=target,
+            mode=baseline.mode_for(hits[0].mode),
+            before={
+                "identity": credential.identity_resource_id,
+                "issuer": credential.issuer,
+                "subject": credential.subject,
+                "audiences": list(credential.audiences),
+            },
+            after=None,  # no credential
+            apply=lambda: self._reader.delete(target, FEDERATED_CREDENTIAL_API_VERSION),
+            verify=lambda: self._credential_gone(target),
+        )
+
+    def _credential_gone(self, credential_id: str) -> str | None:
+        if self._reader.resource(credential_id, FEDERATED_CREDENTIAL_API_VERSION) is None:
+            return None
+        return f"federated credential {credential_id} still exists (GET answers 200)"
 
     def _delete(self, assignment_id: str) -> None:
         # 200 (deleted) and 204 (none there) both pass; anything else raises
