@@ -359,7 +359,8 @@ def test_elevate_access_finding_is_alert_only(arm: ArmServer, strict: Baseline) 
     findings = [f for f in findings_of([record], strict) if f.rule.startswith("azure.")]
     assert findings, "the elevateAccess record should raise protected_scope"
     for done in put_back(findings, strict, arm):
-        assert done.remediation.status in ("none", "skipped"), done.remediation
+        assert done.remediation.status == "none", done.remediation
+        assert "is not a role assignment to delete" in done.remediation.detail
     assert arm.requests == []
 
 
