@@ -50,6 +50,7 @@ from test_azure_events import (
     load,
     shout,
     to_event_grid,
+    to_rest,
     unassign,
 )
 from test_function_azure import (
@@ -59,10 +60,12 @@ from test_function_azure import (
     grid_event,
     hub_events,
     load_app,
+    needs_enrichment,
 )
 from trustwatch import cli
 from trustwatch.alerts.receivers import RecordingHTTPServer
 from trustwatch.azure import remediate as azure_remediate
+from trustwatch.azure.enrich import arm_enricher
 from trustwatch.azure.remediate import ALREADY_DELETED, AzureRemediator, arm_remediator
 from trustwatch.baseline import Baseline, load_baseline
 from trustwatch.dedup import MemoryDedupStore
@@ -170,6 +173,37 @@ def test_unexpected_assignment_is_deleted_and_verified(arm: ArmServer, strict: B
     assert rid not in arm.resources
     shown = json.loads(done.model_dump_json())["remediation"]
     assert shown["target"] == rid and shown["before"]["role"] == "Owner"
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        pytest.param(lambda records: {"records": records}, id="event hub records"),
+        pytest.param(lambda records: {"value": [to_rest(r) for r in records]}, id="REST schema"),
+        pytest.param(lambda records: {"records": [shout(r) for r in records]}, id="upper case"),
+    ],
+)
+def test_every_activity_log_shape_names_the_assignment(shape: Any, strict: Baseline) -> None:
+    """What the plan reads back: the assignment's full resource id, from every shape."""
+    rid = assignment_id(SUBSCRIPTION)
+    changes = [
+        change
+        for parsed in parse_document(shape(assign(CONNECTOR_PRINCIPAL, OWNER, SUBSCRIPTION)), "t")
+        for change in parsed.changes
+    ]
+    (finding,) = [f for change in changes for f in evaluate(change, strict)]
+    assert finding.actual["assignment_id"].lower() == rid.lower()
+
+
+def test_enriched_event_grid_event_names_the_assignment(arm: ArmServer, strict: Baseline) -> None:
+    rid = granted(arm, CONNECTOR_PRINCIPAL, OWNER, SUBSCRIPTION)
+    enricher = arm_enricher(
+        credential=StaticCredential(arm.token), base_url=arm.url, connection_verify=arm.ca_bundle
+    )
+    change = enricher(needs_enrichment(assign(CONNECTOR_PRINCIPAL, OWNER, SUBSCRIPTION)))
+    assert not isinstance(change, str)
+    (finding,) = evaluate(change, strict)
+    assert finding.actual["assignment_id"] == rid
 
 
 def test_stranger_at_a_protected_scope_is_deleted(arm: ArmServer, strict: Baseline) -> None:
