@@ -388,6 +388,7 @@ def test_azure_identity_has_only_reader_and_table_data_contributor() -> None:
     roles = {
         name: body.get("role_definition_name") or body["role_definition_id"]
         for name, body in assignments.items()
+        if name != "remediation"  # its own custom role, when enabled: the test below
     }
     assert roles == {
         "reader": "Reader",
@@ -435,6 +436,48 @@ def test_azure_schedule_and_queue_are_the_ones_the_sweep_functions_bind() -> Non
     assert 'schedule="%TRUSTWATCH_SWEEP_SCHEDULE%"' in source
     assert source.count('queue_name="%TRUSTWATCH_SWEEP_QUEUE%"') == 2
     assert 'SWEEP_QUEUE_CONNECTION = "AzureWebJobsStorage"' in source
+
+
+def test_azure_remediation_grants_only_the_delete_the_code_calls_when_enabled() -> None:
+    """Disabled (the default): no custom role, no assignment of it, a dry run. Enabled: one
+    custom role holding exactly trustwatch.azure.remediate.WRITE_ACTIONS, assigned at the
+    remediation scopes (the subscription unless named), and TRUSTWATCH_REMEDIATION=apply."""
+    from trustwatch.azure.remediate import READ_ACTIONS, WRITE_ACTIONS
+
+    doc = module("azure")
+    enabled = doc["variable"]["remediation_enabled"]
+    assert enabled["type"] == "bool" and enabled["default"] is False
+    assert doc["variable"]["remediation_scopes"]["default"] is None
+    local = doc["locals"]
+    assert local["remediation_actions"] == list(WRITE_ACTIONS)
+    # no scope at all unless enabled; the subscription when no scope is named
+    assert re.fullmatch(
+        r"\$\{var\.remediation_enabled \? \(var\.remediation_scopes == null \? "
+        r"\[local\.subscription_scope\] : var\.remediation_scopes\) : \[\]\}",
+        local["remediation_scopes"],
+    )
+    definition = resource("azure", "azurerm_role_definition", "remediation")
+    assert definition["count"] == "${var.remediation_enabled ? 1 : 0}"
+    assert definition["assignable_scopes"] == "${local.remediation_scopes}"
+    (permissions,) = definition["permissions"]
+    assert permissions == {"actions": "${local.remediation_actions}", "not_actions": []}
+    assignment = doc["resource"]["azurerm_role_assignment"]["remediation"]
+    assert assignment["for_each"] == "${toset(local.remediation_scopes)}"
+    assert assignment["scope"] == "${each.value}"
+    assert "azurerm_role_definition.remediation[0]" in assignment["role_definition_id"]
+    assert "identity[0].principal_id" in assignment["principal_id"]
+    settings = local["app_settings"]
+    assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in settings
+    # what the plans read comes with Reader (`*/read`) at the subscription, granted either way
+    assert READ_ACTIONS and all(a.endswith("/read") for a in READ_ACTIONS)
+    assert doc["resource"]["azurerm_role_assignment"]["reader"]["role_definition_name"] == (
+        "Reader"
+    )
+    # the module's custom roles: this one and the sweep's reads (tested above)
+    assert set(doc["resource"].get("azurerm_role_definition", {})) == {
+        "remediation",
+        "sweep_reader",
+    }
 
 
 def test_azure_function_app_runs_python_311_with_a_managed_identity() -> None:

@@ -213,8 +213,9 @@ ALLOWED = {
     "aws": RUNTIME_FILES | {"handler.py", "baseline.yaml"},
     "azure": RUNTIME_FILES
     | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
-    | {"trustwatch/azure/enrich.py"}  # the ARM read of Event Grid events: Azure's only
-    | {"trustwatch/azure/state.py"},  # the scheduled sweep's state read: Azure's only
+    # the ARM read of Event Grid events, the put-back of role assignments, the scheduled
+    # sweep's state read: Azure's only
+    | {"trustwatch/azure/enrich.py", "trustwatch/azure/remediate.py", "trustwatch/azure/state.py"},
     "gcp": RUNTIME_FILES
     | {"main.py", "requirements.txt", "baseline.yaml"}
     # Cloud Logging's JSON lines and the reads of what an audit entry lacks: GCP's only

@@ -77,10 +77,11 @@ def arm_enricher(
     instead of the system store; `client_options` go to the azure-core pipeline
     (e.g. `retry_total`).
     """
-    reader = _ArmReader(
-        credential,
-        (base_url or ARM_ENDPOINT).rstrip("/"),
-        {**CLIENT_DEFAULTS, **client_options, "connection_verify": connection_verify},
+    reader = arm_reader(
+        credential=credential,
+        base_url=base_url,
+        connection_verify=connection_verify,
+        **client_options,
     )
 
     def enrich(change: Change) -> Change | str:
@@ -120,23 +121,36 @@ def enricher_from_env(environ: Mapping[str, str]) -> Enricher:
     """arm_enricher() configured by TRUSTWATCH_ARM_ENDPOINT (another cloud's ARM, e.g.
     https://management.chinacloudapi.cn, or a test server) and TRUSTWATCH_ARM_CA_BUNDLE
     (a CA file to trust for it)."""
-    return arm_enricher(
-        base_url=environ.get("TRUSTWATCH_ARM_ENDPOINT") or None,
-        connection_verify=environ.get("TRUSTWATCH_ARM_CA_BUNDLE") or True,
+    return arm_enricher(**arm_settings_from_env(environ))
+
+
+def arm_settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `base_url` and `connection_verify` of arm_reader() the app settings give
+    (TRUSTWATCH_ARM_ENDPOINT, TRUSTWATCH_ARM_CA_BUNDLE): one ARM for every Azure part."""
+    return {
+        "base_url": environ.get("TRUSTWATCH_ARM_ENDPOINT") or None,
+        "connection_verify": environ.get("TRUSTWATCH_ARM_CA_BUNDLE") or True,
+    }
+
+
+def arm_reader(
+    *,
+    credential: Any = None,
+    base_url: str | None = None,
+    connection_verify: bool | str = True,
+    **client_options: Any,
+) -> ArmReader:
+    """The ARM clients of arm_enricher() (same arguments), for the other Azure parts."""
+    return ArmReader(
+        credential,
+        (base_url or ARM_ENDPOINT).rstrip("/"),
+        {**CLIENT_DEFAULTS, **client_options, "connection_verify": connection_verify},
     )
 
 
-def reader_from_env(environ: Mapping[str, str]) -> _ArmReader:
-    """The ARM reader the enricher uses, for other reads (trustwatch.azure.state):
-    TRUSTWATCH_ARM_ENDPOINT, TRUSTWATCH_ARM_CA_BUNDLE, the managed identity."""
-    base_url = (environ.get("TRUSTWATCH_ARM_ENDPOINT") or ARM_ENDPOINT).rstrip("/")
-    verify = environ.get("TRUSTWATCH_ARM_CA_BUNDLE") or True
-    return _ArmReader(None, base_url, {**CLIENT_DEFAULTS, "connection_verify": verify})
-
-
-class _ArmReader:
+class ArmReader:
     """Reads ARM resources by id and lists; the credential and clients are made on first
-    use."""
+    use. `calls` counts the HTTP requests sent (a sweep reports them)."""
 
     def __init__(self, credential: Any, base_url: str, options: dict[str, Any]) -> None:
         self._credential = credential
@@ -147,7 +161,7 @@ class _ArmReader:
         self._authorization: Any = None
         self._pipeline: Any = None
         self._clients: dict[tuple[type, str], Any] = {}
-        self.calls = 0  # HTTP requests sent to ARM, retries included (a sweep reports them)
+        self.calls = 0  # HTTP requests sent to ARM, retries included
 
     def _token_credential(self) -> Any:
         if self._credential is None:
@@ -160,53 +174,26 @@ class _ArmReader:
         """The assignment as ARM returns it, or None if ARM answers 404."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        if self._authorization is None:
-            from azure.mgmt.authorization import AuthorizationManagementClient
-
-            # get_by_id never uses the client's subscription: one client serves them all.
-            self._authorization = self.client(
-                AuthorizationManagementClient, "00000000-0000-0000-0000-000000000000"
-            )
         try:
             # `cls` hands back the response body itself: the ARM JSON complete() reads,
             # with nothing lost to a model round trip.
-            return self._authorization.role_assignments.get_by_id(
+            return self.authorization().role_assignments.get_by_id(
                 assignment_id, cls=lambda response, _model, _headers: _json(response)
             )
         except ResourceNotFoundError:
             return None
 
-    def resource(
-        self, resource_id: str, api_version: str, params: Mapping[str, str] | None = None
-    ) -> dict[str, Any] | None:
-        """GET any ARM resource by id, or None if ARM answers 404."""
-        return self._get(
-            self._base_url + resource_id, {**(params or {}), "api-version": api_version}
-        )
+    def authorization(self) -> Any:
+        """The AuthorizationManagementClient (azure-mgmt-authorization), made on first use."""
+        if self._authorization is None:
+            from azure.mgmt.authorization import AuthorizationManagementClient
 
-    def _get(self, url: str, params: Mapping[str, str] | None) -> dict[str, Any] | None:
-        from azure.core.exceptions import HttpResponseError
-        from azure.core.rest import HttpRequest
-
-        if self._pipeline is None:
-            from azure.core import PipelineClient
-            from azure.core.pipeline.policies import RetryPolicy, UserAgentPolicy
-            from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
-
-            policies = [
-                UserAgentPolicy(sdk_moniker="trustwatch"),
-                RetryPolicy(**self._options),
-                _counting_policy(self),
-                ARMChallengeAuthenticationPolicy(self._token_credential(), self._scope),
-            ]
-            self._pipeline = PipelineClient(self._base_url, policies=policies, **self._options)
-        response = self._pipeline.send_request(HttpRequest("GET", url, params=dict(params or {})))
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise HttpResponseError(response=response)
-        body: dict[str, Any] = response.json()
-        return body
+            # the *_by_id operations never use the client's subscription: one client
+            # serves them all.
+            self._authorization = self.client(
+                AuthorizationManagementClient, "00000000-0000-0000-0000-000000000000"
+            )
+        return self._authorization
 
     def client(self, client_class: type, subscription_id: str) -> Any:
         """An azure-mgmt client (AuthorizationManagementClient, MonitorManagementClient…)
@@ -223,12 +210,18 @@ class _ArmReader:
             )
         return self._clients[key]
 
+    def resource(
+        self, resource_id: str, api_version: str, params: Mapping[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """GET any ARM resource by id, or None if ARM answers 404."""
+        return self._read(self._send("GET", resource_id, api_version, params))
+
     def pages(
         self, path: str, api_version: str, params: Mapping[str, str] | None = None
     ) -> Iterator[dict[str, Any]] | None:
         """The items of an ARM list (`{"value": [...], "nextLink": …}`), every page
         followed; None if ARM answers 404 on the first page (the parent is gone)."""
-        first = self._get(self._base_url + path, {**(params or {}), "api-version": api_version})
+        first = self.resource(path, api_version, params)
         if first is None:
             return None
 
@@ -243,12 +236,61 @@ class _ArmReader:
                     # the bearer token goes wherever the link points
                     raise ValueError(f"ARM list nextLink leaves {self._base_url}: {link[:200]}")
                 # a nextLink carries its query (api-version, skip token) already
-                page = self._get(link, None)
+                page = self._read(self._request("GET", link, {}))
 
         return items()
 
+    def delete(self, resource_id: str, api_version: str) -> None:
+        """DELETE any ARM resource by id: 200 (deleted) or 204 (none there), else raises
+        with ARM's error code and message (e.g. 403 AuthorizationFailed)."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.mgmt.core.exceptions import ARMErrorFormat
 
-def _counting_policy(reader: _ArmReader) -> Any:
+        response = self._send("DELETE", resource_id, api_version)
+        if response.status_code not in (200, 204):
+            raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+
+    @staticmethod
+    def _read(response: Any) -> dict[str, Any] | None:
+        """A GET's body; None for 404; raises for any other failure."""
+        from azure.core.exceptions import HttpResponseError
+
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HttpResponseError(response=response)
+        body: dict[str, Any] = response.json()
+        return body
+
+    def _send(
+        self,
+        method: str,
+        resource_id: str,
+        api_version: str,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        query = {**(params or {}), "api-version": api_version}
+        return self._request(method, self._base_url + resource_id, query)
+
+    def _request(self, method: str, url: str, params: Mapping[str, str]) -> Any:
+        from azure.core.rest import HttpRequest
+
+        if self._pipeline is None:
+            from azure.core import PipelineClient
+            from azure.core.pipeline.policies import RetryPolicy, UserAgentPolicy
+            from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy
+
+            policies = [
+                UserAgentPolicy(sdk_moniker="trustwatch"),
+                RetryPolicy(**self._options),
+                _counting_policy(self),
+                ARMChallengeAuthenticationPolicy(self._token_credential(), self._scope),
+            ]
+            self._pipeline = PipelineClient(self._base_url, policies=policies, **self._options)
+        return self._pipeline.send_request(HttpRequest(method, url, params=dict(params)))
+
+
+def _counting_policy(reader: ArmReader) -> Any:
     """A pipeline policy counting each request sent, placed after the retry policy (so
     each attempt counts): the `calls` a sweep reports."""
     from azure.core.pipeline.policies import SansIOHTTPPolicy

@@ -45,7 +45,9 @@ from trustwatch.azure.changes import FederatedCredential, ResourceRef, RoleAssig
 from trustwatch.azure.enrich import (
     ACCESS_CONNECTOR_API_VERSION,
     STORAGE_API_VERSION,
-    reader_from_env,
+    ArmReader,
+    arm_reader,
+    arm_settings_from_env,
 )
 from trustwatch.azure.events import OPERATIONS, read_back, watched_operations
 from trustwatch.azure.roles import ROLE_NAMES, role_name
@@ -57,12 +59,11 @@ from trustwatch.sweep import StateRead
 
 if TYPE_CHECKING:
     from trustwatch.azure.baseline import AzureSubscription
-    from trustwatch.azure.enrich import _ArmReader
     from trustwatch.baseline import Baseline
 
 # "Federated Identity Credentials - List",
 # https://learn.microsoft.com/en-us/rest/api/managedidentity/federated-identity-credentials/list
-FEDERATED_CREDENTIALS_API_VERSION = "2023-01-31"
+FEDERATED_CREDENTIAL_API_VERSION = "2023-01-31"
 # the event_name of each read's changes
 LIST_FOR_SCOPE = "sweep:RoleAssignments.ListForScope"
 LIST_FOR_PRINCIPAL = "sweep:RoleAssignments.ListForSubscription"
@@ -107,7 +108,7 @@ def units(baseline: Baseline, environ: Mapping[str, str]) -> list[str]:
 def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead:
     """The subscription's current state as changes the Azure rules judge."""
     subscription = _subscription(baseline, unit)
-    reader = reader_from_env(environ)
+    reader = arm_reader(**arm_settings_from_env(environ))
     sweep = _Sweep(unit.lower(), reader)
     sweep.role_assignments(subscription, baseline)
     sweep.custom_roles(subscription)
@@ -122,7 +123,7 @@ def catch_up(
     """The subscription's Activity Log records of watched operations in [since, until)."""
     from azure.mgmt.monitor import MonitorManagementClient
 
-    client = reader_from_env(environ).client(MonitorManagementClient, unit)
+    client = arm_reader(**arm_settings_from_env(environ)).client(MonitorManagementClient, unit)
     until = _utc(until)
     window = f"eventTimestamp ge '{_iso(since)}' and eventTimestamp le '{_iso(until)}'"
     records: list[tuple[datetime, dict[str, Any]]] = []
@@ -144,7 +145,7 @@ def catch_up(
 class _Sweep:
     """The reads of one subscription, collecting changes and what could not be read."""
 
-    def __init__(self, unit: str, reader: _ArmReader) -> None:
+    def __init__(self, unit: str, reader: ArmReader) -> None:
         self.unit = unit
         self.reader = reader
         self.changes: list[Change] = []
@@ -279,7 +280,7 @@ class _Sweep:
         where = f"federated credentials of {identity}"
         try:
             items = self.reader.pages(
-                f"{identity}/federatedIdentityCredentials", FEDERATED_CREDENTIALS_API_VERSION
+                f"{identity}/federatedIdentityCredentials", FEDERATED_CREDENTIAL_API_VERSION
             )
             if items is None:  # the identity itself is gone
                 self.changes.append(
