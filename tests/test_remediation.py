@@ -238,3 +238,19 @@ def test_cli_remediate_leaves_findings_of_approved_actors(
     assert main(["remediate", "--baseline", str(baseline), "--apply", str(path)]) == 0
     (left,) = [Finding.model_validate_json(x) for x in capsys.readouterr().out.splitlines()]
     assert left.remediation.status == "skipped" and toy.writes == 0
+
+
+def test_an_unreadable_breaker_store_fails_closed(toy) -> None:
+    class Broken:
+        def claim(self, finding_id: str, window_s: int, now: float | None = None) -> bool:
+            raise ConnectionError("state table unreachable")
+
+        def release(self, finding_id: str) -> None:
+            raise AssertionError("never called")
+
+    responder = _responder("remediate", apply=True, store=Broken())
+    (finding,) = responder.handle(_grant(), "e").findings
+    assert finding.remediation.status == "failed"
+    assert "circuit breaker state unreadable" in finding.remediation.detail
+    assert toy.writes == 0
+    assert responder.sent == [finding]  # type: ignore[attr-defined]
