@@ -3,13 +3,18 @@
 - ARM over HTTPS (azure-core's bearer-token policy refuses plain http), with a fresh
   self-signed certificate for 127.0.0.1/localhost (`ca_bundle` is its path): GET a
   resource by id (`/subscriptions/…/roleAssignments/{name}?api-version=…`) from `resources`,
-  else 404 with ARM's error JSON. Requests without the issued bearer token get 401.
+  else 404 with ARM's error JSON. DELETE by id removes it and answers 200 with its body,
+  or 204 when there is none ("Role Assignments - Delete By Id",
+  https://learn.microsoft.com/en-us/rest/api/authorization/role-assignments/delete-by-id);
+  an id in `undeletable` answers 200 and stays (a delete that does not take). Ids match
+  case-insensitively, as ARM's do. Requests without the issued bearer token get 401.
 - The App Service managed identity endpoint over plain http, as the Functions host serves
   it to the app (`IDENTITY_ENDPOINT` + `IDENTITY_HEADER`): azure-identity's
   DefaultAzureCredential gets its token here, so the production credential path runs too.
 
-Every request is recorded (`requests`, `token_requests`); `fail(status, …)` queues answers
-for the next ARM requests (throttling, outages).
+Every request is recorded (`requests`, `token_requests`; `calls("DELETE")` counts them);
+`fail(status, …)` queues answers for the next ARM requests, or the next of one method
+(throttling, outages, refusals with ARM's error code).
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ class ArmRequest:
 class Failure:
     status: int
     headers: dict[str, str]
+    code: str = "ServerBusy"
+    message: str = "injected failure"
+    method: str | None = None  # None: the next request, whatever its method
 
 
 def role_assignment(assignment_id: str, principal_id: str, role_guid: str) -> dict[str, Any]:
@@ -78,6 +86,7 @@ class ArmServer:
             str, dict[str, Any]
         ] = {}  # resource id -> body (ids match case-insensitively)
         self.requests: list[ArmRequest] = []
+        self.undeletable: set[str] = set()  # ids whose DELETE answers 200 but keeps them
         self.token_requests: list[ArmRequest] = []
         self.token = secrets.token_urlsafe(24)
         self.identity_header = secrets.token_urlsafe(12)
@@ -104,23 +113,55 @@ class ArmServer:
             "IDENTITY_HEADER": self.identity_header,
         }
 
-    def fail(self, status: int, times: int = 1, headers: dict[str, str] | None = None) -> None:
+    def fail(
+        self,
+        status: int,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        *,
+        method: str | None = None,
+        code: str = "ServerBusy",
+        message: str = "injected failure",
+    ) -> None:
+        failure = Failure(status, headers or {}, code, message, method)
         with self._lock:
-            self._failures.extend([Failure(status, headers or {})] * times)
+            self._failures.extend([failure] * times)
+
+    def calls(self, method: str, path: str | None = None) -> int:
+        """How many ARM requests of `method` (to `path`, any case) came in."""
+        return sum(
+            1
+            for r in self.requests
+            if r.method == method and (path is None or r.path.lower() == path.lower())
+        )
+
+    def _next_failure(self, method: str) -> Failure | None:
+        for failure in self._failures:
+            if failure.method in (None, method):
+                self._failures.remove(failure)
+                return failure
+        return None
 
     # --- the two endpoints -----------------------------------------------------------------
 
     def _serve_arm(self, request: ArmRequest) -> tuple[int, dict[str, Any], dict[str, str]]:
         with self._lock:
             self.requests.append(request)
-            failure = self._failures.popleft() if self._failures else None
+            failure = self._next_failure(request.method)
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return 401, _error("AuthenticationFailed", "missing or wrong bearer token"), {}
         if failure is not None:
-            return failure.status, _error("ServerBusy", "injected failure"), failure.headers
-        if request.method != "GET" or "api-version" not in request.query:
+            return failure.status, _error(failure.code, failure.message), failure.headers
+        if request.method not in ("GET", "DELETE") or "api-version" not in request.query:
             return 400, _error("MissingApiVersionParameter", "api-version is required"), {}
-        found = {k.lower(): v for k, v in self.resources.items()}.get(request.path.lower())
+        with self._lock:
+            key = next((k for k in self.resources if k.lower() == request.path.lower()), None)
+            found = self.resources.get(key) if key is not None else None
+            if request.method == "DELETE":
+                if key is None:
+                    return 204, {}, {}
+                if key.lower() not in {u.lower() for u in self.undeletable}:
+                    del self.resources[key]
         if found is not None:
             return 200, found, {}
         if "/providers/microsoft.authorization/roleassignments/" in request.path.lower():
@@ -161,7 +202,7 @@ class ArmServer:
                 if length:
                     self.rfile.read(length)
                 status, body, extra = serve(ArmRequest(self.command, url.path, query, headers))
-                payload = json.dumps(body).encode()
+                payload = b"" if status == 204 else json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(payload)))

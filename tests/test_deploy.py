@@ -385,7 +385,11 @@ def test_azure_actions_reach_the_function_through_the_hub_only() -> None:
 
 def test_azure_identity_has_only_reader_and_table_data_contributor() -> None:
     assignments = module("azure")["resource"]["azurerm_role_assignment"]
-    roles = {name: body["role_definition_name"] for name, body in assignments.items()}
+    roles = {
+        name: body["role_definition_name"]
+        for name, body in assignments.items()
+        if name != "remediation"  # its own custom role, when enabled: the test below
+    }
     assert roles == {
         "reader": "Reader",
         "dedup_table": "Storage Table Data Contributor",
@@ -396,6 +400,45 @@ def test_azure_identity_has_only_reader_and_table_data_contributor() -> None:
     assert "/tableServices/default/tables/" in assignments["dedup_table"]["scope"]
     assert "/secrets/" in assignments["key_vault_secret"]["scope"]
     assert "count" in assignments["baseline"] and "for_each" in assignments["key_vault_secret"]
+
+
+def test_azure_remediation_grants_only_the_delete_the_code_calls_when_enabled() -> None:
+    """Disabled (the default): no custom role, no assignment of it, a dry run. Enabled: one
+    custom role holding exactly trustwatch.azure.remediate.WRITE_ACTIONS, assigned at the
+    remediation scopes (the subscription unless named), and TRUSTWATCH_REMEDIATION=apply."""
+    from trustwatch.azure.remediate import READ_ACTIONS, WRITE_ACTIONS
+
+    doc = module("azure")
+    enabled = doc["variable"]["remediation_enabled"]
+    assert enabled["type"] == "bool" and enabled["default"] is False
+    assert doc["variable"]["remediation_scopes"]["default"] is None
+    local = doc["locals"]
+    assert local["remediation_actions"] == list(WRITE_ACTIONS)
+    # no scope at all unless enabled; the subscription when no scope is named
+    assert re.fullmatch(
+        r"\$\{var\.remediation_enabled \? \(var\.remediation_scopes == null \? "
+        r"\[local\.subscription_scope\] : var\.remediation_scopes\) : \[\]\}",
+        local["remediation_scopes"],
+    )
+    definition = resource("azure", "azurerm_role_definition", "remediation")
+    assert definition["count"] == "${var.remediation_enabled ? 1 : 0}"
+    assert definition["assignable_scopes"] == "${local.remediation_scopes}"
+    (permissions,) = definition["permissions"]
+    assert permissions == {"actions": "${local.remediation_actions}", "not_actions": []}
+    assignment = doc["resource"]["azurerm_role_assignment"]["remediation"]
+    assert assignment["for_each"] == "${toset(local.remediation_scopes)}"
+    assert assignment["scope"] == "${each.value}"
+    assert "azurerm_role_definition.remediation[0]" in assignment["role_definition_id"]
+    assert "identity[0].principal_id" in assignment["principal_id"]
+    settings = local["app_settings"]
+    assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in settings
+    # what the plans read comes with Reader (`*/read`) at the subscription, granted either way
+    assert READ_ACTIONS and all(a.endswith("/read") for a in READ_ACTIONS)
+    assert doc["resource"]["azurerm_role_assignment"]["reader"]["role_definition_name"] == (
+        "Reader"
+    )
+    # the only custom role of the module
+    assert set(doc["resource"].get("azurerm_role_definition", {})) == {"remediation"}
 
 
 def test_azure_function_app_runs_python_311_with_a_managed_identity() -> None:

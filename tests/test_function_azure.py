@@ -250,7 +250,9 @@ def test_activity_log_drift_alerts_once(app: FunctionApp, slack: RecordingHTTPSe
     (alert,) = alerts(slack)
     assert "azure.role_assignment.unexpected" in alert
     assert CONNECTOR_PRINCIPAL in alert and "Owner" in alert
-    assert arm.requests == []  # the Activity Log carries the body: nothing to fetch
+    # The Activity Log carries the body: nothing to fetch for the rules. The one read is
+    # the remediation plan's (alert mode shows what would be done): never a write.
+    assert [r.method for r in arm.requests] == ["GET"]
 
 
 def test_activity_log_failed_operation_is_not_reported(app: FunctionApp, slack) -> None:
@@ -332,14 +334,17 @@ def test_event_grid_role_assignment_is_read_from_arm_and_alerts(
     app.on_event_grid(event)
     (alert,) = alerts(slack)
     assert "azure.role_assignment.unexpected" in alert and CONNECTOR_PRINCIPAL in alert
-    # one GET of the assignment, over HTTPS, with the managed identity's token
-    (request,) = arm.requests
-    assert request.path == rid and request.query["api-version"]
-    assert request.headers["authorization"] == f"Bearer {arm.token}"
-    assert "azure-mgmt-authorization" in request.headers["user-agent"]
-    (token,) = arm.token_requests
-    assert token.headers["x-identity-header"] == arm.identity_header
-    assert token.query["resource"] == arm.url  # the token's audience is the ARM endpoint
+    # GETs of the assignment (the enrichment, then the remediation plan's re-read: alert
+    # mode shows what would be done), over HTTPS, with the managed identity's token
+    assert len(arm.requests) == 2
+    for request in arm.requests:
+        assert request.method == "GET" and request.path == rid and request.query["api-version"]
+        assert request.headers["authorization"] == f"Bearer {arm.token}"
+        assert "azure-mgmt-authorization" in request.headers["user-agent"]
+    assert arm.token_requests  # the enricher's and the remediator's credential
+    for token in arm.token_requests:
+        assert token.headers["x-identity-header"] == arm.identity_header
+        assert token.query["resource"] == arm.url  # the token's audience is the ARM endpoint
 
 
 def test_event_grid_assignment_already_deleted_is_not_evaluated(app, slack, arm, caplog) -> None:
@@ -417,7 +422,8 @@ def test_event_grid_throttled_arm_read_is_retried_by_the_sdk(app, slack, arm) ->
     arm.resources[rid] = role_assignment(rid, CONNECTOR_PRINCIPAL, OWNER)
     arm.fail(429, headers={"Retry-After": "0"})
     app.on_event_grid(grid_event(to_event_grid(owner_on_subscription()[1])))
-    assert len(arm.requests) == 2 and len(slack.requests) == 1
+    # the throttled GET, its retry, then the remediation plan's re-read (alert mode)
+    assert len(arm.requests) == 3 and len(slack.requests) == 1
 
 
 def test_event_grid_redelivery_alerts_once_across_instances(

@@ -211,7 +211,8 @@ ALLOWED = {
     "aws": RUNTIME_FILES | {"handler.py", "baseline.yaml"},
     "azure": RUNTIME_FILES
     | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
-    | {"trustwatch/azure/enrich.py"},  # the ARM read of Event Grid events: Azure's only
+    # the ARM read of Event Grid events, the put-back of role assignments: Azure's only
+    | {"trustwatch/azure/enrich.py", "trustwatch/azure/remediate.py"},
     "gcp": RUNTIME_FILES
     | {"main.py", "requirements.txt", "baseline.yaml"}
     # Cloud Logging's JSON lines and the reads of what an audit entry lacks: GCP's only

@@ -28,6 +28,17 @@ locals {
   eventhub_connection_setting = "TRUSTWATCH_EVENTHUB_CONNECTION"
   eventhub_name_setting       = "TRUSTWATCH_EVENTHUB_NAME"
 
+  # Remediation (trustwatch.azure.remediate): exactly the write the plans make
+  # (WRITE_ACTIONS there; tests/test_deploy.py compares), only when enabled. What the plans
+  # read (roleAssignments/read, federatedIdentityCredentials/read) comes with Reader below.
+  remediation_actions = [
+    "Microsoft.Authorization/roleAssignments/delete",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/delete",
+  ]
+  remediation_scopes = var.remediation_enabled ? (
+    var.remediation_scopes == null ? [local.subscription_scope] : var.remediation_scopes
+  ) : []
+
   key_vault_name = var.key_vault_id == null ? null : element(split("/", var.key_vault_id), 8)
   key_vault_references = {
     for env, secret in var.key_vault_secrets :
@@ -51,6 +62,7 @@ locals {
       TRUSTWATCH_EVENTHUB_CONSUMER_GROUP  = azurerm_eventhub_consumer_group.function.name
       TRUSTWATCH_MIN_SEVERITY             = var.min_severity
       TRUSTWATCH_STATE_URL                = "${azurerm_storage_account.this.primary_table_endpoint}${local.dedup_table}"
+      TRUSTWATCH_REMEDIATION              = var.remediation_enabled ? "apply" : "dry-run"
     },
     { for k, v in {
       TRUSTWATCH_BASELINE   = var.baseline_url
@@ -209,7 +221,7 @@ resource "azurerm_linux_function_app" "this" {
   }
 }
 
-# -- the identity: read role assignments, write dedup claims, nothing broader -------------------
+# -- the identity: read role assignments, write dedup claims, delete drift when enabled ---------
 
 resource "azurerm_role_assignment" "reader" {
   scope                = local.subscription_scope
@@ -223,6 +235,29 @@ resource "azurerm_role_assignment" "dedup_table" {
   role_definition_name = "Storage Table Data Contributor"
   principal_id         = azurerm_linux_function_app.this.identity[0].principal_id
   description          = "trustwatch: alert dedup claims"
+}
+
+# Remediation: delete the role assignments and federated credentials the baseline does not
+# allow, nothing else.
+resource "azurerm_role_definition" "remediation" {
+  count             = var.remediation_enabled ? 1 : 0
+  name              = "${var.name}-remediation-${substr(sha1(local.subscription_id), 0, 8)}"
+  scope             = local.remediation_scopes[0]
+  description       = "trustwatch: delete role assignments and federated credentials the baseline does not allow"
+  assignable_scopes = local.remediation_scopes
+
+  permissions {
+    actions     = local.remediation_actions
+    not_actions = []
+  }
+}
+
+resource "azurerm_role_assignment" "remediation" {
+  for_each           = toset(local.remediation_scopes)
+  scope              = each.value
+  role_definition_id = azurerm_role_definition.remediation[0].role_definition_resource_id
+  principal_id       = azurerm_linux_function_app.this.identity[0].principal_id
+  description        = "trustwatch: put back role assignments (remediation_enabled)"
 }
 
 resource "azurerm_role_assignment" "key_vault_secret" {

@@ -177,6 +177,18 @@ variable "entra_audit_logs" {
   default     = false
 }
 
+variable "remediation_enabled" {
+  description = "Put findings back (TRUSTWATCH_REMEDIATION=apply) for identities whose baseline mode is remediate: the identity gets a custom role holding only Microsoft.Authorization/roleAssignments/delete at remediation_scopes. false: a dry run (findings show the plan), and the identity can read only."
+  type        = bool
+  default     = false
+}
+
+variable "remediation_scopes" {
+  description = "With remediation_enabled: the scopes where the function may delete role assignments (it can delete those at or below them). null: the watched subscription, which holds the protected scopes and wherever a baseline identity can be granted more in it; add a management group id to put back grants made there."
+  type        = list(string)
+  default     = null
+}
+
 variable "tags" {
   description = "Tags on every resource."
   type        = map(string)

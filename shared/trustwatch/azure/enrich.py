@@ -77,10 +77,11 @@ def arm_enricher(
     instead of the system store; `client_options` go to the azure-core pipeline
     (e.g. `retry_total`).
     """
-    reader = _ArmReader(
-        credential,
-        (base_url or ARM_ENDPOINT).rstrip("/"),
-        {**CLIENT_DEFAULTS, **client_options, "connection_verify": connection_verify},
+    reader = arm_reader(
+        credential=credential,
+        base_url=base_url,
+        connection_verify=connection_verify,
+        **client_options,
     )
 
     def enrich(change: Change) -> Change | str:
@@ -120,13 +121,34 @@ def enricher_from_env(environ: Mapping[str, str]) -> Enricher:
     """arm_enricher() configured by TRUSTWATCH_ARM_ENDPOINT (another cloud's ARM, e.g.
     https://management.chinacloudapi.cn, or a test server) and TRUSTWATCH_ARM_CA_BUNDLE
     (a CA file to trust for it)."""
-    return arm_enricher(
-        base_url=environ.get("TRUSTWATCH_ARM_ENDPOINT") or None,
-        connection_verify=environ.get("TRUSTWATCH_ARM_CA_BUNDLE") or True,
+    return arm_enricher(**arm_settings_from_env(environ))
+
+
+def arm_settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `base_url` and `connection_verify` of arm_reader() the app settings give
+    (TRUSTWATCH_ARM_ENDPOINT, TRUSTWATCH_ARM_CA_BUNDLE): one ARM for every Azure part."""
+    return {
+        "base_url": environ.get("TRUSTWATCH_ARM_ENDPOINT") or None,
+        "connection_verify": environ.get("TRUSTWATCH_ARM_CA_BUNDLE") or True,
+    }
+
+
+def arm_reader(
+    *,
+    credential: Any = None,
+    base_url: str | None = None,
+    connection_verify: bool | str = True,
+    **client_options: Any,
+) -> ArmReader:
+    """The ARM clients of arm_enricher() (same arguments), for the other Azure parts."""
+    return ArmReader(
+        credential,
+        (base_url or ARM_ENDPOINT).rstrip("/"),
+        {**CLIENT_DEFAULTS, **client_options, "connection_verify": connection_verify},
     )
 
 
-class _ArmReader:
+class ArmReader:
     """Reads ARM resources by id; the credential and clients are made on first use."""
 
     def __init__(self, credential: Any, base_url: str, options: dict[str, Any]) -> None:
@@ -149,10 +171,22 @@ class _ArmReader:
         """The assignment as ARM returns it, or None if ARM answers 404."""
         from azure.core.exceptions import ResourceNotFoundError
 
+        try:
+            # `cls` hands back the response body itself: the ARM JSON complete() reads,
+            # with nothing lost to a model round trip.
+            return self.authorization().role_assignments.get_by_id(
+                assignment_id, cls=lambda response, _model, _headers: _json(response)
+            )
+        except ResourceNotFoundError:
+            return None
+
+    def authorization(self) -> Any:
+        """The AuthorizationManagementClient (azure-mgmt-authorization), made on first use."""
         if self._authorization is None:
             from azure.mgmt.authorization import AuthorizationManagementClient
 
-            # get_by_id never uses the client's subscription: one client serves them all.
+            # the *_by_id operations never use the client's subscription: one client
+            # serves them all.
             self._authorization = AuthorizationManagementClient(
                 self._token_credential(),
                 "00000000-0000-0000-0000-000000000000",
@@ -160,20 +194,38 @@ class _ArmReader:
                 credential_scopes=[self._scope],
                 **self._options,
             )
-        try:
-            # `cls` hands back the response body itself: the ARM JSON complete() reads,
-            # with nothing lost to a model round trip.
-            return self._authorization.role_assignments.get_by_id(
-                assignment_id, cls=lambda response, _model, _headers: _json(response)
-            )
-        except ResourceNotFoundError:
-            return None
+        return self._authorization
 
     def resource(
         self, resource_id: str, api_version: str, params: Mapping[str, str] | None = None
     ) -> dict[str, Any] | None:
         """GET any ARM resource by id, or None if ARM answers 404."""
         from azure.core.exceptions import HttpResponseError
+
+        response = self._send("GET", resource_id, api_version, params)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise HttpResponseError(response=response)
+        return response.json()
+
+    def delete(self, resource_id: str, api_version: str) -> None:
+        """DELETE any ARM resource by id: 200 (deleted) or 204 (none there), else raises
+        with ARM's error code and message (e.g. 403 AuthorizationFailed)."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.mgmt.core.exceptions import ARMErrorFormat
+
+        response = self._send("DELETE", resource_id, api_version)
+        if response.status_code not in (200, 204):
+            raise HttpResponseError(response=response, error_format=ARMErrorFormat)
+
+    def _send(
+        self,
+        method: str,
+        resource_id: str,
+        api_version: str,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
         from azure.core.rest import HttpRequest
 
         if self._pipeline is None:
@@ -188,16 +240,11 @@ class _ArmReader:
             ]
             self._pipeline = PipelineClient(self._base_url, policies=policies, **self._options)
         request = HttpRequest(
-            "GET",
+            method,
             self._base_url + resource_id,
             params={**(params or {}), "api-version": api_version},
         )
-        response = self._pipeline.send_request(request)
-        if response.status_code == 404:
-            return None
-        if response.status_code != 200:
-            raise HttpResponseError(response=response)
-        return response.json()
+        return self._pipeline.send_request(request)
 
 
 def _json(pipeline_response: Any) -> Any:
