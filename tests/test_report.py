@@ -600,30 +600,38 @@ def first_graph_box(rows: list[bytes]) -> tuple[int, int, int, int]:
     return left, top, right, bottom + 1
 
 
-def screenshot(document: str, tmp_path: Path, name: str) -> list[bytes]:
-    """Chromium renders the file (file:// URL, no network) and writes a PNG we decode."""
+def run_chromium(document: str, tmp_path: Path, name: str, *action: str) -> str:
+    """Chromium opens the file (a file:// URL) and does `action`; returns what it printed.
+
+    Its own process group, killed afterwards: nothing it started outlives the test."""
     page = tmp_path / f"{name}.html"
     page.write_text(document, encoding="utf-8")
-    shot = tmp_path / f"{name}.png"
     command = [
         str(CHROMIUM), "--headless", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
         "--disable-extensions", "--disable-background-networking", "--force-color-profile=srgb",
         f"--user-data-dir={tmp_path / f'{name}-profile'}", "--window-size=1300,900",
-        f"--screenshot={shot}", page.as_uri(),
+        *action, page.as_uri(),
     ]  # fmt: skip
     if os.geteuid() == 0:
         command.insert(1, "--no-sandbox")  # Chromium refuses to sandbox as root
     proc = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: renderers and zygotes end with it
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,  # renderers and zygotes are in its group
     )  # fmt: skip
     try:
-        out, _ = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever of ours is left, only ours
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert proc.returncode == 0 and shot.is_file(), out.decode(errors="replace")[-2000:]
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    return out.decode()
+
+
+def screenshot(document: str, tmp_path: Path, name: str) -> list[bytes]:
+    """The page as Chromium draws it, decoded from its PNG screenshot."""
+    shot = tmp_path / f"{name}.png"
+    run_chromium(document, tmp_path, name, f"--screenshot={shot}")
     width, height, rows = read_png(shot)
     assert (width, height) == (1300, 900)
     return rows
@@ -665,3 +673,64 @@ def test_chromium_shows_the_graph_with_its_drift_in_red(
     assert sum(1 for p in pixels(clean, clean_box) if max(p) < 110) > 2000  # the graph is drawn
     everything = (0, 0, 1300, 900)
     assert not any(map(is_red, pixels(clean, everything)))  # and nothing on the page is red
+
+
+def test_hostile_names_run_nothing_in_chromium(chromium, tmp_path) -> None:
+    """Names that would run script if they were markup: the loaded page's DOM (as Chromium
+    serializes it after loading) has no attribute they set and no element they add."""
+    mark = 'document.documentElement.setAttribute("data-pwned","1")'
+    payloads = [
+        f"<script>{mark}</script>",
+        f"\"><img src=x onerror='{mark}'>",
+        f"]]><svg onload='{mark}'>",
+    ]
+    sub = "9b1c4f2e-3d5a-4b6c-8d7e-0f1a2b3c4d5e"
+    baseline = Baseline.model_validate(
+        {
+            "aws": {
+                "accounts": {
+                    ACCOUNT: {"roles": {p: {"trust": {"template": "ec2"}} for p in payloads}}
+                }
+            },
+            "azure": {
+                "subscriptions": {sub: {"identities": {payloads[1]: {"principal_id": payloads[0]}}}}
+            },
+        }
+    )
+    findings = [
+        finding("aws.policy.managed_attached", "aws", f"arn:aws:iam::{ACCOUNT}:role/{p}",
+                actual={"attached": f"arn:aws:iam::aws:policy/{p}"}, summary=p)
+        for p in payloads
+    ]  # fmt: skip
+    dom = run_chromium(
+        render_html(findings, baseline, generated_at=NOW), tmp_path, "dom", "--dump-dom"
+    )
+    assert "<body>" in dom and "trust graph of aws" in dom  # the page loaded and drew its graph
+    assert 'data-pwned="1"' not in dom
+    loaded = elements(dom)
+    assert not {t for t, _ in loaded.tags} & {"script", "img"}
+    assert sum(1 for t, _ in loaded.tags if t == "svg") == 2  # the two graphs only
+    assert mark in "".join(loaded.text)  # shown, as text
+
+
+def test_a_cloud_without_a_graph_part_lists_its_findings() -> None:
+    """A cloud folder with no graph.py (the tests' toy cloud) still has its findings in the
+    report, as findings the graph could not place."""
+    import sys
+
+    from trustwatch import clouds
+    from trustwatch.clouds import CloudFolder
+
+    toy = CloudFolder("toy", entry_point="main.py", package="toycloud")
+    unregister = clouds.register(toy)
+    try:
+        assert toy.graph() is None
+        baseline = Baseline.model_validate({"toy": {"grants": {"reader": ["alice"]}}})
+        grant = finding("toy.grant.unexpected", "toy", f"reader {SCRIPT}", actual="eve")
+        document = render_html([grant], baseline, generated_at=NOW)
+    finally:
+        unregister()
+        for module in [m for m in sys.modules if m == "toycloud" or m.startswith("toycloud.")]:
+            del sys.modules[module]
+    assert "toy · 0 identities" in document and "Other findings" in document
+    assert f"reader {SCRIPT}" in "".join(elements(document).text)
