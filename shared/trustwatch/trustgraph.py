@@ -87,7 +87,7 @@ class GraphBuilder:
 
     def __init__(self) -> None:
         self._nodes: dict[str, Node] = {}
-        self._edges: dict[tuple[str, str, str], Edge] = {}
+        self._edges: dict[tuple[str, str], dict[str, Edge]] = {}  # (source, target) -> label
         self._findings: dict[str, list[Finding]] = {}
         self._placed: set[int] = set()
 
@@ -116,9 +116,10 @@ class GraphBuilder:
         s, t = graph_key(source), graph_key(target)
         if s not in self._nodes or t not in self._nodes:
             raise KeyError(f"edge {source!r} -> {target!r}: add both nodes first")
-        known = self._edges.get((s, t, label))
+        between = self._edges.setdefault((s, t), {})
+        known = between.get(label)
         if known is None or _STATE_RANK[state] > _STATE_RANK[known.state]:
-            self._edges[(s, t, label)] = Edge(s, t, label, state)
+            between[label] = Edge(s, t, label, state)
 
     def drift_edge(self, source: str, target: str, label: str, finding: Finding) -> None:
         """An edge the finding says exists and the baseline does not allow (red).
@@ -137,11 +138,12 @@ class GraphBuilder:
         if not holds(finding):
             return
         s, t = graph_key(source), graph_key(target)
-        between = [k for k in self._edges if k[:2] == (s, t)]
-        for k in between:
-            if self._edges[k].state == "expected":
-                self._edges[k] = replace(self._edges[k], state="removed")
-        if not between:
+        between = self._edges.get((s, t))
+        if between:
+            for name, known in between.items():
+                if known.state == "expected":
+                    between[name] = replace(known, state="removed")
+        else:
             self.edge(s, t, label, "removed")
         self.mark(target)
 
@@ -169,7 +171,7 @@ class GraphBuilder:
         """The graph; `findings` (the cloud's) not attached to a node become `unplaced`."""
         return TrustGraph(
             nodes=tuple(self._nodes.values()),
-            edges=tuple(self._edges.values()),
+            edges=tuple(e for between in self._edges.values() for e in between.values()),
             findings={k: tuple(v) for k, v in self._findings.items()},
             unplaced=tuple(f for f in findings if id(f) not in self._placed),
         )

@@ -16,7 +16,7 @@ from typing import Any
 from trustwatch.aws import policy, templates
 from trustwatch.aws.baseline import AwsRole, TemplateRef, iam_name_key
 from trustwatch.findings import Finding
-from trustwatch.trustgraph import GraphBuilder
+from trustwatch.trustgraph import GraphBuilder, holds
 
 # rule -> the label of the trust edge its `actual` entries add
 _TRUST_DRIFT = {
@@ -184,8 +184,8 @@ def _draw_finding(graph: GraphBuilder, finding: Finding) -> None:
         found = _role_of_arn(finding.identity)
         name = found[1] if found else finding.identity
         graph.node(key, name, "identity", kind=f"untracked role · {finding.scope}")
-    if not graph.attach(key, finding):
-        return
+    if not graph.attach(key, finding) or not holds(finding):
+        return  # resolved drift is listed in the table, not drawn
     if rule in _TRUST_DRIFT:
         for entry in _entries(actual):
             if isinstance(entry.get("principal"), str):

@@ -16,7 +16,7 @@ from typing import Any
 from trustwatch.azure.roles import normalize_guid, role_name
 from trustwatch.azure.scopes import norm_scope
 from trustwatch.findings import Finding
-from trustwatch.trustgraph import GraphBuilder
+from trustwatch.trustgraph import GraphBuilder, holds
 
 _ASSIGNED = ("azure.role_assignment.unexpected", "azure.role_assignment.protected_scope")
 _ENTRA = {"azure.sp.credential_added": "credential", "azure.sp.owner_added": "owner"}
@@ -142,8 +142,8 @@ def _draw_finding(
         else:
             label, kind = finding.identity, "principal"
         graph.node(key, label, "principal", kind=kind)
-    if not graph.attach(key, finding):
-        return
+    if not graph.attach(key, finding) or not holds(finding):
+        return  # resolved drift is listed in the table, not drawn
     if rule in _ASSIGNED and isinstance(actual, dict) and isinstance(actual.get("scope"), str):
         label = str(actual.get("role") or "Lighthouse")
         graph.drift_edge(key, _scope(graph, actual["scope"]), label, finding)

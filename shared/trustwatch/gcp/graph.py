@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from trustwatch.findings import Finding
-from trustwatch.trustgraph import GraphBuilder
+from trustwatch.trustgraph import GraphBuilder, holds
 
 _KEYS = {"key_id": "user-managed key", "hmac_access_id": "HMAC key"}
 
@@ -87,8 +87,8 @@ def _binding(value: Any) -> tuple[str, str, str] | None:
 
 def _draw_finding(graph: GraphBuilder, finding: Finding) -> None:
     rule, key = finding.rule, _subject(finding)
-    if not graph.attach(key, finding):
-        return
+    if not graph.attach(key, finding) or not holds(finding):
+        return  # resolved drift is listed in the table, not drawn
     added, removed = _binding(finding.actual), _binding(finding.expected)
     if rule == "gcp.iam.binding_added" and added:
         graph.drift_edge(key, _grant(graph, added[0], added[1]), "holds", finding)
