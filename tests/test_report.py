@@ -288,6 +288,115 @@ def test_an_expected_grant_that_is_gone_is_drawn_dashed_red(example) -> None:
     assert len(re.findall(r'<g class="edge removed">', document)) == 2
 
 
+UAMI = (
+    "/subscriptions/9b1c4f2e-3d5a-4b6c-8d7e-0f1a2b3c4d5e/resourceGroups/dbx-prod/providers/"
+    "Microsoft.Databricks/accessConnectors/uc-connector"
+)
+COMPUTE_SA = "databricks-compute@dbx-prod-4821.iam.gserviceaccount.com"
+
+
+# (finding as its rule writes it, the red edge it draws: source label, target label, edge label)
+DRIFT_CASES = [
+    pytest.param(
+        finding(
+            "aws.instance_profile.changed",
+            "aws",
+            f"arn:aws:iam::{ACCOUNT}:instance-profile/databricks-cluster-data",
+            expected={"instance_profile": "databricks-cluster-data", "role": "databricks-cluster-data"},
+            actual={"instance_profile": "databricks-cluster-data", "role_added": "admin"},
+            severity="medium",
+        ),
+        ("databricks-cluster-data", "admin", "holds"),
+        id="aws-instance-profile-swapped",
+    ),
+    pytest.param(
+        finding(
+            "aws.assume_role.unexpected_principal",
+            "aws",
+            f"arn:aws:iam::{ACCOUNT}:role/databricks-uc-metastore",
+            actual={"assumed_by": ["arn:aws:iam::444455556666:role/intruder"], "call": "AssumeRole"},
+        ),
+        ("intruder", "databricks-uc-metastore", "assumed"),
+        id="aws-assumed-by-a-stranger",
+    ),
+    pytest.param(
+        finding(
+            "aws.policy.inline_changed",
+            "aws",
+            f"arn:aws:iam::{ACCOUNT}:role/databricks-cross-account",
+            actual={"policy": "databricks-cross-account-policy", "added": ["iam:*"]},
+            severity="high",
+        ),
+        ("databricks-cross-account", "databricks-cross-account-policy", "grants more"),
+        id="aws-inline-widened",
+    ),
+    pytest.param(
+        finding(
+            "azure.identity.federated_credential_added",
+            "azure",
+            UAMI,
+            actual={"issuer": "https://token.actions.githubusercontent.com", "subject": "repo:x/y:ref:main"},
+            scope="9b1c4f2e-3d5a-4b6c-8d7e-0f1a2b3c4d5e",
+        ),
+        ("repo:x/y:ref:main", "uc-access-connector", "federated credential"),
+        id="azure-federated-credential",
+    ),
+    pytest.param(
+        finding(
+            "azure.sp.credential_added",
+            "azure",
+            "6a1d2c3b-4e5f-4a7b-8c9d-0e1f2a3b4c5d",
+            actual={"activity": "Add service principal credentials", "added": ["KeyCredentials"]},
+            scope="9b1c4f2e-3d5a-4b6c-8d7e-0f1a2b3c4d5e",
+        ),
+        ("KeyCredentials", "terraform-sp", "credential"),
+        id="azure-sp-credential",
+    ),
+    pytest.param(
+        finding(
+            "gcp.sa.key_created",
+            "gcp",
+            COMPUTE_SA,
+            actual={"key_id": "0123abcd"},
+            scope="dbx-prod-4821",
+        ),
+        ("0123abcd", COMPUTE_SA, "signs as"),
+        id="gcp-user-managed-key",
+    ),
+    pytest.param(
+        finding(
+            "gcp.iam.binding_added",
+            "gcp",
+            COMPUTE_SA,
+            actual={"resource": "projects/dbx-prod-4821", "role": "roles/editor", "member": f"serviceaccount:{COMPUTE_SA}"},
+            scope="dbx-prod-4821",
+        ),
+        (COMPUTE_SA, "roles/editor", "holds"),
+        id="gcp-project-role",
+    ),
+    pytest.param(
+        finding(
+            "gcp.bucket.binding_added",
+            "gcp",
+            "dbx-uc-prod-4821",
+            actual={"resource": "projects/dbx-prod-4821", "role": "roles/storage.admin", "member": "user:eve@example.com"},
+            scope="dbx-prod-4821",
+        ),
+        ("eve@example.com", "dbx-uc-prod-4821", "storage.admin via projects/dbx-prod-4821"),
+        id="gcp-bucket-reached-from-the-project",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("drift", "edge"), DRIFT_CASES)
+def test_each_kind_of_drift_is_drawn_where_it_is(example, drift, edge) -> None:
+    graph = cloud_graph(drift.cloud, example, [drift])
+    assert graph is not None and not graph.unplaced
+    assert drift_edges(graph) == {edge}
+    (about,) = graph.findings.values()
+    assert about == (drift,)
+
+
 def test_a_finding_the_graph_cannot_place_is_still_listed(example) -> None:
     odd = finding(
         "aws.responder.identity_changed", "aws", f"arn:aws:iam::{ACCOUNT}:role/trustwatch-x"
