@@ -24,7 +24,17 @@ from trustwatch.respond import Responder
 PACKAGE = ROOT / "shared" / "trustwatch"
 CLOUD_NAMES = clouds.names()
 # The modules every cloud folder has (state and remediate join when they exist).
-CLOUD_MODULES = ("cloud", "baseline", "events", "rules", "links", "bundle", "store", "source")
+CLOUD_MODULES = (
+    "cloud",
+    "baseline",
+    "events",
+    "rules",
+    "links",
+    "bundle",
+    "store",
+    "source",
+    "graph",
+)
 
 
 def test_the_three_clouds_are_found_in_their_folders() -> None:
@@ -51,6 +61,8 @@ def test_every_cloud_offers_each_part_under_the_same_name(name: str) -> None:
     assert enricher is None or callable(enricher)
     assert (ROOT / "functions" / name / cloud.entry_point).is_file()
     assert cloud.check_baseline(Baseline.model_validate({})) == []
+    graph = cloud.graph()
+    assert graph is not None and callable(graph.draw), f"{name}.graph.draw"
 
 
 def _imports(path: Path) -> Iterator[str]:

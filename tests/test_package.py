@@ -231,6 +231,13 @@ NEVER_SHIPPED = {
     "trustwatch/gcp/bundle.py",
     "trustwatch/alerts/local.py",
     "trustwatch/alerts/receivers.py",
+    # the sweep's HTML report: `trustwatch sweep --format html` only
+    "trustwatch/report.py",
+    "trustwatch/trustgraph.py",
+    "trustwatch/templates/__init__.py",
+    "trustwatch/aws/graph.py",
+    "trustwatch/azure/graph.py",
+    "trustwatch/gcp/graph.py",
 }
 
 
