@@ -86,7 +86,11 @@ def is_write(request: ApiRequest) -> bool:
 
 
 def conditional(policy: dict[str, Any]) -> bool:
-    return any(b.get("condition") for b in policy.get("bindings") or [])
+    """Does the policy hold a binding with a condition? (a malformed one: no)"""
+    bindings = policy.get("bindings")
+    return isinstance(bindings, list) and any(
+        isinstance(b, dict) and b.get("condition") for b in bindings
+    )
 
 
 def policy(bindings: dict[str, list[str]], *, etag: str = "BwX1a2b3c4d=") -> dict[str, Any]:
