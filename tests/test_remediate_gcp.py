@@ -162,15 +162,12 @@ def test_project_grant_is_removed_and_an_emptied_binding_dropped(gcp, rbaseline)
     compute = by_identity.pop(COMPUTE)
     assert compute.status == "applied", compute.detail
     assert compute.after is None  # the binding is gone
-    # the responder's own and the reporting account are in alert mode: plan shown; the
-    # accounts after the one that removed it find it removed already
-    assert {i: r.status for i, r in by_identity.items()} == {
-        "trustwatch@dbx-prod-4821.iam.gserviceaccount.com": "none",
-        STORAGE_SA: "skipped",
-        REPORTING: "skipped",
-        "databricks-jobs@dbx-prod-4821.iam.gserviceaccount.com": "skipped",
-        TERRAFORM: "skipped",
-    }
+    # the responder's own account is in alert mode (the defaults'): its plan is shown; every
+    # other account of the project finds the member removed already
+    responder = "trustwatch@dbx-prod-4821.iam.gserviceaccount.com"
+    assert by_identity.pop(responder).status == "none"
+    others = set(rbaseline.gcp.projects[PROJECT].service_accounts) - {COMPUTE}
+    assert {i: r.status for i, r in by_identity.items()} == dict.fromkeys(others, "skipped")
     roles = [b["role"] for b in gcp.policies[PROJECT_KEY]["bindings"]]
     assert roles == list(PROJECT_POLICY)  # everything else as it was, in order
     (write,) = gcp.writes()
@@ -367,6 +364,39 @@ def test_a_binding_with_a_condition_is_kept_intact(gcp, rbaseline):
         {"role": TOKEN_CREATOR, "members": ["user:bob@example.com"]},
         conditional_policy()["bindings"][1],
     ]
+
+
+def test_a_conditional_grant_is_removed_from_its_own_binding_only(gcp, rbaseline):
+    """The audit entry's binding delta names the condition: that binding is the one the
+    finding is about; the unconditional binding of the same role is another grant."""
+    gcp.policies[COMPUTE_KEY] = conditional_policy()
+    expiring = conditional_policy()["bindings"][1]["condition"]
+    entry = sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY))
+    entry["protoPayload"]["serviceData"]["policyDelta"]["bindingDeltas"][0]["condition"] = expiring
+    done = one(run(gcp, entry, rbaseline))
+    assert done.actual["condition"] == expiring
+    assert done.remediation.status == "applied", done.remediation.detail
+    assert done.remediation.before == {
+        "role": TOKEN_CREATOR,
+        "members": [MALLORY],
+        "condition": expiring,
+    }
+    assert done.remediation.after is None  # that binding is dropped, the other kept
+    assert gcp.policies[COMPUTE_KEY]["bindings"] == [conditional_policy()["bindings"][0]]
+    assert gcp.policies[COMPUTE_KEY]["version"] == 3
+
+
+def test_an_unconditional_grant_finding_keeps_its_id(rbaseline):
+    """Only a conditional grant's finding names a condition: the others' ids are as before."""
+    (finding,) = findings_of(sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY)), rbaseline)
+    assert "condition" not in finding.actual
+    from trustwatch.findings import fingerprint
+
+    assert finding.id == fingerprint(
+        "gcp.iam.impersonation_granted",
+        COMPUTE,
+        {"resource": COMPUTE, "role": TOKEN_CREATOR, "member": MALLORY},
+    )
 
 
 def test_a_member_only_under_a_condition_is_left_alone(gcp, rbaseline):

@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import quote
 
 from trustwatch.baseline import Baseline, Mode
+from trustwatch.changes import Change
 from trustwatch.engine import REGISTRY
 from trustwatch.findings import Finding
 from trustwatch.gcp.changes import BindingDelta, PolicySet, ServiceAccountPolicySet
@@ -156,7 +157,8 @@ class GcpRemediator:
         expected = _expected_binding(baseline, resource, role, member)
         if expected:
             return NothingToDo(f"the baseline expects {role} for {member} on {resource}", "none")
-        if not self._still_drift(finding, baseline, kind, resource, role, member):
+        grant = BindingDelta("ADD", role, member, _condition_fields(actual.get("condition")))
+        if not self._still_drift(finding, baseline, kind, resource, grant):
             return NothingToDo(f"{role} for {member} on {resource} is allowed by the baseline now")
         target = _target(kind, resource)
         policy = self._policy(kind, resource)
@@ -164,7 +166,7 @@ class GcpRemediator:
             return NothingToDo(f"{target} is gone (404): nothing to remove")
         binding = _binding(policy, role, condition)
         found = _members(binding, member)
-        if not found:
+        if binding is None or not found:
             under = [b for b in _bindings(policy) if b.get("role") == role and _members(b, member)]
             if under:
                 return NothingToDo(
@@ -173,7 +175,6 @@ class GcpRemediator:
                     "none",
                 )
             return NothingToDo(f"already removed: {member} no longer holds {role} on {target}")
-        assert binding is not None  # found members in it
         before = _shown_binding(binding)
         after = _shown_binding(binding, without=found)
 
@@ -191,20 +192,19 @@ class GcpRemediator:
         return Plan(action, target, mode, before, after, apply, verify)
 
     def _still_drift(
-        self, finding: Finding, baseline: Baseline, kind: str, resource: str, role: str, member: str
+        self, finding: Finding, baseline: Baseline, kind: str, resource: str, grant: BindingDelta
     ) -> bool:
         """Does the rule that found this grant still find it, against today's baseline?"""
         found = REGISTRY.rules.get(finding.rule)
         if found is None:
             return True
-        from trustwatch.changes import Change
-
-        delta = (BindingDelta("ADD", role, member),)
         payload: PolicySet
         if kind == "service_account":
-            payload = ServiceAccountPolicySet(kind, resource, deltas=delta, email=resource.lower())
+            payload = ServiceAccountPolicySet(
+                kind, resource, deltas=(grant,), email=resource.lower()
+            )
         else:
-            payload = PolicySet(kind, resource, deltas=delta)
+            payload = PolicySet(kind, resource, deltas=(grant,))
         change = Change(
             cloud="gcp",
             kind=_POLICY_KIND[kind],
@@ -472,6 +472,13 @@ def _condition(value: Any) -> str | None:
         return None
     kept = {k: value[k] for k in ("expression", "title", "description") if value.get(k)}
     return json.dumps(kept, sort_keys=True) if kept else None
+
+
+def _condition_fields(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """A finding's condition as a BindingDelta holds it (trustwatch.gcp.events)."""
+    if not isinstance(value, dict):
+        return None
+    return tuple(sorted((k, v) for k, v in value.items() if isinstance(v, str) and v)) or None
 
 
 def _bindings(policy: dict[str, Any]) -> list[dict[str, Any]]:
