@@ -240,11 +240,12 @@ def test_user_managed_key_is_deleted_when_configured(gcp, rbaseline):
     assert [w.method for w in gcp.writes()] == ["DELETE"]
 
 
-def test_key_action_comes_from_the_environment():
+def test_key_action_comes_from_the_environment(caplog):
     assert remediator_from_env({}).key_action == "disable"
     assert remediator_from_env({"TRUSTWATCH_GCP_KEY_ACTION": "Delete"}).key_action == "delete"
-    with pytest.raises(ValueError, match="expected disable or delete"):
-        remediator_from_env({"TRUSTWATCH_GCP_KEY_ACTION": "shred"})
+    # a typo falls back to the reversible action, loudly: the alerts must still go out
+    assert remediator_from_env({"TRUSTWATCH_GCP_KEY_ACTION": "shred"}).key_action == "disable"
+    assert "TRUSTWATCH_GCP_KEY_ACTION='shred' is not disable or delete" in caplog.text
 
 
 def test_hmac_key_is_deactivated(gcp, rbaseline):
@@ -478,7 +479,7 @@ def test_a_grant_the_baseline_now_allows_is_skipped(gcp, rbaseline):
     remediator = remediator_for(gcp)
     (done,) = remediate(found, widened, lambda _c: remediator, apply=True)
     assert done.remediation.status == "skipped"
-    assert "allowed by the baseline now" in done.remediation.detail
+    assert "not drift against the current baseline" in done.remediation.detail
     assert gcp.requests == []
 
 
@@ -492,6 +493,30 @@ def test_a_binding_the_baseline_expects_is_never_removed(gcp, rbaseline):
     assert done.remediation.status == "none"
     assert "the baseline expects" in done.remediation.detail
     assert gcp.requests == []
+
+
+def test_a_finding_its_rule_would_not_make_is_not_acted_on(gcp, rbaseline):
+    """A findings file given to `trustwatch remediate` may say anything: a remove action
+    under a rule that does not judge IAM policies, or about a grant that never reached the
+    account it names, changes nothing."""
+    gcp.policies[PROJECT_KEY] = policy(PROJECT_POLICY | {TOKEN_CREATOR: [MALLORY]})
+    (real,) = findings_of(sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY)), rbaseline)
+    remediator = remediator_for(gcp)
+    wrong_rule = real.model_copy(update={"rule": "gcp.sa.key_created"})
+    elsewhere = real.model_copy(
+        update={
+            "actual": {
+                "resource": "projects/other-project",
+                "role": TOKEN_CREATOR,
+                "member": MALLORY,
+            }
+        }
+    )
+    unknown = real.model_copy(update={"rule": "gcp.made.up"})
+    done = remediate([wrong_rule, elsewhere, unknown], rbaseline, lambda _c: remediator, apply=True)
+    assert [f.remediation.status for f in done] == ["none", "skipped", "none"]
+    assert "not drift against the current baseline" in done[1].remediation.detail
+    assert gcp.writes() == []
 
 
 def test_grants_above_the_project_are_alert_only(gcp, rbaseline):

@@ -45,18 +45,21 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
-from trustwatch.engine import REGISTRY
+from trustwatch.engine import REGISTRY, Rule
 from trustwatch.findings import Finding
 from trustwatch.gcp.changes import BindingDelta, PolicySet, ServiceAccountPolicySet
 from trustwatch.gcp.enrich import API_ENDPOINT, POLICY_VERSION, RETRIES, ApiClient, GcpApiError
 from trustwatch.gcp.rules import accounts, bucket_of, norm_member, protected
 from trustwatch.remediation import NothingToDo, Plan
+
+log = logging.getLogger("trustwatch")
 
 ROUNDS = 5  # read-modify-write rounds before giving up on a policy that keeps changing
 CONFLICT = (409, 412)  # ABORTED (Resource Manager, IAM); conditionNotMet (Cloud Storage)
@@ -105,10 +108,13 @@ def write_permissions(key_action: str = "disable") -> frozenset[str]:
 
 
 def remediator_from_env(environ: Mapping[str, str]) -> GcpRemediator:
-    """The GCP remediator: TRUSTWATCH_GCP_API_ENDPOINT, TRUSTWATCH_GCP_KEY_ACTION."""
+    """The GCP remediator: TRUSTWATCH_GCP_API_ENDPOINT, TRUSTWATCH_GCP_KEY_ACTION (a value
+    other than disable or delete is logged and read as disable, the reversible one: a
+    typo must not stop the alerts)."""
     action = (environ.get("TRUSTWATCH_GCP_KEY_ACTION") or "disable").strip().lower()
     if action not in KEY_ACTIONS:
-        raise ValueError(f"TRUSTWATCH_GCP_KEY_ACTION={action!r}: expected disable or delete")
+        log.warning("TRUSTWATCH_GCP_KEY_ACTION=%r is not disable or delete: disable", action)
+        action = "disable"
     endpoint = environ.get("TRUSTWATCH_GCP_API_ENDPOINT") or API_ENDPOINT
     return GcpRemediator(ApiClient(None, endpoint, dict(RETRIES)), key_action=action)
 
@@ -157,9 +163,16 @@ class GcpRemediator:
         expected = _expected_binding(baseline, resource, role, member)
         if expected:
             return NothingToDo(f"the baseline expects {role} for {member} on {resource}", "none")
+        rule = REGISTRY.rules.get(finding.rule)
+        if rule is None or _POLICY_KIND[kind] not in rule.kinds:
+            return NothingToDo(
+                f"rule {finding.rule} does not judge {resource}: not touched", "none"
+            )
         grant = BindingDelta("ADD", role, member, _condition_fields(actual.get("condition")))
-        if not self._still_drift(finding, baseline, kind, resource, grant):
-            return NothingToDo(f"{role} for {member} on {resource} is allowed by the baseline now")
+        if not _still_drift(rule, finding, baseline, kind, resource, grant):
+            return NothingToDo(
+                f"{role} for {member} on {resource} is not drift against the current baseline"
+            )
         target = _target(kind, resource)
         policy = self._policy(kind, resource)
         if policy is None:
@@ -190,31 +203,6 @@ class GcpRemediator:
 
         action = finding.remediation.action
         return Plan(action, target, mode, before, after, apply, verify)
-
-    def _still_drift(
-        self, finding: Finding, baseline: Baseline, kind: str, resource: str, grant: BindingDelta
-    ) -> bool:
-        """Does the rule that found this grant still find it, against today's baseline?"""
-        found = REGISTRY.rules.get(finding.rule)
-        if found is None:
-            return True
-        payload: PolicySet
-        if kind == "service_account":
-            payload = ServiceAccountPolicySet(
-                kind, resource, deltas=(grant,), email=resource.lower()
-            )
-        else:
-            payload = PolicySet(kind, resource, deltas=(grant,))
-        change = Change(
-            cloud="gcp",
-            kind=_POLICY_KIND[kind],
-            event_name="SetIamPolicy",
-            scope=finding.scope,
-            identity=resource,
-            payload=payload,
-        )
-        identity = finding.identity.lower()
-        return any((hit.identity or "").lower() == identity for hit in found.fn(change, baseline))
 
     def _policy(self, kind: str, resource: str) -> dict[str, Any] | None:
         return self.api.policy(PolicySet(kind, resource))
@@ -435,6 +423,27 @@ def _mode(finding: Finding, baseline: Baseline) -> Mode | None:
         return None if bucket is None else baseline.mode_for(bucket.mode)
     account = protected(baseline).get(finding.identity.lower())
     return None if account is None else baseline.mode_for(account.spec.mode)
+
+
+def _still_drift(
+    rule: Rule, finding: Finding, baseline: Baseline, kind: str, resource: str, grant: BindingDelta
+) -> bool:
+    """Does the rule that found this grant still find it, against today's baseline?"""
+    payload: PolicySet
+    if kind == "service_account":
+        payload = ServiceAccountPolicySet(kind, resource, deltas=(grant,), email=resource.lower())
+    else:
+        payload = PolicySet(kind, resource, deltas=(grant,))
+    change = Change(
+        cloud="gcp",
+        kind=_POLICY_KIND[kind],
+        event_name="SetIamPolicy",
+        scope=finding.scope,
+        identity=resource,
+        payload=payload,
+    )
+    identity = finding.identity.lower()
+    return any((hit.identity or "").lower() == identity for hit in rule.fn(change, baseline))
 
 
 def _policy_resource(resource: str, action: str) -> str | None:
