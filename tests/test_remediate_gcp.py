@@ -406,7 +406,7 @@ def test_a_member_only_under_a_condition_is_left_alone(gcp, rbaseline):
     gcp.policies[COMPUTE_KEY] = stored
     done = one(run(gcp, sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY)), rbaseline))
     assert done.remediation.status == "none"
-    assert "only under a condition" in done.remediation.detail
+    assert "only in another binding of the role" in done.remediation.detail
     assert gcp.writes() == []
 
 

@@ -183,8 +183,8 @@ class GcpRemediator:
             under = [b for b in _bindings(policy) if b.get("role") == role and _members(b, member)]
             if under:
                 return NothingToDo(
-                    f"{member} holds {role} on {target} only under a condition the finding "
-                    "does not name: left as it is",
+                    f"{member} holds {role} on {target} only in another binding of the role "
+                    "(another condition) than the finding names: left as it is",
                     "none",
                 )
             return NothingToDo(f"already removed: {member} no longer holds {role} on {target}")
