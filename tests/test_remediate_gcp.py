@@ -591,3 +591,78 @@ def test_the_breaker_trips_on_the_fourth_remediation_within_ten_minutes(gcp, rba
     gcp.policies[COMPUTE_KEY] = policy({TOKEN_CREATOR: [MALLORY]})
     done = run(gcp, sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY)), rbaseline, breaker=breaker)
     assert [f.remediation.status for f in done] == ["applied"]
+
+
+# --- a property: exactly the finding's member leaves exactly the finding's binding -----------
+
+_ROLES = (TOKEN_CREATOR, "roles/iam.serviceAccountUser", "roles/iam.serviceAccountViewer")
+_MEMBERS = (MALLORY, "user:MALLORY@example.com", "user:bob@example.com", "group:ops@example.com")
+_CONDITIONS = (
+    None,
+    {"title": "until-new-year", "expression": 'request.time < timestamp("2027-01-01T00:00:00Z")'},
+    {"title": "office", "expression": 'request.time.getHours("Europe/Berlin") < 18'},
+)
+
+
+def _triples(stored: dict[str, Any]) -> list[tuple[str, str, str]]:
+    import json
+
+    return sorted(
+        (b["role"], json.dumps(b.get("condition"), sort_keys=True), m)
+        for b in stored["bindings"]
+        for m in b["members"]
+    )
+
+
+def test_only_the_findings_member_leaves_only_the_findings_binding(rbaseline):
+    """Random policies of several roles, members and conditions, and a finding about one
+    grant (with or without its condition): after remediation every other (role,
+    condition, member) is still there, and the finding's grant is gone."""
+    import json
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    binding = st.tuples(
+        st.sampled_from(_ROLES),
+        st.sampled_from(range(len(_CONDITIONS))),
+        st.lists(st.sampled_from(_MEMBERS), min_size=1, max_size=4, unique_by=str.lower),
+    )
+    policies = st.lists(binding, max_size=5, unique_by=lambda b: (b[0], b[1]))
+
+    with GcpServer() as gcp:
+
+        @settings(
+            max_examples=40,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+        )
+        @given(policies, st.sampled_from((0, 1)))
+        def check(bindings: list[tuple[str, int, list[str]]], condition: int) -> None:
+            stored: dict[str, Any] = {"version": 3, "etag": "BwX1a2b3c4d=", "bindings": []}
+            for role, c, members_ in bindings:
+                entry: dict[str, Any] = {"role": role, "members": members_}
+                if _CONDITIONS[c] is not None:
+                    entry["condition"] = _CONDITIONS[c]
+                stored["bindings"].append(entry)
+            gcp.policies[COMPUTE_KEY] = json.loads(json.dumps(stored))
+            event = sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY))
+            if _CONDITIONS[condition] is not None:
+                delta = event["protoPayload"]["serviceData"]["policyDelta"]["bindingDeltas"][0]
+                delta["condition"] = _CONDITIONS[condition]
+            done = one(run(gcp, event, rbaseline))
+            target = (TOKEN_CREATOR, json.dumps(_CONDITIONS[condition], sort_keys=True))
+            wanted = [
+                t for t in _triples(stored) if not (t[:2] == target and t[2].lower() == MALLORY)
+            ]
+            assert _triples(gcp.policies[COMPUTE_KEY]) == wanted
+            if len(wanted) < len(_triples(stored)):  # the grant was there
+                assert done.remediation.status == "applied", done.remediation.detail
+            else:
+                assert done.remediation.status in ("skipped", "none")
+                assert gcp.policies[COMPUTE_KEY]["etag"] == stored["etag"]  # not written
+            assert all(b["members"] for b in gcp.policies[COMPUTE_KEY]["bindings"])
+
+        check()
