@@ -262,6 +262,41 @@ def test_hmac_key_is_deactivated(gcp, rbaseline):
     assert write.body == {"state": "INACTIVE", "etag": key["etag"]}
 
 
+def test_a_re_enabled_key_and_a_re_activated_hmac_key_are_turned_off_again(gcp, rbaseline):
+    """EnableServiceAccountKey and hmacKeys.update to ACTIVE undo an earlier remediation."""
+    from test_gcp_attack_paths import key_call
+    from test_gcp_hmac_keys import hmac_updated
+
+    gcp.keys[f"{COMPUTE}/a1b2c3"] = service_account_key(COMPUTE, "a1b2c3")
+    done = one(run(gcp, key_call("EnableServiceAccountKey", COMPUTE), rbaseline))
+    assert (done.remediation.action, done.remediation.status) == (
+        "disable_service_account_key",
+        "applied",
+    )
+    assert gcp.keys[f"{COMPUTE}/a1b2c3"]["disabled"] is True
+    gcp.hmac_keys[f"{PROJECT}/{HMAC_ID}"] = hmac_key_metadata(PROJECT, HMAC_ID, COMPUTE, "ACTIVE")
+    (finding,) = [f for f in run(gcp, hmac_updated(COMPUTE), rbaseline)]
+    assert (finding.remediation.action, finding.remediation.status) == (
+        "deactivate_hmac_key",
+        "applied",
+    )
+    assert gcp.hmac_keys[f"{PROJECT}/{HMAC_ID}"]["state"] == "INACTIVE"
+
+
+def test_hmac_key_etag_conflict_is_read_again(gcp, rbaseline):
+    key = hmac_key_metadata(PROJECT, HMAC_ID, COMPUTE, "ACTIVE")
+    gcp.hmac_keys[f"{PROJECT}/{HMAC_ID}"] = key
+
+    def someone_touches_it(_request: Any) -> None:  # a new etag, still ACTIVE
+        gcp.hmac_keys[f"{PROJECT}/{HMAC_ID}"] = {**key, "etag": "ChangedEtag="}
+
+    gcp.before_write(someone_touches_it)
+    done = one(run(gcp, hmac_created(COMPUTE), rbaseline))
+    assert done.remediation.status == "applied", done.remediation.detail
+    first, second = gcp.writes()
+    assert (first.body["etag"], second.body["etag"]) == (key["etag"], "ChangedEtag=")
+
+
 def test_hmac_key_of_another_account_is_not_touched(gcp, rbaseline):
     other = "someone-else@dbx-prod-4821.iam.gserviceaccount.com"
     gcp.hmac_keys[f"{PROJECT}/{HMAC_ID}"] = hmac_key_metadata(PROJECT, HMAC_ID, other, "ACTIVE")

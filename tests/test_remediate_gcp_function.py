@@ -140,6 +140,20 @@ def test_project_role_bucket_binding_and_bucket_settings_are_put_back(function_u
     )
 
 
+def test_storage_grant_on_a_project_reaching_its_bucket_is_removed(function_url, webhook, gcp):
+    project = "projects/dbx-dev-4821"
+    gcp.policies[project] = policy(
+        {"roles/storage.objectViewer": [MALLORY, "user:bob@example.com"]}
+    )
+    entry = project_policy(add("roles/storage.objectViewer", MALLORY), project="dbx-dev-4821")
+    (alert,) = alerts_for(webhook, function_url, entry)
+    assert (alert["rule"], alert["identity"]) == ("gcp.bucket.binding_added", "dbx-uc-dev-4821")
+    remediation = alert["remediation"]
+    assert (remediation["action"], remediation["status"]) == ("remove_iam_binding", "applied")
+    assert remediation["target"] == project
+    assert members(gcp, project, "roles/storage.objectViewer") == ["user:bob@example.com"]
+
+
 def test_keys_are_disabled_and_deactivated_by_the_function(function_url, webhook, gcp):
     gcp.keys[f"{KEYS}/{KEY_ID}"] = service_account_key(KEYS, KEY_ID)
     (alert,) = alerts_for(webhook, function_url, key_created(KEYS, key_id=KEY_ID))
