@@ -330,6 +330,28 @@ def test_bucket_settings_are_put_back(gcp, rbaseline):
     ]
 
 
+def test_bucket_settings_already_back_or_lost_writes(gcp, rbaseline):
+    from trustwatch.gcp.events import complete
+
+    (parsed,) = parse_document(bucket_update(BUCKET), "test")
+    (change,) = parsed.changes
+    found = evaluate(complete(change, bucket_resource(BUCKET, None, False)), rbaseline)
+    # public access prevention left out of the answer reads as not enforced
+    assert [f.remediation.action for f in found] == [
+        "enforce_public_access_prevention",
+        "enable_uniform_bucket_level_access",
+    ]
+    remediator = remediator_for(gcp)
+    gcp.buckets[BUCKET] = bucket_resource(BUCKET, "enforced", False)  # one already back
+    gcp.lose_writes = 1  # the other's PATCH answered, not kept
+    done = remediate(found, rbaseline, lambda _c: remediator, apply=True)
+    assert [f.remediation.status for f in done] == ["skipped", "failed"]
+    assert done[1].remediation.detail.startswith("not applied: ")
+    gcp.buckets.clear()  # gone
+    done = remediate(found, rbaseline, lambda _c: remediator, apply=True)
+    assert {f.remediation.detail for f in done} == {f"bucket {BUCKET} is gone (404)"}
+
+
 # --- the etag: conflicts, conditions --------------------------------------------------------
 
 

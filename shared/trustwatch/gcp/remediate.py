@@ -377,19 +377,20 @@ class GcpRemediator:
         url = self.api.url("storage", f"/storage/v1/b/{quote(name, safe='')}")
         fields = {"fields": "iamConfiguration"}
 
-        def current() -> Any:
+        def current() -> tuple[bool, Any]:
+            """(the bucket exists, the setting: PAP's text, UBLA's enabled)."""
             found = self.api.call("GET", url, params=fields)
             if found is None:
-                return None
+                return False, None
             config = found.get("iamConfiguration") or {}
             if pap:
-                return config.get("publicAccessPrevention")
-            return bool((config.get("uniformBucketLevelAccess") or {}).get("enabled"))
+                return True, config.get("publicAccessPrevention")
+            return True, bool((config.get("uniformBucketLevelAccess") or {}).get("enabled"))
 
         wanted: Any = "enforced" if pap else True
         key = "publicAccessPrevention" if pap else "uniformBucketLevelAccess.enabled"
-        now = current()
-        if now is None:
+        exists, now = current()
+        if not exists:
             return NothingToDo(f"bucket {name} is gone (404)")
         if now == wanted:
             return NothingToDo(f"bucket {name} already has {key} {json.dumps(wanted)}")
@@ -404,7 +405,9 @@ class GcpRemediator:
                 raise RuntimeError(f"bucket {name} is gone (404)")
 
         def verify() -> str | None:
-            got = current()
+            exists, got = current()
+            if not exists:
+                return f"bucket {name} is gone (404)"
             return None if got == wanted else f"bucket {name} has {key} {json.dumps(got)}"
 
         target = f"projects/_/buckets/{name}"
