@@ -4,6 +4,7 @@ core modules import none of them, and a toy cloud from the tests joins with one 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,9 @@ def test_every_cloud_offers_each_part_under_the_same_name(name: str) -> None:
     assert enricher is None or callable(enricher)
     assert (ROOT / "functions" / name / cloud.entry_point).is_file()
     assert cloud.check_baseline(Baseline.model_validate({})) == []
+    store = importlib.import_module(f"trustwatch.{name}.store")
+    assert callable(store.sweep_store_from_env), f"{name}.store.sweep_store_from_env"
+    assert cloud.sweep_store({}) is None  # its settings unset: no sweep state store
 
 
 def _imports(path: Path) -> Iterator[str]:
