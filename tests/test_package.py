@@ -135,6 +135,7 @@ RUNTIME_FILES = {
     "trustwatch/py.typed",
     "trustwatch/remediation.py",
     "trustwatch/sweep.py",
+    "trustwatch/sweepstate.py",
     "trustwatch/alerts/__init__.py",
     "trustwatch/alerts/config.py",
     "trustwatch/alerts/dispatch.py",
@@ -180,6 +181,7 @@ RUNTIME_FILES = {
     "trustwatch/runtime.py",
     "trustwatch/stores/__init__.py",
     "trustwatch/alerts/slackretry.py",
+    "trustwatch/alerts/templates/digest.html.j2",
     "trustwatch/alerts/templates/email.html.j2",
     "trustwatch/aws/baseline.py",
     "trustwatch/aws/changes.py",
@@ -224,6 +226,7 @@ ALLOWED = {
 NEVER_SHIPPED = {
     "trustwatch/__main__.py",
     "trustwatch/cli.py",
+    "trustwatch/sweep_cli.py",
     "trustwatch/demo.py",
     "trustwatch/table.py",
     "trustwatch/package.py",

@@ -7,7 +7,10 @@ Failure semantics (docs/alerts.md):
 - sinks run in parallel; a failing sink never blocks the others; a sink whose message
   failed for a transient reason (after retries) skips the rest of this call;
 - a routed finding that no sink accepted is `undelivered`: its dedup claim is released
-  and `send` raises AlertDeliveryError (the platform retries, then dead-letters).
+  and `send` raises AlertDeliveryError (the platform retries, then dead-letters);
+- a sweep's resolution of a finding claims apart from the finding (`dedup_key`), and
+  once delivered frees the finding's claim: drift that comes back alerts again;
+- a sweep's digest (`send_digest`) goes to every Slack and email sink, once.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from trustwatch.dedup import DedupStore, MemoryDedupStore
 from trustwatch.findings import Finding
 
 log = logging.getLogger("trustwatch.alerts")
+DIGEST_ID = "digest"  # how a DeliveryReport names a sweep's digest
 
 
 @dataclass(frozen=True)
@@ -177,12 +181,12 @@ class Dispatcher:
             delivered={s.name: [] for s in self._sinks},
             failures={s.name: [] for s in self._sinks},
         )
-        unique = list({f.id: f for f in findings}.values())
+        unique = list({dedup_key(f): f for f in findings}.values())
         live: list[Finding] = []
         for finding in unique:
             if not any(sink.routes(finding) for sink in self._sinks):
                 report.below_threshold.append(finding.id)
-            elif self._claim(finding.id):
+            elif self._claim(dedup_key(finding)):
                 live.append(finding)
             else:
                 report.duplicates.append(finding.id)
@@ -197,11 +201,53 @@ class Dispatcher:
         for finding in live:
             if finding.id not in accepted:
                 report.undelivered.append(finding.id)
-                self._release(finding.id)
+                self._release(dedup_key(finding))
+            elif finding.source == "sweep":  # drift that comes back after it ended alerts
+                self._release(ended_key(finding))
         if report.undelivered:
             log.error("alert delivery failed: %s", report.summary())
             raise AlertDeliveryError(report)
         log.info("alerts: %s", report.summary())
+        return report
+
+    def send_digest(
+        self, findings: Sequence[Finding], *, title: str, errors: Sequence[str] = ()
+    ) -> DeliveryReport:
+        """A sweep's digest (render.digest_view) to each sink that takes one.
+
+        Slack and email sinks do, each one message, in parallel; a digest is neither
+        deduplicated (there is one per sweep) nor routed.
+
+        Raises AlertDeliveryError if such sinks exist and none accepted it.
+        """
+        from trustwatch.alerts.render import digest_view
+
+        digest = digest_view(findings, title=title, errors=errors)
+        report = DeliveryReport(
+            delivered={s.name: [] for s in self._sinks},
+            failures={s.name: [] for s in self._sinks},
+        )
+        taken: list[str] = []  # the sinks that take digests
+
+        def run(sink: Sink) -> None:
+            try:
+                if sink.deliver_digest(digest):
+                    taken.append(sink.name)
+                    report.delivered[sink.name].append(DIGEST_ID)
+            except Exception as exc:
+                taken.append(sink.name)
+                reason = sink.reason(exc)
+                log.warning("sink %s: digest not delivered: %s", sink.name, reason)
+                report.failures[sink.name].append(SinkFailure((DIGEST_ID,), reason))
+
+        if len(self._sinks) > 1:
+            with ThreadPoolExecutor(len(self._sinks), thread_name_prefix="digest") as pool:
+                list(pool.map(run, self._sinks))
+        elif self._sinks:
+            run(self._sinks[0])
+        if taken and not any(report.delivered.values()):
+            report.undelivered.append(DIGEST_ID)
+            raise AlertDeliveryError(report)
         return report
 
     def _run_sink(self, sink: Sink, findings: list[Finding], report: DeliveryReport) -> None:
@@ -235,6 +281,20 @@ class Dispatcher:
             self.store.release(finding_id)
         except Exception as exc:
             log.warning("dedup store release failed (%s)", type(exc).__name__)
+
+
+def dedup_key(finding: Finding) -> str:
+    """The claim a finding's alert takes: its id; a sweep's resolution of it, apart."""
+    return f"resolved#{finding.id}" if finding.sweep_status == "resolved" else finding.id
+
+
+def ended_key(finding: Finding) -> str:
+    """The claim a delivered sweep finding ends.
+
+    The drift's once it is resolved (so its return alerts again), the resolution's once
+    it is back (so its next end alerts again).
+    """
+    return finding.id if finding.sweep_status == "resolved" else f"resolved#{finding.id}"
 
 
 def _store_from_env(env: Mapping[str, str]) -> DedupStore:
