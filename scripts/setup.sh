@@ -33,4 +33,16 @@ if ! grep -qs "\"version\": \"$azurite_version\"" "$azurite_dir/node_modules/azu
     echo "setup: npm not found; the Azure storage tests need Node.js and npm (apt-get install nodejs npm)" >&2
   fi
 fi
+# Chromium (Debian's package), the real browser that renders the sweep's HTML report in the
+# tests (tests/test_report.py), with a font for its text. As root with apt-get only; elsewhere
+# the test says how to install it.
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing chromium (apt-get)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  else
+    echo "setup: chromium not found; the HTML report test needs it (apt-get install chromium)" >&2
+  fi
+fi
 export PATH="$venv/bin:$PATH"

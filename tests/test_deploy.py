@@ -584,7 +584,7 @@ def test_gcp_function_and_trigger() -> None:
 
 
 def test_gcp_function_identity_has_only_its_grants() -> None:
-    from trustwatch.gcp import enrich
+    from trustwatch.gcp import enrich, remediate
 
     res = module("gcp")["resource"]
     member = "google_service_account.function.email"
@@ -615,6 +615,8 @@ def test_gcp_function_identity_has_only_its_grants() -> None:
             "function_reads",
             "${google_organization_iam_custom_role.reader[0].id}",
         ),
+        # the writes, only with remediation_enabled (test_gcp_remediation_...)
+        ("google_project_iam_member", "function_remediates", "${local.remediator_role}"),
     }
     state = res["google_storage_bucket_iam_member"]["function_state"]
     assert "state_prefix" in block(state, "condition")["expression"]
@@ -622,8 +624,11 @@ def test_gcp_function_identity_has_only_its_grants() -> None:
     project_role = res["google_project_iam_custom_role"]["reader"]
     org_role = res["google_organization_iam_custom_role"]["reader"]
     project_reads = {p for read in enrich.PROJECT_READS for p in enrich.PERMISSIONS[read]}
+    # what a remediation plan reads beyond them, in every mode (a dry run plans too)
+    plan_reads = set(remediate.READ_PERMISSIONS)
+    assert plan_reads == {"iam.serviceAccountKeys.get"}
     assert (
-        set(project_role["permissions"])
+        set(project_role["permissions"]) - plan_reads
         == project_reads
         == {
             "resourcemanager.projects.getIamPolicy",
@@ -637,7 +642,7 @@ def test_gcp_function_identity_has_only_its_grants() -> None:
         }
     )
     every_read = {p for permissions in enrich.PERMISSIONS.values() for p in permissions}
-    assert set(org_role["permissions"]) == every_read
+    assert set(org_role["permissions"]) == every_read | plan_reads
     assert every_read - project_reads == {
         "resourcemanager.folders.getIamPolicy",
         "resourcemanager.organizations.getIamPolicy",
@@ -647,6 +652,63 @@ def test_gcp_function_identity_has_only_its_grants() -> None:
     assert "organization_id == null ? 0 : 1" in org_role["count"]
     apis = module("gcp")["locals"]["apis"]
     assert "cloudresourcemanager.googleapis.com" in apis
+
+
+def test_gcp_remediation_writes_only_when_enabled_and_exactly_what_the_code_calls() -> None:
+    """remediation_enabled = false (the default): no write permission anywhere, dry run;
+    true: a custom role holding exactly trustwatch.gcp.remediate's writes for the key action,
+    granted on the remediation projects only, and TRUSTWATCH_REMEDIATION=apply."""
+    from trustwatch.gcp import remediate
+
+    gcp = module("gcp")
+    variables, local, res = gcp["variable"], gcp["locals"], gcp["resource"]
+    assert variables["remediation_enabled"]["default"] is False
+    assert variables["remediation_key_action"]["default"] == "disable"
+    # the writes the code calls, for each key action
+    for action in remediate.KEY_ACTIONS:
+        granted = {*local["remediation_permissions"], local["remediation_key_permission"][action]}
+        assert granted == remediate.write_permissions(action), action
+    assert remediate.write_permissions("disable") == {
+        "resourcemanager.projects.setIamPolicy",
+        "iam.serviceAccounts.setIamPolicy",
+        "storage.buckets.setIamPolicy",
+        "storage.buckets.update",
+        "storage.hmacKeys.update",
+        "iam.serviceAccountKeys.disable",
+    }
+    roles = [
+        res["google_project_iam_custom_role"]["remediator"],
+        res["google_organization_iam_custom_role"]["remediator"],
+    ]
+    for role in roles:
+        assert role["count"].startswith("${var.remediation_enabled && var.organization_id")
+        assert role["permissions"] == (
+            "${concat(local.remediation_permissions, "
+            "[local.remediation_key_permission[var.remediation_key_action]])}"
+        )
+    # granted on the remediation projects, an empty set unless enabled
+    grant = res["google_project_iam_member"]["function_remediates"]
+    assert grant["for_each"] == "${local.remediation_projects}"
+    assert local["remediation_projects"].startswith("${var.remediation_enabled ? ")
+    assert local["remediation_projects"].endswith(": toset([])}")
+    # no write permission in the roles every deployment gets
+    writes = remediate.write_permissions("disable") | remediate.write_permissions("delete")
+    for reader in (
+        res["google_project_iam_custom_role"]["reader"],
+        res["google_organization_iam_custom_role"]["reader"],
+    ):
+        assert not writes & set(reader["permissions"])
+    every_role = {
+        p
+        for rtype in ("google_project_iam_custom_role", "google_organization_iam_custom_role")
+        for name, body in res[rtype].items()
+        if name != "remediator"
+        for p in body["permissions"]
+    }
+    assert not writes & every_role
+    env = local["environment"]
+    assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in env
+    assert "TRUSTWATCH_GCP_KEY_ACTION = var.remediation_key_action" in env
 
 
 # -- terraform itself, where the machine has it ----------------------------------------------

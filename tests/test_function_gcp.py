@@ -12,12 +12,14 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cloudservers import free_port, wait_for_port
 from conftest import EXAMPLE_BASELINE, ROOT
-from gcpserver import GcpServer, policy
+from gcpserver import GcpServer, is_write, policy
 from test_gcp_enrich import without_policy
 from test_gcp_events import (
     BUCKET,
@@ -56,6 +58,17 @@ _GOOGLE_AUTH_ENV = ("GOOGLE_", "GCE_METADATA", "NO_GCE_CHECK", "CLOUDSDK_")
 
 @pytest.fixture(scope="module")
 def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory) -> Iterator[str]:
+    with serve_function(webhook, gcp, tmp_path_factory) as url:
+        yield url
+
+
+@contextmanager
+def serve_function(
+    webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory: Any, **settings: str
+) -> Iterator[str]:
+    """functions-framework serving on_audit_log, alerting to `webhook`, reading from `gcp`
+    (signed in through its metadata server); `settings` add to (or replace) its
+    environment, e.g. TRUSTWATCH_REMEDIATION="apply"."""
     port = free_port()
     log = tmp_path_factory.mktemp("ff") / "server.log"
     env = {
@@ -72,6 +85,7 @@ def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory)
         # no gcloud user credentials: google.auth.default() finds the metadata server
         "CLOUDSDK_CONFIG": str(tmp_path_factory.mktemp("gcloud")),
         **gcp.metadata_environ(),
+        **settings,
     }
     bin_dir = Path(sys.executable).parent
     with log.open("wb") as out:
@@ -200,7 +214,9 @@ def test_entry_without_the_policy_is_judged_after_the_read(function_url, webhook
     before, reads = len(webhook.requests), len(gcp.requests)
     entry = without_policy(sa_policy(COMPUTE, add(TOKEN_CREATOR, member)))
     assert post_structured(function_url, eventarc(entry)) == 200
-    (request,) = gcp.requests[reads:]
+    # the first read completes the entry; the rest plan the remediation (dry run: no write)
+    request, *planning = gcp.requests[reads:]
+    assert not [r for r in planning if is_write(r)]
     assert request.path == f"/v1/projects/-/serviceAccounts/{COMPUTE}:getIamPolicy"
     assert request.body == {"options": {"requestedPolicyVersion": 3}}
     assert request.headers["authorization"] == f"Bearer {gcp.token}"  # from the metadata server
@@ -243,7 +259,9 @@ def test_bucket_opened_alerts_after_the_read(function_url, webhook, gcp):
     gcp.buckets[BUCKET] = bucket_resource(BUCKET, "inherited", False)
     before, reads = len(webhook.requests), len(gcp.requests)
     assert post_binary(function_url, pubsub_cloudevent(bucket_update(BUCKET))) == 200
-    (request,) = gcp.requests[reads:]
+    # the first read completes the entry; the rest plan the remediation (dry run: no write)
+    request, *planning = gcp.requests[reads:]
+    assert not [r for r in planning if is_write(r)]
     assert (request.path, request.query) == (
         f"/storage/v1/b/{BUCKET}",
         {"fields": "iamConfiguration"},

@@ -219,7 +219,8 @@ ALLOWED = {
     "gcp": RUNTIME_FILES
     | {"main.py", "requirements.txt", "baseline.yaml"}
     # Cloud Logging's JSON lines and the reads of what an audit entry lacks: GCP's only
-    | {"trustwatch/logjson.py", "trustwatch/gcp/enrich.py"},
+    | {"trustwatch/logjson.py", "trustwatch/gcp/enrich.py"}
+    | {"trustwatch/gcp/remediate.py"},  # puts findings back (TRUSTWATCH_REMEDIATION=apply)
 }
 # Test, demo and CLI code, never in a function: the demo's local receivers run a
 # self-signed TLS server.
@@ -235,6 +236,13 @@ NEVER_SHIPPED = {
     "trustwatch/gcp/bundle.py",
     "trustwatch/alerts/local.py",
     "trustwatch/alerts/receivers.py",
+    # the sweep's HTML report: `trustwatch sweep --format html` only
+    "trustwatch/report.py",
+    "trustwatch/trustgraph.py",
+    "trustwatch/templates/__init__.py",
+    "trustwatch/aws/graph.py",
+    "trustwatch/azure/graph.py",
+    "trustwatch/gcp/graph.py",
 }
 
 

@@ -49,6 +49,9 @@ locals {
       TRUSTWATCH_STATE_URL    = "gs://${google_storage_bucket.this.name}/${local.state_prefix}"
       TRUSTWATCH_EMAIL_FROM   = var.email_from
       TRUSTWATCH_EMAIL_TO     = var.email_to
+      # dry run unless enabled: the plan is in every finding, nothing is changed
+      TRUSTWATCH_REMEDIATION    = var.remediation_enabled ? "apply" : "dry-run"
+      TRUSTWATCH_GCP_KEY_ACTION = var.remediation_key_action
     } : k => v if v != null },
     local.literal_secrets,
     var.extra_environment,
@@ -165,7 +168,9 @@ resource "google_project_iam_member" "function_logs" {
 # storage.hmacKeys.update) the function reads back
 # (trustwatch.gcp.enrich): exactly enrich.PERMISSIONS, as a custom role on the watched
 # project, or on the organization for an organization sink (its entries name folders and
-# the organization too). tests/test_deploy.py checks both lists against the code.
+# the organization too); plus what a remediation plan reads that those do not cover
+# (trustwatch.gcp.remediate.READ_PERMISSIONS: a key's state), in every mode, since a dry
+# run shows the plan too. tests/test_deploy.py checks both lists against the code.
 resource "google_project_iam_custom_role" "reader" {
   count       = var.organization_id == null ? 1 : 0
   project     = var.project_id
@@ -173,6 +178,7 @@ resource "google_project_iam_custom_role" "reader" {
   title       = "trustwatch reader"
   description = "Reads the IAM policies, service accounts, bucket settings and HMAC key metadata that audit log entries leave out (trustwatch.gcp.enrich)."
   permissions = [
+    "iam.serviceAccountKeys.get",
     "iam.serviceAccounts.get",
     "iam.serviceAccounts.getIamPolicy",
     "resourcemanager.projects.getIamPolicy",
@@ -196,6 +202,7 @@ resource "google_organization_iam_custom_role" "reader" {
   title       = "trustwatch reader"
   description = "Reads the IAM policies, service accounts, bucket settings and HMAC key metadata that audit log entries leave out (trustwatch.gcp.enrich)."
   permissions = [
+    "iam.serviceAccountKeys.get",
     "iam.serviceAccounts.get",
     "iam.serviceAccounts.getIamPolicy",
     "resourcemanager.folders.getIamPolicy",
@@ -212,6 +219,59 @@ resource "google_organization_iam_member" "function_reads" {
   org_id = var.organization_id
   role   = google_organization_iam_custom_role.reader[0].id
   member = "serviceAccount:${google_service_account.function.email}"
+}
+
+# -- remediation: the writes, only with remediation_enabled -----------------------------------
+# Exactly trustwatch.gcp.remediate.WRITE_PERMISSIONS for the configured key action
+# (tests/test_deploy.py compares). setIamPolicy on a project lets the holder grant itself
+# anything there: the role is granted on remediation_projects only, and the function's
+# code only ever removes the members a finding names.
+locals {
+  remediation_permissions = [
+    "iam.serviceAccounts.setIamPolicy",
+    "resourcemanager.projects.setIamPolicy",
+    "storage.buckets.setIamPolicy",
+    "storage.buckets.update",
+    "storage.hmacKeys.update",
+  ]
+  remediation_key_permission = {
+    disable = "iam.serviceAccountKeys.disable"
+    delete  = "iam.serviceAccountKeys.delete"
+  }
+  remediation_projects = var.remediation_enabled ? toset(coalesce(var.remediation_projects, [var.project_id])) : toset([])
+  remediator_role      = var.organization_id == null ? one(google_project_iam_custom_role.remediator[*].id) : one(google_organization_iam_custom_role.remediator[*].id)
+}
+
+resource "google_project_iam_custom_role" "remediator" {
+  count       = var.remediation_enabled && var.organization_id == null ? 1 : 0
+  project     = var.project_id
+  role_id     = "${replace(var.name, "-", "_")}_remediator"
+  title       = "trustwatch remediator"
+  description = "Removes the IAM members, disables the keys and restores the bucket settings that trustwatch findings name (trustwatch.gcp.remediate)."
+  permissions = concat(local.remediation_permissions, [local.remediation_key_permission[var.remediation_key_action]])
+}
+
+resource "google_organization_iam_custom_role" "remediator" {
+  count       = var.remediation_enabled && var.organization_id != null ? 1 : 0
+  org_id      = var.organization_id
+  role_id     = "${replace(var.name, "-", "_")}_remediator"
+  title       = "trustwatch remediator"
+  description = "Removes the IAM members, disables the keys and restores the bucket settings that trustwatch findings name (trustwatch.gcp.remediate)."
+  permissions = concat(local.remediation_permissions, [local.remediation_key_permission[var.remediation_key_action]])
+}
+
+resource "google_project_iam_member" "function_remediates" {
+  for_each = local.remediation_projects
+  project  = each.value
+  role     = local.remediator_role
+  member   = "serviceAccount:${google_service_account.function.email}"
+
+  lifecycle {
+    precondition {
+      condition     = var.organization_id != null || each.value == var.project_id
+      error_message = "remediation_projects beyond project_id need organization_id (a project's custom role is usable in that project only)."
+    }
+  }
 }
 
 resource "google_cloud_run_v2_service_iam_member" "trigger_invokes" {

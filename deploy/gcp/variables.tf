@@ -169,3 +169,26 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "remediation_enabled" {
+  description = "Put findings back (TRUSTWATCH_REMEDIATION=apply) for identities whose baseline mode is remediate, and grant the function the write permissions that takes (a custom role on remediation_projects). false: dry run, no write permission at all. See README: remediating means setIamPolicy on the project."
+  type        = bool
+  default     = false
+}
+
+variable "remediation_key_action" {
+  description = "TRUSTWATCH_GCP_KEY_ACTION: what remediation does to a user-managed key of an account whose baseline allows none: disable (reversible) or delete. Only this one permission is granted."
+  type        = string
+  default     = "disable"
+
+  validation {
+    condition     = contains(["disable", "delete"], var.remediation_key_action)
+    error_message = "remediation_key_action: disable or delete."
+  }
+}
+
+variable "remediation_projects" {
+  description = "The projects whose IAM policies, service accounts, keys and buckets remediation may change (the baseline's gcp.projects); default: project_id only. Projects other than project_id need organization_id (the custom role is then defined on the organization)."
+  type        = list(string)
+  default     = null
+}

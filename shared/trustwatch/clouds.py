@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -49,6 +49,18 @@ class EventsModule(Protocol):
 
     def parse(self, record: Any) -> list[Change] | Skipped:
         """One audit record; raises EventError if it is malformed."""
+        ...
+
+
+class GraphPart(Protocol):
+    """A cloud's `graph` part: its share of the sweep report's trust graph."""
+
+    def draw(self, baseline: Any, findings: Sequence[Finding], graph: Any) -> None:
+        """Add the section's identities and the findings' drift to `graph`.
+
+        `graph` is a trustwatch.trustgraph.GraphBuilder, named `Any` here: the functions'
+        bundles follow every import of this module, and the report is no part of them.
+        """
         ...
 
 
@@ -127,6 +139,10 @@ class CloudPlugin(Protocol):
 
     def state(self) -> StateModule | None:
         """The cloud's `state` part, which sweeps read (trustwatch.sweep), if it has one."""
+        ...
+
+    def graph(self) -> GraphPart | None:
+        """The cloud's `graph` part, which draws its report's trust graph, if it has one."""
         ...
 
 
@@ -228,7 +244,9 @@ class CloudFolder(CloudPlugin):
     - `source.py` (where its storage can hold a baseline): `SCHEMES`, `read(location, …)`;
     - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`;
     - `remediate.py` (where findings can be put back): `remediator_from_env(environ)`;
-    - `state.py` (what sweeps read): `units`, `read`, `catch_up` (trustwatch.sweep).
+    - `state.py` (what sweeps read): `units`, `read`, `catch_up` (trustwatch.sweep);
+    - `graph.py` (the report's trust graph): `draw(baseline, findings, graph)`
+      (trustwatch.trustgraph).
 
     Each module is imported on first use, so declaring a cloud costs nothing.
     """
@@ -331,4 +349,11 @@ class CloudFolder(CloudPlugin):
         if importlib.util.find_spec(f"{self.package}.state") is None:
             return None
         module: Any = self._module("state")
+        return module  # type: ignore[no-any-return]
+
+    @override
+    def graph(self) -> GraphPart | None:
+        if importlib.util.find_spec(f"{self.package}.graph") is None:
+            return None
+        module: Any = self._module("graph")
         return module  # type: ignore[no-any-return]

@@ -157,7 +157,12 @@ def _one(
         return _with(finding, plan.action, "none", f"mode is alert; would {shown}", plan), None
     if not apply:
         return _with(finding, plan.action, "planned", f"dry run; would {shown}", plan), None
-    if breaker is not None and not breaker.allow(finding.identity):
+    try:
+        allowed = breaker is None or breaker.allow(finding.identity)
+    except Exception as exc:  # no count, no write: the breaker must not fail open
+        why = f"circuit breaker state unreadable ({_short(exc)}); not remediating"
+        return _with(finding, plan.action, "failed", why, plan), None
+    if breaker is not None and not allowed:
         why = (
             f"circuit open: {breaker.limit} remediations of this identity within "
             f"{breaker.window_s // 60} min; not remediating (someone is fighting the baseline)"

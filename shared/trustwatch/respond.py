@@ -237,12 +237,17 @@ class Responder:
         """Put each finding back (or plan it) before alerting: the alert says what was done."""
         remediator = self.remediator
         baseline = self.baseline()
-        outcome.findings = remediate(
-            outcome.findings,
-            baseline,
-            lambda _cloud: remediator,
-            apply=self.apply_remediation,
-            breaker=self.breaker,
-        )
+        try:
+            outcome.findings = remediate(
+                outcome.findings,
+                baseline,
+                lambda _cloud: remediator,
+                apply=self.apply_remediation,
+                breaker=self.breaker,
+            )
+        except Exception as exc:  # a bug here must not cost the alert: send as found
+            log.error("internal error remediating: %s", short_exception(exc))
+            outcome.internal_errors += 1
+            outcome.errors.append(f"internal error remediating: {short_exception(exc)}")
         threshold = min_severity(self.environ, baseline)
         outcome.sent = [f for f in outcome.findings if f.severity.at_least(threshold)]

@@ -16,4 +16,6 @@ def unexpected_grant(change: Change, baseline: Baseline) -> Iterator[Hit]:
     allowed = baseline.toy.grants.get(change.identity, [])
     member = change.payload_as(Grant).member
     if member not in allowed:
-        yield Hit(f"{member} was granted {change.identity}", allowed, member)
+        yield Hit(
+            f"{member} was granted {change.identity}", allowed, member, remediation="remove_member"
+        )

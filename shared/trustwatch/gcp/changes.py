@@ -21,6 +21,9 @@ class BindingDelta:
     action: str  # "ADD" or "REMOVE"
     role: str
     member: str  # as logged ("serviceAccount:x@p.iam.gserviceaccount.com")
+    # the binding's IAM condition (an Expr: expression, title, description), sorted
+    # (field, value) pairs; None: the unconditional binding of the role
+    condition: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -372,9 +372,18 @@ def _deltas(proto: dict[str, Any]) -> tuple[BindingDelta, ...] | None:
                 raise EventError(
                     f"binding delta {reprlib.repr(item)}: expected action ADD/REMOVE, role, member"
                 )
-            out.append(BindingDelta(action, role, member))
+            out.append(BindingDelta(action, role, member, _condition(item.get("condition"))))
         return tuple(out)
     return None
+
+
+def _condition(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """A binding delta's condition (google.type.Expr) as sorted (field, text) pairs.
+    https://cloud.google.com/iam/docs/conditions-overview"""
+    if not isinstance(value, dict):
+        return None
+    fields = tuple(sorted((k, v) for k, v in value.items() if isinstance(v, str) and v))
+    return fields or None
 
 
 def _bindings(proto: dict[str, Any]) -> tuple[Binding, ...] | None:

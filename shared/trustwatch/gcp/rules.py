@@ -130,11 +130,15 @@ def custom_role_of(baseline: Baseline, name: str) -> GcpCustomRole | None:
     return None
 
 
-def granted(policy: PolicySet) -> list[tuple[str, str]]:
-    """(role, member) the call granted: its ADD deltas, else every binding of the policy."""
+Condition = tuple[tuple[str, str], ...] | None
+
+
+def granted(policy: PolicySet) -> list[tuple[str, str, Condition]]:
+    """(role, member, condition) the call granted: its ADD deltas, else every binding of
+    the policy (whose conditions the full policy does not keep apart: None)."""
     if policy.deltas is not None:
-        return [(d.role, d.member) for d in policy.deltas if d.action == "ADD"]
-    return [(b.role, member) for b in policy.bindings or () for member in b.members]
+        return [(d.role, d.member, d.condition) for d in policy.deltas if d.action == "ADD"]
+    return [(b.role, member, None) for b in policy.bindings or () for member in b.members]
 
 
 def revoked(policy: PolicySet, expected: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -156,8 +160,15 @@ def powerful(role: str) -> bool:
     return role in ("roles/owner", "roles/editor") or "admin" in role.rsplit("/", 1)[-1].lower()
 
 
-def _binding(resource: str, role: str, member: str) -> dict[str, str]:
-    return {"resource": resource, "role": role, "member": norm_member(member)}
+def _binding(
+    resource: str, role: str, member: str, condition: Condition = None
+) -> dict[str, object]:
+    """A finding's `actual`: the grant; a conditional one names its condition (which
+    binding of the role it is, for remediation)."""
+    out: dict[str, object] = {"resource": resource, "role": role, "member": norm_member(member)}
+    if condition:
+        out["condition"] = dict(condition)
+    return out
 
 
 def _expected_at(account: Account, policy: PolicySet, role: str) -> bool:
@@ -178,14 +189,14 @@ def iam_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
     resource = policy.resource
     if change.kind == "bucket.iam_policy_set" and bucket_of(baseline, resource) is not None:
         return  # a watched bucket: gcp.bucket.binding_added judges it against its bindings
-    for role, member in granted(policy):
+    for role, member, condition in granted(policy):
         account = baseline_identity(baseline, member)
         if account is None or _expected_at(account, policy, role):
             continue
         yield Hit(
             summary=f"{account.email} was granted {role} on {resource}, not in the baseline",
             expected={"project": account.project, "project_roles": account.spec.project_roles},
-            actual=_binding(resource, role, member),
+            actual=_binding(resource, role, member, condition),
             severity=Severity.critical if powerful(role) else None,
             identity=account.email,
             remediation="remove_iam_binding",
@@ -204,7 +215,7 @@ def iam_impersonation_granted(change: Change, baseline: Baseline) -> Iterator[Hi
         return
     policy = change.payload_as(PolicySet)
     resource = policy.resource
-    for role, member in granted(policy):
+    for role, member, condition in granted(policy):
         held = permissions_of(role, baseline)
         if held is not None and not held & IMPERSONATION_PERMISSIONS:
             continue
@@ -225,7 +236,7 @@ def iam_impersonation_granted(change: Change, baseline: Baseline) -> Iterator[Hi
                 summary=f"{member} may now act as {account.email}{whose} "
                 f"({role} on {resource}: {why})",
                 expected={"impersonators": account.spec.impersonators},
-                actual=_binding(resource, role, member),
+                actual=_binding(resource, role, member, condition),
                 severity=Severity.high if held is None else None,
                 identity=account.email,
                 remediation="remove_iam_binding",
@@ -374,7 +385,7 @@ def bucket_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
     if not evaluable(change) or bucket is None:
         return
     name = policy.resource
-    for role, member in granted(policy):
+    for role, member, condition in granted(policy):
         if norm_member(member) in {norm_member(m) for m in bucket.bindings.get(role, [])}:
             continue
         public = norm_member(member) in PUBLIC_MEMBERS
@@ -383,7 +394,7 @@ def bucket_binding_added(change: Change, baseline: Baseline) -> Iterator[Hit]:
             + (" (public)" if public else "")
             + ", not in the baseline",
             expected={"bindings": bucket.bindings},
-            actual=_binding(name, role, member),
+            actual=_binding(name, role, member, condition),
             severity=Severity.critical if public else None,
             identity=name,
             remediation="remove_bucket_binding",
@@ -405,7 +416,7 @@ def _inherited_bucket_grants(change: Change, baseline: Baseline) -> Iterator[Hit
         if whole or resource == f"projects/{project_id}"
         for name, bucket in project.buckets.items()
     ]
-    for role, member in granted(policy) if reached else []:
+    for role, member, condition in granted(policy) if reached else []:
         held = permissions_of(role, baseline) or frozenset()
         if not held & BUCKET_PERMISSIONS or is_responder(baseline, member):
             continue
@@ -420,7 +431,7 @@ def _inherited_bucket_grants(change: Change, baseline: Baseline) -> Iterator[Hit
                 + (" (public)" if public else "")
                 + ", not in the baseline",
                 expected={"bindings": bucket.bindings},
-                actual=_binding(resource, role, member),
+                actual=_binding(resource, role, member, condition),
                 severity=Severity.critical if public else None,
                 identity=name,
                 remediation="remove_iam_binding",
