@@ -26,6 +26,10 @@ time with an opaque `$skiptoken` in `nextLink`, as ARM pages:
   https://learn.microsoft.com/en-us/azure/role-based-access-control/role-assignments-list-rest
   (atScope() leaves out subscopes). A management group is above the subscriptions
   `state.management_groups` puts under it; `/` is above everything;
+- `{scope}/providers/Microsoft.Authorization/roleEligibilityScheduleInstances` (PIM
+  eligible assignments, `state.eligible_assignments`), filtered the same way ("Role
+  Eligibility Schedule Instances - List For Scope",
+  https://learn.microsoft.com/en-us/rest/api/authorization/role-eligibility-schedule-instances/list-for-scope);
 - `{user-assigned identity}/federatedIdentityCredentials` (404 for an identity not in
   `state.federated_credentials`);
 - `/subscriptions/{id}/providers/Microsoft.Storage/storageAccounts`;
@@ -262,6 +266,9 @@ class ArmServer:
         if path.endswith(_ASSIGNMENTS):
             scope = request.path[: -len(_ASSIGNMENTS)] or "/"
             items = self.state.assignments_for(scope, request.query.get("$filter"))
+        elif path.endswith(_ELIGIBLE):
+            scope = request.path[: -len(_ELIGIBLE)] or "/"
+            items = self.state.assignments_for(scope, request.query.get("$filter"), eligible=True)
         elif path.endswith(_CREDENTIALS):
             identity = _norm(request.path[: -len(_CREDENTIALS)])
             found = {_norm(k): v for k, v in self.state.federated_credentials.items()}
@@ -328,6 +335,7 @@ def _error(code: str, message: str) -> dict[str, Any]:
 # --- sweep reads: the state the lists serve ------------------------------------------------
 
 _ASSIGNMENTS = "/providers/microsoft.authorization/roleassignments"
+_ELIGIBLE = "/providers/microsoft.authorization/roleeligibilityscheduleinstances"
 _CREDENTIALS = "/federatedidentitycredentials"
 _STORAGE_LIST = re.compile(r"/subscriptions/[^/]+/providers/microsoft\.storage/storageaccounts")
 _ACTIVITY_LOG = re.compile(
@@ -347,6 +355,8 @@ class ArmState:
     """What the stand-in's lists return (bodies as ARM returns them)."""
 
     role_assignments: list[dict[str, Any]] = field(default_factory=list)
+    # PIM eligibility schedule instances, filtered as assignments are
+    eligible_assignments: list[dict[str, Any]] = field(default_factory=list)
     # management group id -> the subscription ids under it (any depth)
     management_groups: dict[str, list[str]] = field(default_factory=dict)
     # user-assigned identity resource id -> its federated identity credentials
@@ -356,7 +366,9 @@ class ArmState:
     activity_log: list[dict[str, Any]] = field(default_factory=list)
     page_size: int = 2
 
-    def assignments_for(self, scope: str, filter: str | None) -> list[dict[str, Any]] | None:
+    def assignments_for(
+        self, scope: str, filter: str | None, *, eligible: bool = False
+    ) -> list[dict[str, Any]] | None:
         target = _norm(scope)
         principal: str | None = None
         below = True
@@ -369,7 +381,7 @@ class ArmState:
         else:
             return None
         out = []
-        for assignment in self.role_assignments:
+        for assignment in self.eligible_assignments if eligible else self.role_assignments:
             props = assignment["properties"]
             if principal is not None and props["principalId"].lower() != principal:
                 continue

@@ -110,6 +110,34 @@ def _at(principal: str, role: str, scope: str) -> dict[str, Any]:
     }
 
 
+def eligible(principal: str, role: str, scope: str) -> dict[str, Any]:
+    """A PIM eligibility schedule instance as ARM lists it (api-version 2020-10-01)."""
+    n = next(_serial)
+    scope_path = "" if scope == "/" else scope
+    name = f"00000000-0000-4000-9000-{n:012d}"
+    return {
+        "id": f"{scope_path}/providers/Microsoft.Authorization/roleEligibilityScheduleInstances/{name}",
+        "name": name,
+        "type": "Microsoft.Authorization/roleEligibilityScheduleInstances",
+        "properties": {
+            **_at(principal, role, scope),
+            "roleEligibilityScheduleId": f"{scope_path}/providers/Microsoft.Authorization/"
+            f"roleEligibilitySchedules/{name}",
+            "status": "Provisioned",
+            "memberType": "Direct",
+            "startDateTime": "2026-11-27T10:00:00Z",
+            "endDateTime": None,
+        },
+    }
+
+
+def _eligible(principal: str, role: str, scope: str) -> Callable[[ArmServer], None]:
+    def mutate(arm: ArmServer) -> None:
+        arm.state.eligible_assignments.append(eligible(principal, role, scope))
+
+    return mutate
+
+
 def custom_role(actions: list[str]) -> dict[str, Any]:
     return {
         "id": DEFINITION,
@@ -279,6 +307,14 @@ DRIFT = {
         _add((STRANGER, ROLE["Managed Identity Operator"], UAMI)),
         "azure.role_assignment.protected_scope",
     ),
+    "eligible_owner_at_subscription": (
+        _eligible(STRANGER, ROLE["Owner"], f"/subscriptions/{SUB}"),
+        "azure.role_assignment.protected_scope",
+    ),
+    "baseline_principal_eligible_for_owner": (
+        _eligible(TERRAFORM_SP, ROLE["Owner"], f"/subscriptions/{SUB}/resourceGroups/other"),
+        "azure.role_assignment.unexpected",
+    ),
     "baseline_principal_unexpected_assignment": (
         _add((TERRAFORM_SP, ROLE["Owner"], f"/subscriptions/{SUB}/resourceGroups/other")),
         "azure.role_assignment.unexpected",
@@ -324,6 +360,44 @@ def test_drift_findings_name_what_holds(arm: ArmServer, sweep_baseline: Baseline
     assert missing.expected == {"role": "Storage Blob Data Contributor", "scope": STORAGE}
 
 
+def test_an_eligible_grant_is_the_finding_its_pim_request_event_gives(
+    arm: ArmServer, sweep_baseline: Baseline
+) -> None:
+    from test_azure_events import activity, assignment_request
+
+    _eligible(STRANGER, ROLE["Owner"], f"/subscriptions/{SUB}")(arm)
+    swept, _ = sweep_findings(arm, sweep_baseline)
+    request_id = (
+        f"/subscriptions/{SUB}/providers/Microsoft.Authorization/"
+        "roleEligibilityScheduleRequests/5b2c3d4e-6f70-4a81-9b2c-3d4e5f607182"
+    )
+    body = assignment_request(STRANGER, ROLE["Owner"], f"/subscriptions/{SUB}")
+    body["Properties"]["RequestType"] = "AdminAssign"
+    record = activity(
+        "Microsoft.Authorization/roleEligibilityScheduleRequests/write",
+        "Start",
+        request_id,
+        request=body,
+    )
+    events = [
+        f
+        for p in parse_document(record, "pim")
+        for c in p.changes
+        for f in engine.evaluate(c, sweep_baseline)
+    ]
+    assert [f.id for f in swept] == [f.id for f in events]
+    assert swept[0].severity == "critical"
+    # eligible is not active: an expected assignment held only as eligible is missing
+    arm.state.eligible_assignments.append(eligible(TERRAFORM_SP, ROLE["Contributor"], RG))
+    arm.state.role_assignments = [
+        a
+        for a in arm.state.role_assignments
+        if not (a["properties"]["principalId"] == TERRAFORM_SP and a["properties"]["scope"] == RG)
+    ]
+    rules = sorted(f.rule for f in sweep_findings(arm, sweep_baseline)[0])
+    assert "azure.role_assignment.expected_removed" in rules
+
+
 def test_the_reads_use_the_documented_filters(arm: ArmServer, sweep_baseline: Baseline) -> None:
     state.read(SUB, sweep_baseline, environ(arm))
     lists = [
@@ -337,6 +411,17 @@ def test_the_reads_use_the_documented_filters(arm: ArmServer, sweep_baseline: Ba
     for principal in (CONNECTOR_PRINCIPAL, UAMI_PRINCIPAL, TERRAFORM_SP):
         assert (f"/subscriptions/{SUB}{assignments}", f"principalId eq '{principal}'") in lists
     assert len(lists) == 5
+    eligible_lists = [
+        (r.path.lower(), r.query.get("$filter"))
+        for r in arm.requests
+        if r.path.lower().endswith("/roleeligibilityscheduleinstances")
+    ]
+    pim = "/providers/microsoft.authorization/roleeligibilityscheduleinstances"
+    assert (STORAGE.lower() + pim, "atScope()") in eligible_lists
+    assert (UAMI.lower() + pim, "atScope()") in eligible_lists
+    for principal in (CONNECTOR_PRINCIPAL, UAMI_PRINCIPAL, TERRAFORM_SP):
+        assert (f"/subscriptions/{SUB}{pim}", f"principalId eq '{principal}'") in eligible_lists
+    assert len(eligible_lists) == 5
 
 
 def test_paging_is_followed(arm: ArmServer, sweep_baseline: Baseline) -> None:
@@ -382,11 +467,13 @@ def test_no_expected_assignment_is_missing_when_the_principal_list_failed(
     original = arm.state.assignments_for
     calls: list[str | None] = []
 
-    def failing(scope: str, filter: str | None) -> list[dict[str, Any]] | None:
+    def failing(
+        scope: str, filter: str | None, *, eligible: bool = False
+    ) -> list[dict[str, Any]] | None:
         calls.append(filter)
-        if filter and filter.startswith("principalId"):
+        if filter and filter.startswith("principalId") and not eligible:
             return None  # 400 InvalidFilter
-        return original(scope, filter)
+        return original(scope, filter, eligible=eligible)
 
     arm.state.assignments_for = failing  # type: ignore[method-assign]
     findings, read = sweep_findings(arm, sweep_baseline)

@@ -254,8 +254,9 @@ resource "azurerm_role_assignment" "dedup_table" {
 }
 
 # A sweep reads exactly these (trustwatch.azure.state.READ_PERMISSIONS, checked by
-# tests/test_deploy.py) in every swept subscription: role assignments at and above the
-# protected scopes and of each baseline principal, custom role definitions, access
+# tests/test_deploy.py) in every swept subscription: role assignments (direct and PIM
+# eligible) at and above the protected scopes and of each baseline principal, custom role
+# definitions, access
 # connectors, user-assigned identities' federated credentials, storage accounts, and the
 # Activity Log for the catch-up.
 resource "azurerm_role_definition" "sweep_reader" {
@@ -267,6 +268,7 @@ resource "azurerm_role_definition" "sweep_reader" {
     actions = [
       "Microsoft.Authorization/roleAssignments/read",
       "Microsoft.Authorization/roleDefinitions/read",
+      "Microsoft.Authorization/roleEligibilityScheduleInstances/read",
       "Microsoft.Databricks/accessConnectors/read",
       "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
       "Microsoft.Storage/storageAccounts/read",

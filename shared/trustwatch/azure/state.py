@@ -14,7 +14,9 @@ trustwatch.azure.enrich: TRUSTWATCH_ARM_ENDPOINT, its CA bundle, azure-core retr
   "List Azure role assignments using the REST API",
   https://learn.microsoft.com/en-us/azure/role-based-access-control/role-assignments-list-rest).
   Each assignment is a `role_assignment.created` change; an expected assignment of the
-  principal that the list lacks is a `role_assignment.deleted` one (expected_removed);
+  principal that the list lacks is a `role_assignment.deleted` one (expected_removed).
+  PIM eligible assignments are read the same way (at or above each protected scope and
+  identity, and per principal) and judged as eligibility requests are;
 - watched custom role definitions (`custom_roles`, and custom roles the baseline
   identities hold): `role_definition.written` with the permissions ARM returns;
 - access connectors (a baseline `resource_id` under Microsoft.Databricks): GET,
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +70,12 @@ FEDERATED_CREDENTIAL_API_VERSION = "2023-01-31"
 # the event_name of each read's changes
 LIST_FOR_SCOPE = "sweep:RoleAssignments.ListForScope"
 LIST_FOR_PRINCIPAL = "sweep:RoleAssignments.ListForSubscription"
+# PIM eligible assignments ("Role Eligibility Schedule Instances - List For Scope",
+# https://learn.microsoft.com/en-us/rest/api/authorization/role-eligibility-schedule-instances/list-for-scope:
+# atScope() at or above the scope, principalId eq at, above or below it), judged with the
+# `via` of the eligibility requests the event path reads
+ELIGIBLE_LIST = "sweep:RoleEligibilityScheduleInstances.ListForScope"
+PIM_ELIGIBILITY = "roleeligibilityschedulerequests"
 DEFINITION_GET = "sweep:RoleDefinitions.Get"
 CONNECTOR_GET = "sweep:AccessConnectors.Get"
 CREDENTIALS_LIST = "sweep:FederatedIdentityCredentials.List"
@@ -91,6 +100,7 @@ SELECT = (
 READ_PERMISSIONS = (
     "Microsoft.Authorization/roleAssignments/read",
     "Microsoft.Authorization/roleDefinitions/read",
+    "Microsoft.Authorization/roleEligibilityScheduleInstances/read",
     "Microsoft.Databricks/accessConnectors/read",
     "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
     "Microsoft.Storage/storageAccounts/read",
@@ -158,10 +168,13 @@ class _Sweep:
         from azure.mgmt.authorization import AuthorizationManagementClient
 
         client = self.reader.client(AuthorizationManagementClient, self.unit)
+        eligible = client.role_eligibility_schedule_instances.list_for_scope
         for scope in subscription.protected_scopes:
             self._assignments_of(client.role_assignments.list_for_scope, scope)
+            self._assignments_of(eligible, scope, "atScope()", ELIGIBLE_LIST)
         for scope in _user_assigned(subscription, baseline, self.unit):
             self._assignments_of(client.role_assignments.list_for_scope, scope, "atScope()")
+            self._assignments_of(eligible, scope, "atScope()", ELIGIBLE_LIST)
         groups = {
             management_group(norm_scope(g)) or g.lower()
             for g in subscription.management_groups or ()
@@ -173,6 +186,13 @@ class _Sweep:
                 None,
                 f"principalId eq '{principal}'",
                 LIST_FOR_PRINCIPAL,
+                principal,
+            )
+            self._assignments_of(
+                eligible,
+                f"/subscriptions/{self.unit}",
+                f"principalId eq '{principal}'",
+                ELIGIBLE_LIST,
                 principal,
             )
             if held is None:
@@ -194,9 +214,11 @@ class _Sweep:
     ) -> set[tuple[str, str]] | None:
         """Every assignment a list returns as a change; (role, scope) of each, None if
         the list failed. `identity`: the principal a failure leaves unread (a scope's list
-        may hold anyone's)."""
+        may hold anyone's). A PIM eligibility (ELIGIBLE_LIST) is judged as the eligibility
+        request the event path reads, so both give one finding id."""
         args = (scope,) if scope is not None else ()
-        where = f"role assignments {f'at {scope}' if scope else 'of the subscription'}"
+        what = "eligible role assignments" if event_name == ELIGIBLE_LIST else "role assignments"
+        where = f"{what} {f'at {scope}' if scope else 'of the subscription'}"
         held: set[tuple[str, str]] = set()
         try:
             for item in _raw_items(list_call, *args, filter=filter):
@@ -208,7 +230,11 @@ class _Sweep:
                     self._error(f"{where}{f' ({filter})' if filter else ''}: {exc}", identity)
                     continue
                 assignment = change.payload_as(RoleAssignment)
-                held.add((assignment.role, norm_scope(assignment.scope)))
+                if event_name == ELIGIBLE_LIST:
+                    assignment = replace(assignment, via=PIM_ELIGIBILITY)
+                    change = replace(change, payload=assignment)
+                else:  # eligible is not active: an expected assignment is still missing
+                    held.add((assignment.role, norm_scope(assignment.scope)))
                 key = norm_scope(assignment.assignment_id)
                 if key not in self._assignments:
                     self._assignments.add(key)
