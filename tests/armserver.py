@@ -33,6 +33,8 @@ time with an opaque `$skiptoken` in `nextLink`, as ARM pages:
 - `{user-assigned identity}/federatedIdentityCredentials` (404 for an identity not in
   `state.federated_credentials`);
 - `/subscriptions/{id}/providers/Microsoft.Storage/storageAccounts`;
+- `/subscriptions/{id}/providers/Microsoft.ManagedServices/registrationAssignments`
+  (`state.lighthouse`; the definitions only with `$expandRegistrationDefinition=true`);
 - `/subscriptions/{id}/providers/Microsoft.Insights/eventtypes/management/values`, the
   Activity Log, with the `$filter` grammar of "Activity Logs - List"
   (https://learn.microsoft.com/en-us/rest/api/monitor/activity-logs/list): `eventTimestamp
@@ -275,6 +277,11 @@ class ArmServer:
             if identity not in found:
                 return 404, _error("ResourceNotFound", f"identity {identity} not found"), {}
             items = found[identity]
+        elif _LIGHTHOUSE_LIST.fullmatch(path):
+            prefix = path.rsplit("/providers/", 1)[0] + "/"
+            items = [a for a in self.state.lighthouse if _norm(a["id"]).startswith(prefix)]
+            if request.query.get("$expandRegistrationDefinition") != "true":
+                items = [_unexpanded(a) for a in items]
         elif _STORAGE_LIST.fullmatch(path):
             prefix = path.rsplit("/providers/", 1)[0] + "/"
             items = [a for a in self.state.storage_accounts if _norm(a["id"]).startswith(prefix)]
@@ -338,6 +345,9 @@ _ASSIGNMENTS = "/providers/microsoft.authorization/roleassignments"
 _ELIGIBLE = "/providers/microsoft.authorization/roleeligibilityscheduleinstances"
 _CREDENTIALS = "/federatedidentitycredentials"
 _STORAGE_LIST = re.compile(r"/subscriptions/[^/]+/providers/microsoft\.storage/storageaccounts")
+_LIGHTHOUSE_LIST = re.compile(
+    r"/subscriptions/[^/]+/providers/microsoft\.managedservices/registrationassignments"
+)
 _ACTIVITY_LOG = re.compile(
     r"/subscriptions/[^/]+/providers/microsoft\.insights/eventtypes/management/values"
 )
@@ -362,6 +372,8 @@ class ArmState:
     # user-assigned identity resource id -> its federated identity credentials
     federated_credentials: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     storage_accounts: list[dict[str, Any]] = field(default_factory=list)
+    # Lighthouse registration assignments, their definitions expanded
+    lighthouse: list[dict[str, Any]] = field(default_factory=list)
     # REST-schema Activity Log records (every subscription's)
     activity_log: list[dict[str, Any]] = field(default_factory=list)
     page_size: int = 2
@@ -419,6 +431,12 @@ class ArmState:
             out.append({k: v for k, v in record.items() if keep is None or k in keep})
         # newest first, as the portal and the API list them
         return sorted(out, key=lambda r: _when(r["eventTimestamp"]), reverse=True)
+
+
+def _unexpanded(assignment: dict[str, Any]) -> dict[str, Any]:
+    """A registration assignment without its definition (no $expandRegistrationDefinition)."""
+    props = {k: v for k, v in assignment["properties"].items() if k != "registrationDefinition"}
+    return {**assignment, "properties": props}
 
 
 def _norm(scope: str) -> str:

@@ -138,6 +138,34 @@ def _eligible(principal: str, role: str, scope: str) -> Callable[[ArmServer], No
     return mutate
 
 
+MSP_TENANT = "8f7e6d5c-4b3a-4c2d-9e1f-0a9b8c7d6e5f"
+MSP_ENGINEER = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+
+
+def lighthouse(*roles: str, scope: str = f"/subscriptions/{SUB}") -> dict[str, Any]:
+    """A registration assignment as ARM lists it with $expandRegistrationDefinition=true."""
+    definition = f"/subscriptions/{SUB}/providers/Microsoft.ManagedServices/registrationDefinitions/0d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a"  # fmt: skip
+    return {
+        "id": f"{scope}/providers/Microsoft.ManagedServices/registrationAssignments/"
+        f"9a8b7c6d-5e4f-4a3b-8c2d-{next(_serial):012d}",
+        "type": "Microsoft.ManagedServices/registrationAssignments",
+        "properties": {
+            "registrationDefinitionId": definition,
+            "provisioningState": "Succeeded",
+            "registrationDefinition": {
+                "id": definition,
+                "properties": {
+                    "registrationDefinitionName": "Managed by Contoso MSP",
+                    "managedByTenantId": MSP_TENANT,
+                    "authorizations": [
+                        {"principalId": MSP_ENGINEER, "roleDefinitionId": role} for role in roles
+                    ],
+                },
+            },
+        },
+    }
+
+
 def custom_role(actions: list[str]) -> dict[str, Any]:
     return {
         "id": DEFINITION,
@@ -315,6 +343,10 @@ DRIFT = {
         _eligible(TERRAFORM_SP, ROLE["Owner"], f"/subscriptions/{SUB}/resourceGroups/other"),
         "azure.role_assignment.unexpected",
     ),
+    "lighthouse_contributor_over_subscription": (
+        lambda arm: arm.state.lighthouse.append(lighthouse(ROLE["Reader"], ROLE["Contributor"])),
+        "azure.role_assignment.protected_scope",
+    ),
     "baseline_principal_unexpected_assignment": (
         _add((TERRAFORM_SP, ROLE["Owner"], f"/subscriptions/{SUB}/resourceGroups/other")),
         "azure.role_assignment.unexpected",
@@ -396,6 +428,18 @@ def test_an_eligible_grant_is_the_finding_its_pim_request_event_gives(
     ]
     rules = sorted(f.rule for f in sweep_findings(arm, sweep_baseline)[0])
     assert "azure.role_assignment.expected_removed" in rules
+
+
+def test_a_lighthouse_reader_is_not_drift_and_the_definition_is_read_expanded(
+    arm: ArmServer, sweep_baseline: Baseline
+) -> None:
+    arm.state.lighthouse.append(lighthouse(ROLE["Reader"]))
+    findings, read = sweep_findings(arm, sweep_baseline)
+    assert findings == [] and read.errors == []
+    (change,) = [c for c in read.changes if c.kind == "lighthouse.assigned"]
+    assert change.payload.managed_by_tenant == MSP_TENANT
+    (listed,) = [r for r in arm.requests if r.path.lower().endswith("/registrationassignments")]
+    assert listed.query["$expandRegistrationDefinition"] == "true"
 
 
 def test_the_reads_use_the_documented_filters(arm: ArmServer, sweep_baseline: Baseline) -> None:

@@ -256,9 +256,8 @@ resource "azurerm_role_assignment" "dedup_table" {
 # A sweep reads exactly these (trustwatch.azure.state.READ_PERMISSIONS, checked by
 # tests/test_deploy.py) in every swept subscription: role assignments (direct and PIM
 # eligible) at and above the protected scopes and of each baseline principal, custom role
-# definitions, access
-# connectors, user-assigned identities' federated credentials, storage accounts, and the
-# Activity Log for the catch-up.
+# definitions, access connectors, user-assigned identities' federated credentials, storage
+# accounts, Lighthouse assignments, and the Activity Log for the catch-up.
 resource "azurerm_role_definition" "sweep_reader" {
   name        = "${var.name}-sweep-reader-${substr(sha1(join(",", local.sweep_subscriptions)), 0, 8)}"
   scope       = "/subscriptions/${local.sweep_subscriptions[0]}"
@@ -272,6 +271,7 @@ resource "azurerm_role_definition" "sweep_reader" {
       "Microsoft.Databricks/accessConnectors/read",
       "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
       "Microsoft.Storage/storageAccounts/read",
+      "Microsoft.ManagedServices/registrationAssignments/read",
       "Microsoft.Insights/eventtypes/values/read",
     ]
     not_actions = []

@@ -25,7 +25,9 @@ trustwatch.azure.enrich: TRUSTWATCH_ARM_ENDPOINT, its CA bundle, azure-core retr
   each one is a `federated_credential.written` change (the baseline allows none); the
   identity gone (404) is `managed_identity.deleted`;
 - watched storage accounts (`storage_accounts`): one list of the subscription's accounts,
-  each watched one a `storage_account.written` change with ARM's whole resource.
+  each watched one a `storage_account.written` change with ARM's whole resource;
+- Azure Lighthouse assignments of the subscription, their definitions expanded:
+  `lighthouse.assigned` changes (roles delegated to another tenant over it).
 
 `catch_up(subscription, since, until)` reads the Activity Log (azure-mgmt-monitor,
 `activity_logs.list`), one call per resource provider the events module watches (the
@@ -47,6 +49,7 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from trustwatch.azure.changes import FederatedCredential, ResourceRef, RoleAssignment
 from trustwatch.azure.enrich import (
     ACCESS_CONNECTOR_API_VERSION,
+    RESOURCE_READS,
     STORAGE_API_VERSION,
     ArmReader,
     arm_reader,
@@ -80,6 +83,9 @@ DEFINITION_GET = "sweep:RoleDefinitions.Get"
 CONNECTOR_GET = "sweep:AccessConnectors.Get"
 CREDENTIALS_LIST = "sweep:FederatedIdentityCredentials.List"
 STORAGE_LIST = "sweep:StorageAccounts.List"
+# "Registration Assignments - List" (with $expandRegistrationDefinition),
+# https://learn.microsoft.com/en-us/rest/api/managedservices/registration-assignments/list
+LIGHTHOUSE_LIST = "sweep:RegistrationAssignments.List"
 # resource providers as the Activity Log filter spells them
 PROVIDERS = {
     "microsoft.authorization": "Microsoft.Authorization",
@@ -104,6 +110,7 @@ READ_PERMISSIONS = (
     "Microsoft.Databricks/accessConnectors/read",
     "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/read",
     "Microsoft.Storage/storageAccounts/read",
+    "Microsoft.ManagedServices/registrationAssignments/read",
     "Microsoft.Insights/eventtypes/values/read",  # the Activity Log (catch-up)
 )
 _ACCESS_CONNECTORS = "/providers/microsoft.databricks/accessconnectors/"
@@ -124,6 +131,7 @@ def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead
     sweep.custom_roles(subscription)
     sweep.identities(subscription, baseline)
     sweep.storage_accounts(subscription)
+    sweep.lighthouse()
     return StateRead(unit, sweep.changes, reader.calls, sweep.errors, sweep.unreadable())
 
 
@@ -329,6 +337,20 @@ class _Sweep:
         """The identities whose last findings stay open; none when an error explains
         itself by no identity (then the sweep resolves nothing: StateRead)."""
         return [] if self._unattributed else list(dict.fromkeys(self._unsure))
+
+    def lighthouse(self) -> None:
+        """The subscription's Azure Lighthouse assignments, each with its definition (who
+        in which tenant gets which role): `lighthouse.assigned` changes."""
+        _, api_version, params = RESOURCE_READS["/registrationassignments/"]
+        path = f"/subscriptions/{self.unit}/providers/Microsoft.ManagedServices/registrationAssignments"
+        try:
+            for item in self.reader.pages(path, api_version, params) or ():
+                # the tenant a finding names is in the body: unreadable, none is known
+                self._read_back(
+                    "lighthouse.assigned", item, LIGHTHOUSE_LIST, "Lighthouse assignment", None
+                )
+        except (AzureError, ValueError) as exc:
+            self._error(f"Lighthouse assignments of {self.unit}: {_short(exc)}", None)
 
     def storage_accounts(self, subscription: AzureSubscription) -> None:
         if not subscription.storage_accounts:
