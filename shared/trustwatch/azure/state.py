@@ -29,6 +29,12 @@ trustwatch.azure.enrich: TRUSTWATCH_ARM_ENDPOINT, its CA bundle, azure-core retr
 - Azure Lighthouse assignments of the subscription, their definitions expanded:
   `lighthouse.assigned` changes (roles delegated to another tenant over it).
 
+A read that fails (403, a 404 of a listed parent, a timeout after the retries) is one line
+in `StateRead.errors`, and the others go on. `unreadable` names the identities whose last
+findings must stay open (a principal, a custom role, a connector or identity, an account);
+an error no identity explains (a protected scope's list may hold anyone) leaves it empty,
+so that the sweep resolves nothing rather than a finding it could not see.
+
 `catch_up(subscription, since, until)` reads the Activity Log (azure-mgmt-monitor,
 `activity_logs.list`), one call per resource provider the events module watches (the
 filter takes one `resourceProvider`; operation names are not filterable: filtered here),
