@@ -412,6 +412,13 @@ def test_a_refused_read_is_an_error_and_the_others_go_on(gcp, baseline):
     (error,) = read.errors
     assert error.startswith(f"project {PROJECT} IAM policy: GcpApiError: POST ")
     assert "HTTP 403" in error
+    # whose findings the project policy gives: their last ones stay open (trustwatch.sweep)
+    assert read.unreadable == [
+        "trustwatch@dbx-prod-4821.iam.gserviceaccount.com",  # the responder's own
+        COMPUTE,
+        TERRAFORM,
+        BUCKET,
+    ]
     findings = [f for c in read.changes for f in evaluate(c, baseline)]
     assert rules(findings) == {("gcp.iam.impersonation_granted", COMPUTE)}
 
@@ -423,6 +430,7 @@ def test_a_missing_bucket_and_an_unknown_project_are_errors(gcp, baseline):
         f"bucket {BUCKET} IAM policy: EventError: bucket not found (404)",
         f"bucket {BUCKET} settings: EventError: bucket not found (404)",
     ]
+    assert read.unreadable == [BUCKET]
     assert state.read("nope-1234", baseline, environ(gcp)).errors == [
         "project nope-1234: not in the baseline"
     ]

@@ -46,6 +46,8 @@ checks).
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -66,8 +68,9 @@ from trustwatch.gcp.changes import (
 )
 from trustwatch.gcp.enrich import API_ENDPOINT, RETRIES, GcpApiError, _ApiReader
 from trustwatch.gcp.events import bucket_settings, watched_operations
+from trustwatch.gcp.rules import protected
 from trustwatch.intake import short_exception
-from trustwatch.sweep import StateRead
+from trustwatch.sweep import ScheduledSweep, StateRead, scheduled
 
 T = TypeVar("T")
 
@@ -87,6 +90,9 @@ PERMISSIONS: dict[str, tuple[str, ...]] = {
     # https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list
     "catch_up": ("logging.logEntries.list",),
 }
+# the fan-out's publish, granted on the sweep topic only (roles/pubsub.publisher holds it)
+# https://cloud.google.com/pubsub/docs/access-control#roles
+FAN_OUT_PERMISSIONS = ("pubsub.topics.publish",)
 ACTIVITY_LOG = "cloudaudit.googleapis.com%2Factivity"  # the Admin Activity audit log
 PAGE_SIZE = 1000  # entries:list's largest page
 SA = "serviceAccount:"
@@ -127,6 +133,17 @@ class _StateReader(_ApiReader):
             raise GcpApiError("POST", url, 404, "not found")
         return page
 
+    def publish(self, topic: str, data: bytes) -> str:
+        """Pub/Sub v1 topics.publish of one message; its message id.
+        https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.topics/publish"""
+        url = self._url("pubsub", f"/v1/{quote(topic, safe='/')}:publish")
+        body = {"messages": [{"data": base64.b64encode(data).decode("ascii")}]}
+        answer = self._call("POST", url, json=body)
+        ids = (answer or {}).get("messageIds")
+        if not isinstance(ids, list) or len(ids) != 1:
+            raise GcpApiError("POST", url, 404 if answer is None else 200, "no message id")
+        return str(ids[0])
+
 
 def reader_from_env(environ: Mapping[str, str], *, credentials: Any = None) -> _StateReader:
     """A counting reader at TRUSTWATCH_GCP_API_ENDPOINT (see trustwatch.gcp.enrich)."""
@@ -144,44 +161,55 @@ def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead
     project = baseline.gcp.projects.get(unit)
     if project is None:
         return StateRead(unit, errors=[f"project {unit}: not in the baseline"])
-    return _ProjectRead(unit, project, reader_from_env(environ)).run()
+    # what a project policy's findings name: the accounts a grant on it reaches (the
+    # responder's own too) and the buckets below it
+    reached = [e for e, a in protected(baseline).items() if a.project == unit]
+    return _ProjectRead(unit, project, reader_from_env(environ), [*reached, *project.buckets]).run()
 
 
 class _ProjectRead:
-    """One project's reads; each read that fails is one line of `errors`, the rest go on."""
+    """One project's reads; each read that fails is one line of `errors` (and names the
+    identities whose findings it would give: `unreadable`), the rest go on."""
 
-    def __init__(self, project_id: str, project: GcpProject, reader: _StateReader) -> None:
+    def __init__(
+        self, project_id: str, project: GcpProject, reader: _StateReader, reached: list[str]
+    ) -> None:
         self.project_id = project_id
         self.project = project
         self.reader = reader
+        self.reached = reached
         self.changes: list[Change] = []
         self.errors: list[str] = []
+        self.unreadable: dict[str, None] = {}
 
     def run(self) -> StateRead:
-        self._guard(f"project {self.project_id} IAM policy", self._project_policy)
+        project = self.project_id
+        self._guard(f"project {project} IAM policy", self.reached, self._project_policy)
         for email, spec in self.project.service_accounts.items():
             email = email.lower()
-            account = self._guard(f"service account {email}", self._account, email)
+            account = self._guard(f"service account {email}", [email], self._account, email)
             if account is None:
                 continue  # gone (a finding), or unreadable (an error): nothing more to read
             unique_id = str(account.get("uniqueId") or "")
-            self._guard(f"service account {email} IAM policy", self._account_policy, email,
-                        unique_id)  # fmt: skip
+            self._guard(f"service account {email} IAM policy", [email], self._account_policy,
+                        email, unique_id)  # fmt: skip
             if spec.user_managed_keys:
                 continue  # keys are allowed: no rule would judge them
-            self._guard(f"service account {email} keys", self._keys, email, unique_id)
-            self._guard(f"HMAC keys of {email} in {self.project_id}", self._hmac_keys, email)
+            self._guard(f"service account {email} keys", [email], self._keys, email, unique_id)
+            self._guard(f"HMAC keys of {email} in {project}", [email], self._hmac_keys, email)
         for name, bucket in self.project.buckets.items():
             expected = [(role, m) for role, members in bucket.bindings.items() for m in members]
-            self._guard(f"bucket {name} IAM policy", self._bucket_policy, name, expected)
-            self._guard(f"bucket {name} settings", self._bucket_settings, name)
+            self._guard(f"bucket {name} IAM policy", [name], self._bucket_policy, name, expected)
+            self._guard(f"bucket {name} settings", [name], self._bucket_settings, name)
         for key, role in self.project.custom_roles.items():
-            full = key if "/" in key else f"projects/{self.project_id}/roles/{key}"
+            full = key if "/" in key else f"projects/{project}/roles/{key}"
             pinned = role.permissions is not None
-            self._guard(f"custom role {full}", self._custom_role, full, pinned)
-        return StateRead(self.project_id, self.changes, self.reader.calls, self.errors)
+            self._guard(f"custom role {full}", [full], self._custom_role, full, pinned)
+        return StateRead(
+            project, self.changes, self.reader.calls, self.errors, list(self.unreadable)
+        )
 
-    def _guard(self, what: str, read: Callable[..., T], *args: Any) -> T | None:
+    def _guard(self, what: str, about: list[str], read: Callable[..., T], *args: Any) -> T | None:
         from google.auth.exceptions import GoogleAuthError  # the session made it importable
 
         try:
@@ -189,6 +217,7 @@ class _ProjectRead:
         # requests' errors are OSErrors; GoogleAuthError: no credentials, a refused token
         except (GcpApiError, EventError, OSError, GoogleAuthError) as exc:
             self.errors.append(f"{what}: {short_exception(exc)}")
+            self.unreadable.update(dict.fromkeys(about))
             return None
 
     def _add(self, kind: str, call: str, identity: str, payload: Any, name: str = "") -> None:
@@ -399,3 +428,41 @@ def rfc3339(moment: datetime) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --- scheduled invocations (Cloud Scheduler -> Pub/Sub -> the function) -----------------------
+
+
+def sweep_request(doc: Any) -> ScheduledSweep | None:
+    """The sweep message (trustwatch.sweep.scheduled) a Pub/Sub delivery carries as its
+    data: a `messagePublished` CloudEvent or a push body. None for anything else (an audit
+    entry); ValueError for a malformed sweep message."""
+    if isinstance(doc, dict) and doc.get("specversion") is not None:
+        doc = doc.get("data")
+    message = doc.get("message") if isinstance(doc, dict) else None
+    data = message.get("data") if isinstance(message, dict) else None
+    if not isinstance(data, str) or len(data) > 4096:  # a sweep message is a few bytes
+        return None
+    try:
+        body = json.loads(base64.b64decode(data, validate=True))
+    except ValueError:  # binascii.Error and JSONDecodeError are ValueErrors
+        return None
+    return scheduled(body)
+
+
+def dispatcher(environ: Mapping[str, str]) -> Callable[[dict[str, str]], None]:
+    """What the fan-out hands each unit's message to: a publish to TRUSTWATCH_SWEEP_TOPIC
+    (`projects/P/topics/T`, the topic that triggers the function), so that each project is
+    swept by its own invocation."""
+    topic = environ.get("TRUSTWATCH_SWEEP_TOPIC", "").strip()
+    if not topic.startswith("projects/") or "/topics/" not in topic:
+        raise ValueError(
+            f"TRUSTWATCH_SWEEP_TOPIC={topic!r}: expected projects/P/topics/T, the topic "
+            "that triggers this function"
+        )
+    reader = reader_from_env(environ)
+
+    def dispatch(message: dict[str, str]) -> None:
+        reader.publish(topic, json.dumps(message).encode())
+
+    return dispatch
