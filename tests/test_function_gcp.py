@@ -12,6 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,13 @@ def gcp() -> Iterator[GcpServer]:
 _GOOGLE_AUTH_ENV = ("GOOGLE_", "GCE_METADATA", "NO_GCE_CHECK", "CLOUDSDK_")
 
 
-@pytest.fixture(scope="module")
-def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("ff") / "server.log"
-    env = {
+def function_environ(
+    webhook: RecordingHTTPServer, gcp: GcpServer, gcloud_config: Path, **settings: str
+) -> dict[str, str]:
+    """The function's environment: the machine's, without trustwatch's or google-auth's own
+    settings, pointed at the webhook and the API stand-in (signed in through its metadata
+    server), plus `settings`."""
+    return {
         **{
             k: v
             for k, v in os.environ.items()
@@ -70,9 +73,16 @@ def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory)
         "TRUSTWATCH_ALERT_ATTEMPTS": "1",
         "TRUSTWATCH_GCP_API_ENDPOINT": gcp.url,
         # no gcloud user credentials: google.auth.default() finds the metadata server
-        "CLOUDSDK_CONFIG": str(tmp_path_factory.mktemp("gcloud")),
+        "CLOUDSDK_CONFIG": str(gcloud_config),
         **gcp.metadata_environ(),
+        **settings,
     }
+
+
+@contextmanager
+def serve_function(env: dict[str, str], log: Path) -> Iterator[str]:
+    """functions-framework serving on_audit_log on a free port; its URL."""
+    port = free_port()
     bin_dir = Path(sys.executable).parent
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -95,7 +105,14 @@ def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-    print(log.read_text())
+        print(log.read_text())
+
+
+@pytest.fixture(scope="module")
+def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory) -> Iterator[str]:
+    env = function_environ(webhook, gcp, tmp_path_factory.mktemp("gcloud"))
+    with serve_function(env, tmp_path_factory.mktemp("ff") / "server.log") as url:
+        yield url
 
 
 def post(url: str, body: dict, headers: dict[str, str]) -> int:
