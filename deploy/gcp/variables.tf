@@ -169,3 +169,9 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "sweep_schedule" {
+  description = "Cron schedule (UTC) of the compliance sweep (null: no sweep). Keep TRUSTWATCH_DEDUP_WINDOW (extra_environment, default 3600 s) at least the period, so a caught-up event the live path already alerted on stays quiet."
+  type        = string
+  default     = "0 * * * *"
+}
