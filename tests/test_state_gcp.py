@@ -554,3 +554,38 @@ def test_audit_filter_matches_the_watched_methods_only(gcp):
     get_policy = copy.deepcopy(grant)
     get_policy["protoPayload"]["methodName"] = "google.iam.admin.v1.GetIAMPolicy"
     assert not keep(get_policy)
+
+
+# --- through the sweep engine (trustwatch.sweep) ---------------------------------------------
+
+
+def test_sweep_unit_reports_new_then_open_then_resolved(gcp, baseline, tmp_path, audit_log):
+    from trustwatch.sweep import sweep_unit
+    from trustwatch.sweepstate import SqliteSweepStore
+
+    store = SqliteSweepStore(tmp_path / "sweep.sqlite")
+    gcp.policies[f"serviceAccounts/{COMPUTE}"] = v3_policy(binding(TOKEN_CREATOR, MALLORY))
+
+    def run(at: datetime):
+        return sweep_unit("gcp", PROJECT, baseline, environ=environ(gcp), store=store,
+                          sender=None, now=at)  # fmt: skip
+
+    first = run(UNTIL)
+    assert [(f.rule, f.source, f.sweep_status) for f in first.findings] == [
+        ("gcp.iam.impersonation_granted", "sweep", "new")
+    ]
+    assert first.errors == [] and first.saved and first.calls > 0
+    # the first sweep caught up on the hour before it: the window's entries, judged
+    assert {f.event_id for f in first.event_findings} == {"in-1", "in-2", "in-3"}
+    second = run(UNTIL + timedelta(hours=1))
+    assert [f.sweep_status for f in second.findings] == ["open"] and second.new == []
+    gcp.policies[f"serviceAccounts/{COMPUTE}"] = v3_policy()
+    third = run(UNTIL + timedelta(hours=2))
+    assert third.findings == []
+    assert [(f.rule, f.sweep_status) for f in third.resolved] == [
+        ("gcp.iam.impersonation_granted", "resolved")
+    ]
+    # each catch-up started at the last watermark (less the overlap) and ended at its start
+    windows = [r.body["filter"] for r in gcp.requests if r.path == "/v2/entries:list"]
+    assert 'timestamp>="2026-11-30T09:55:00.000000Z"' in windows[1]
+    assert 'timestamp<"2026-11-30T11:00:00.000000Z"' in windows[1]
