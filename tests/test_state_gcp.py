@@ -232,7 +232,8 @@ def test_reads_ask_for_version_3_policies_and_user_managed_keys(gcp, baseline):
     keys = by_path[("GET", f"/v1/projects/-/serviceAccounts/{COMPUTE}/keys")]
     assert keys.query == {"keyTypes": "USER_MANAGED"}
     hmac = by_path[("GET", f"/storage/v1/projects/{PROJECT}/hmacKeys")]
-    assert hmac.query["serviceAccountEmail"] == COMPUTE
+    assert "serviceAccountEmail" not in hmac.query  # one listing for every account
+    assert len([r for r in gcp.requests if r.path.endswith("/hmacKeys")]) == 1
     assert ("GET", f"/v1/{PINNED_ROLE}") in by_path
     assert all(r.headers["authorization"] == f"Bearer {gcp.token}" for r in gcp.requests)
 
@@ -270,9 +271,14 @@ def test_a_user_managed_key_gives_the_finding_its_creation_event_gives(gcp, base
 
 def test_an_active_hmac_key_of_a_baseline_account_pages(gcp, baseline):
     gcp.hmac_page_size = 1
-    for access_id in ("GOOG1EAAAA", "GOOG1EBBBB"):
+    for access_id, email in (
+        ("GOOG1EAAAA", COMPUTE),
+        ("GOOG1EBBBB", COMPUTE.upper()),  # emails compare case-insensitively
+        ("GOOG1ECCCC", TERRAFORM),  # its baseline allows keys
+        ("GOOG1EDDDD", "etl@dbx-prod-4821.iam.gserviceaccount.com"),  # not a baseline account
+    ):
         gcp.hmac_keys[f"{PROJECT}/{access_id}"] = hmac_key_metadata(
-            PROJECT, access_id, COMPUTE, "ACTIVE"
+            PROJECT, access_id, email, "ACTIVE"
         )
     found = sweep(gcp, baseline)
     assert sorted((f.rule, f.actual["hmac_access_id"]) for f in found) == [
@@ -280,7 +286,7 @@ def test_an_active_hmac_key_of_a_baseline_account_pages(gcp, baseline):
         ("gcp.sa.key_created", "GOOG1EBBBB"),
     ]
     pages = [r for r in gcp.requests if r.path.endswith("/hmacKeys")]
-    assert [r.query.get("pageToken") for r in pages] == [None, "1", "2"]
+    assert [r.query.get("pageToken") for r in pages] == [None, "1", "2", "3", "4"]
 
 
 def test_all_users_on_a_watched_bucket(gcp, baseline):
@@ -589,3 +595,42 @@ def test_sweep_unit_reports_new_then_open_then_resolved(gcp, baseline, tmp_path,
     windows = [r.body["filter"] for r in gcp.requests if r.path == "/v2/entries:list"]
     assert 'timestamp>="2026-11-30T09:55:00.000000Z"' in windows[1]
     assert 'timestamp<"2026-11-30T11:00:00.000000Z"' in windows[1]
+
+
+# --- the scheduled message in a Pub/Sub delivery ---------------------------------------------
+
+
+def _pubsub(message: Any, *, raw: str | None = None) -> dict[str, Any]:
+    import base64
+    import json
+
+    data = raw if raw is not None else base64.b64encode(json.dumps(message).encode()).decode()
+    return {
+        "message": {"data": data, "messageId": "1"},
+        "subscription": "projects/p/subscriptions/s",
+    }
+
+
+def test_sweep_request_reads_a_push_body_and_a_cloudevent():
+    from trustwatch.sweep import ScheduledSweep
+
+    unit = {"trustwatch": "sweep", "cloud": "gcp", "unit": PROJECT}
+    assert state.sweep_request(_pubsub({"trustwatch": "sweep"})) == ScheduledSweep()
+    event = {"specversion": "1.0", "type": "google.cloud.pubsub.topic.v1.messagePublished"}
+    assert state.sweep_request({**event, "data": _pubsub(unit)}) == ScheduledSweep("gcp", PROJECT)
+
+
+def test_anything_else_is_no_sweep_request():
+    grant = sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY))
+    assert state.sweep_request(_pubsub(grant)) is None  # an audit entry from the sink
+    assert state.sweep_request(grant) is None
+    assert state.sweep_request(_pubsub(None, raw="%%% not base64")) is None
+    assert state.sweep_request(_pubsub({"trustwatch": "other"})) is None
+    with pytest.raises(ValueError, match="unknown field"):
+        state.sweep_request(_pubsub({"trustwatch": "sweep", "units": "all"}))
+
+
+def test_the_fan_out_needs_its_topic():
+    for topic in ("", "trustwatch-audit", "projects/p/subscriptions/s"):
+        with pytest.raises(ValueError, match="TRUSTWATCH_SWEEP_TOPIC"):
+            state.dispatcher({"TRUSTWATCH_SWEEP_TOPIC": topic})

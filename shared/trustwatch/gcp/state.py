@@ -10,8 +10,8 @@ reads, over the same REST path as trustwatch.gcp.enrich (its `_ApiReader`: googl
   `disabled` -> `service_account.disabled`), its IAM policy (v3) -> a
   `service_account.iam_policy_set`; where its baseline allows no keys, its user-managed keys
   (`keys?keyTypes=USER_MANAGED`; enabled ones -> `service_account.key_created`) and its
-  HMAC keys in the project (storage v1 `projects/P/hmacKeys?serviceAccountEmail=E`; ACTIVE
-  ones -> `service_account.hmac_key_created`);
+  HMAC keys in the project (one storage v1 `projects/P/hmacKeys` listing for all of them;
+  ACTIVE ones -> `service_account.hmac_key_created`);
 - per watched bucket: its IAM policy (v3) -> `bucket.iam_policy_set`, its `iamConfiguration`
   -> `bucket.settings_updated`;
 - per watched custom role: the role (iam v1 GET; 404 or `deleted` ->
@@ -113,10 +113,10 @@ class _StateReader(_ApiReader):
         path = f"/v1/projects/-/serviceAccounts/{quote(email, safe='@')}/keys"
         return self._call("GET", self._url("iam", path), params={"keyTypes": "USER_MANAGED"})
 
-    def hmac_keys(self, project: str, email: str, page_token: str = "") -> dict[str, Any] | None:
-        """One page of storage v1 projects.hmacKeys.list for the account; None on 404."""
+    def hmac_keys(self, project: str, page_token: str = "") -> dict[str, Any] | None:
+        """One page of storage v1 projects.hmacKeys.list (every account's); None on 404."""
         path = f"/storage/v1/projects/{quote(project, safe='')}/hmacKeys"
-        params = {"serviceAccountEmail": email}
+        params = {"maxResults": "1000"}
         if page_token:
             params["pageToken"] = page_token
         return self._call("GET", self._url("storage", path), params=params)
@@ -196,7 +196,11 @@ class _ProjectRead:
             if spec.user_managed_keys:
                 continue  # keys are allowed: no rule would judge them
             self._guard(f"service account {email} keys", [email], self._keys, email, unique_id)
-            self._guard(f"HMAC keys of {email} in {project}", [email], self._hmac_keys, email)
+        # one listing of the project's HMAC keys serves every account that may have none
+        keyless = [e.lower() for e, spec in self.project.service_accounts.items()
+                   if not spec.user_managed_keys]  # fmt: skip
+        if keyless:
+            self._guard(f"HMAC keys in {project}", keyless, self._hmac_keys, set(keyless))
         for name, bucket in self.project.buckets.items():
             expected = [(role, m) for role, members in bucket.bindings.items() for m in members]
             self._guard(f"bucket {name} IAM policy", [name], self._bucket_policy, name, expected)
@@ -284,14 +288,15 @@ class _ProjectRead:
             self._add("service_account.key_created", "ListServiceAccountKeys", email, payload,
                       email.split("@", 1)[0])  # fmt: skip
 
-    def _hmac_keys(self, email: str) -> None:
+    def _hmac_keys(self, emails: set[str]) -> None:
         token = ""
         while True:
-            page = self.reader.hmac_keys(self.project_id, email, token)
+            page = self.reader.hmac_keys(self.project_id, token)
             for key in _items(page, "items"):
                 # INACTIVE keys sign nothing; DELETED ones are not listed by default
                 # https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/list
-                if str(key.get("state") or "").upper() != "ACTIVE":
+                email = str(key.get("serviceAccountEmail") or "").lower()
+                if email not in emails or str(key.get("state") or "").upper() != "ACTIVE":
                     continue
                 payload = ServiceAccountKeyCreated(email, "", str(key.get("accessId") or ""))
                 self._add("service_account.hmac_key_created", "storage.hmacKeys.list", email,
