@@ -404,3 +404,16 @@ def test_a_scheduled_unit_whose_alerts_fail_raises_for_the_platform_to_retry(
             sender=world.sender,
             dispatch=lambda message: None,
         )
+
+
+def test_a_rule_that_fails_on_an_identity_keeps_its_findings_open(toy: Baseline, world: ToyWorld):
+    world.grants(reader=["alice", "eve"], writer=["bob", "zoe"])
+    world.sweep(toy, T0)
+    world.set(grants={"reader": ["alice"]}, garbled=["writer"])
+    report = world.sweep(toy, T0 + HOUR)
+    assert statuses(report) == {"zoe": "open", "eve": "resolved"}
+    [error] = report.errors
+    assert error.startswith("toy toyland: internal error: rule toy.grant.unexpected failed")
+    assert report.saved  # what was judged is kept; writer's last findings with it
+    stored = world.store.load("toy", "toyland")
+    assert stored is not None and [f.actual for f in stored.findings] == ["zoe"]
