@@ -634,3 +634,30 @@ def test_the_fan_out_needs_its_topic():
     for topic in ("", "trustwatch-audit", "projects/p/subscriptions/s"):
         with pytest.raises(ValueError, match="TRUSTWATCH_SWEEP_TOPIC"):
             state.dispatcher({"TRUSTWATCH_SWEEP_TOPIC": topic})
+
+
+# --- `trustwatch sweep --cloud gcp` --------------------------------------------------------------
+
+
+def test_the_cli_sweeps_the_gcp_projects(gcp, tmp_path, monkeypatch, capsys):
+    import json
+
+    from trustwatch.cli import main
+
+    for name in ("TRUSTWATCH_STATE_URL", "TRUSTWATCH_STATE_TABLE", "TRUSTWATCH_ALERT_ROUTING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRUSTWATCH_STATE_DB", str(tmp_path / "cli-state.sqlite"))
+    monkeypatch.setenv("TRUSTWATCH_GCP_API_ENDPOINT", gcp.url)
+    gcp.policies[f"serviceAccounts/{COMPUTE}"] = v3_policy(binding(TOKEN_CREATOR, MALLORY))
+    args = ["sweep", "--baseline", str(SWEEP_BASELINE), "--cloud", "gcp"]
+
+    def findings() -> tuple[int, list[tuple[str, str, str]]]:
+        code = main(args)
+        out, _ = capsys.readouterr()
+        found = [json.loads(line) for line in out.splitlines()]
+        return code, [
+            (f["rule"], f["scope"], f["sweep_status"]) for f in found if f["source"] == "sweep"
+        ]
+
+    assert findings() == (1, [("gcp.iam.impersonation_granted", PROJECT, "new")])
+    assert findings() == (1, [("gcp.iam.impersonation_granted", PROJECT, "open")])
