@@ -131,8 +131,8 @@ class CloudPlugin(Protocol):
 
 
 # The parts of a cloud folder a function imports by name (intake, engine, baseline and the
-# stores ask every cloud), and the parts only its own cloud's function imports (its API
-# reads, its remediation, its sweep state).
+# stores ask every cloud), and the parts only its own cloud's function imports (its
+# scheduled sweep reads its state).
 RUNTIME_PARTS = ("cloud", "baseline", "events", "rules", "links", "store", "source")
 OWN_RUNTIME_PARTS = ("enrich", "remediate", "state")
 
