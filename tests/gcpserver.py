@@ -20,7 +20,7 @@ Every request is recorded (`requests`, `token_requests`); `fail(status, …)` qu
 for the next API requests (throttling, outages, refusals).
 
 Sweep reads and catch-up (trustwatch.gcp.state; `_serve_sweep`, after the routes above):
-iam v1 `GET …/serviceAccounts/E/keys?keyTypes=…` (from `keys`, by email), storage v1
+iam v1 `GET …/serviceAccounts/E/keys?keyTypes=…` (from `keys`, keyed `EMAIL/KEY_ID`), storage v1
 `GET projects/P/hmacKeys?serviceAccountEmail=…` (paged by `hmac_page_size`), iam v1
 `GET {projects|organizations}/X/roles/R` (from `roles`, by full name), Cloud Logging v2
 `POST v2/entries:list` (`log_entries`: honours its filter's clauses and, as the real API,
@@ -129,7 +129,7 @@ class GcpServer:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
         self.hmac_keys: dict[str, dict[str, Any]] = {}
-        self.keys: dict[str, list[dict[str, Any]]] = {}
+        self.keys: dict[str, dict[str, Any]] = {}  # service account keys, by EMAIL/KEY_ID
         self.roles: dict[str, dict[str, Any]] = {}
         self.log_entries: list[dict[str, Any]] = []
         self.published: dict[str, list[dict[str, Any]]] = {}
@@ -202,9 +202,14 @@ class GcpServer:
             account = self._account(m[1])
             if account is None:
                 return _error(404, f"Service account {m[1]} does not exist.")
-            keys = self.keys.get(account["email"], [])
-            wanted = request.query_all.get("keyTypes", [])
-            keys = [k for k in keys if not wanted or k["keyType"] in wanted]
+            email = account["email"].lower()
+            wanted = (request.query_all or {}).get("keyTypes", [])
+            keys = [
+                k
+                for name, k in sorted(self.keys.items())
+                if name.rpartition("/")[0].lower() == email
+                and (not wanted or k["keyType"] in wanted)
+            ]
             return 200, {"keys": keys} if keys else {}, {}
         if (m := _HMAC_KEYS.match(request.path)) and get:
             return self._hmac_key_list(m[1], request.query)

@@ -25,6 +25,7 @@ from test_state_gcp import (
     KEY_ID,
     SWEEP_BASELINE,
     TOKEN_CREATOR,
+    add_key,
     binding,
     clean_state,
     user_managed_key,
@@ -110,7 +111,7 @@ def test_a_unit_sweep_alerts_on_what_changed_and_catches_up_once(function_url, g
     # drift no event reported: TokenCreator for an outsider on the compute account
     gcp.policies[f"serviceAccounts/{COMPUTE}"] = v3_policy(binding(TOKEN_CREATOR, MALLORY))
     # a key whose creation event never reached the function: in the audit log, and in the state
-    gcp.keys[COMPUTE].append(user_managed_key(COMPUTE, KEY_ID))
+    add_key(gcp, user_managed_key(COMPUTE, KEY_ID))
     lost = key_created(COMPUTE, key_id=KEY_ID)
     lost["timestamp"] = (datetime.now(UTC) - timedelta(minutes=10)).strftime(
         "%Y-%m-%dT%H:%M:%S.%fZ"

@@ -90,6 +90,12 @@ def user_managed_key(email: str, key_id: str, *, disabled: bool = False) -> dict
     return key
 
 
+def add_key(gcp: GcpServer, key: dict[str, Any]) -> None:
+    """The key in the stand-in's `keys` (by EMAIL/KEY_ID)."""
+    email, key_id = key["name"].split("/serviceAccounts/", 1)[1].split("/keys/")
+    gcp.keys[f"{email}/{key_id}"] = key
+
+
 def system_managed_key(email: str, key_id: str) -> dict[str, Any]:
     return {**user_managed_key(email, key_id), "keyType": "SYSTEM_MANAGED"}
 
@@ -141,11 +147,12 @@ def clean_state(gcp: GcpServer) -> None:
         gcp.policies[f"serviceAccounts/{email}"] = v3_policy()
     # the listed impersonator of the automation account
     gcp.policies[f"serviceAccounts/{TERRAFORM}"] = v3_policy(binding(TOKEN_CREATOR, ADMINS))
-    gcp.keys[COMPUTE] = [
+    for key in (
         system_managed_key(COMPUTE, "a1b2c3"),  # Google's own: not a user-managed key
         user_managed_key(COMPUTE, "d4e5f6", disabled=True),  # disabled: signs nothing
-    ]
-    gcp.keys[TERRAFORM] = [user_managed_key(TERRAFORM, "0f0f0f")]  # its baseline allows keys
+        user_managed_key(TERRAFORM, "0f0f0f"),  # its baseline allows keys
+    ):
+        add_key(gcp, key)
     gcp.hmac_keys[f"{PROJECT}/GOOG1EOLDKEY"] = hmac_key_metadata(
         PROJECT, "GOOG1EOLDKEY", COMPUTE, "INACTIVE"
     )
@@ -259,7 +266,7 @@ def test_editor_on_the_project_for_a_baseline_account(gcp, baseline):
 
 
 def test_a_user_managed_key_gives_the_finding_its_creation_event_gives(gcp, baseline):
-    gcp.keys[COMPUTE].append(user_managed_key(COMPUTE, KEY_ID))
+    add_key(gcp, user_managed_key(COMPUTE, KEY_ID))
     (finding,) = sweep(gcp, baseline)
     assert (finding.rule, finding.identity) == ("gcp.sa.key_created", COMPUTE)
     assert finding.actual == {"key_id": KEY_ID}
