@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cloudservers import free_port, wait_for_port
@@ -55,13 +56,22 @@ def gcp() -> Iterator[GcpServer]:
 _GOOGLE_AUTH_ENV = ("GOOGLE_", "GCE_METADATA", "NO_GCE_CHECK", "CLOUDSDK_")
 
 
-def function_environ(
-    webhook: RecordingHTTPServer, gcp: GcpServer, gcloud_config: Path, **settings: str
-) -> dict[str, str]:
-    """The function's environment: the machine's, without trustwatch's or google-auth's own
-    settings, pointed at the webhook and the API stand-in (signed in through its metadata
-    server), plus `settings`."""
-    return {
+@pytest.fixture(scope="module")
+def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory) -> Iterator[str]:
+    with serve_function(webhook, gcp, tmp_path_factory) as url:
+        yield url
+
+
+@contextmanager
+def serve_function(
+    webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory: Any, **settings: str
+) -> Iterator[str]:
+    """functions-framework serving on_audit_log, alerting to `webhook`, reading from `gcp`
+    (signed in through its metadata server); `settings` add to (or replace) its
+    environment, e.g. TRUSTWATCH_REMEDIATION="apply"."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("ff") / "server.log"
+    env = {
         **{
             k: v
             for k, v in os.environ.items()
@@ -73,16 +83,10 @@ def function_environ(
         "TRUSTWATCH_ALERT_ATTEMPTS": "1",
         "TRUSTWATCH_GCP_API_ENDPOINT": gcp.url,
         # no gcloud user credentials: google.auth.default() finds the metadata server
-        "CLOUDSDK_CONFIG": str(gcloud_config),
+        "CLOUDSDK_CONFIG": str(tmp_path_factory.mktemp("gcloud")),
         **gcp.metadata_environ(),
         **settings,
     }
-
-
-@contextmanager
-def serve_function(env: dict[str, str], log: Path) -> Iterator[str]:
-    """functions-framework serving on_audit_log on a free port; its URL."""
-    port = free_port()
     bin_dir = Path(sys.executable).parent
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -105,14 +109,7 @@ def serve_function(env: dict[str, str], log: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-        print(log.read_text())
-
-
-@pytest.fixture(scope="module")
-def function_url(webhook: RecordingHTTPServer, gcp: GcpServer, tmp_path_factory) -> Iterator[str]:
-    env = function_environ(webhook, gcp, tmp_path_factory.mktemp("gcloud"))
-    with serve_function(env, tmp_path_factory.mktemp("ff") / "server.log") as url:
-        yield url
+    print(log.read_text())
 
 
 def post(url: str, body: dict, headers: dict[str, str]) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from gcpserver import GcpServer
-from test_function_gcp import function_environ, post_binary, post_structured, serve_function
+from test_function_gcp import post_binary, post_structured, serve_function
 from test_gcp_events import COMPUTE, MALLORY, PROJECT, key_created
 from test_state_gcp import (
     DEV,
@@ -51,15 +51,14 @@ def gcp() -> Iterator[GcpServer]:
 @pytest.fixture(scope="module")
 def function_url(webhook, gcp, tmp_path_factory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("state") / "trustwatch.sqlite"
-    env = function_environ(
+    with serve_function(
         webhook,
         gcp,
-        tmp_path_factory.mktemp("gcloud"),
+        tmp_path_factory,
         TRUSTWATCH_BASELINE=str(SWEEP_BASELINE),
         TRUSTWATCH_STATE_URL=f"sqlite://{state}",  # dedup claims and sweep state
         TRUSTWATCH_SWEEP_TOPIC=TOPIC,
-    )
-    with serve_function(env, tmp_path_factory.mktemp("ff") / "server.log") as url:
+    ) as url:
         yield url
 
 

@@ -175,4 +175,3 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
-
