@@ -18,15 +18,6 @@
 
 Every request is recorded (`requests`, `token_requests`); `fail(status, …)` queues answers
 for the next API requests (throttling, outages, refusals).
-
-Sweep reads and catch-up (trustwatch.gcp.state; `_serve_sweep`, after the routes above):
-iam v1 `GET …/serviceAccounts/E/keys?keyTypes=…` (from `keys`, keyed `EMAIL/KEY_ID`), storage v1
-`GET projects/P/hmacKeys?serviceAccountEmail=…` (paged by `hmac_page_size`), iam v1
-`GET {projects|organizations}/X/roles/R` (from `roles`, by full name), Cloud Logging v2
-`POST v2/entries:list` (`log_entries`: honours its filter's clauses and, as the real API,
-searches only the 24 hours before `now` when the filter has no timestamp clause; pages of
-at most `entries_page_size`), and Pub/Sub v1 `POST projects/P/topics/T:publish` (recorded in
-`published`, by topic).
 """
 
 from __future__ import annotations
@@ -56,12 +47,6 @@ _BUCKET = re.compile(r"^/storage/v1/b/([^/]+)/iam$")
 _BUCKET_RESOURCE = re.compile(r"^/storage/v1/b/([^/]+)$")
 _HMAC_KEY = re.compile(r"^/storage/v1/projects/([^/]+)/hmacKeys/([^/]+)$")
 FUNCTION_ACCOUNT = "trustwatch@dbx-prod-4821.iam.gserviceaccount.com"
-# sweep reads and catch-up (trustwatch.gcp.state)
-_SA_KEYS = re.compile(r"^/v1/projects/[^/]+/serviceAccounts/([^/:]+)/keys$")
-_HMAC_KEYS = re.compile(r"^/storage/v1/projects/([^/]+)/hmacKeys$")
-_ROLE = re.compile(r"^/v1/((?:projects|organizations)/[^/]+/roles/[^/:]+)$")
-_PUBLISH = re.compile(r"^/v1/(projects/[^/]+/topics/[^/:]+):publish$")
-_CLAUSE = re.compile(r"^([A-Za-z.]+)\s*(>=|<=|=~|=|<|>)\s*(.+)$")
 
 
 @dataclass(frozen=True)
@@ -71,7 +56,6 @@ class ApiRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any  # the JSON body, None without one
-    query_all: dict[str, list[str]] | None = None  # every value of a repeated parameter
 
 
 @dataclass(frozen=True)
@@ -129,23 +113,25 @@ class GcpServer:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
         self.hmac_keys: dict[str, dict[str, Any]] = {}
-        self.keys: dict[str, dict[str, Any]] = {}  # service account keys, by EMAIL/KEY_ID
-        self.roles: dict[str, dict[str, Any]] = {}
-        self.log_entries: list[dict[str, Any]] = []
-        self.published: dict[str, list[dict[str, Any]]] = {}
-        self.now = datetime.now(UTC)  # entries:list's "last 24 hours" without a timestamp
-        self.entries_page_size = 1000  # the most entries one page holds (the API's cap)
-        self.hmac_page_size = 250
         self.requests: list[ApiRequest] = []
         self.token_requests: list[ApiRequest] = []
         self.token = secrets.token_urlsafe(24)
         self.require_token = require_token
         self._failures: deque[Failure] = deque()
-        self._public_key: bytes | None = None  # of service_account_key_file()
         self._lock = threading.Lock()
         self._api = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._serve_api))
         self._metadata = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._serve_metadata))
         self._threads: list[threading.Thread] = []
+        # the sweep reads, catch-up and fan-out (`_serve_sweep`); `keys` is the remediation
+        # stand-in's too (by EMAIL/KEY_ID): one dict
+        self.keys: dict[str, dict[str, Any]] = {}
+        self.roles: dict[str, dict[str, Any]] = {}  # custom roles, by full name
+        self.log_entries: list[dict[str, Any]] = []
+        self.published: dict[str, list[dict[str, Any]]] = {}  # by topic
+        self.now = datetime.now(UTC)  # entries:list's "last 24 hours" without a timestamp
+        self.entries_page_size = 1000  # the most entries one page holds (the API's cap)
+        self.hmac_page_size = 250
+        self._public_key: bytes | None = None  # of service_account_key_file()
 
     @property
     def url(self) -> str:
@@ -194,21 +180,110 @@ class GcpServer:
             return self._found(self.hmac_keys.get(f"{m[1]}/{m[2]}"), m[2])
         return self._serve_sweep(request)
 
+    def _account(self, name: str) -> dict[str, Any] | None:
+        for account in self.accounts.values():
+            if name.lower() in (account["email"].lower(), account["uniqueId"]):
+                return account
+        return None
+
+    @staticmethod
+    def _found(body: dict[str, Any] | None, name: str) -> tuple[int, Any, dict[str, str]]:
+        if body is None:
+            return _error(404, f"Resource '{name}' was not found")
+        return 200, body, {}
+
+    def _serve_metadata(self, request: ApiRequest) -> tuple[int, Any, dict[str, str]]:
+        with self._lock:
+            self.token_requests.append(request)
+        flavor = {"Metadata-Flavor": "Google"}
+        if request.path == "/":
+            return 200, "", flavor
+        if request.path == "/token" and request.method == "POST":
+            return self._oauth_token(request)
+        if request.headers.get("metadata-flavor") != "Google":
+            return 403, "Missing Metadata-Flavor header", {}
+        prefix = "/computeMetadata/v1/"
+        path = request.path.removeprefix(prefix)
+        if path.startswith("instance/service-accounts/") and path.endswith("/token"):
+            body = {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer"}
+            return 200, body, flavor
+        if path in ("instance/service-accounts/default/", "instance/service-accounts/default"):
+            body = {
+                "aliases": ["default"],
+                "email": FUNCTION_ACCOUNT,
+                "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+            }
+            return 200, body, flavor
+        if path == "project/project-id":
+            return 200, "dbx-prod-4821", flavor
+        if path == "universe/universe-domain":
+            return 200, "googleapis.com", flavor
+        return 404, "not found", flavor
+
+    def service_account_key_file(self, folder: Path) -> Path:
+        """A service account key file (GOOGLE_APPLICATION_CREDENTIALS) whose `token_uri` is
+        this server's `/token`: google.auth.default() signs in with it in-process, where the
+        metadata server's address is fixed at import. The key is made here; `/token`
+        checks the signed assertion with it and hands out the API token.
+        https://google.aip.dev/auth/4112"""
+        private, self._public_key = _rsa_key_pair()
+        info = {
+            "type": "service_account",
+            "project_id": "dbx-prod-4821",
+            "private_key_id": "0123456789abcdef",
+            "private_key": private.decode(),
+            "client_email": FUNCTION_ACCOUNT,
+            "client_id": "104471953229413871512",
+            "token_uri": self.token_uri,
+        }
+        path = folder / "service-account.json"
+        path.write_text(json.dumps(info))
+        return path
+
+    @property
+    def token_uri(self) -> str:
+        return f"http://127.0.0.1:{self._metadata.server_address[1]}/token"
+
+    def _oauth_token(self, request: ApiRequest) -> tuple[int, Any, dict[str, str]]:
+        """The OAuth 2.0 token endpoint's JWT bearer grant (RFC 7523), assertion checked."""
+        from google.auth import jwt
+
+        form = request.body if isinstance(request.body, dict) else {}
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type"}, {}
+        try:
+            # google-auth addresses the assertion to Google's token endpoint wherever it posts
+            claims = jwt.decode(form.get("assertion", ""), certs=self._public_key,
+                                audience="https://oauth2.googleapis.com/token")  # fmt: skip
+        except (ValueError, AttributeError):
+            return 400, {"error": "invalid_grant"}, {}
+        if claims.get("iss") != FUNCTION_ACCOUNT:
+            return 400, {"error": "invalid_grant"}, {}
+        return 200, {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer"}, {}
+
     # --- sweep reads, catch-up and fan-out (trustwatch.gcp.state) ----------------------------
 
     def _serve_sweep(self, request: ApiRequest) -> tuple[int, Any, dict[str, str]]:
+        """The routes trustwatch.gcp.state's reads, catch-up and fan-out call, after the
+        others: iam v1 `GET …/serviceAccounts/E/keys?keyTypes=…` (from `keys`), storage v1
+        `GET projects/P/hmacKeys` (from `hmac_keys`, paged by `hmac_page_size`), iam v1
+        `GET {projects|organizations}/X/roles/R` (from `roles`), Cloud Logging v2
+        `POST v2/entries:list` (`log_entries`: honours its filter's clauses and, as the real
+        API, searches only the 24 hours before `now` when the filter has no timestamp
+        clause; pages of at most `entries_page_size`), Pub/Sub v1
+        `POST projects/P/topics/T:publish` (kept in `published`, by topic)."""
         get = request.method == "GET"
         if (m := _SA_KEYS.match(request.path)) and get:
             account = self._account(m[1])
             if account is None:
                 return _error(404, f"Service account {m[1]} does not exist.")
             email = account["email"].lower()
-            wanted = (request.query_all or {}).get("keyTypes", [])
+            wanted = request.query.get("keyTypes")
             keys = [
                 k
                 for name, k in sorted(self.keys.items())
                 if name.rpartition("/")[0].lower() == email
-                and (not wanted or k["keyType"] in wanted)
+                and (not wanted or k["keyType"] == wanted)
             ]
             return 200, {"keys": keys} if keys else {}, {}
         if (m := _HMAC_KEYS.match(request.path)) and get:
@@ -298,87 +373,6 @@ class GcpServer:
             held.extend(messages)
         return 200, {"messageIds": [str(first + i + 1) for i in range(len(messages))]}, {}
 
-    def _account(self, name: str) -> dict[str, Any] | None:
-        for account in self.accounts.values():
-            if name.lower() in (account["email"].lower(), account["uniqueId"]):
-                return account
-        return None
-
-    @staticmethod
-    def _found(body: dict[str, Any] | None, name: str) -> tuple[int, Any, dict[str, str]]:
-        if body is None:
-            return _error(404, f"Resource '{name}' was not found")
-        return 200, body, {}
-
-    def _serve_metadata(self, request: ApiRequest) -> tuple[int, Any, dict[str, str]]:
-        with self._lock:
-            self.token_requests.append(request)
-        flavor = {"Metadata-Flavor": "Google"}
-        if request.path == "/":
-            return 200, "", flavor
-        if request.path == "/token" and request.method == "POST":
-            return self._oauth_token(request)
-        if request.headers.get("metadata-flavor") != "Google":
-            return 403, "Missing Metadata-Flavor header", {}
-        prefix = "/computeMetadata/v1/"
-        path = request.path.removeprefix(prefix)
-        if path.startswith("instance/service-accounts/") and path.endswith("/token"):
-            body = {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer"}
-            return 200, body, flavor
-        if path in ("instance/service-accounts/default/", "instance/service-accounts/default"):
-            body = {
-                "aliases": ["default"],
-                "email": FUNCTION_ACCOUNT,
-                "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
-            }
-            return 200, body, flavor
-        if path == "project/project-id":
-            return 200, "dbx-prod-4821", flavor
-        if path == "universe/universe-domain":
-            return 200, "googleapis.com", flavor
-        return 404, "not found", flavor
-
-    def service_account_key_file(self, folder: Path) -> Path:
-        """A service account key file (GOOGLE_APPLICATION_CREDENTIALS) whose `token_uri` is
-        this server's `/token`: google.auth.default() signs in with it in-process, where the
-        metadata server's address is fixed at import. The key is made here; `/token`
-        checks the signed assertion with it and hands out the API token.
-        https://google.aip.dev/auth/4112"""
-        private, self._public_key = _rsa_key_pair()
-        info = {
-            "type": "service_account",
-            "project_id": "dbx-prod-4821",
-            "private_key_id": "0123456789abcdef",
-            "private_key": private.decode(),
-            "client_email": FUNCTION_ACCOUNT,
-            "client_id": "104471953229413871512",
-            "token_uri": self.token_uri,
-        }
-        path = folder / "service-account.json"
-        path.write_text(json.dumps(info))
-        return path
-
-    @property
-    def token_uri(self) -> str:
-        return f"http://127.0.0.1:{self._metadata.server_address[1]}/token"
-
-    def _oauth_token(self, request: ApiRequest) -> tuple[int, Any, dict[str, str]]:
-        """The OAuth 2.0 token endpoint's JWT bearer grant (RFC 7523), assertion checked."""
-        from google.auth import jwt
-
-        form = request.body if isinstance(request.body, dict) else {}
-        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
-            return 400, {"error": "unsupported_grant_type"}, {}
-        try:
-            # google-auth addresses the assertion to Google's token endpoint wherever it posts
-            claims = jwt.decode(form.get("assertion", ""), certs=self._public_key,
-                                audience="https://oauth2.googleapis.com/token")  # fmt: skip
-        except (ValueError, AttributeError):
-            return 400, {"error": "invalid_grant"}, {}
-        if claims.get("iss") != FUNCTION_ACCOUNT:
-            return 400, {"error": "invalid_grant"}, {}
-        return 200, {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer"}, {}
-
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> GcpServer:
@@ -425,8 +419,7 @@ def _handler(
                 body = json.loads(raw) if raw else None
             except ValueError:  # a form (the OAuth token endpoint's grant)
                 body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-            every = parse_qs(url.query)
-            request = ApiRequest(self.command, unquote(url.path), query, headers, body, every)
+            request = ApiRequest(self.command, unquote(url.path), query, headers, body)
             status, answer, extra = serve(request)
             if isinstance(answer, str):
                 payload, content_type = answer.encode(), "text/plain; charset=utf-8"
@@ -446,6 +439,14 @@ def _handler(
             pass
 
     return Handler
+
+
+# the sweep reads' and catch-up's routes (trustwatch.gcp.state)
+_SA_KEYS = re.compile(r"^/v1/projects/[^/]+/serviceAccounts/([^/:]+)/keys$")
+_HMAC_KEYS = re.compile(r"^/storage/v1/projects/([^/]+)/hmacKeys$")
+_ROLE = re.compile(r"^/v1/((?:projects|organizations)/[^/]+/roles/[^/:]+)$")
+_PUBLISH = re.compile(r"^/v1/(projects/[^/]+/topics/[^/:]+):publish$")
+_CLAUSE = re.compile(r"^([A-Za-z.]+)\s*(>=|<=|=~|=|<|>)\s*(.+)$")
 
 
 @cache
