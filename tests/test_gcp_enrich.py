@@ -228,13 +228,13 @@ def test_outage_raises_after_the_retries(gcp):
 
 
 def test_endpoint_template_and_single_base():
-    reader = enrich._ApiReader(None, "https://{service}-psc.p.googleapis.com/", {})
-    assert reader._url("iam", "/v1/x") == "https://iam-psc.p.googleapis.com/v1/x"
-    reader = enrich._ApiReader(None, "http://127.0.0.1:8080", {})
-    assert reader._url("storage", "/storage/v1/b") == "http://127.0.0.1:8080/storage/v1/b"
-    default = enrich._ApiReader(None, enrich.API_ENDPOINT, {})
+    reader = enrich.ApiClient(None, "https://{service}-psc.p.googleapis.com/", {})
+    assert reader.url("iam", "/v1/x") == "https://iam-psc.p.googleapis.com/v1/x"
+    reader = enrich.ApiClient(None, "http://127.0.0.1:8080", {})
+    assert reader.url("storage", "/storage/v1/b") == "http://127.0.0.1:8080/storage/v1/b"
+    default = enrich.ApiClient(None, enrich.API_ENDPOINT, {})
     path = "/v3/projects/p:getIamPolicy"
-    assert default._url("cloudresourcemanager", path) == (
+    assert default.url("cloudresourcemanager", path) == (
         "https://cloudresourcemanager.googleapis.com/v3/projects/p:getIamPolicy"
     )
 

@@ -114,7 +114,7 @@ def gcp_enricher(
     function's service account; tests pass `AnonymousCredentials()`); `retries` overrides
     `RETRIES` (urllib3 `Retry` keyword arguments).
     """
-    reader = _ApiReader(credentials, endpoint or API_ENDPOINT, {**RETRIES, **(retries or {})})
+    reader = ApiClient(credentials, endpoint or API_ENDPOINT, {**RETRIES, **(retries or {})})
 
     def enrich(change: Change) -> Change | str:
         for _ in range(2):  # an account named by unique id may lack its policy too
@@ -167,8 +167,9 @@ def _account_in(identity: str) -> str:
     return m[1] if m else ""
 
 
-class _ApiReader:
-    """Reads IAM policies and service accounts; the session is made on first use."""
+class ApiClient:
+    """The Google Cloud REST APIs over one AuthorizedSession, made on first use; the reads
+    the enricher makes (trustwatch.gcp.remediate writes through it too)."""
 
     def __init__(self, credentials: Any, endpoint: str, retries: dict[str, Any]) -> None:
         self._credentials = credentials
@@ -176,7 +177,7 @@ class _ApiReader:
         self._retries = retries
         self._session: Any = None
 
-    def _url(self, service: str, path: str) -> str:
+    def url(self, service: str, path: str) -> str:
         if "{service}" in self._endpoint:
             return self._endpoint.replace("{service}", service) + path
         return self._endpoint + path
@@ -198,7 +199,7 @@ class _ApiReader:
             self._session = session
         return self._session
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any] | None:
+    def call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any] | None:
         response = self._http().request(method, url, timeout=TIMEOUT_S, **kwargs)
         if response.status_code == 404:
             return None
@@ -215,19 +216,19 @@ class _ApiReader:
     def service_account(self, account: str) -> dict[str, Any] | None:
         """The ServiceAccount (email or unique id) as iam v1 returns it; None on 404."""
         path = f"/v1/projects/-/serviceAccounts/{quote(account, safe='@')}"
-        return self._call("GET", self._url("iam", path))
+        return self.call("GET", self.url("iam", path))
 
     def bucket(self, name: str) -> dict[str, Any] | None:
         """The bucket's iamConfiguration (a partial Bucket resource); None on 404."""
-        url = self._url("storage", f"/storage/v1/b/{quote(name, safe='')}")
-        return self._call("GET", url, params={"fields": "iamConfiguration"})
+        url = self.url("storage", f"/storage/v1/b/{quote(name, safe='')}")
+        return self.call("GET", url, params={"fields": "iamConfiguration"})
 
     def hmac_key(self, project: str, access_id: str) -> dict[str, Any] | None:
         """The HMAC key's metadata as storage v1 hmacKeys.get returns it; None on 404."""
         path = (
             f"/storage/v1/projects/{quote(project, safe='')}/hmacKeys/{quote(access_id, safe='')}"
         )
-        return self._call("GET", self._url("storage", path))
+        return self.call("GET", self.url("storage", path))
 
     def policy(self, payload: PolicySet) -> dict[str, Any] | None:
         """The current IAM policy of the resource the payload names; None on 404."""
@@ -235,15 +236,15 @@ class _ApiReader:
         resource = payload.resource
         if payload.resource_type == "bucket":
             path = f"/storage/v1/b/{quote(resource, safe='')}/iam"
-            url = self._url("storage", path)
-            return self._call("GET", url, params={"optionsRequestedPolicyVersion": POLICY_VERSION})
+            url = self.url("storage", path)
+            return self.call("GET", url, params={"optionsRequestedPolicyVersion": POLICY_VERSION})
         if payload.resource_type == "service_account":
             path = f"/v1/projects/-/serviceAccounts/{quote(resource, safe='@')}:getIamPolicy"
-            return self._call("POST", self._url("iam", path), json=options)
+            return self.call("POST", self.url("iam", path), json=options)
         # projects/P, folders/F, organizations/O
         kind, _, name = resource.partition("/")
         path = f"/v3/{kind}/{quote(name, safe='')}:getIamPolicy"
-        return self._call("POST", self._url("cloudresourcemanager", path), json=options)
+        return self.call("POST", self.url("cloudresourcemanager", path), json=options)
 
 
 def _message(response: Any) -> str:

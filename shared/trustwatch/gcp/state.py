@@ -1,7 +1,7 @@
 """GCP state for sweeps: each baseline project read back as the changes the GCP rules judge.
 
 A sweep unit is a project id of the baseline (`gcp.projects.<id>`). `read(project, …)`
-reads, over the same REST path as trustwatch.gcp.enrich (its `_ApiReader`: google-auth's
+reads, over the same REST path as trustwatch.gcp.enrich (its `ApiClient`: google-auth's
 `AuthorizedSession`, `TRUSTWATCH_GCP_API_ENDPOINT`, the urllib3 `RETRIES`):
 
 - the project's IAM policy, version 3 (cloudresourcemanager v3 `projects/P:getIamPolicy`)
@@ -66,7 +66,7 @@ from trustwatch.gcp.changes import (
     ServiceAccountKeyCreated,
     ServiceAccountPolicySet,
 )
-from trustwatch.gcp.enrich import API_ENDPOINT, RETRIES, GcpApiError, _ApiReader
+from trustwatch.gcp.enrich import API_ENDPOINT, RETRIES, ApiClient, GcpApiError
 from trustwatch.gcp.events import bucket_settings, watched_operations
 from trustwatch.gcp.rules import protected
 from trustwatch.intake import short_exception
@@ -98,20 +98,20 @@ PAGE_SIZE = 1000  # entries:list's largest page
 SA = "serviceAccount:"
 
 
-class _StateReader(_ApiReader):
+class _StateReader(ApiClient):
     """The enricher's reader, counting its requests, with the reads only sweeps make."""
 
     calls = 0
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any] | None:
+    def call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any] | None:
         self.calls += 1
-        return super()._call(method, url, **kwargs)
+        return super().call(method, url, **kwargs)
 
     def user_managed_keys(self, email: str) -> dict[str, Any] | None:
         """iam v1 serviceAccounts.keys.list of the user-managed keys; None on 404.
         https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts.keys/list"""
         path = f"/v1/projects/-/serviceAccounts/{quote(email, safe='@')}/keys"
-        return self._call("GET", self._url("iam", path), params={"keyTypes": "USER_MANAGED"})
+        return self.call("GET", self.url("iam", path), params={"keyTypes": "USER_MANAGED"})
 
     def hmac_keys(self, project: str, page_token: str = "") -> dict[str, Any] | None:
         """One page of storage v1 projects.hmacKeys.list (every account's); None on 404."""
@@ -119,16 +119,16 @@ class _StateReader(_ApiReader):
         params = {"maxResults": "1000"}
         if page_token:
             params["pageToken"] = page_token
-        return self._call("GET", self._url("storage", path), params=params)
+        return self.call("GET", self.url("storage", path), params=params)
 
     def role(self, name: str) -> dict[str, Any] | None:
         """The Role (projects/P/roles/R, organizations/O/roles/R) as iam v1 returns it."""
-        return self._call("GET", self._url("iam", f"/v1/{quote(name, safe='/')}"))
+        return self.call("GET", self.url("iam", f"/v1/{quote(name, safe='/')}"))
 
     def entries(self, body: dict[str, Any]) -> dict[str, Any]:
         """One page of Cloud Logging v2 entries:list."""
-        url = self._url("logging", "/v2/entries:list")
-        page = self._call("POST", url, json=body)
+        url = self.url("logging", "/v2/entries:list")
+        page = self.call("POST", url, json=body)
         if page is None:
             raise GcpApiError("POST", url, 404, "not found")
         return page
@@ -136,9 +136,9 @@ class _StateReader(_ApiReader):
     def publish(self, topic: str, data: bytes) -> str:
         """Pub/Sub v1 topics.publish of one message; its message id.
         https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.topics/publish"""
-        url = self._url("pubsub", f"/v1/{quote(topic, safe='/')}:publish")
+        url = self.url("pubsub", f"/v1/{quote(topic, safe='/')}:publish")
         body = {"messages": [{"data": base64.b64encode(data).decode("ascii")}]}
-        answer = self._call("POST", url, json=body)
+        answer = self.call("POST", url, json=body)
         ids = (answer or {}).get("messageIds")
         if not isinstance(ids, list) or len(ids) != 1:
             raise GcpApiError("POST", url, 404 if answer is None else 200, "no message id")
