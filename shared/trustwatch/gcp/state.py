@@ -99,7 +99,7 @@ SA = "serviceAccount:"
 
 
 class _StateReader(ApiClient):
-    """The enricher's reader, counting its requests, with the reads only sweeps make."""
+    """The enricher's API client, counting its requests, with the calls only sweeps make."""
 
     calls = 0
 
@@ -145,10 +145,11 @@ class _StateReader(ApiClient):
         return str(ids[0])
 
 
-def reader_from_env(environ: Mapping[str, str], *, credentials: Any = None) -> _StateReader:
-    """A counting reader at TRUSTWATCH_GCP_API_ENDPOINT (see trustwatch.gcp.enrich)."""
+def reader_from_env(environ: Mapping[str, str]) -> _StateReader:
+    """A counting reader at TRUSTWATCH_GCP_API_ENDPOINT, signed in with google-auth's
+    application default credentials (see trustwatch.gcp.enrich)."""
     endpoint = environ.get("TRUSTWATCH_GCP_API_ENDPOINT") or API_ENDPOINT
-    return _StateReader(credentials, endpoint, dict(RETRIES))
+    return _StateReader(None, endpoint, dict(RETRIES))
 
 
 def units(baseline: Baseline, environ: Mapping[str, str]) -> list[str]:
