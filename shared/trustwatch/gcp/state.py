@@ -28,6 +28,11 @@ a grant (an ADD), but it does not satisfy an expected grant, which holds only un
 https://cloud.google.com/iam/docs/conditions-overview
 https://cloud.google.com/iam/docs/policies#versions
 
+A bucket made without an explicit policy holds the project's convenience members
+(`projectOwner:P` and `projectEditor:P` as legacyBucketOwner, `projectViewer:P` as
+legacyBucketReader): those are grants like any other, so a watched bucket's baseline lists
+them (or the bucket drops them), else the sweep reports them.
+
 The baseline names projects only, so folder and organization policies are not read (they
 are judged from their SetIamPolicy events; a sweep of them needs a baseline setting first).
 
