@@ -163,3 +163,12 @@ def test_all_clouds_sweeps_every_cloud_with_a_state_part(toy, capsys):
     assert ("eve", "new", "sweep") in rows(out)
     assert "trustwatch: sweep toy toyland:" in err
     assert code == 1  # the other clouds' units: none in a baseline without their sections
+
+
+def test_error_texts_from_a_cloud_reach_the_terminal_inert(toy, capsys):
+    grants(toy, ["alice"], errors=["role \x1b]0;pwned\x07x\x1b[2J\r\nFAKE: ok \u202eevil"])
+    code, _, err = run(toy, capsys)
+    assert code == 2
+    [line] = [line for line in err.splitlines() if line.startswith("trustwatch: error:")]
+    assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err
+    assert "FAKE: ok" in line  # the text is kept, on the error's own line

@@ -235,3 +235,20 @@ def test_the_store_follows_the_dedup_settings(tmp_path: Path) -> None:
         sweep_store_from_env({"TRUSTWATCH_STATE_TABLE": "t", "TRUSTWATCH_STATE_URL": "gs://b"})
     with pytest.raises(ValueError, match="names no sweep state store"):
         sweep_store_from_env({"TRUSTWATCH_STATE_URL": "ftp://somewhere"})
+
+
+def test_a_finding_this_build_cannot_read_back_is_dropped_not_the_state(tmp_path: Path) -> None:
+    import gzip
+    import json
+
+    from trustwatch.sweepstate import decode_state
+
+    good = finding("kept").model_dump(mode="json")
+    renamed = {**good, "id": "x" * 64, "a_field_from_elsewhere": 1}
+    document = {"format": 1, "watermark": T0.isoformat(), "findings": [good, renamed]}
+    state = decode_state(gzip.compress(json.dumps(document).encode()), "7")
+    assert [f.actual for f in state.findings] == ["kept"] and state.watermark == T0
+    with pytest.raises(ValueError, match="unreadable sweep state"):
+        decode_state(b"not gzip", "7")
+    with pytest.raises(ValueError, match="unknown sweep state format"):
+        decode_state(gzip.compress(b'{"format": 99}'), "7")

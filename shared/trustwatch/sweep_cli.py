@@ -194,15 +194,21 @@ def _sender(routing: str | None) -> tuple[Dispatcher | None, int]:
 
 
 def _summarize(report: SweepReport, err: TextIO) -> None:
-    """One line per unit on stderr, then every error, each on its own line."""
+    """One line per unit on stderr, then every error, each on its own line.
+
+    Error texts quote the clouds (names, API messages): each is one line of inert text
+    (render.clean: no control characters, no terminal escapes).
+    """
+    from trustwatch.alerts.render import clean
+
     for unit in report.units:
-        print(f"trustwatch: sweep {unit.cloud} {unit.unit}: {_counts(unit)}", file=err)
+        print(f"trustwatch: sweep {unit.cloud} {clean(unit.unit)}: {_counts(unit)}", file=err)
     for error in report.all_errors:
-        print(f"trustwatch: error: {error}", file=err)
+        print(f"trustwatch: error: {clean(error, 1000)}", file=err)
     for error in report.alert_errors:
-        print(f"trustwatch: alert delivery failed: {error}", file=err)
+        print(f"trustwatch: alert delivery failed: {clean(error, 1000)}", file=err)
     if report.digest_error:
-        print(f"trustwatch: digest delivery failed: {report.digest_error}", file=err)
+        print(f"trustwatch: digest delivery failed: {clean(report.digest_error, 1000)}", file=err)
 
 
 def _counts(unit: UnitReport) -> str:
