@@ -266,6 +266,8 @@ def test_editor_on_the_project_for_a_baseline_account(gcp, baseline):
 
 
 def test_a_user_managed_key_gives_the_finding_its_creation_event_gives(gcp, baseline):
+    """keys.list with keyTypes=USER_MANAGED; a disabled key signs nothing.
+    https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts.keys/list"""
     add_key(gcp, user_managed_key(COMPUTE, KEY_ID))
     (finding,) = sweep(gcp, baseline)
     assert (finding.rule, finding.identity) == ("gcp.sa.key_created", COMPUTE)
@@ -277,6 +279,8 @@ def test_a_user_managed_key_gives_the_finding_its_creation_event_gives(gcp, base
 
 
 def test_an_active_hmac_key_of_a_baseline_account_pages(gcp, baseline):
+    """projects.hmacKeys.list: every account's keys, paged by nextPageToken; ACTIVE ones sign.
+    https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/list"""
     gcp.hmac_page_size = 1
     for access_id, email in (
         ("GOOG1EAAAA", COMPUTE),
@@ -309,6 +313,8 @@ def test_all_users_on_a_watched_bucket(gcp, baseline):
 
 
 def test_bucket_settings_that_let_it_go_public(gcp, baseline):
+    """iamConfiguration.publicAccessPrevention and uniformBucketLevelAccess.enabled.
+    https://cloud.google.com/storage/docs/json_api/v1/buckets#resource"""
     gcp.buckets[BUCKET] = bucket(BUCKET, pap="inherited", ubla=False)
     found = sweep(gcp, baseline)
     assert [(f.rule, f.actual) for f in found] == [
@@ -346,6 +352,8 @@ def test_an_unpinned_custom_role_is_judged_by_its_stage_only(gcp, baseline):
 
 
 def test_a_deleted_custom_role(gcp, baseline):
+    """A deleted custom role is still read, `deleted: true`, until it is purged (then 404).
+    https://cloud.google.com/iam/docs/creating-custom-roles#deleting-custom-role"""
     gcp.roles[PINNED_ROLE]["deleted"] = True  # soft-deleted: still read for 7 days
     del gcp.roles[ANY_ROLE]  # gone for good: 404
     found = sweep(gcp, baseline)
@@ -357,6 +365,8 @@ def test_a_deleted_custom_role(gcp, baseline):
 
 
 def test_a_disabled_and_a_deleted_service_account(gcp, baseline):
+    """ServiceAccount.disabled; a deleted account is 404.
+    https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts#ServiceAccount"""
     gcp.accounts[COMPUTE]["disabled"] = True
     del gcp.accounts[TERRAFORM]
     found = sweep(gcp, baseline)
@@ -382,6 +392,8 @@ def test_the_second_project_is_its_own_unit(gcp, baseline):
 
 
 def test_a_conditional_grant_is_still_a_grant(gcp, baseline):
+    """A conditional binding grants its role whenever its condition holds: still access.
+    https://cloud.google.com/iam/docs/conditions-overview"""
     gcp.policies[f"serviceAccounts/{COMPUTE}"] = v3_policy(
         binding(TOKEN_CREATOR, MALLORY, condition=CONDITION)
     )
@@ -389,6 +401,8 @@ def test_a_conditional_grant_is_still_a_grant(gcp, baseline):
 
 
 def test_an_expected_grant_held_only_under_a_condition_is_missing(gcp, baseline):
+    """Under a condition (one that may be false) the grant is not the one the baseline
+    expects. https://cloud.google.com/iam/docs/conditions-overview"""
     # logWriter both ways: held; metricWriter only under a condition: not as the baseline says
     gcp.policies[f"projects/{PROJECT}"] = v3_policy(
         binding("roles/logging.logWriter", SA + COMPUTE),
@@ -531,7 +545,9 @@ def test_the_filter_always_has_the_timestamp_clauses(gcp, audit_log):
 
 
 def test_the_stand_in_searches_only_the_last_day_without_a_timestamp_clause(gcp, audit_log):
-    """Why the clause matters: the API's default window (entries:list, `filter`)."""
+    """Why the clause matters: without a timestamp in the filter, entries:list searches the
+    last 24 hours only (its `filter` field):
+    https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list"""
     from trustwatch.gcp.state import reader_from_env
 
     body = {"resourceNames": [f"projects/{PROJECT}"], "filter": ""}
