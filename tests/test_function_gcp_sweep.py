@@ -144,6 +144,8 @@ def test_a_malformed_sweep_message_is_acknowledged(function_url, webhook, gcp):
     before, published = len(webhook.requests), len(gcp.published.get(TOPIC, []))
     bad = {"trustwatch": "sweep", "cloud": "gcp", "unit": PROJECT, "extra": 1}
     assert post_structured(function_url, scheduled(bad, "bad-1")) == 200
+    elsewhere = {"trustwatch": "sweep", "cloud": "aws", "unit": "111122223333"}
+    assert post_structured(function_url, scheduled(elsewhere, "bad-2")) == 200
     assert len(webhook.requests) == before
     assert len(gcp.published.get(TOPIC, [])) == published
 

@@ -68,6 +68,9 @@ def _swept(doc: dict[str, Any], where: str) -> bool:
         return True
     if request is None:
         return False
+    if request.cloud not in (None, "gcp"):  # another cloud's: retrying changes nothing
+        log.error("sweep message for cloud %r acknowledged (%s)", request.cloud, where)
+        return True
     responder = runtime.responder()
     env = responder.environ
     run_scheduled(
