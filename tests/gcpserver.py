@@ -38,6 +38,9 @@ our write: `other_writer(key, change)` changes a policy as a concurrent client w
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import re
 import secrets
@@ -45,7 +48,10 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -157,7 +163,7 @@ class GcpServer:
         self.accounts: dict[str, dict[str, Any]] = {}
         self.buckets: dict[str, dict[str, Any]] = {}
         self.hmac_keys: dict[str, dict[str, Any]] = {}
-        self.keys: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, dict[str, Any]] = {}  # by EMAIL/KEY_ID
         self.lose_writes = 0
         self.requests: list[ApiRequest] = []
         self.token_requests: list[ApiRequest] = []
@@ -170,6 +176,15 @@ class GcpServer:
         self._api = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._serve_api))
         self._metadata = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self._serve_metadata))
         self._threads: list[threading.Thread] = []
+        # the sweep reads, catch-up and fan-out (`_serve_sweep`); `keys` (by EMAIL/KEY_ID)
+        # above is the remediation's and the sweep's one dict
+        self.roles: dict[str, dict[str, Any]] = {}  # custom roles, by full name
+        self.log_entries: list[dict[str, Any]] = []
+        self.published: dict[str, list[dict[str, Any]]] = {}  # by topic
+        self.now = datetime.now(UTC)  # entries:list's "last 24 hours" without a timestamp
+        self.entries_page_size = 1000  # the most entries one page holds (the API's cap)
+        self.hmac_page_size = 250
+        self._public_key: bytes | None = None  # of service_account_key_file()
 
     @property
     def url(self) -> str:
@@ -275,7 +290,7 @@ class GcpServer:
             return self._found(bucket, m[1])
         if (m := _HMAC_KEY.match(request.path)) and request.method == "GET":
             return self._found(self.hmac_keys.get(f"{m[1]}/{m[2]}"), m[2])
-        return _error(404, f"no such API path: {request.method} {request.path}")
+        return self._serve_sweep(request)
 
     def _read_policy(self, key: str, name: str, version: Any) -> tuple[int, Any, dict[str, str]]:
         found = self.policies.get(key)
@@ -379,6 +394,8 @@ class GcpServer:
         flavor = {"Metadata-Flavor": "Google"}
         if request.path == "/":
             return 200, "", flavor
+        if request.path == "/token" and request.method == "POST":
+            return self._oauth_token(request)
         if request.headers.get("metadata-flavor") != "Google":
             return 403, "Missing Metadata-Flavor header", {}
         prefix = "/computeMetadata/v1/"
@@ -398,6 +415,159 @@ class GcpServer:
         if path == "universe/universe-domain":
             return 200, "googleapis.com", flavor
         return 404, "not found", flavor
+
+    def service_account_key_file(self, folder: Path) -> Path:
+        """A service account key file (GOOGLE_APPLICATION_CREDENTIALS) whose `token_uri` is
+        this server's `/token`: google.auth.default() signs in with it in-process, where the
+        metadata server's address is fixed at import. The key is made here; `/token`
+        checks the signed assertion with it and hands out the API token.
+        https://google.aip.dev/auth/4112"""
+        private, self._public_key = _rsa_key_pair()
+        info = {
+            "type": "service_account",
+            "project_id": "dbx-prod-4821",
+            "private_key_id": "0123456789abcdef",
+            "private_key": private.decode(),
+            "client_email": FUNCTION_ACCOUNT,
+            "client_id": "104471953229413871512",
+            "token_uri": self.token_uri,
+        }
+        path = folder / "service-account.json"
+        path.write_text(json.dumps(info))
+        return path
+
+    @property
+    def token_uri(self) -> str:
+        return f"http://127.0.0.1:{self._metadata.server_address[1]}/token"
+
+    def _oauth_token(self, request: ApiRequest) -> tuple[int, Any, dict[str, str]]:
+        """The OAuth 2.0 token endpoint's JWT bearer grant (RFC 7523), assertion checked."""
+        from google.auth import jwt
+
+        form = request.body if isinstance(request.body, dict) else {}
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return 400, {"error": "unsupported_grant_type"}, {}
+        try:
+            # google-auth addresses the assertion to Google's token endpoint wherever it posts
+            claims = jwt.decode(form.get("assertion", ""), certs=self._public_key,
+                                audience="https://oauth2.googleapis.com/token")  # fmt: skip
+        except (ValueError, AttributeError):
+            return 400, {"error": "invalid_grant"}, {}
+        if claims.get("iss") != FUNCTION_ACCOUNT:
+            return 400, {"error": "invalid_grant"}, {}
+        return 200, {"access_token": self.token, "expires_in": 3599, "token_type": "Bearer"}, {}
+
+    # --- sweep reads, catch-up and fan-out (trustwatch.gcp.state) ----------------------------
+
+    def _serve_sweep(self, request: ApiRequest) -> tuple[int, Any, dict[str, str]]:
+        """The routes trustwatch.gcp.state's reads, catch-up and fan-out call, after the
+        others: iam v1 `GET …/serviceAccounts/E/keys?keyTypes=…` (from `keys`), storage v1
+        `GET projects/P/hmacKeys` (from `hmac_keys`, paged by `hmac_page_size`), iam v1
+        `GET {projects|organizations}/X/roles/R` (from `roles`), Cloud Logging v2
+        `POST v2/entries:list` (`log_entries`: honours its filter's clauses and, as the real
+        API, searches only the 24 hours before `now` when the filter has no timestamp
+        clause; pages of at most `entries_page_size`), Pub/Sub v1
+        `POST projects/P/topics/T:publish` (kept in `published`, by topic)."""
+        get = request.method == "GET"
+        if (m := _SA_KEYS.match(request.path)) and get:
+            account = self._account(m[1])
+            if account is None:
+                return _error(404, f"Service account {m[1]} does not exist.")
+            email = account["email"].lower()
+            wanted = request.query.get("keyTypes")
+            keys = [
+                k
+                for name, k in sorted(self.keys.items())
+                if name.rpartition("/")[0].lower() == email
+                and (not wanted or k["keyType"] == wanted)
+            ]
+            return 200, {"keys": keys} if keys else {}, {}
+        if (m := _HMAC_KEYS.match(request.path)) and get:
+            return self._hmac_key_list(m[1], request.query)
+        if (m := _ROLE.match(request.path)) and get:
+            return self._found(self.roles.get(m[1]), m[1])
+        if request.path == "/v2/entries:list" and request.method == "POST":
+            return self._entries_list(request.body or {})
+        if (m := _PUBLISH.match(request.path)) and request.method == "POST":
+            return self._publish(m[1], request.body or {})
+        return _error(404, f"no such API path: {request.method} {request.path}")
+
+    def _hmac_key_list(
+        self, project: str, query: dict[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """storage v1 projects.hmacKeys.list: DELETED keys only with showDeletedKeys.
+        https://cloud.google.com/storage/docs/json_api/v1/projects/hmacKeys/list"""
+        email = query.get("serviceAccountEmail", "").lower()
+        show_deleted = query.get("showDeletedKeys") == "true"
+        keys = [
+            k
+            for name, k in sorted(self.hmac_keys.items())
+            if name.startswith(project + "/")
+            and (not email or k["serviceAccountEmail"].lower() == email)
+            and (show_deleted or k["state"] != "DELETED")
+        ]
+        start = int(query.get("pageToken") or 0)
+        size = min(int(query.get("maxResults") or 250), self.hmac_page_size)
+        body: dict[str, Any] = {"kind": "storage#hmacKeysMetadata"}
+        if keys[start : start + size]:
+            body["items"] = keys[start : start + size]
+        if start + size < len(keys):
+            body["nextPageToken"] = str(start + size)
+        return 200, body, {}
+
+    def _entries_list(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """Cloud Logging v2 entries:list over `log_entries`.
+        https://cloud.google.com/logging/docs/reference/v2/rest/v2/entries/list"""
+        resources = body.get("resourceNames") or []
+        if not resources:
+            return _error(400, "resourceNames is required")
+        text = body.get("filter") or ""
+        try:
+            keep = entry_filter(text, self.now)
+        except ValueError as exc:
+            return _error(400, f"Invalid filter: {exc}")
+        if (body.get("orderBy") or "timestamp asc") not in ("timestamp asc", "timestamp desc"):
+            return _error(400, "orderBy: timestamp asc or timestamp desc")
+        found = [
+            e
+            for e in self.log_entries
+            if any(e.get("logName", "").startswith(f"{r}/logs/") for r in resources) and keep(e)
+        ]
+        found.sort(
+            key=lambda e: _instant(e["timestamp"]), reverse=body.get("orderBy") == "timestamp desc"
+        )
+        # a page token is good for the query it came from only
+        query = hashlib.sha256(json.dumps([resources, text, body.get("orderBy")]).encode())
+        start = 0
+        if token := body.get("pageToken"):
+            offset, _, digest = str(token).partition(":")
+            if digest != query.hexdigest()[:16] or not offset.isdigit():
+                return _error(400, "page token does not match the query")
+            start = int(offset)
+        size = min(int(body.get("pageSize") or 50), self.entries_page_size)
+        answer: dict[str, Any] = {}
+        if found[start : start + size]:
+            answer["entries"] = found[start : start + size]
+        if start + size < len(found):
+            answer["nextPageToken"] = f"{start + size}:{query.hexdigest()[:16]}"
+        return 200, answer, {}
+
+    def _publish(self, topic: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """Pub/Sub v1 projects.topics.publish: data must be base64.
+        https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.topics/publish"""
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return _error(400, "messages: at least one")
+        for message in messages:
+            try:
+                base64.b64decode(message.get("data", ""), validate=True)
+            except (binascii.Error, AttributeError):
+                return _error(400, "message data is not base64")
+        with self._lock:
+            held = self.published.setdefault(topic, [])
+            first = len(held)
+            held.extend(messages)
+        return 200, {"messageIds": [str(first + i + 1) for i in range(len(messages))]}, {}
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -431,6 +601,9 @@ def _handler(
 ) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes: without this, the client's delayed ACK
+        # holds every answer back ~40 ms
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             url = urlsplit(self.path)
@@ -438,7 +611,10 @@ def _handler(
             headers = {k.lower(): v for k, v in self.headers.items()}
             length = int(headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:  # a form (the OAuth token endpoint's grant)
+                body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
             request = ApiRequest(self.command, unquote(url.path), query, headers, body)
             status, answer, extra = serve(request)
             if isinstance(answer, str):
@@ -459,6 +635,81 @@ def _handler(
             pass
 
     return Handler
+
+
+# the sweep reads' and catch-up's routes (trustwatch.gcp.state)
+_SA_KEYS = re.compile(r"^/v1/projects/[^/]+/serviceAccounts/([^/:]+)/keys$")
+_HMAC_KEYS = re.compile(r"^/storage/v1/projects/([^/]+)/hmacKeys$")
+_ROLE = re.compile(r"^/v1/((?:projects|organizations)/[^/]+/roles/[^/:]+)$")
+_PUBLISH = re.compile(r"^/v1/(projects/[^/]+/topics/[^/:]+):publish$")
+_CLAUSE = re.compile(r"^([A-Za-z.]+)\s*(>=|<=|=~|=|<|>)\s*(.+)$")
+
+
+@cache
+def _rsa_key_pair() -> tuple[bytes, bytes]:
+    """One RSA key for the test run (private PKCS#8 PEM, public PEM): making one takes long."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private, public
+
+
+def _instant(text: str) -> datetime:
+    """An RFC 3339 timestamp (nanoseconds cut to microseconds, as Python reads them)."""
+    head, dot, tail = text.rstrip("Z").partition(".")
+    digits = "".join(c for c in tail if c.isdigit())[:6]
+    zone = "+00:00" if text.endswith("Z") else ""
+    return datetime.fromisoformat(head + (f".{digits}" if dot and digits else "") + zone)
+
+
+def entry_filter(text: str, now: datetime) -> Callable[[dict[str, Any]], bool]:
+    """The clauses of a Logging query the catch-up sends, joined by AND: `logName=`,
+    `timestamp` compared, `protoPayload.serviceName=("a" OR "b")`, `protoPayload.methodName=~`.
+    Anything else is a ValueError (the API's 400). No timestamp clause: the last 24 hours.
+    https://cloud.google.com/logging/docs/view/logging-query-language"""
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    timed = False
+    for clause in [c.strip() for c in text.split(" AND ")] if text.strip() else []:
+        m = _CLAUSE.match(clause)
+        if m is None:
+            raise ValueError(f"unsupported clause {clause!r}")
+        field, op, value = m[1], m[2], m[3].strip()
+        values = [json.loads(v) for v in re.findall(r'"(?:[^"\\]|\\.)*"', value)]
+        if not values:
+            raise ValueError(f"clause {clause!r}: expected a quoted value")
+        tests.append(_clause_test(field, op, values))
+        timed = timed or field == "timestamp"
+    if not timed:
+        tests.append(lambda e: _instant(e["timestamp"]) >= now - timedelta(hours=24))
+    return lambda entry: all(test(entry) for test in tests)
+
+
+def _clause_test(field: str, op: str, values: list[str]) -> Callable[[dict[str, Any]], bool]:
+    def value_of(entry: dict[str, Any]) -> Any:
+        for part in field.split("."):
+            entry = entry.get(part) if isinstance(entry, dict) else None  # type: ignore[assignment]
+        return entry
+
+    if field == "timestamp" and op in (">=", "<=", "<", ">") and len(values) == 1:
+        bound = _instant(values[0])
+        compare = {
+            ">=": lambda a: a >= bound, "<=": lambda a: a <= bound,
+            "<": lambda a: a < bound, ">": lambda a: a > bound,
+        }[op]  # fmt: skip
+        return lambda e: compare(_instant(e["timestamp"]))
+    if op == "=":
+        return lambda e: value_of(e) in values
+    if op == "=~" and len(values) == 1:
+        pattern = re.compile(values[0])
+        return lambda e: isinstance(value_of(e), str) and pattern.search(value_of(e)) is not None
+    raise ValueError(f"unsupported comparison {field}{op}")
 
 
 def _error(

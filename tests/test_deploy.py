@@ -617,6 +617,18 @@ def test_gcp_function_identity_has_only_its_grants() -> None:
         ),
         # the writes, only with remediation_enabled (test_gcp_remediation_...)
         ("google_project_iam_member", "function_remediates", "${local.remediator_role}"),
+        # the scheduled sweep's reads (test_gcp_sweep_schedule_and_its_reads)
+        (
+            "google_project_iam_member",
+            "function_sweeps",
+            "${google_project_iam_custom_role.sweeper[0].id}",
+        ),
+        (
+            "google_organization_iam_member",
+            "function_sweeps",
+            "${google_organization_iam_custom_role.sweeper[0].id}",
+        ),
+        ("google_pubsub_topic_iam_member", "function_publishes", "roles/pubsub.publisher"),
     }
     state = res["google_storage_bucket_iam_member"]["function_state"]
     assert "state_prefix" in block(state, "condition")["expression"]
@@ -709,6 +721,51 @@ def test_gcp_remediation_writes_only_when_enabled_and_exactly_what_the_code_call
     env = local["environment"]
     assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in env
     assert "TRUSTWATCH_GCP_KEY_ACTION = var.remediation_key_action" in env
+
+
+def test_gcp_sweep_schedule_and_its_reads() -> None:
+    """Cloud Scheduler publishes the sweep message to the function's topic; the function
+    may read exactly what trustwatch.gcp.state reads, and publish to that topic only.
+    https://cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs#pubsubtarget
+    https://cloud.google.com/pubsub/docs/access-control#roles (roles/pubsub.publisher:
+    pubsub.topics.publish)"""
+    from trustwatch.gcp import state
+    from trustwatch.sweep import SWEEP_MESSAGE, ScheduledSweep, scheduled
+
+    res = module("gcp")["resource"]
+    job = resource("gcp", "google_cloud_scheduler_job", "sweep")
+    assert "var.sweep_schedule == null ? 0 : 1" in job["count"]
+    assert job["schedule"] == "${var.sweep_schedule}"
+    target = block(job, "pubsub_target")
+    assert target["topic_name"] == "${google_pubsub_topic.audit.id}"
+    # the message sweep.scheduled() reads as a fan-out, JSON then base64 (Pub/Sub data)
+    assert target["data"] == f'${{base64encode(jsonencode({{trustwatch = "{SWEEP_MESSAGE}"}}))}}'
+    assert scheduled({"trustwatch": SWEEP_MESSAGE}) == ScheduledSweep()
+    assert module("gcp")["variable"]["sweep_schedule"]["default"] == "0 * * * *"
+    environment = module("gcp")["locals"]["environment"]
+    assert "TRUSTWATCH_SWEEP_TOPIC" in json.dumps(environment)
+    assert "google_pubsub_topic.audit.id" in json.dumps(environment)
+    publish = res["google_pubsub_topic_iam_member"]["function_publishes"]
+    assert publish["topic"] == "${google_pubsub_topic.audit.name}"
+    assert state.FAN_OUT_PERMISSIONS == ("pubsub.topics.publish",)
+    reads = {p for permissions in state.PERMISSIONS.values() for p in permissions}
+    assert reads == {
+        "resourcemanager.projects.getIamPolicy",
+        "iam.serviceAccounts.get",
+        "iam.serviceAccounts.getIamPolicy",
+        "iam.serviceAccountKeys.list",
+        "storage.hmacKeys.list",
+        "storage.buckets.getIamPolicy",
+        "storage.buckets.get",
+        "iam.roles.get",
+        "logging.logEntries.list",
+    }
+    project_role = res["google_project_iam_custom_role"]["sweeper"]
+    org_role = res["google_organization_iam_custom_role"]["sweeper"]
+    assert set(project_role["permissions"]) == set(org_role["permissions"]) == reads
+    assert "organization_id == null ? 1 : 0" in project_role["count"]
+    assert "organization_id == null ? 0 : 1" in org_role["count"]
+    assert "cloudscheduler.googleapis.com" in module("gcp")["locals"]["apis"]
 
 
 # -- terraform itself, where the machine has it ----------------------------------------------

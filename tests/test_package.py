@@ -220,7 +220,9 @@ ALLOWED = {
     | {"main.py", "requirements.txt", "baseline.yaml"}
     # Cloud Logging's JSON lines and the reads of what an audit entry lacks: GCP's only
     | {"trustwatch/logjson.py", "trustwatch/gcp/enrich.py"}
-    | {"trustwatch/gcp/remediate.py"},  # puts findings back (TRUSTWATCH_REMEDIATION=apply)
+    | {"trustwatch/gcp/remediate.py"}  # puts findings back (TRUSTWATCH_REMEDIATION=apply)
+    # the scheduled sweep's reads and catch-up
+    | {"trustwatch/gcp/state.py"},
 }
 # Test, demo and CLI code, never in a function: the demo's local receivers run a
 # self-signed TLS server.

@@ -44,6 +44,7 @@ locals {
 
   environment = merge(
     { for k, v in {
+      TRUSTWATCH_SWEEP_TOPIC  = google_pubsub_topic.audit.id # the sweep's fan-out
       TRUSTWATCH_BASELINE     = var.baseline_url
       TRUSTWATCH_MIN_SEVERITY = var.min_severity
       TRUSTWATCH_STATE_URL    = "gs://${google_storage_bucket.this.name}/${local.state_prefix}"
@@ -68,6 +69,7 @@ locals {
     "secretmanager.googleapis.com",
     "iam.googleapis.com",
     "cloudresourcemanager.googleapis.com", # the enricher's getIamPolicy reads
+    "cloudscheduler.googleapis.com",       # the sweep's schedule
   ]
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
   sink_writer  = var.organization_id == null ? google_logging_project_sink.audit[0].writer_identity : google_logging_organization_sink.audit[0].writer_identity
@@ -419,4 +421,90 @@ resource "terraform_data" "attach_dead_letter" {
   }
 
   depends_on = [google_pubsub_topic_iam_member.dead_letter_publisher]
+}
+
+# -- the scheduled sweep ----------------------------------------------------------------------
+
+# Cloud Scheduler publishes {"trustwatch": "sweep"} to the function's topic; the function
+# fans out one message per baseline project to the same topic, each swept by its own
+# invocation (trustwatch.sweep, functions/gcp/main.py).
+resource "google_cloud_scheduler_job" "sweep" {
+  count       = var.sweep_schedule == null ? 0 : 1
+  project     = var.project_id
+  region      = var.region
+  name        = "${var.name}-sweep"
+  description = "trustwatch: scheduled compliance sweep of the baseline's projects"
+  schedule    = var.sweep_schedule
+  time_zone   = "Etc/UTC"
+
+  pubsub_target {
+    topic_name = google_pubsub_topic.audit.id
+    data       = base64encode(jsonencode({ trustwatch = "sweep" }))
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# The scheduled sweep (trustwatch.gcp.state) reads each baseline project's state and its
+# audit log since the last sweep: exactly state.PERMISSIONS, as a custom role on the
+# project, or on the organization when the baseline's projects are below it.
+# tests/test_deploy.py checks both lists against the code.
+resource "google_project_iam_custom_role" "sweeper" {
+  count       = var.organization_id == null ? 1 : 0
+  project     = var.project_id
+  role_id     = "${replace(var.name, "-", "_")}_sweeper"
+  title       = "trustwatch sweeper"
+  description = "Reads the IAM policies, service accounts and their keys, buckets, custom roles and Admin Activity audit entries a scheduled sweep compares with the baseline (trustwatch.gcp.state)."
+  permissions = [
+    "iam.roles.get",
+    "iam.serviceAccountKeys.list",
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.getIamPolicy",
+    "logging.logEntries.list",
+    "resourcemanager.projects.getIamPolicy",
+    "storage.buckets.get",
+    "storage.buckets.getIamPolicy",
+    "storage.hmacKeys.list",
+  ]
+}
+
+resource "google_project_iam_member" "function_sweeps" {
+  count   = var.organization_id == null ? 1 : 0
+  project = var.project_id
+  role    = google_project_iam_custom_role.sweeper[0].id
+  member  = "serviceAccount:${google_service_account.function.email}"
+}
+
+resource "google_organization_iam_custom_role" "sweeper" {
+  count       = var.organization_id == null ? 0 : 1
+  org_id      = var.organization_id
+  role_id     = "${replace(var.name, "-", "_")}_sweeper"
+  title       = "trustwatch sweeper"
+  description = "Reads the IAM policies, service accounts and their keys, buckets, custom roles and Admin Activity audit entries a scheduled sweep compares with the baseline (trustwatch.gcp.state)."
+  permissions = [
+    "iam.roles.get",
+    "iam.serviceAccountKeys.list",
+    "iam.serviceAccounts.get",
+    "iam.serviceAccounts.getIamPolicy",
+    "logging.logEntries.list",
+    "resourcemanager.projects.getIamPolicy",
+    "storage.buckets.get",
+    "storage.buckets.getIamPolicy",
+    "storage.hmacKeys.list",
+  ]
+}
+
+resource "google_organization_iam_member" "function_sweeps" {
+  count  = var.organization_id == null ? 0 : 1
+  org_id = var.organization_id
+  role   = google_organization_iam_custom_role.sweeper[0].id
+  member = "serviceAccount:${google_service_account.function.email}"
+}
+
+# The fan-out publishes one message per project to the function's own topic.
+resource "google_pubsub_topic_iam_member" "function_publishes" {
+  project = var.project_id
+  topic   = google_pubsub_topic.audit.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.function.email}"
 }

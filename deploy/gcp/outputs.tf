@@ -47,3 +47,8 @@ output "dead_letter_command" {
   description = "The gcloud commands that attach the dead-letter topic to the Eventarc subscription (run them by hand when attach_dead_letter = false)."
   value       = local.dead_letter_command
 }
+
+output "sweep_job" {
+  description = "The Cloud Scheduler job that starts each sweep (null without sweep_schedule)."
+  value       = var.sweep_schedule == null ? null : google_cloud_scheduler_job.sweep[0].id
+}

@@ -140,6 +140,12 @@ variable "timeout_s" {
   default     = 60
 }
 
+variable "sweep_schedule" {
+  description = "Cron schedule (UTC) of the compliance sweep (null: no sweep). Keep TRUSTWATCH_DEDUP_WINDOW (extra_environment, default 3600 s) at least the period, so a caught-up event the live path already alerted on stays quiet."
+  type        = string
+  default     = "0 * * * *"
+}
+
 variable "max_instances" {
   description = "Upper bound on concurrent function instances."
   type        = number
