@@ -135,6 +135,7 @@ RUNTIME_FILES = {
     "trustwatch/py.typed",
     "trustwatch/remediation.py",
     "trustwatch/sweep.py",
+    "trustwatch/sweepstate.py",
     "trustwatch/alerts/__init__.py",
     "trustwatch/alerts/config.py",
     "trustwatch/alerts/dispatch.py",

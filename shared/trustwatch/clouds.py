@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from trustwatch.findings import Finding
     from trustwatch.remediation import Remediator
     from trustwatch.sweep import StateModule
+    from trustwatch.sweepstate import SweepStateStore
 
     Enricher = Callable[[Change], "Change | str"]
 
@@ -99,6 +100,10 @@ class CloudPlugin(Protocol):
 
     def dedup_store_url_forms(self) -> str:
         """The TRUSTWATCH_STATE_URL forms dedup_store() takes ("" for none), for errors."""
+        ...
+
+    def sweep_store(self, environ: Mapping[str, str]) -> SweepStateStore | None:
+        """The cloud's sweep state store on the dedup store's settings, if they are its."""
         ...
 
     def baseline_schemes(self) -> tuple[str, ...]:
@@ -217,7 +222,8 @@ class CloudFolder(CloudPlugin):
     - `rules.py`: the `@rule` functions;
     - `links.py`: `console_link(finding)`;
     - `bundle.py`: `build(files, requirements, out_dir)`, the deployable bundle;
-    - `store.py`: `store_from_env(environ)` and `URL_FORMS`, its state store;
+    - `store.py`: `store_from_env(environ)` and `URL_FORMS`, its dedup store, and
+      `sweep_store_from_env(environ)`, its sweep state store (trustwatch.sweepstate);
     - `source.py` (where its storage can hold a baseline): `SCHEMES`, `read(location, …)`;
     - `enrich.py` (only where events lack what rules need): `enricher_from_env(environ)`;
     - `remediate.py` (where findings can be put back): `remediator_from_env(environ)`;
@@ -285,6 +291,14 @@ class CloudFolder(CloudPlugin):
     @override
     def dedup_store_url_forms(self) -> str:
         return str(self._module("store").URL_FORMS)
+
+    @override
+    def sweep_store(self, environ: Mapping[str, str]) -> SweepStateStore | None:
+        if importlib.util.find_spec(f"{self.package}.store") is None:
+            return None
+        make = getattr(self._module("store"), "sweep_store_from_env", None)
+        store: SweepStateStore | None = make(environ) if make else None
+        return store
 
     @override
     def baseline_schemes(self) -> tuple[str, ...]:

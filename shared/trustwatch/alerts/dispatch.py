@@ -177,12 +177,12 @@ class Dispatcher:
             delivered={s.name: [] for s in self._sinks},
             failures={s.name: [] for s in self._sinks},
         )
-        unique = list({f.id: f for f in findings}.values())
+        unique = list({dedup_key(f): f for f in findings}.values())
         live: list[Finding] = []
         for finding in unique:
             if not any(sink.routes(finding) for sink in self._sinks):
                 report.below_threshold.append(finding.id)
-            elif self._claim(finding.id):
+            elif self._claim(dedup_key(finding)):
                 live.append(finding)
             else:
                 report.duplicates.append(finding.id)
@@ -197,7 +197,9 @@ class Dispatcher:
         for finding in live:
             if finding.id not in accepted:
                 report.undelivered.append(finding.id)
-                self._release(finding.id)
+                self._release(dedup_key(finding))
+            elif finding.source == "sweep":  # drift that comes back after it ended alerts
+                self._release(ended_key(finding))
         if report.undelivered:
             log.error("alert delivery failed: %s", report.summary())
             raise AlertDeliveryError(report)
@@ -235,6 +237,20 @@ class Dispatcher:
             self.store.release(finding_id)
         except Exception as exc:
             log.warning("dedup store release failed (%s)", type(exc).__name__)
+
+
+def dedup_key(finding: Finding) -> str:
+    """The claim a finding's alert takes: its id; a sweep's resolution of it, apart."""
+    return f"resolved#{finding.id}" if finding.sweep_status == "resolved" else finding.id
+
+
+def ended_key(finding: Finding) -> str:
+    """The claim a delivered sweep finding ends.
+
+    The drift's once it is resolved (so its return alerts again), the resolution's once
+    it is back (so its next end alerts again).
+    """
+    return finding.id if finding.sweep_status == "resolved" else f"resolved#{finding.id}"
 
 
 def _store_from_env(env: Mapping[str, str]) -> DedupStore:
