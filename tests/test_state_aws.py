@@ -26,125 +26,28 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cloudservers import MotoServer
+from awsstate import (
+    Account,
+    add_trust_principal,
+    baseline_for,
+    build_clean,
+    databricks_trust,
+    fresh_account,
+    permissions,
+    record,
+)
 from cloudtrailserver import CloudTrailServer
 from iamserver import IamPagingServer, role_detail
 from trustwatch import engine
-from trustwatch.aws import catchup, state, templates
+from trustwatch.aws import catchup, state
 from trustwatch.aws.events import parse
 from trustwatch.baseline import Baseline, load_baseline
 from trustwatch.clouds import get
-
-BASELINE = Path(__file__).parent / "data" / "sweep" / "aws-baseline.yaml"
-TEMPLATE_ACCOUNT = "111122223333"
-DATABRICKS = "arn:aws:iam::414351767826:root"
-EXTERNAL_ID = "7f3c1a52-0b6e-4d5e-9a31-2c4e8f0d1b77"
-
-
-def fresh_account() -> str:
-    return str(random.randint(200_000_000_000, 999_999_999_999))
-
-
-def baseline_for(account: str, tmp_path: Path) -> Baseline:
-    path = tmp_path / "baseline.yaml"
-    path.write_text(BASELINE.read_text().replace(TEMPLATE_ACCOUNT, account))
-    return load_baseline(path)
-
-
-class Account:
-    """A fresh moto account: its IAM client, and the environment that reaches it."""
-
-    def __init__(self, moto: MotoServer, account: str) -> None:
-        import boto3
-
-        self.id = account
-        sts = moto.client("sts")
-        role = f"arn:aws:iam::{account}:role/test-admin"
-        creds = sts.assume_role(RoleArn=role, RoleSessionName="test-setup")["Credentials"]
-        self.environ = {
-            **moto.environ(),
-            "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-            "AWS_SESSION_TOKEN": creds["SessionToken"],
-        }
-        self.iam = boto3.client(
-            "iam",
-            endpoint_url=moto.endpoint_url,
-            region_name=moto.region,
-            aws_access_key_id=creds["AccessKeyId"],
-            aws_secret_access_key=creds["SecretAccessKey"],
-            aws_session_token=creds["SessionToken"],
-        )
-
-    def arn(self, kind: str, name: str) -> str:
-        return f"arn:aws:iam::{self.id}:{kind}/{name}"
-
-
-def permissions(*actions: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}],
-    }
-
-
-def build_clean(account: Account, baseline: Baseline) -> None:
-    """The baseline's roles as Terraform would create them: nothing drifted."""
-    iam = account.iam
-    for name in ("databricks-uc-metastore-access", "databricks-cluster-data-read"):
-        iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(permissions("s3:GetObject")))
-    iam.create_policy(
-        PolicyName="databricks-boundary", PolicyDocument=json.dumps(permissions("s3:*"))
-    )
-    section = baseline.aws.accounts[account.id]
-    for name, role in section.roles.items():
-        trust = templates.expected_trust(
-            role.trust,
-            partition="aws",
-            account_id=account.id,
-            role_name=name,
-            databricks_account_id=EXTERNAL_ID,
-        )[0]
-        extra = (
-            {"PermissionsBoundary": role.permissions_boundary} if role.permissions_boundary else {}
-        )
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), **extra)
-        for arn in role.managed_policies:
-            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
-        for policy_name, spec in role.inline_policies.items():
-            document = templates.expected_policy(spec, partition="aws", account_id=account.id)
-            iam.put_role_policy(
-                RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(document)
-            )
-    iam.create_instance_profile(InstanceProfileName="databricks-cluster-data")
-    iam.add_role_to_instance_profile(
-        InstanceProfileName="databricks-cluster-data", RoleName="databricks-cluster-data"
-    )
-    # the responder's own role and an unrelated service role: neither is reported
-    lambda_trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "lambda.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
-    iam.create_role(
-        RoleName="trustwatch-responder", AssumeRolePolicyDocument=json.dumps(lambda_trust)
-    )
-    iam.put_role_policy(
-        RoleName="trustwatch-responder",
-        PolicyName="sweep",
-        PolicyDocument=json.dumps(permissions("iam:GetAccountAuthorizationDetails")),
-    )
-    iam.create_role(RoleName="some-lambda", AssumeRolePolicyDocument=json.dumps(lambda_trust))
 
 
 def sweep_findings(account: Account, baseline: Baseline, monkeypatch, **environ: str):
@@ -188,21 +91,6 @@ def test_a_clean_account_gives_no_finding_in_one_call(account, tmp_path, monkeyp
     assert all(c.event_name == "sweep:GetAccountAuthorizationDetails" for c in read.changes)
     assert all(c.event_id == "" and c.actor == "" and c.scope == account.id for c in read.changes)
     assert not [c for c in read.changes if c.name in ("trustwatch-responder", "some-lambda")]
-
-
-def _add_trust_principal(account: Account) -> None:
-    iam = account.iam
-    doc = iam.get_role(RoleName="databricks-cross-account")["Role"]["AssumeRolePolicyDocument"]
-    doc["Statement"].append(
-        {
-            "Effect": "Allow",
-            "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
-            "Action": "sts:AssumeRole",
-        }
-    )
-    iam.update_assume_role_policy(
-        RoleName="databricks-cross-account", PolicyDocument=json.dumps(doc)
-    )
 
 
 def _swap_instance_profile_role(account: Account) -> None:
@@ -256,7 +144,7 @@ def _delete_role(account: Account) -> None:
 
 
 DRIFTS = {
-    "trust principal added": (_add_trust_principal, {"aws.trust.principal_added"}),
+    "trust principal added": (add_trust_principal, {"aws.trust.principal_added"}),
     "inline policy deleted": (
         lambda a: a.iam.delete_role_policy(
             RoleName="databricks-cross-account", PolicyName="databricks-cross-account-policy"
@@ -364,7 +252,7 @@ def test_other_accounts_are_read_through_the_sweep_role(moto_server, tmp_path, m
     member = Account(moto_server, fresh_account())
     baseline = baseline_for(member.id, tmp_path)
     build_clean(member, baseline)
-    _add_trust_principal(member)
+    add_trust_principal(member)
     environ = {
         **moto_server.environ(),
         "TRUSTWATCH_AWS_SWEEP_ROLE": "arn:aws:iam::{account}:role/trustwatch-read",
@@ -387,27 +275,11 @@ def test_other_accounts_are_read_through_the_sweep_role(moto_server, tmp_path, m
 
 def test_a_bad_sweep_role_template_is_an_error_not_a_clean_account(tmp_path):
     baseline = baseline_for("444455556666", tmp_path)
-    read = state.read(
-        "444455556666", baseline, {"TRUSTWATCH_AWS_SWEEP_ROLE": "arn:aws:iam::1:role/x"}
-    )
-    assert read.changes == [] and "{account}" in read.errors[0]
+    with pytest.raises(ValueError, match=r"\{account\}"):
+        state.read("444455556666", baseline, {"TRUSTWATCH_AWS_SWEEP_ROLE": "arn:aws:iam::1:role/x"})
 
 
 # --- paging -------------------------------------------------------------------------------
-
-
-def databricks_trust() -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"AWS": DATABRICKS},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}},
-            }
-        ],
-    }
 
 
 def test_paging_follows_is_truncated_not_counts(tmp_path, monkeypatch, moto_server):
@@ -469,28 +341,6 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
-
-
-def record(name: str, source: str, when: datetime, **params: Any) -> dict[str, Any]:
-    return {
-        "eventVersion": "1.08",
-        "userIdentity": {
-            "type": "AssumedRole",
-            "arn": "arn:aws:sts::111122223333:assumed-role/dev/alice",
-            "accountId": "111122223333",
-        },
-        "eventTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "eventSource": source,
-        "eventName": name,
-        "awsRegion": "us-east-1",
-        "sourceIPAddress": "198.51.100.7",
-        "requestParameters": params,
-        "responseElements": None,
-        "eventID": f"{name}-{when.timestamp():.0f}-{random.random()}",
-        "eventType": "AwsApiCall",
-        "readOnly": name.startswith(("Get", "List")),
-        "recipientAccountId": "111122223333",
-    }
 
 
 def test_catch_up_yields_the_window_s_watched_records_once(tmp_path, monkeypatch, moto_server):
@@ -620,3 +470,21 @@ def test_rate_limiter_spaces_requests_half_a_second_apart():
     clock.now += 10  # idle: the next request goes at once
     limiter.acquire()
     assert clock.slept == [0.5] * 4
+
+
+def test_a_role_whose_trust_cannot_be_read_is_named_not_cleared(tmp_path, monkeypatch, moto_server):
+    """A document IAM sent that does not parse: an error naming the role, listed as
+    unreadable (its last findings stay open), and the role is not taken for deleted."""
+    account = "123456789012"
+    baseline = baseline_for(account, tmp_path)
+    broken = role_detail("databricks-cross-account", databricks_trust(), account=account)
+    broken["AssumeRolePolicyDocument"] = "%7Bnot%20json"
+    with IamPagingServer([broken]) as iam:
+        for key, value in moto_server.environ().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", iam.url)
+        read = state.read(account, baseline, {})
+    role = f"arn:aws:iam::{account}:role/databricks-cross-account"
+    assert read.unreadable == [role]
+    assert len(read.errors) == 1 and "databricks-cross-account" in read.errors[0]
+    assert not [c for c in read.changes if c.name == "databricks-cross-account"]

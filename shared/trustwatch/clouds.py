@@ -131,9 +131,10 @@ class CloudPlugin(Protocol):
 
 
 # The parts of a cloud folder a function imports by name (intake, engine, baseline and the
-# stores ask every cloud), and the part only its own cloud's function imports.
+# stores ask every cloud), and the parts only its own cloud's function imports (its
+# scheduled sweep reads its state).
 RUNTIME_PARTS = ("cloud", "baseline", "events", "rules", "links", "store", "source")
-OWN_RUNTIME_PARTS = ("enrich", "remediate")
+OWN_RUNTIME_PARTS = ("enrich", "remediate", "state")
 
 _PACKAGE = Path(__file__).resolve().parent
 _registry: dict[str, CloudPlugin] | None = None

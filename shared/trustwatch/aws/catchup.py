@@ -14,6 +14,8 @@ IAM is a global service: its events are logged in US East (N. Virginia) (us-gov-
 GovCloud), https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-integration.html;
 STS, S3 and Lambda events in the region of the endpoint called: those are looked up in each
 region of `TRUSTWATCH_AWS_CATCH_UP_REGIONS` (comma-separated; default the session's region).
+`TRUSTWATCH_AWS_LOOKUP_RATE` sets another pace (requests/s; lower it where other tools use the
+same quota).
 
 Each event's `CloudTrailEvent` is the JSON text of the CloudTrail record: the records are
 yielded parsed, as `trustwatch.aws.events.parse` reads them.
@@ -32,6 +34,8 @@ from trustwatch.aws.store import retry_config
 PAGE_SIZE = 50  # LookupEvents' largest MaxResults
 REQUESTS_PER_SECOND = 2.0
 REGIONS = "TRUSTWATCH_AWS_CATCH_UP_REGIONS"
+# requests/s per region: lower it when other tools share the account's LookupEvents quota
+RATE = "TRUSTWATCH_AWS_LOOKUP_RATE"
 IAM_SOURCE = "iam.amazonaws.com"
 
 
@@ -76,6 +80,18 @@ class RateLimiter:
         self._next = now + self.interval
 
 
+def lookup_rate(environ: Mapping[str, str]) -> float:
+    """LookupEvents requests per second per region (TRUSTWATCH_AWS_LOOKUP_RATE, default 2)."""
+    value = environ.get(RATE, "").strip()
+    try:
+        rate = float(value) if value else REQUESTS_PER_SECOND
+    except ValueError:
+        rate = 0.0
+    if not rate > 0:
+        raise ValueError(f"{RATE}={value!r} is not a positive number of requests per second")
+    return rate
+
+
 def global_region(region: str) -> str:
     """The region where a partition's global-service (IAM) events are logged."""
     if region.startswith("us-gov-"):
@@ -97,6 +113,7 @@ def lookup_records(
     """The watched CloudTrail records of [since, until), each once, per region and name."""
     from trustwatch.aws.events import watched_operations
 
+    rate = lookup_rate(environ)
     regions = [r.strip() for r in environ.get(REGIONS, "").split(",") if r.strip()]
     regions = regions or [session.region_name or "us-east-1"]
     wanted: dict[str, list[tuple[str, str]]] = {}  # region -> (event source, event name)
@@ -104,10 +121,12 @@ def lookup_records(
         where = sorted({global_region(r) for r in regions}) if source == IAM_SOURCE else regions
         for region in where:
             wanted.setdefault(region, []).extend((source, name) for name in names)
+    if until.tzinfo is None or since.tzinfo is None:
+        raise ValueError("catch-up window times must be timezone-aware (UTC)")
     seen: set[str] = set()
     for region, lookups in wanted.items():
         client = session.client("cloudtrail", region_name=region, config=retry_config())
-        limiter = RateLimiter(clock=clock)  # the quota is per account and region
+        limiter = RateLimiter(rate, clock=clock)  # the quota is per account and region
         for source, name in lookups:
             for record in _events(client, limiter, name, since, until):
                 if record.get("eventSource") != source:

@@ -91,25 +91,26 @@ class AccountDetails:
 
 
 def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead:
-    """The account's roles and watched policies as changes the AWS rules judge."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    """The account's roles and watched policies as changes the AWS rules judge.
 
+    Raises when the account cannot be read at all (no credentials, the read role not
+    assumable, GetAccountAuthorizationDetails denied): the sweep keeps its last state.
+    A role or policy whose document cannot be parsed is an error naming that identity.
+    """
     account = baseline.aws.accounts.get(unit)
     if account is None:
-        return StateRead(unit, errors=[f"account {unit} is not in the baseline"])
-    calls = 0
-    try:
-        session, calls = account_session(unit, environ)
-        iam = session.client("iam", config=retry_config())
-        details = account_details(iam)
-    except (BotoCoreError, ClientError, ValueError) as exc:
-        return StateRead(unit, calls=calls, errors=[f"account {unit}: {short_exception(exc)}"])
+        raise ValueError(f"account {unit} is not in the baseline")
+    session, calls = account_session(unit, environ)
+    iam = session.client("iam", config=retry_config())
+    details = account_details(iam)
     calls += details.calls
     state = _Reader(unit, baseline, account, _now())
     state.roles(details.roles)
     state.policy_versions(details.policies)
     calls += state.instance_profiles(details.roles, iam)
-    return StateRead(unit, state.changes, calls=calls, errors=state.errors)
+    return StateRead(
+        unit, state.changes, calls=calls, errors=state.errors, unreadable=state.unreadable
+    )
 
 
 def account_details(iam: Any) -> AccountDetails:
@@ -177,6 +178,7 @@ class _Reader:
         self.partition = templates.arn_partition(baseline.aws.partition)
         self.changes: list[Change] = []
         self.errors: list[str] = []
+        self.unreadable: list[str] = []  # the identities of those errors, as findings name them
 
     def _change(self, kind: str, identity: str, name: str, payload: Any) -> None:
         self.changes.append(
@@ -206,7 +208,9 @@ class _Reader:
                     found.add(iam_name_key(name))
                     self._baseline_role(role, name, entry[1])
             except policy.PolicyError as exc:
-                self.errors.append(f"role {name}: {exc}")
+                self.errors.append(f"role {name}: {short_exception(exc)}")
+                self.unreadable.append(str(role.get("Arn") or ""))
+                found.add(iam_name_key(name))  # it exists: not deleted
         for name, expected in self.account.roles.items():
             if iam_name_key(name) not in found and not responder_entry(
                 self.baseline, self.unit, name
@@ -314,7 +318,8 @@ class _Reader:
             try:
                 document = _document(default.get("Document")) if default else None
             except policy.PolicyError as exc:
-                self.errors.append(f"policy {arn} {version_id}: {exc}")
+                self.errors.append(f"policy {arn} {version_id}: {short_exception(exc)}")
+                self.unreadable.append(arn)
                 document = None
             name = arn.rsplit("/", 1)[-1]
             self._change(
