@@ -488,3 +488,35 @@ def test_a_role_whose_trust_cannot_be_read_is_named_not_cleared(tmp_path, monkey
     assert read.unreadable == [role]
     assert len(read.errors) == 1 and "databricks-cross-account" in read.errors[0]
     assert not [c for c in read.changes if c.name == "databricks-cross-account"]
+
+
+@pytest.mark.parametrize(
+    ("principal", "flagged"),
+    [
+        ({"Service": "ec2.amazonaws.com"}, False),
+        ({"Federated": "arn:aws:iam::123456789012:saml-provider/corp"}, False),
+        ({"Service": "ec2.amazonaws.com", "AWS": "414351767826"}, True),
+        ("*", True),
+        ({"AWS": "*"}, True),
+        ({"AWS": "arn:aws:iam::4143517678*:root"}, True),
+        ({"AWS": "arn:aws:iam::999988887777:root"}, False),
+    ],
+)
+def test_untracked_roles_are_judged_by_who_they_trust(
+    principal, flagged, tmp_path, monkeypatch, moto_server
+):
+    """Service-only trusts are passed over before the full trust analysis; anything naming
+    an AWS principal or a pattern goes through it."""
+    account = "123456789012"
+    baseline = baseline_for(account, tmp_path)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}],
+    }
+    with IamPagingServer([role_detail("other", trust, account=account)]) as iam:
+        for key, value in moto_server.environ().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_IAM", iam.url)
+        read = state.read(account, baseline, {})
+    created = [c.name for c in read.changes if c.kind == "role.created"]
+    assert created == (["other"] if flagged else [])

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from trustwatch.aws.store import retry_config
 
+LOOKUP_ACTION = "cloudtrail:LookupEvents"  # what deploy/aws grants for it
 PAGE_SIZE = 50  # LookupEvents' largest MaxResults
 REQUESTS_PER_SECOND = 2.0
 REGIONS = "TRUSTWATCH_AWS_CATCH_UP_REGIONS"

@@ -68,6 +68,13 @@ from trustwatch.sweep import StateRead
 if TYPE_CHECKING:
     from trustwatch.baseline import Baseline
 
+# What reading an account calls (deploy/aws grants them to the function, and each member
+# account's read role needs them; tests/test_deploy.py checks the policy against these).
+# GetCallerIdentity needs no permission
+# (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html).
+READ_ACTIONS = ("iam:GetAccountAuthorizationDetails", "iam:GetInstanceProfile")
+ASSUME_ACTION = "sts:AssumeRole"  # the sweep read role of another account
+
 EVENT_NAME = "sweep:GetAccountAuthorizationDetails"
 FILTER = ["Role", "LocalManagedPolicy"]
 PAGE_SIZE = 1000  # the API's largest MaxItems
@@ -248,9 +255,10 @@ class _Reader:
         if self.account.untracked_roles == "ignore":
             return
         trust = _document(role.get("AssumeRolePolicyDocument"))
-        if not any(
-            templates.includes_databricks(g.principal) for g in policy.trust_principals(trust)
-        ):
+        if _service_principals_only(trust):
+            return  # most roles: nothing to judge, and the full trust analysis costs
+        grants = policy.trust_principals(trust)
+        if not any(templates.includes_databricks(g.principal) for g in grants):
             return
         arn = str(role.get("Arn") or role_arn(self.partition, self.unit, name))
         self._change("role.created", arn, name, RoleCreated(trust, boundary=_boundary(role)))
@@ -328,6 +336,24 @@ class _Reader:
                 name,
                 PolicyVersion(arn, version_id, made_default=True, policy=document),
             )
+
+
+def _service_principals_only(trust: dict[str, Any]) -> bool:
+    """Does every Allow statement name only AWS services or identity providers as its
+    Principal (no AWS principal, no "*", no NotPrincipal)? Then no Databricks principal can
+    assume the role: Databricks is an AWS account and its roles."""
+    statements = trust.get("Statement")
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if isinstance(statement, dict) and statement.get("Effect") == "Deny":
+            continue  # grants nothing
+        if not isinstance(statement, dict):
+            return False
+        principal = statement.get("Principal")
+        if "NotPrincipal" in statement or not isinstance(principal, dict):
+            return False
+        if not set(principal) <= {"Service", "Federated"}:
+            return False
+    return True
 
 
 def _boundary(role: dict[str, Any]) -> str | None:
