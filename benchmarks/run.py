@@ -529,7 +529,7 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
             f"sweep, {s['sweep_roles']:,} roles: API calls/role",
             f"{s['sweep_calls_per_role']:.4f}",
             f"c7n {s['c7n_sweep_calls_per_role']:.2f} (source)",
-            _fmt(s["sweep_calls_ratio_vs_c7n"], "x"),
+            f"{s['sweep_calls_ratio_vs_c7n']:.4f}x",
             "< 0.02",
             met("sweep_calls_per_role"),
         ),
