@@ -4,6 +4,7 @@ core modules import none of them, and a toy cloud from the tests joins with one 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,13 @@ def test_every_cloud_offers_each_part_under_the_same_name(name: str) -> None:
     assert enricher is None or callable(enricher)
     assert (ROOT / "functions" / name / cloud.entry_point).is_file()
     assert cloud.check_baseline(Baseline.model_validate({})) == []
+
+
+@pytest.mark.parametrize("name", CLOUD_NAMES)
+def test_every_cloud_store_offers_its_sweep_state_store(name: str) -> None:
+    store = importlib.import_module(f"trustwatch.{name}.store")
+    assert callable(store.sweep_store_from_env), f"{name}.store.sweep_store_from_env"
+    assert clouds.get(name).sweep_store({}) is None  # its settings unset: none
 
 
 def _imports(path: Path) -> Iterator[str]:

@@ -181,6 +181,7 @@ RUNTIME_FILES = {
     "trustwatch/runtime.py",
     "trustwatch/stores/__init__.py",
     "trustwatch/alerts/slackretry.py",
+    "trustwatch/alerts/templates/digest.html.j2",
     "trustwatch/alerts/templates/email.html.j2",
     "trustwatch/aws/baseline.py",
     "trustwatch/aws/changes.py",
@@ -226,6 +227,7 @@ ALLOWED = {
 NEVER_SHIPPED = {
     "trustwatch/__main__.py",
     "trustwatch/cli.py",
+    "trustwatch/sweep_cli.py",
     "trustwatch/demo.py",
     "trustwatch/table.py",
     "trustwatch/package.py",

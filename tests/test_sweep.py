@@ -404,3 +404,55 @@ def test_a_scheduled_unit_whose_alerts_fail_raises_for_the_platform_to_retry(
             sender=world.sender,
             dispatch=lambda message: None,
         )
+
+
+def test_a_rule_that_fails_on_an_identity_keeps_its_findings_open(toy: Baseline, world: ToyWorld):
+    world.grants(reader=["alice", "eve"], writer=["bob", "zoe"])
+    world.sweep(toy, T0)
+    world.set(grants={"reader": ["alice"]}, garbled=["writer"])
+    report = world.sweep(toy, T0 + HOUR)
+    assert statuses(report) == {"zoe": "open", "eve": "resolved"}
+    [error] = report.errors
+    assert error.startswith("toy toyland: internal error: rule toy.grant.unexpected failed")
+    assert report.saved  # what was judged is kept; writer's last findings with it
+    stored = world.store.load("toy", "toyland")
+    assert stored is not None and [f.actual for f in stored.findings] == ["zoe"]
+
+
+def test_of_two_racing_sweeps_of_a_unit_one_saves_and_each_finding_alerts_once(
+    toy: Baseline, world: ToyWorld
+):
+    world.grants(reader=["alice", "eve"])
+
+    class OvertakenStore(SqliteSweepStore):
+        """Another sweep of the unit (a retried invocation) saves between our load and
+        save: both are real sweeps on the same SQLite file."""
+
+        def load(self, cloud: str, unit: str) -> Any:
+            loaded = super().load(cloud, unit)
+            other = sweep_unit(
+                cloud,
+                unit,
+                toy,
+                environ=world.environ,
+                store=SqliteSweepStore(self.path),
+                sender=world.sender,
+                now=T0,
+            )
+            assert other.saved
+            return loaded
+
+    late = sweep_unit(
+        "toy",
+        "toyland",
+        toy,
+        environ=world.environ,
+        store=OvertakenStore(world.store.path),
+        sender=world.sender,
+        now=T0,
+    )
+    assert not late.saved
+    assert late.errors[-1].startswith("toy toyland: not saved: sweep state of toy#toyland changed")
+    assert world.take_alerts() == [(finding_id("reader", "eve"), "new", "sweep")]
+    stored = world.store.load("toy", "toyland")
+    assert stored is not None and stored.version == "1"

@@ -1,4 +1,5 @@
-"""`trustwatch` command line (Contract 4): a thin caller of `respond.replay`."""
+"""`trustwatch` command line (Contract 4): a thin caller of `respond.replay` (and of
+`sweep.sweep`: `trustwatch sweep`, in sweep_cli.py)."""
 
 from __future__ import annotations
 
@@ -309,8 +310,10 @@ def build_parser() -> argparse.ArgumentParser:
     dp.set_defaults(func=_demo_command)
 
     from trustwatch.package import add_package_command
+    from trustwatch.sweep_cli import add_sweep_command
 
     add_package_command(sub)
+    add_sweep_command(sub)
     return parser
 
 

@@ -156,6 +156,7 @@ class UnitReport:
     catch_up: Outcome | None = None  # the catch-up replay (None: it did not run)
     alerted: list[str] = field(default_factory=list)  # finding ids handed to the sender
     alert_error: str = ""  # the sender raised: nothing was saved, the next sweep resends
+    digest_error: str = ""  # sweep_unit(digest=True): the unit's digest reached no sink
     read_failed: bool = False  # the state read failed outright: the last state is kept
     saved: bool = False  # the new state and watermark are stored
 
@@ -198,7 +199,7 @@ def sweep_unit(
     from trustwatch import clouds
     from trustwatch.intake import short_exception
 
-    started = now or datetime.now(UTC)
+    started = _aware(now)
     plugin = clouds.get(cloud)
     module = plugin.state()
     if module is None:
@@ -244,8 +245,16 @@ def sweep_unit(
     else:
         report = _with(report, saved=True)
     if digest and (report.new or report.resolved or report.errors):
-        _send_digest(sender, [report], title=f"trustwatch sweep of {where}")
+        failed = _send_digest(sender, [report], title=f"trustwatch sweep of {where}")
+        report = _with(report, digest_error=failed)
     return report
+
+
+def _aware(now: datetime | None) -> datetime:
+    """`now` (the wall clock if None), a naive time read as UTC: watermarks compare."""
+    if now is None:
+        return datetime.now(UTC)
+    return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
 
 
 def _with(report: UnitReport, **changes: Any) -> UnitReport:
@@ -268,6 +277,7 @@ def _evaluate_all(
 ) -> tuple[list[Finding], set[str], list[str]]:
     """Every change judged: (findings once each, identities a rule failed on, errors)."""
     from trustwatch.engine import RuleError, evaluate
+    from trustwatch.intake import code_location, short_exception
 
     found: dict[str, Finding] = {}
     unsure: set[str] = set()
@@ -279,6 +289,13 @@ def _evaluate_all(
             findings = exc.findings
             unsure.add(change.identity.lower())
             errors += [f"{where}: internal error: {e[:300]}" for e in exc.errors]
+        except Exception as exc:  # outside the rules (building a finding): a bug too
+            findings = []
+            unsure.add(change.identity.lower())
+            errors.append(
+                f"{where}: internal error evaluating {change.event_name}: "
+                f"{short_exception(exc)} at {code_location(exc)}"
+            )
         for finding in findings:
             found.setdefault(finding.id, finding.model_copy(update={"source": "sweep"}))
     return list(found.values()), unsure, errors
@@ -430,7 +447,7 @@ def sweep(
     from trustwatch import clouds
     from trustwatch.intake import short_exception
 
-    started = now or datetime.now(UTC)
+    started = _aware(now)
     errors: list[str] = []
     work: list[tuple[str, str]] = []
     for name in cloud_names:

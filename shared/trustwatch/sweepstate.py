@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from trustwatch import clouds
 from trustwatch.findings import Finding
 
 STATE_FORMAT = 1
+log = logging.getLogger("trustwatch")
 
 
 @dataclass(frozen=True)
@@ -71,17 +73,28 @@ def encode_state(state: SweepState) -> bytes:
 
 def decode_state(data: bytes, version: str) -> SweepState:
     """The state `encode_state` wrote; ValueError if it is not one."""
+    from pydantic import ValidationError
+
     try:
         document = json.loads(gzip.decompress(data))
         if document.get("format") != STATE_FORMAT:
             raise ValueError(f"unknown sweep state format {document.get('format')!r}")
         watermark = datetime.fromisoformat(document["watermark"])
-        findings = tuple(Finding.model_validate(f) for f in document["findings"])
+        stored = list(document["findings"])
     except (OSError, EOFError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"unreadable sweep state: {type(exc).__name__}: {exc}") from None
     if watermark.tzinfo is None:
         raise ValueError("unreadable sweep state: watermark without a time zone")
-    return SweepState(watermark, findings, version)
+    findings: list[Finding] = []
+    for item in stored:
+        try:
+            findings.append(Finding.model_validate(item))
+        except ValidationError as exc:
+            # Written by another trustwatch (a field since renamed, a cloud not registered
+            # here): dropped, not the whole state, so the unit still sweeps. If it still
+            # holds, it is new again.
+            log.warning("sweep state: a finding not read back: %s", str(exc).splitlines()[0])
+    return SweepState(watermark, tuple(findings), version)
 
 
 def state_key(cloud: str, unit: str) -> str:

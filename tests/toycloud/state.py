@@ -1,7 +1,7 @@
 """The toy cloud's state part: reads a JSON file (TOY_STATE) that a test writes.
 
 `{"units": {U: {"grants": {role: [members]}, "errors": [...], "unreadable": [roles],
-"fail": "why"}}, "audit": [toy records with "unit" and "time" (ISO 8601)]}`: each grant is
+"fail": "why", "garbled": [roles]}}, "audit": [toy records with "unit" and "time" (ISO 8601)]}`: each grant is
 a `grant` change, exactly as a Grant event makes it; "fail" makes the read raise; audit
 records are what the toy cloud logged, listed by catch-up within [since, until).
 """
@@ -50,6 +50,12 @@ def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead
         if role not in state.get("unreadable", [])
         for member in members
     ]
+    # a role in "garbled" reads back as a payload the toy rule cannot read (a rule's bug)
+    changes += [
+        Change(cloud="toy", kind="grant", event_name="sweep:ListGrants", scope=unit,
+               identity=role, payload="garbled")
+        for role in state.get("garbled", [])
+    ]  # fmt: skip
     return StateRead(
         unit,
         changes,

@@ -7,7 +7,10 @@ Failure semantics (docs/alerts.md):
 - sinks run in parallel; a failing sink never blocks the others; a sink whose message
   failed for a transient reason (after retries) skips the rest of this call;
 - a routed finding that no sink accepted is `undelivered`: its dedup claim is released
-  and `send` raises AlertDeliveryError (the platform retries, then dead-letters).
+  and `send` raises AlertDeliveryError (the platform retries, then dead-letters);
+- a sweep's resolution of a finding claims apart from the finding (`dedup_key`), and
+  once delivered frees the finding's claim: drift that comes back alerts again;
+- a sweep's digest (`send_digest`) goes to every Slack and email sink, once.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from trustwatch.dedup import DedupStore, MemoryDedupStore
 from trustwatch.findings import Finding
 
 log = logging.getLogger("trustwatch.alerts")
+DIGEST_ID = "digest"  # how a DeliveryReport names a sweep's digest
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,46 @@ class Dispatcher:
             log.error("alert delivery failed: %s", report.summary())
             raise AlertDeliveryError(report)
         log.info("alerts: %s", report.summary())
+        return report
+
+    def send_digest(
+        self, findings: Sequence[Finding], *, title: str, errors: Sequence[str] = ()
+    ) -> DeliveryReport:
+        """A sweep's digest (render.digest_view) to each sink that takes one.
+
+        Slack and email sinks do, each one message, in parallel; a digest is neither
+        deduplicated (there is one per sweep) nor routed.
+
+        Raises AlertDeliveryError if such sinks exist and none accepted it.
+        """
+        from trustwatch.alerts.render import digest_view
+
+        digest = digest_view(findings, title=title, errors=errors)
+        report = DeliveryReport(
+            delivered={s.name: [] for s in self._sinks},
+            failures={s.name: [] for s in self._sinks},
+        )
+        taken: list[str] = []  # the sinks that take digests
+
+        def run(sink: Sink) -> None:
+            try:
+                if sink.deliver_digest(digest):
+                    taken.append(sink.name)
+                    report.delivered[sink.name].append(DIGEST_ID)
+            except Exception as exc:
+                taken.append(sink.name)
+                reason = sink.reason(exc)
+                log.warning("sink %s: digest not delivered: %s", sink.name, reason)
+                report.failures[sink.name].append(SinkFailure((DIGEST_ID,), reason))
+
+        if len(self._sinks) > 1:
+            with ThreadPoolExecutor(len(self._sinks), thread_name_prefix="digest") as pool:
+                list(pool.map(run, self._sinks))
+        elif self._sinks:
+            run(self._sinks[0])
+        if taken and not any(report.delivered.values()):
+            report.undelivered.append(DIGEST_ID)
+            raise AlertDeliveryError(report)
         return report
 
     def _run_sink(self, sink: Sink, findings: list[Finding], report: DeliveryReport) -> None:

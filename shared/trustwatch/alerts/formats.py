@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from trustwatch.alerts.render import SEVERITY_MARK, AlertView, clean
+from trustwatch.alerts.render import SEVERITY_MARK, AlertView, DigestView, clean
 from trustwatch.findings import Finding, Severity
 
 SLACK_HEADER_MAX = 150  # Block Kit limits
@@ -109,6 +109,55 @@ def slack_digest(views: Sequence[AlertView], title: str) -> dict[str, object]:
         {"type": "section", "text": _mrkdwn("\n".join(lines))},
     ]
     return {"text": slack_escape(f"{title}: {counts}"), "blocks": blocks}
+
+
+_STATUS_WORD = {"new": "NEW", "resolved": "RESOLVED", "open": "open"}
+
+
+def slack_sweep_digest(d: DigestView) -> dict[str, object]:
+    """A sweep's digest: the counts, then its top findings, one line each, then errors."""
+    counts = f"*Holding now:* {slack_escape(d.severity_counts)}"
+    lines = []
+    for item in d.items:
+        line = (
+            f"{SEVERITY_MARK[item.severity]} *{_STATUS_WORD[item.status]}* "
+            f"{slack_escape(item.title)} · {slack_code(item.identity)}"
+        )
+        if item.link:  # built from percent-encoded parts (links.py): no `|` or `>` in it
+            link = f" · <{item.link.url}|{slack_escape(item.link.label)}>"
+            line += link if len(line) + len(link) <= SLACK_FIELD_MAX else ""  # never cut
+        lines.append(line)
+    if d.more:
+        lines.append(f"… and {d.more} more")
+    blocks: list[dict[str, object]] = [
+        {"type": "header", "text": _plain(d.headline, SLACK_HEADER_MAX)},
+        {"type": "section", "text": _mrkdwn(counts)},
+    ]
+    if lines:
+        blocks.append({"type": "section", "text": _mrkdwn(_fit_lines(lines, 2900))})
+    if d.errors:
+        body = "\n".join(d.errors).replace("`", _BACKTICK)
+        more = f"\n… and {d.more_errors} more" if d.more_errors else ""
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn(
+                    _fit(body, 2800, lambda t: f"*Not read*\n```{slack_escape(t)}```") + more
+                ),
+            }
+        )
+    return {"text": slack_escape(d.headline), "blocks": blocks}
+
+
+def _fit_lines(lines: list[str], limit: int) -> str:
+    """Whole lines only, as many as fit (a cut line could split an entity or a link)."""
+    kept: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in kept) + len(line) > limit:
+            kept.append(f"… and {len(lines) - len(kept)} more lines")
+            break
+        kept.append(line)
+    return "\n".join(kept)
 
 
 # --- Microsoft Teams --------------------------------------------------------------------
@@ -229,8 +278,12 @@ _HTML_SEVERITY_COLOR = {
 }
 
 
-@functools.cache
 def _email_template() -> Any:
+    return _templates().get_template("email.html.j2")
+
+
+@functools.cache
+def _templates() -> Any:
     # jinja2 is imported on the email path only: Slack / Teams / webhook sends and a
     # function's cold start never pay for it. The template ships in the package.
     import jinja2
@@ -243,7 +296,7 @@ def _email_template() -> Any:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    return env.get_template("email.html.j2")
+    return env
 
 
 def email_html(views: Sequence[AlertView]) -> str:
@@ -269,6 +322,49 @@ def email_message(views: Sequence[AlertView], sender: str, to: Sequence[str]) ->
     msg["X-Trustwatch-Findings"] = ", ".join(clean(v.finding_id, 80) for v in views)[:900]
     msg.set_content(email_text(views))
     msg.add_alternative(email_html(views), subtype="html")
+    return msg
+
+
+def digest_subject(d: DigestView) -> str:
+    """`[trustwatch] <title>: N new, N resolved, N still open`, one line, capped."""
+    return clean(f"[trustwatch] {d.headline}", SUBJECT_MAX)
+
+
+def digest_text(d: DigestView) -> str:
+    """The digest's plain-text part."""
+    lines = [d.headline, f"Holding now: {d.severity_counts}", ""]
+    for item in d.items:
+        lines.append(
+            f"{item.status.upper():<9}{item.severity.value:<9}{item.title} - {item.identity}"
+        )
+        if item.link:
+            lines.append(f"{'':18}{item.link.url}")
+    if d.more:
+        lines.append(f"... and {d.more} more")
+    if d.errors:
+        lines += ["", "Not read:", *(f"  {e}" for e in d.errors)]
+        if d.more_errors:
+            lines.append(f"  ... and {d.more_errors} more")
+    return "\n".join(lines) + "\n"
+
+
+def digest_html(d: DigestView) -> str:
+    """The digest's HTML part, from `templates/digest.html.j2` with autoescape on."""
+    template = _templates().get_template("digest.html.j2")
+    return str(template.render(d=d, colors=_HTML_SEVERITY_COLOR, marks=SEVERITY_MARK))
+
+
+def digest_email(d: DigestView, sender: str, to: Sequence[str]) -> EmailMessage:
+    """The digest mail: multipart/alternative, plain text first, HTML second."""
+    msg = EmailMessage()
+    msg["Subject"] = digest_subject(d)
+    msg["From"] = sender
+    msg["To"] = ", ".join(to)
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid("trustwatch", domain=sender.rpartition("@")[2])
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(digest_text(d))
+    msg.add_alternative(digest_html(d), subtype="html")
     return msg
 
 

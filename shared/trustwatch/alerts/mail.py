@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from trustwatch.alerts import formats
@@ -21,7 +23,7 @@ from trustwatch.alerts.config import (
     SesConfig,
     addresses,
 )
-from trustwatch.alerts.render import view
+from trustwatch.alerts.render import DigestView, view
 from trustwatch.alerts.secrets import SecretError
 from trustwatch.alerts.sinks import Sink, email_batches
 from trustwatch.alerts.transport import HTTPStatusError
@@ -77,6 +79,21 @@ class _MailSink(Sink):
     def batches(self, findings: Sequence[Finding]) -> list[list[Finding]]:
         return email_batches(findings)
 
+    def deliver(self, batch: Sequence[Finding]) -> None:
+        """One mail per batch (an event's findings, or a sweep's)."""
+        sender, to = self.envelope()
+        self.send_mail(formats.email_message([view(f) for f in batch], sender, to))
+
+    def deliver_digest(self, digest: DigestView) -> bool:
+        """A sweep's digest as one mail."""
+        sender, to = self.envelope()
+        self.send_mail(formats.digest_email(digest, sender, to))
+        return True
+
+    @abstractmethod
+    def send_mail(self, message: EmailMessage) -> None:
+        """Send one mail; raise if it was not accepted."""
+
     def envelope(self) -> tuple[str, list[str]]:
         sender = self.config.sender or self._environ.get(ENV_EMAIL_FROM, "").strip()
         to = self.config.to or addresses(self._environ.get(ENV_EMAIL_TO, ""))
@@ -91,11 +108,9 @@ class SmtpSink(_MailSink):
     kind = "email"
     config: EmailConfig
 
-    def deliver(self, batch: Sequence[Finding]) -> None:
-        """One mail per batch, retried on SMTP 4xx and dropped connections."""
+    def send_mail(self, message: EmailMessage) -> None:
+        """One mail, retried on SMTP 4xx and dropped connections."""
         target = parse_smtp_url(self.secret(self.config.smtp_url))
-        sender, to = self.envelope()
-        message = formats.email_message([view(f) for f in batch], sender, to)
         self.with_retry(lambda: self._send(target, message))
 
     def _send(self, target: SmtpTarget, message: object) -> None:
@@ -128,13 +143,12 @@ class SesSink(_MailSink):
     kind = "ses"
     config: SesConfig
 
-    def deliver(self, batch: Sequence[Finding]) -> None:
-        """One raw mail per batch; raises HTTPStatusError / TimeoutError if not accepted."""
+    def send_mail(self, message: EmailMessage) -> None:
+        """One raw mail; raises HTTPStatusError / TimeoutError if not accepted."""
         import boto3
         from botocore.config import Config
 
         sender, to = self.envelope()
-        message = formats.email_message([view(f) for f in batch], sender, to)
         region = self.config.region or self._environ.get(ENV_SES_REGION) or None
         client = boto3.client(
             "sesv2",

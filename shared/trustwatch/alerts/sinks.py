@@ -20,7 +20,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from trustwatch.alerts import formats
 from trustwatch.alerts.config import (
@@ -30,7 +30,7 @@ from trustwatch.alerts.config import (
     TeamsConfig,
     WebhookConfig,
 )
-from trustwatch.alerts.render import group_key, view
+from trustwatch.alerts.render import DigestView, group_key, view
 from trustwatch.alerts.secrets import SecretRef
 from trustwatch.alerts.transport import HTTPStatusError, check_url, describe, post, transient
 from trustwatch.findings import Finding, Severity
@@ -86,6 +86,10 @@ class Sink(ABC):
     @abstractmethod
     def deliver(self, batch: Sequence[Finding]) -> None:
         """Send one message (retrying transient errors); raise if it was not accepted."""
+
+    def deliver_digest(self, digest: DigestView) -> bool:
+        """Send a sweep's digest as one message; False if this kind of sink takes none."""
+        return False
 
     # -- helpers for subclasses --
 
@@ -156,26 +160,38 @@ class SlackWebhookSink(Sink):
 
     def deliver(self, batch: Sequence[Finding]) -> None:
         """Post each finding; slack-sdk's retry handlers retry transient failures."""
+        client = self._client()
+        for finding in batch:
+            self._post(client, formats.slack_message(view(finding)))
+
+    def deliver_digest(self, digest: DigestView) -> bool:
+        """Post the digest as one message."""
+        self._post(self._client(), formats.slack_sweep_digest(digest))
+        return True
+
+    def _client(self) -> Any:
         from slack_sdk.webhook import WebhookClient
 
         url = self.secret(self.config.webhook_url)  # type: ignore[arg-type]
         check_url(url)
-        client = WebhookClient(
+        return WebhookClient(
             url,
             timeout=self.timeout,  # type: ignore[arg-type]  # urllib takes a float
             retry_handlers=self.slack_retry_handlers(),
             logger=_SDK_LOG,
         )
-        for finding in batch:
-            # After the SDK's retries: the last answer, or the last connection error.
-            response = client.send_dict(formats.slack_message(view(finding)))
-            if response.status_code != 200:
-                headers = {k.lower(): v for k, v in (response.headers or {}).items()}
-                raise HTTPStatusError(
-                    response.status_code,
-                    parse_retry_after(_first(headers.get("retry-after"))),
-                    str(response.body)[:80],
-                )
+
+    @staticmethod
+    def _post(client: Any, message: dict[str, object]) -> None:
+        # After the SDK's retries: the last answer, or the last connection error.
+        response = client.send_dict(message)
+        if response.status_code != 200:
+            headers = {k.lower(): v for k, v in (response.headers or {}).items()}
+            raise HTTPStatusError(
+                response.status_code,
+                parse_retry_after(_first(headers.get("retry-after"))),
+                str(response.body)[:80],
+            )
 
 
 class SlackBotSink(Sink):
@@ -192,21 +208,29 @@ class SlackBotSink(Sink):
 
     def deliver(self, batch: Sequence[Finding]) -> None:
         """Post the digest (if any), then each finding in its thread."""
-        from slack_sdk import WebClient
-
-        client = WebClient(
-            token=self.secret(self.config.token),  # type: ignore[arg-type]
-            base_url=self.config.api_url,
-            timeout=int(max(1, self.timeout)),
-            retry_handlers=self.slack_retry_handlers(),
-            logger=_SDK_LOG,
-        )
+        client = self._client()
         thread_ts = None
         if len(batch) > 1:
             digest = formats.slack_digest([view(f) for f in batch], "trustwatch sweep")
             thread_ts = self._post(client, digest, None)
         for finding in batch:
             self._post(client, formats.slack_message(view(finding)), thread_ts)
+
+    def deliver_digest(self, digest: DigestView) -> bool:
+        """Post a sweep's digest to the channel."""
+        self._post(self._client(), formats.slack_sweep_digest(digest), None)
+        return True
+
+    def _client(self) -> Any:
+        from slack_sdk import WebClient
+
+        return WebClient(
+            token=self.secret(self.config.token),  # type: ignore[arg-type]
+            base_url=self.config.api_url,
+            timeout=int(max(1, self.timeout)),
+            retry_handlers=self.slack_retry_handlers(),
+            logger=_SDK_LOG,
+        )
 
     def _post(self, client: object, message: dict[str, object], thread_ts: str | None) -> str:
         from slack_sdk.errors import SlackApiError

@@ -4,7 +4,8 @@ Creating uses `ifGenerationMatch=0` (only if absent); taking over an expired cla
 `ifGenerationMatch=<the generation read>`, so of several racing instances exactly one
 wins and the others get 412 Precondition Failed. The claim's expiry is in the object's
 metadata (`expires`) and also in its Custom-Time, so a bucket lifecycle rule
-`daysSinceCustomTime: 1` deletes stale claims. The bucket must exist.
+`daysSinceCustomTime: 1` deletes stale claims (sweep states, `GcsSweepStore`, set no
+Custom-Time: no such rule touches them). The bucket must exist.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from trustwatch.stores.common import (
     claim_token,
     now_or_clock,
 )
+from trustwatch.sweepstate import SweepState, SweepStateConflict, decode_state, encode_state
 
 
 def retry_policies() -> tuple[Any, Any]:
@@ -152,3 +154,68 @@ def store_from_env(environ: Mapping[str, str]) -> GcsDedupStore | None:
     """The GCS store TRUSTWATCH_STATE_URL names (`gs://bucket/prefix`), if it names one."""
     url = environ.get("TRUSTWATCH_STATE_URL", "").strip()
     return GcsDedupStore(url) if url.startswith("gs://") else None
+
+
+# --- sweep state ---------------------------------------------------------------------------
+
+
+class GcsSweepStore:
+    """Sweep states as objects `gs://bucket/prefix/sweep/<cloud>/<unit>` (trustwatch.sweepstate).
+
+    The version is the object's generation: a save writes with `ifGenerationMatch` (0 for
+    a first save), a load reads the generation it listed (`ifGenerationMatch` again, and
+    reads anew if it was replaced in between). One object holds any state (up to 5 TiB).
+    """
+
+    def __init__(self, url: str, *, client: Any = None) -> None:
+        self._claims = GcsDedupStore(url, client=client)
+        self.url = url
+
+    def _name(self, cloud: str, unit: str) -> str:
+        prefix = self._claims.prefix
+        return f"{prefix}/sweep/{cloud}/{unit}" if prefix else f"sweep/{cloud}/{unit}"
+
+    def load(self, cloud: str, unit: str) -> SweepState | None:
+        """See `SweepStateStore.load`."""
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        bucket, (read_retry, write_retry) = self._claims.bucket, self._claims.retry
+        name = self._name(cloud, unit)
+        for _round in range(CLAIM_ROUNDS):
+            blob = bucket.get_blob(name, retry=read_retry)
+            if blob is None:
+                return None
+            generation = blob.generation  # (a download resets it from its answer's headers)
+            try:
+                data = blob.download_as_bytes(if_generation_match=generation, retry=write_retry)
+            except (PreconditionFailed, NotFound):
+                continue  # replaced while we read: read the new one
+            return decode_state(data, str(generation))
+        raise SweepStateConflict(f"sweep state {name} kept changing while read")
+
+    def save(self, cloud: str, unit: str, state: SweepState, *, expected: str | None) -> str:
+        """See `SweepStateStore.save`: one upload with `ifGenerationMatch`."""
+        from google.api_core.exceptions import PreconditionFailed
+
+        blob = self._claims.bucket.blob(self._name(cloud, unit))
+        try:
+            blob.upload_from_string(
+                encode_state(state),
+                content_type="application/gzip",
+                if_generation_match=0 if expected is None else int(expected),
+                retry=self._claims.retry[1],
+            )
+        except PreconditionFailed:
+            raise SweepStateConflict(
+                f"sweep state {blob.name} changed since it was loaded"
+            ) from None
+        return str(blob.generation)
+
+    def __repr__(self) -> str:
+        return f"GcsSweepStore({self.url!r})"
+
+
+def sweep_store_from_env(environ: Mapping[str, str]) -> GcsSweepStore | None:
+    """The sweep state store under the `gs://bucket/prefix` TRUSTWATCH_STATE_URL names."""
+    url = environ.get("TRUSTWATCH_STATE_URL", "").strip()
+    return GcsSweepStore(url) if url.startswith("gs://") else None
