@@ -57,6 +57,32 @@ class Account:
             aws_session_token=creds["SessionToken"],
         )
 
+    def client(self, service: str) -> Any:
+        """A boto3 client of this account."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.environ["AWS_ENDPOINT_URL"],
+            region_name=self.environ["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.environ["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.environ["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=self.environ["AWS_SESSION_TOKEN"],
+        )
+
+    def state_table(self) -> str:
+        """A state table in this account, shaped as deploy/aws creates it."""
+        from cloudservers import unique_name
+
+        name = unique_name("tw-state")
+        self.client("dynamodb").create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        return name
+
     def arn(self, kind: str, name: str) -> str:
         return f"arn:aws:iam::{self.id}:{kind}/{name}"
 

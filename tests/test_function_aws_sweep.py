@@ -7,8 +7,8 @@ EventBridge Scheduler invokes a Lambda target with the schedule's `Input` as the
 The fan-out's asynchronous Invoke (InvocationType Event answers 202,
 https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html) goes to a loopback
 recorder: moto's Lambda would run the invoked function in docker. The unit sweep runs
-against moto (IAM, STS), the CloudTrail stand-in (catch-up), a local Slack receiver and a
-SQLite state file.
+against moto (IAM, STS, and DynamoDB for the dedup and sweep state, as deploy/aws sets
+it), the CloudTrail stand-in (catch-up) and a local Slack receiver.
 """
 
 from __future__ import annotations
@@ -76,15 +76,32 @@ def test_a_malformed_sweep_message_is_acknowledged_with_an_error(tmp_path, monke
     assert result["errors"] and "cloud" in result["errors"][0]
 
 
+DIGEST = "trustwatch sweep of aws"  # a unit invocation's digest title
+
+
+def alerts(slack: RecordingHTTPServer) -> list[str]:
+    return [r.body.decode() for r in slack.requests if DIGEST not in r.body.decode()]
+
+
+def digests(slack: RecordingHTTPServer) -> list[str]:
+    return [r.body.decode() for r in slack.requests if DIGEST in r.body.decode()]
+
+
 def rule_posts(slack: RecordingHTTPServer, rule: str) -> int:
-    return sum(rule in r.body.decode() for r in slack.requests)
+    return sum(rule in body for body in alerts(slack))
 
 
 def test_a_unit_invocation_sweeps_its_account(tmp_path, monkeypatch, moto_server, slack):
     """Drift no event reported is alerted once; a lost event the state also shows is one
     alert, not two; the next sweep alerts nothing but still lists it open; the drift
-    undone is resolved."""
+    undone is resolved. Each sweep that changed something sends its digest."""
+    import boto3
+
+    # the stores' clients come from boto3's default session, which keeps the first
+    # credentials it resolved in this process: let it resolve this account's
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     account = Account(moto_server, fresh_account())
+    table = account.state_table()  # as deploy/aws sets it: dedup and sweep state
     path = write_baseline(tmp_path, account.id)
     baseline = load_baseline(path)
     build_clean(account, baseline)
@@ -117,7 +134,7 @@ def test_a_unit_invocation_sweeps_its_account(tmp_path, monkeypatch, moto_server
                 **account.environ,
                 "TRUSTWATCH_BASELINE": str(path),
                 "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url,
-                "TRUSTWATCH_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+                "TRUSTWATCH_STATE_TABLE": table,
                 "AWS_ENDPOINT_URL_CLOUDTRAIL": trail.url,
                 "TRUSTWATCH_AWS_LOOKUP_RATE": "1000",  # the stand-in has no quota
                 "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
@@ -130,6 +147,8 @@ def test_a_unit_invocation_sweeps_its_account(tmp_path, monkeypatch, moto_server
         assert first["calls"] == 1
         assert rule_posts(slack, "aws.trust.principal_added") == 1
         assert rule_posts(slack, "aws.policy.managed_attached") == 1  # sweep + lost event: once
+        assert len(alerts(slack)) == 2 and len(digests(slack)) == 1
+        assert "2 new" in digests(slack)[0]
         posts = len(slack.requests)
 
         second = handler.lambda_handler(dict(message), Context())
@@ -140,4 +159,5 @@ def test_a_unit_invocation_sweeps_its_account(tmp_path, monkeypatch, moto_server
         third = handler.lambda_handler(dict(message), Context())
     assert third["new"] == [] and len(third["open"]) == 1 and len(third["resolved"]) == 1
     assert third["resolved"][0] == first["catch_up"][0]
-    assert len(slack.requests) == posts + 1  # the resolution, once
+    assert len(alerts(slack)) == 3  # the resolution, once
+    assert len(digests(slack)) == 2 and "1 resolved" in digests(slack)[1]

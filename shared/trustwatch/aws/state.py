@@ -144,14 +144,16 @@ def account_session(unit: str, environ: Mapping[str, str]) -> tuple[Any, int]:
     and the account is not the caller's own, else the default credential chain."""
     import boto3
 
+    # a new Session, not boto3's default one: that keeps the credentials it first resolved
+    own = boto3.Session()
     template = environ.get(SWEEP_ROLE, "").strip()
     if not template:
-        return boto3.Session(), 0
+        return own, 0
     if "{account}" not in template:
         raise ValueError(f"{SWEEP_ROLE} must name the account as {{account}}: {template!r}")
-    sts = boto3.client("sts", config=retry_config())
+    sts = own.client("sts", config=retry_config())
     if sts.get_caller_identity()["Account"] == unit:
-        return boto3.Session(), 1
+        return own, 1
     request = {"RoleArn": template.format(account=unit), "RoleSessionName": SESSION_NAME}
     external_id = environ.get(SWEEP_EXTERNAL_ID, "").strip()
     if external_id:
