@@ -520,3 +520,42 @@ def test_untracked_roles_are_judged_by_who_they_trust(
         read = state.read(account, baseline, {})
     created = [c.name for c in read.changes if c.kind == "role.created"]
     assert created == (["other"] if flagged else [])
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def test_trustwatch_sweep_cloud_aws_reports_new_then_open(tmp_path, monkeypatch, capsys, account):
+    """`trustwatch sweep --cloud aws` with the SDK defaults pointed at moto: drift that no
+    event reported is new, then open, with replay's exit codes; the catch-up ran (the
+    CloudTrail stand-in answered) and found nothing more."""
+    import boto3
+    from trustwatch.cli import main
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    baseline = baseline_for(account.id, tmp_path)
+    build_clean(account, baseline)
+    add_trust_principal(account)
+    for key, value in account.environ.items():
+        monkeypatch.setenv(key, value)
+    for name in ("TRUSTWATCH_STATE_URL", "TRUSTWATCH_STATE_TABLE", "TRUSTWATCH_ALERT_ROUTING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRUSTWATCH_STATE_DB", str(tmp_path / "cli-state.sqlite"))
+    monkeypatch.setenv("TRUSTWATCH_AWS_LOOKUP_RATE", "1000")
+    argv = ["sweep", "--baseline", str(tmp_path / "baseline.yaml"), "--cloud", "aws"]
+    with CloudTrailServer([]) as trail:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", trail.url)
+        first = main(argv)
+        out, err = capsys.readouterr()
+        second = main(argv)
+        again, _ = capsys.readouterr()
+        lookups = len(trail.lookups())
+    found = [json.loads(line) for line in out.splitlines()]
+    assert first == 1, err
+    assert [(f["rule"], f["source"], f["sweep_status"]) for f in found] == [
+        ("aws.trust.principal_added", "sweep", "new")
+    ]
+    assert found[0]["identity"] == account.arn("role", "databricks-cross-account")
+    assert second == 1
+    assert [json.loads(line)["sweep_status"] for line in again.splitlines()] == ["open"]
+    assert lookups == 2 * sum(len(v) for v in get("aws").watched_operations().values())
