@@ -559,3 +559,29 @@ def test_trustwatch_sweep_cloud_aws_reports_new_then_open(tmp_path, monkeypatch,
     assert second == 1
     assert [json.loads(line)["sweep_status"] for line in again.splitlines()] == ["open"]
     assert lookups == 2 * sum(len(v) for v in get("aws").watched_operations().values())
+
+
+def test_an_event_whose_record_is_not_json_is_passed_on_to_be_reported(monkeypatch, moto_server):
+    """The replay it goes to reports it as a bad record; the catch-up goes on."""
+    since = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    good = record("DeleteRole", "iam.amazonaws.com", since + timedelta(minutes=1), roleName="a")
+    trail = CloudTrailServer([good])
+    original = trail._event
+
+    def broken(rec: dict[str, Any]) -> dict[str, Any]:
+        event = original(rec)
+        return {**event, "CloudTrailEvent": "{truncated"} if rec is good else event
+
+    trail._event = broken  # type: ignore[method-assign]
+    with trail:
+        for key, value in moto_server.environ().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDTRAIL", trail.url)
+        got = list(
+            state.catch_up("111122223333", since, since + timedelta(hours=1), {}, clock=FakeClock())
+        )
+    assert got == ["{truncated"]
+    from trustwatch.intake import parse_document
+
+    (parsed,) = parse_document(got[0], "catch-up record 0")
+    assert parsed.error is not None

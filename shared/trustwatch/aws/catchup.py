@@ -24,6 +24,7 @@ yielded parsed, as `trustwatch.aws.events.parse` reads them.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -33,6 +34,7 @@ from trustwatch.aws.store import retry_config
 
 LOOKUP_ACTION = "cloudtrail:LookupEvents"  # what deploy/aws grants for it
 PAGE_SIZE = 50  # LookupEvents' largest MaxResults
+log = logging.getLogger("trustwatch")
 REQUESTS_PER_SECOND = 2.0
 REGIONS = "TRUSTWATCH_AWS_CATCH_UP_REGIONS"
 # requests/s per region: lower it when other tools share the account's LookupEvents quota
@@ -110,7 +112,7 @@ def lookup_records(
     environ: Mapping[str, str],
     *,
     clock: Clock | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[Any]:
     """The watched CloudTrail records of [since, until), each once, per region and name."""
     from trustwatch.aws.events import watched_operations
 
@@ -130,6 +132,9 @@ def lookup_records(
         limiter = RateLimiter(rate, clock=clock)  # the quota is per account and region
         for source, name in lookups:
             for record in _events(client, limiter, name, since, until):
+                if not isinstance(record, dict):
+                    yield record  # unreadable: the replay reports it
+                    continue
                 if record.get("eventSource") != source:
                     continue
                 event_id = str(record.get("eventID") or "")
@@ -141,8 +146,9 @@ def lookup_records(
 
 def _events(
     client: Any, limiter: RateLimiter, name: str, since: datetime, until: datetime
-) -> Iterator[dict[str, Any]]:
-    """The records of one event name in [since, until), every page."""
+) -> Iterator[Any]:
+    """The records of one event name in [since, until), every page (an event whose
+    CloudTrailEvent is no JSON object as its text)."""
     request: dict[str, Any] = {
         "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": name}],
         "StartTime": since,
@@ -157,10 +163,17 @@ def _events(
             if isinstance(event_time, datetime) and event_time >= until:
                 continue  # LookupEvents' EndTime is inclusive; the window is not
             text = event.get("CloudTrailEvent")
-            if isinstance(text, str):
-                record = json.loads(text)
-                if isinstance(record, dict):
-                    yield record
+            try:
+                record = json.loads(text) if isinstance(text, str) else text
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                yield record
+            else:  # reported as a bad record by the replay it goes to, the others go on
+                log.error(
+                    "LookupEvents event %s: CloudTrailEvent is no JSON object", event.get("EventId")
+                )
+                yield text
         token = page.get("NextToken")
         if not token:
             return
