@@ -197,3 +197,70 @@ def record(name: str, source: str, when: datetime, **params: Any) -> dict[str, A
         "readOnly": name.startswith(("Get", "List")),
         "recipientAccountId": "111122223333",
     }
+
+
+class ForwardProxy:
+    """A loopback HTTP forward proxy to moto, for S3 Control.
+
+    botocore sends S3 Control calls to `<account id>.<endpoint host>` (the endpoint rules
+    put the account in the host name), which does not resolve for a loopback endpoint.
+    With `HTTP_PROXY` pointing here, the client hands the whole URL to this proxy, which
+    sends the request on to moto unchanged (moto reads the account from the
+    x-amz-account-id header). `hosts` records the host names it was asked for.
+    """
+
+    def __init__(self, target: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.hosts: list[str] = []
+        origin = urlsplit(target)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                import http.client
+
+                url = urlsplit(self.path)
+                proxy.hosts.append(url.hostname or "")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                conn = http.client.HTTPConnection(origin.hostname, origin.port, timeout=30)
+                path = url.path + (f"?{url.query}" if url.query else "")
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+                conn.request(self.command, path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> ForwardProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

@@ -279,17 +279,22 @@ def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
 # Actions without resource-level permissions: their statement's resource can only be "*"
 # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html,
 # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html).
-NO_RESOURCE_LEVEL = {"iam:GetAccountAuthorizationDetails", "cloudtrail:LookupEvents"}
+NO_RESOURCE_LEVEL = {
+    "iam:GetAccountAuthorizationDetails",
+    "cloudtrail:LookupEvents",
+    "s3:GetAccountPublicAccessBlock",  # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
+}
 
 
 def test_aws_function_role_grants_only_what_the_code_calls() -> None:
-    from trustwatch.aws import catchup, state
+    from trustwatch.aws import bucket_state, catchup, state
 
     policy = module("aws")["data"]["aws_iam_policy_document"]["function"]
     statements = _statements(policy)
     actions = [a for s in statements for a in s["actions"]]
     assert not [a for a in actions if "*" in a], actions
     sweep_actions = {*state.READ_ACTIONS, state.ASSUME_ACTION, catchup.LOOKUP_ACTION}
+    sweep_actions |= {*bucket_state.READ_ACTIONS, bucket_state.ACCOUNT_READ_ACTION}
     assert set(actions) == sweep_actions | {"lambda:InvokeFunction"} | {
         "logs:CreateLogStream",
         "logs:PutLogEvents",

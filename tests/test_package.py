@@ -213,7 +213,7 @@ ALLOWED = {
     "aws": RUNTIME_FILES
     | {"handler.py", "baseline.yaml"}
     # the scheduled sweep's state read and CloudTrail catch-up: AWS's only
-    | {"trustwatch/aws/state.py", "trustwatch/aws/catchup.py"},
+    | {"trustwatch/aws/state.py", "trustwatch/aws/catchup.py", "trustwatch/aws/bucket_state.py"},
     "azure": RUNTIME_FILES
     | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
     | {"trustwatch/azure/enrich.py"},  # the ARM read of Event Grid events: Azure's only

@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from awsstate import (
     Account,
+    ForwardProxy,
     add_trust_principal,
     baseline_for,
     build_clean,
@@ -44,7 +45,7 @@ from awsstate import (
 from cloudtrailserver import CloudTrailServer
 from iamserver import IamPagingServer, role_detail
 from trustwatch import engine
-from trustwatch.aws import catchup, state
+from trustwatch.aws import catchup, state, templates
 from trustwatch.aws.events import parse
 from trustwatch.baseline import Baseline, load_baseline
 from trustwatch.clouds import get
@@ -585,3 +586,142 @@ def test_an_event_whose_record_is_not_json_is_passed_on_to_be_reported(monkeypat
 
     (parsed,) = parse_document(got[0], "catch-up record 0")
     assert parsed.error is not None
+
+
+# --- buckets ----------------------------------------------------------------------------------
+
+BUCKETS_BASELINE = Path(__file__).parent / "data" / "sweep" / "aws-buckets-baseline.yaml"
+ALL_BLOCKED = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+@pytest.fixture
+def s3control_proxy(moto_server, monkeypatch):
+    """Every AWS request through a forward proxy to moto (see ForwardProxy)."""
+    import boto3
+
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with ForwardProxy(moto_server.endpoint_url) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        yield proxy
+
+
+def buckets_for(account: Account, tmp_path: Path):
+    path = tmp_path / "buckets.yaml"
+    path.write_text(BUCKETS_BASELINE.read_text().replace("111122223333", account.id))
+    baseline = load_baseline(path)
+    s3 = account.client("s3")
+    root = f"dbx-root-{account.id}"
+    s3.create_bucket(Bucket=root)
+    document = templates.expected_bucket_policy(
+        baseline.aws.accounts[account.id].buckets[root].policy, partition="aws", bucket=root
+    )
+    s3.put_bucket_policy(Bucket=root, Policy=json.dumps(document))
+    s3.put_public_access_block(Bucket=root, PublicAccessBlockConfiguration=ALL_BLOCKED)
+    s3.put_bucket_ownership_controls(
+        Bucket=root, OwnershipControls={"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    )
+    s3.create_bucket(Bucket=f"dbx-public-{account.id}")
+    return baseline, s3, root
+
+
+def _public_policy(root: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{root}/*",
+            }
+        ],
+    }
+
+
+BUCKET_DRIFTS = {
+    "policy made public": (
+        lambda s3, root: s3.put_bucket_policy(Bucket=root, Policy=json.dumps(_public_policy(root))),
+        {"aws.bucket.policy_widened"},
+    ),
+    "policy deleted": (
+        lambda s3, root: s3.delete_bucket_policy(Bucket=root),
+        {"aws.bucket.policy_removed"},
+    ),
+    "public access block deleted": (
+        lambda s3, root: s3.delete_public_access_block(Bucket=root),
+        {"aws.bucket.public_access_opened"},
+    ),
+    "public access block turned off": (
+        lambda s3, root: s3.put_public_access_block(
+            Bucket=root,
+            PublicAccessBlockConfiguration={**ALL_BLOCKED, "BlockPublicPolicy": False},
+        ),
+        {"aws.bucket.public_access_opened"},
+    ),
+    "ACLs re-enabled": (
+        lambda s3, root: s3.put_bucket_ownership_controls(
+            Bucket=root, OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]}
+        ),
+        {"aws.bucket.public_access_opened"},
+    ),
+}
+
+
+def test_clean_watched_buckets_give_no_finding(moto_server, tmp_path, monkeypatch, s3control_proxy):
+    account = Account(moto_server, fresh_account())
+    baseline, _, _ = buckets_for(account, tmp_path)
+    read, findings = sweep_findings(account, baseline, monkeypatch)
+    assert read.errors == [] and findings == []
+    # one details page, four reads a bucket, the account's block (none: not reported)
+    assert read.calls == 1 + 4 * 2 + 1
+    kinds = sorted({c.kind for c in read.changes})
+    assert kinds == [
+        "bucket.acl_put",
+        "bucket.ownership_controls_deleted",  # the ignore bucket: ACLs allowed there
+        "bucket.ownership_controls_put",
+        "bucket.policy_deleted",
+        "bucket.policy_put",
+        "bucket.public_access_block_deleted",
+        "bucket.public_access_block_put",
+    ]
+
+
+@pytest.mark.parametrize("drift", list(BUCKET_DRIFTS))
+def test_a_bucket_drift_no_event_reported_is_found(
+    drift, moto_server, tmp_path, monkeypatch, s3control_proxy
+):
+    account = Account(moto_server, fresh_account())
+    baseline, s3, root = buckets_for(account, tmp_path)
+    change, expected = BUCKET_DRIFTS[drift]
+    change(s3, root)
+    read, findings = sweep_findings(account, baseline, monkeypatch)
+    assert read.errors == []
+    assert {f.rule for f in findings} == expected
+    assert {f.identity for f in findings} == {f"arn:aws:s3:::{root}"}
+
+
+def test_account_block_turned_off_is_found_and_a_missing_bucket_named(
+    moto_server, tmp_path, monkeypatch, s3control_proxy
+):
+    account = Account(moto_server, fresh_account())
+    baseline, s3, _ = buckets_for(account, tmp_path)
+    account.client("s3control").put_public_access_block(
+        AccountId=account.id,
+        PublicAccessBlockConfiguration={**ALL_BLOCKED, "RestrictPublicBuckets": False},
+    )
+    s3.delete_bucket(Bucket=f"dbx-public-{account.id}")
+    read, findings = sweep_findings(account, baseline, monkeypatch)
+    assert [(f.rule, f.identity) for f in findings] == [
+        ("aws.bucket.public_access_opened", account.id)
+    ]
+    assert read.unreadable == [f"arn:aws:s3:::dbx-public-{account.id}"]
+    assert "NoSuchBucket" in read.errors[0]
+    # S3 Control was asked at the account's own host name, as in AWS
+    assert any(h.startswith(f"{account.id}.") for h in s3control_proxy.hosts)

@@ -195,6 +195,26 @@ data "aws_iam_policy_document" "function" {
     }
   }
 
+  # the baseline's watched buckets (named in the baseline, not here) and the account's
+  # Block Public Access, which has no resource-level permission
+  dynamic "statement" {
+    for_each = local.sweeps ? [1] : []
+    content {
+      sid       = "SweepBuckets"
+      actions   = ["s3:GetBucketPolicy", "s3:GetBucketPublicAccessBlock", "s3:GetBucketOwnershipControls", "s3:GetBucketAcl"]
+      resources = ["arn:${data.aws_partition.current.partition}:s3:::*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.sweeps ? [1] : []
+    content {
+      sid       = "SweepAccountPublicAccessBlock"
+      actions   = ["s3:GetAccountPublicAccessBlock"]
+      resources = ["*"]
+    }
+  }
+
   dynamic "statement" {
     for_each = local.sweeps ? [1] : []
     content {

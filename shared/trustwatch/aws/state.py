@@ -1,8 +1,8 @@
 """AWS state for sweeps: one account's roles read back as the changes the rules judge.
 
 A unit is an account id of the baseline. `read` makes `iam:GetAccountAuthorizationDetails`
-calls (`Filter` Role and LocalManagedPolicy, up to 1,000 items a page) and nothing else in
-a healthy account: every role with its trust policy, attached and inline policies,
+calls (`Filter` Role and LocalManagedPolicy, up to 1,000 items a page), and four S3 reads
+per watched bucket: every role with its trust policy, attached and inline policies,
 permissions boundary and instance profiles, and every customer managed policy with its
 versions (https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetAccountAuthorizationDetails.html).
 IAM "might return fewer than the MaxItems number of results even when there are more
@@ -25,7 +25,9 @@ actor), so `trustwatch.aws.rules` judges them unchanged:
   default version is not the version it was created with (`v1`: IAM numbers a policy's
   versions from v1, https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-versioning.html):
   `policy.default_version_set` with the default version's document;
-- a role outside the baseline whose trust admits a Databricks principal: `role.created`.
+- a role outside the baseline whose trust admits a Databricks principal: `role.created`;
+- each watched bucket: its policy, Block Public Access, ownership controls and ACL as the
+  S3 changes the bucket rules judge (four reads a bucket, `trustwatch.aws.bucket_state`).
 
 The responder's own roles (`actors.responder`) are not reported: the loop guard would not
 know the read from someone else's call. Tags are read but judged by no rule.
@@ -115,6 +117,7 @@ def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead
     state.roles(details.roles)
     state.policy_versions(details.policies)
     calls += state.instance_profiles(details.roles, iam)
+    calls += state.buckets(session)
     return StateRead(
         unit, state.changes, calls=calls, errors=state.errors, unreadable=state.unreadable
     )
@@ -303,6 +306,32 @@ class _Reader:
                 self._change("instance_profile.deleted", arn, name, InstanceProfileChanged(""))
         return calls
 
+    def buckets(self, session: Any) -> int:
+        """Changes for the watched buckets (trustwatch.aws.bucket_state); returns the calls."""
+        if not self.account.buckets:
+            return 0
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from trustwatch.aws import bucket_state
+        from trustwatch.aws.buckets import bucket_arn
+
+        calls = [0]
+        s3 = _counted(session.client("s3", config=retry_config()), calls)
+        for name in self.account.buckets:
+            try:
+                bucket_state.read_bucket(s3, self.partition, name, self._change)
+            except (BotoCoreError, ClientError, policy.PolicyError) as exc:
+                self.errors.append(f"bucket {name}: {short_exception(exc)}")
+                self.unreadable.append(bucket_arn(self.partition, name))
+        if any(b.public_access_block == "required" for b in self.account.buckets.values()):
+            s3control = _counted(session.client("s3control", config=retry_config()), calls)
+            try:
+                bucket_state.read_account_block(s3control, self.unit, self._change)
+            except (BotoCoreError, ClientError) as exc:
+                self.errors.append(f"account S3 public access block: {short_exception(exc)}")
+                self.unreadable.append(self.unit)
+        return calls[0]
+
     def policy_versions(self, details: list[dict[str, Any]]) -> None:
         watched = {
             policy.iam_arn_key(arn)
@@ -356,6 +385,16 @@ def _service_principals_only(trust: dict[str, Any]) -> bool:
         if not set(principal) <= {"Service", "Federated"}:
             return False
     return True
+
+
+def _counted(client: Any, calls: list[int]) -> Any:
+    """The client, counting each API call it makes in calls[0] (retries not counted)."""
+
+    def count(**_: Any) -> None:
+        calls[0] += 1
+
+    client.meta.events.register("before-call.*.*", count)
+    return client
 
 
 def _boundary(role: dict[str, Any]) -> str | None:
