@@ -158,7 +158,10 @@ def _sweep_request(event: dict[str, Any]) -> Any:
         return None  # every other event: no need to import the sweep engine
     from trustwatch.sweep import scheduled
 
-    return scheduled(event)
+    request = scheduled(event)
+    if request is not None and request.cloud not in (None, "aws"):
+        raise ValueError(f"sweep message for cloud {request.cloud!r} reached the AWS function")
+    return request
 
 
 @metrics.log_metrics(raise_on_empty_metrics=False)
