@@ -19,7 +19,16 @@ AWS semantics relied on:
   per account and region, most recent first
   (https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html);
 - IAM events are logged in us-east-1
-  (https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-integration.html).
+  (https://docs.aws.amazon.com/IAM/latest/UserGuide/cloudtrail-integration.html);
+- another account is read with the credentials AssumeRole returns for its read role
+  (https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html);
+- a bucket without a policy answers NoSuchBucketPolicy, without a Block Public Access
+  configuration NoSuchPublicAccessBlockConfiguration, without ownership controls
+  OwnershipControlsNotFoundError (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketPolicy.html,
+  https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetPublicAccessBlock.html,
+  https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetBucketOwnershipControls.html);
+  S3 Control's GetPublicAccessBlock is sent to `<account id>.s3-control.<region>...`
+  (https://docs.aws.amazon.com/AmazonS3/latest/API/API_control_GetPublicAccessBlock.html).
 """
 
 from __future__ import annotations
