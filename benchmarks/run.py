@@ -62,6 +62,7 @@ GOALS = {
     "peak_rss_mb": ("<=", 128.0),
     "replay_peak_rss_mb": ("<=", 256.0),
     "concurrency_duplicates": ("<=", 0),
+    "sweep_calls_per_role": ("<", 1 / 50),  # issue #13: under 1 API call per 50 roles
 }
 # the replay RSS row: a stream this long, whatever the run (issue #14: a trail's size)
 REPLAY_RSS_RECORDS = 1_000_000
@@ -78,9 +79,13 @@ class Plan:
     profile: bool
     concurrency_processes: int
     concurrency_findings: int
+    sweep_roles: int = 10_000
+    sweep_runs: int = 1
 
 
-FULL = Plan(7, 3, {"trustwatch": 1000, "c7n": 200}, 1_000_000, 3, 10_000, True, 16, 64)
+FULL = Plan(
+    7, 3, {"trustwatch": 1000, "c7n": 200}, 1_000_000, 3, 10_000, True, 16, 64, sweep_runs=3
+)
 QUICK = Plan(3, 2, {"trustwatch": 300, "c7n": 40}, 100_000, 2, 10_000, False, 8, 24)
 # the concurrency row: each finding is made by this many CloudTrail events (distinct
 # eventIDs: the same change seen twice), each event delivered to this many instances
@@ -343,6 +348,35 @@ def measure_concurrency(
     }
 
 
+def measure_sweep(bench: Bench, plan: Plan) -> dict:
+    """The AWS state read of a stand-in account of plan.sweep_roles roles, evaluated."""
+    import sweep_account
+
+    server, expected = sweep_account.serve(plan.sweep_roles)
+    runs = []
+    with server:
+        for _ in range(plan.sweep_runs):
+            before = server.calls
+            run = bench.run("sweep", "trustwatch", "--iam-url", server.url)
+            if run["errors"] or run["calls"] != server.calls - before:
+                raise RuntimeError(f"sweep worker: {run['errors']} ({run['calls']} calls)")
+            if run["findings"].get("aws.role.untracked_trusts_databricks") != expected:
+                raise RuntimeError(f"sweep worker missed the drift: {run['findings']}")
+            runs.append(run)
+    seconds = median([r["seconds"] for r in runs])
+    calls = runs[0]["calls"]
+    return {
+        "roles": plan.sweep_roles,
+        "runs": runs,
+        "seconds": seconds,
+        "calls": calls,
+        "roles_per_s": plan.sweep_roles / seconds,
+        "calls_per_role": calls / plan.sweep_roles,
+        "c7n_calls_per_role": sweep_account.C7N_CALLS_PER_ROLE,
+        "findings": runs[0]["findings"],
+    }
+
+
 def measure_profile(bench: Bench) -> dict:
     path, _ = cached_stream(bench.cache, QUICK.replay_records)
     return bench.run("profile", "trustwatch", "--stream", str(path), "--top", "15")
@@ -353,7 +387,13 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def summarize(
-    cold: dict, warm: dict, replay: dict, rss: dict, replay_rss: dict, concurrency: dict
+    cold: dict,
+    warm: dict,
+    replay: dict,
+    rss: dict,
+    replay_rss: dict,
+    concurrency: dict,
+    sweep: dict,
 ) -> dict[str, Any]:
     c7n_cold = cold.get("c7n", {}).get("cold_ms")
     c7n_warm = warm.get("c7n", {}).get("ms_per_event")
@@ -382,6 +422,11 @@ def summarize(
         "concurrency_alerts_sent": concurrency["alerts_sent"],
         "concurrency_duplicates": concurrency["duplicates"],
         "concurrency_events_per_s": concurrency["events_per_s"],
+        "sweep_roles": sweep["roles"],
+        "sweep_roles_per_s": sweep["roles_per_s"],
+        "sweep_calls_per_role": sweep["calls_per_role"],
+        "c7n_sweep_calls_per_role": sweep["c7n_calls_per_role"],
+        "sweep_calls_ratio_vs_c7n": _ratio(sweep["calls_per_role"], sweep["c7n_calls_per_role"]),
     }
     summary["goals"] = {
         key: {"goal": f"{op} {limit:g}", "met": _met(summary[key], op, limit)}
@@ -393,6 +438,8 @@ def summarize(
 def _met(value: float | None, op: str, limit: float) -> bool | None:
     if value is None:
         return None
+    if op == "<":
+        return value < limit
     return value <= limit if op == "<=" else value >= limit
 
 
@@ -478,6 +525,22 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
             "duplicates = 0",
             met("concurrency_duplicates"),
         ),
+        (
+            f"sweep, {s['sweep_roles']:,} roles: API calls/role",
+            f"{s['sweep_calls_per_role']:.4f}",
+            f"c7n {s['c7n_sweep_calls_per_role']:.2f} (source)",
+            f"{s['sweep_calls_ratio_vs_c7n']:.4f}x",
+            "< 0.02",
+            met("sweep_calls_per_role"),
+        ),
+        (
+            "sweep: roles/s (read + evaluate)",
+            _fmt(s["sweep_roles_per_s"]),
+            "",
+            "",
+            "",
+            "",
+        ),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
@@ -531,13 +594,15 @@ def main(argv: list[str] | None = None) -> int:
             concurrency = measure_concurrency(bench, plan, moto, hook)
         print(f"benchmarks: replay over {plan.replay_records:,} records ...", file=sys.stderr)
         replay = measure_replay(bench, plan)
+        print(f"benchmarks: sweep of {plan.sweep_roles:,} roles ...", file=sys.stderr)
+        sweep = measure_sweep(bench, plan)
         print(f"benchmarks: RSS over {plan.rss_events:,} events ...", file=sys.stderr)
         rss = bench.run(
             "rss", "trustwatch", "--event", str(DRIFT_EVENT), "--count", str(plan.rss_events)
         )
         print(f"benchmarks: replay RSS over {REPLAY_RSS_RECORDS:,} records ...", file=sys.stderr)
         replay_rss = measure_replay_rss(bench, REPLAY_RSS_RECORDS)
-        summary = summarize(cold, warm, replay, rss, replay_rss, concurrency)
+        summary = summarize(cold, warm, replay, rss, replay_rss, concurrency, sweep)
         profile = None
         if args.profile or (plan.profile and not summary["goals"]["replay_ratio_vs_orjson"]["met"]):
             print("benchmarks: profiling the replay path ...", file=sys.stderr)
@@ -554,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
         "replay_rss": replay_rss,
         "concurrency": concurrency,
         "replay_profile": profile,
-        "sweep": None,  # no sweep yet: the row appears once `trustwatch sweep` exists
+        "sweep": sweep,
         "alerts_delivered": alerts_delivered,
         "environment": {
             "python": platform.python_version(),

@@ -320,6 +320,31 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """One AWS state read of the stand-in account (--iam-url) and its evaluation."""
+    os.environ["AWS_ENDPOINT_URL_IAM"] = args.iam_url
+    from trustwatch import engine
+    from trustwatch.aws import state
+    from trustwatch.baseline import load_baseline
+
+    baseline = load_baseline(args.baseline)
+    start = time.perf_counter()
+    read = state.read(args.account, baseline, os.environ)
+    findings = [f for change in read.changes for f in engine.evaluate(change, baseline)]
+    elapsed = time.perf_counter() - start
+    rules: dict[str, int] = {}
+    for finding in findings:
+        rules[finding.rule] = rules.get(finding.rule, 0) + 1
+    return {
+        "seconds": elapsed,
+        "calls": read.calls,
+        "changes": len(read.changes),
+        "findings": rules,
+        "errors": read.errors,
+        **_rss_mb(),
+    }
+
+
 MODES = {
     "cold": cold,
     "concurrent": concurrent,
@@ -328,6 +353,7 @@ MODES = {
     "replay": replay,
     "replay_rss": replay_rss,
     "profile": profile,
+    "sweep": sweep,
 }
 
 
@@ -347,6 +373,8 @@ def main() -> None:
     parser.add_argument("--go", help="concurrent: start handling once this file exists")
     parser.add_argument("--retries", type=int, default=40)
     parser.add_argument("--work-dir", default=os.environ.get("TMPDIR", "/tmp"))
+    parser.add_argument("--iam-url", help="sweep: the IAM stand-in")
+    parser.add_argument("--account", default="111122223333", help="sweep: the account read")
     args = parser.parse_args()
     _simulate_lambda_logging()
     result = MODES[args.mode](args)

@@ -276,12 +276,26 @@ def _statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+# Actions without resource-level permissions: their statement's resource can only be "*"
+# (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html,
+# https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html).
+NO_RESOURCE_LEVEL = {
+    "iam:GetAccountAuthorizationDetails",
+    "cloudtrail:LookupEvents",
+    "s3:GetAccountPublicAccessBlock",  # https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazons3.html
+}
+
+
 def test_aws_function_role_grants_only_what_the_code_calls() -> None:
+    from trustwatch.aws import bucket_state, catchup, state
+
     policy = module("aws")["data"]["aws_iam_policy_document"]["function"]
     statements = _statements(policy)
     actions = [a for s in statements for a in s["actions"]]
     assert not [a for a in actions if "*" in a], actions
-    assert set(actions) == {
+    sweep_actions = {*state.READ_ACTIONS, state.ASSUME_ACTION, catchup.LOOKUP_ACTION}
+    sweep_actions |= {*bucket_state.READ_ACTIONS, bucket_state.ACCOUNT_READ_ACTION}
+    assert set(actions) == sweep_actions | {"lambda:InvokeFunction"} | {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "dynamodb:GetItem",
@@ -299,13 +313,48 @@ def test_aws_function_role_grants_only_what_the_code_calls() -> None:
     for statement in statements:
         assert statement.get("effect", "Allow") == "Allow"
         resources = statement["resources"]
+        if set(statement["actions"]) <= NO_RESOURCE_LEVEL:
+            continue
         assert resources != ["*"] and "*" not in resources, statement
     by_sid = {s["sid"]: s for s in statements}
+    # the fan-out invokes the function itself, nothing else; other accounts only through
+    # the configured read role
+    assert by_sid["SweepFanOut"]["resources"] == ["${local.function_arn}"]
+    assert ":function:${var.name}" in module("aws")["locals"]["function_arn"]
+    assert by_sid["SweepOtherAccounts"]["resources"] == [
+        '${replace(var.sweep_role_arn_template, "{account}", "*")}'
+    ]
     assert "aws_dynamodb_table.state.arn" in by_sid["StateTable"]["resources"][0]
     assert "aws_sqs_queue.dead_letter.arn" in by_sid["OnFailureDestination"]["resources"][0]
     assert "aws_cloudwatch_log_group.function.arn" in by_sid["Logs"]["resources"][0]
     # The role carries no managed policy (AWSLambdaBasicExecutionRole would add logs:* on *).
     assert "aws_iam_role_policy_attachment" not in module("aws")["resource"]
+
+
+def test_aws_sweep_schedule_invokes_the_function_with_the_fan_out_message() -> None:
+    from trustwatch.sweep import SWEEP_MESSAGE, scheduled
+
+    schedule = resource("aws", "aws_scheduler_schedule", "sweep")
+    assert schedule["schedule_expression"] == "${var.sweep_schedule}"
+    assert module("aws")["variable"]["sweep_schedule"]["default"] == "rate(1 hour)"
+    target = block(schedule, "target")
+    assert "aws_lambda_function.responder.arn" in target["arn"]
+    assert "aws_iam_role.scheduler[0].arn" in target["role_arn"]
+    assert "aws_sqs_queue.dead_letter.arn" in block(target, "dead_letter_config")["arn"]
+    message = {"trustwatch": SWEEP_MESSAGE}
+    assert target["input"] == '${jsonencode({trustwatch = "' + SWEEP_MESSAGE + '"})}'
+    found = scheduled(message)
+    assert found is not None and found.unit is None  # the fan-out
+    policy = module("aws")["data"]["aws_iam_policy_document"]["scheduler"]
+    grants = {s["sid"]: (s["actions"], s["resources"]) for s in _statements(policy)}
+    assert grants["InvokeFunction"] == (
+        ["lambda:InvokeFunction"],
+        ["${aws_lambda_function.responder.arn}"],
+    )
+    assert grants["DeadLetter"][0] == ["sqs:SendMessage"]
+    environment = (DEPLOY / "aws" / "main.tf").read_text()
+    for env in ("TRUSTWATCH_AWS_SWEEP_ROLE", "TRUSTWATCH_AWS_SWEEP_EXTERNAL_ID"):
+        assert env in environment
 
 
 def test_aws_secrets_are_sensitive_or_secret_store_references() -> None:
@@ -829,6 +878,7 @@ provider "aws" {
     lambda           = "%(endpoint)s"
     cloudwatchevents = "%(endpoint)s"
     cloudwatchlogs   = "%(endpoint)s"
+    scheduler        = "%(endpoint)s"
   }
 }
 
@@ -950,6 +1000,12 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         )
         assert "AlertMail" not in grants and "DecryptSecrets" not in grants
         assert all("*" not in a for actions, _ in grants.values() for a in actions)
+
+        schedule = client("scheduler").get_schedule(Name="twdeploy-sweep")
+        assert schedule["ScheduleExpression"] == "rate(1 hour)"
+        assert schedule["Target"]["Arn"].endswith(":function:twdeploy")
+        assert json.loads(schedule["Target"]["Input"]) == {"trustwatch": "sweep"}
+        assert grants["SweepFanOut"] == (["lambda:InvokeFunction"], [config["FunctionArn"]])
 
         ttl = client("dynamodb").describe_time_to_live(TableName="twdeploy-state")
         assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires"

@@ -210,7 +210,10 @@ RUNTIME_FILES = {
     "trustwatch/stores/common.py",
 }
 ALLOWED = {
-    "aws": RUNTIME_FILES | {"handler.py", "baseline.yaml"},
+    "aws": RUNTIME_FILES
+    | {"handler.py", "baseline.yaml"}
+    # the scheduled sweep's state read and CloudTrail catch-up: AWS's only
+    | {"trustwatch/aws/state.py", "trustwatch/aws/catchup.py", "trustwatch/aws/bucket_state.py"},
     "azure": RUNTIME_FILES
     | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
     # the ARM read of Event Grid events, the put-back of role assignments, the scheduled

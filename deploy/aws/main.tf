@@ -37,15 +37,22 @@ locals {
   ssm_arn_base = "arn:${data.aws_partition.current.partition}:ssm:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:parameter"
   ssm_arns     = [for n in local.ssm_names : "${local.ssm_arn_base}${n}"]
   uses_ses     = var.ses_region != null
+  # built, not read from the function: the function's policy must exist before it does
+  function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:function:${var.name}"
+  sweeps       = var.sweep_schedule != null
   plain_setting = { for k, v in {
-    TRUSTWATCH_BASELINE          = var.baseline_url
-    TRUSTWATCH_MIN_SEVERITY      = var.min_severity
-    TRUSTWATCH_STATE_TABLE       = aws_dynamodb_table.state.name
-    TRUSTWATCH_EMAIL_FROM        = var.email_from
-    TRUSTWATCH_EMAIL_TO          = var.email_to
-    TRUSTWATCH_SES_REGION        = var.ses_region
-    POWERTOOLS_SERVICE_NAME      = "trustwatch"
-    POWERTOOLS_METRICS_NAMESPACE = "trustwatch"
+    TRUSTWATCH_BASELINE     = var.baseline_url
+    TRUSTWATCH_MIN_SEVERITY = var.min_severity
+    TRUSTWATCH_STATE_TABLE  = aws_dynamodb_table.state.name
+    TRUSTWATCH_EMAIL_FROM   = var.email_from
+    TRUSTWATCH_EMAIL_TO     = var.email_to
+    TRUSTWATCH_SES_REGION   = var.ses_region
+    # the scheduled sweep (trustwatch.aws.state, trustwatch.aws.catchup)
+    TRUSTWATCH_AWS_SWEEP_ROLE        = var.sweep_role_arn_template
+    TRUSTWATCH_AWS_SWEEP_EXTERNAL_ID = var.sweep_external_id
+    TRUSTWATCH_AWS_CATCH_UP_REGIONS  = length(var.catch_up_regions) > 0 ? join(",", var.catch_up_regions) : null
+    POWERTOOLS_SERVICE_NAME          = "trustwatch"
+    POWERTOOLS_METRICS_NAMESPACE     = "trustwatch"
   } : k => v if v != null }
 
   environment = merge(
@@ -163,6 +170,67 @@ data "aws_iam_policy_document" "function" {
     sid       = "OnFailureDestination"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.dead_letter.arn]
+  }
+
+  # The scheduled sweep: the account's roles and policies in one paged read, the CloudTrail
+  # catch-up, one asynchronous invocation of itself per account. Neither
+  # GetAccountAuthorizationDetails nor LookupEvents has resource-level permissions
+  # (https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsidentityandaccessmanagementiam.html,
+  # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awscloudtrail.html).
+  dynamic "statement" {
+    for_each = local.sweeps ? [1] : []
+    content {
+      sid       = "SweepRead"
+      actions   = ["iam:GetAccountAuthorizationDetails", "cloudtrail:LookupEvents"]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.sweeps ? [1] : []
+    content {
+      sid       = "SweepInstanceProfiles"
+      actions   = ["iam:GetInstanceProfile"]
+      resources = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:instance-profile/*"]
+    }
+  }
+
+  # the baseline's watched buckets (named in the baseline, not here) and the account's
+  # Block Public Access, which has no resource-level permission
+  dynamic "statement" {
+    for_each = local.sweeps ? [1] : []
+    content {
+      sid       = "SweepBuckets"
+      actions   = ["s3:GetBucketPolicy", "s3:GetBucketPublicAccessBlock", "s3:GetBucketOwnershipControls", "s3:GetBucketAcl"]
+      resources = ["arn:${data.aws_partition.current.partition}:s3:::*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.sweeps ? [1] : []
+    content {
+      sid       = "SweepAccountPublicAccessBlock"
+      actions   = ["s3:GetAccountPublicAccessBlock"]
+      resources = ["*"]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.sweeps ? [1] : []
+    content {
+      sid       = "SweepFanOut"
+      actions   = ["lambda:InvokeFunction"]
+      resources = [local.function_arn]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.sweeps && var.sweep_role_arn_template != null ? [1] : []
+    content {
+      sid       = "SweepOtherAccounts"
+      actions   = ["sts:AssumeRole"]
+      resources = [replace(var.sweep_role_arn_template, "{account}", "*")]
+    }
   }
 
   dynamic "statement" {
@@ -305,4 +373,80 @@ resource "aws_lambda_permission" "events" {
   function_name = aws_lambda_function.responder.function_name
   principal     = "events.amazonaws.com"
   source_arn    = aws_cloudwatch_event_rule.identity_changes.arn
+}
+
+# -- the scheduled sweep: EventBridge Scheduler -> the same function ------------------------
+
+data "aws_iam_policy_document" "scheduler_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  count              = local.sweeps ? 1 : 0
+  name               = "${var.name}-scheduler"
+  description        = "trustwatch sweep schedule: invokes the function, dead-letters what it cannot."
+  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+  tags               = var.tags
+}
+
+data "aws_iam_policy_document" "scheduler" {
+  statement {
+    sid       = "InvokeFunction"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_function.responder.arn]
+  }
+
+  statement {
+    sid       = "DeadLetter"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dead_letter.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  count  = local.sweeps ? 1 : 0
+  name   = "${var.name}-scheduler"
+  role   = aws_iam_role.scheduler[0].id
+  policy = data.aws_iam_policy_document.scheduler.json
+}
+
+resource "aws_scheduler_schedule" "sweep" {
+  count       = local.sweeps ? 1 : 0
+  name        = "${var.name}-sweep"
+  description = "trustwatch compliance sweep: the function fans out one invocation per account"
+  # e.g. rate(1 hour), cron(0 * * * ? *)
+  schedule_expression = var.sweep_schedule
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.responder.arn
+    role_arn = aws_iam_role.scheduler[0].arn
+    # trustwatch.sweep's scheduled message: list the accounts and fan out
+    input = jsonencode({ trustwatch = "sweep" })
+
+    retry_policy {
+      maximum_event_age_in_seconds = var.max_event_age_s
+      maximum_retry_attempts       = 2
+    }
+
+    dead_letter_config {
+      arn = aws_sqs_queue.dead_letter.arn
+    }
+  }
 }

@@ -139,9 +139,9 @@ variable "memory_mb" {
 }
 
 variable "timeout_s" {
-  description = "Lambda timeout (s): one event, its enrichment and its alerts with retries."
+  description = "Lambda timeout (s): one event, its enrichment and its alerts with retries, or one account's sweep (its paged IAM read, and some 30 CloudTrail LookupEvents calls per region at 2 a second)."
   type        = number
-  default     = 60
+  default     = 300
 }
 
 variable "reserved_concurrency" {
@@ -178,4 +178,39 @@ variable "tags" {
   description = "Tags on every resource."
   type        = map(string)
   default     = {}
+}
+
+variable "sweep_schedule" {
+  description = "EventBridge Scheduler expression of the compliance sweep (rate(1 hour), cron(...)); null: no scheduled sweep (and none of its permissions). Keep TRUSTWATCH_DEDUP_WINDOW (extra_environment) at least this period."
+  type        = string
+  default     = "rate(1 hour)"
+
+  validation {
+    condition     = var.sweep_schedule == null || can(regex("^(rate|cron|at)\\(.+\\)$", var.sweep_schedule))
+    error_message = "sweep_schedule: null or a Scheduler expression: rate(...), cron(...) or at(...)."
+  }
+}
+
+variable "sweep_role_arn_template" {
+  description = "TRUSTWATCH_AWS_SWEEP_ROLE: the read role the sweep assumes in each other account of the baseline, its account as {account} (arn:aws:iam::{account}:role/trustwatch-read); null: only this account is read. Each read role needs iam:GetAccountAuthorizationDetails, iam:GetInstanceProfile and cloudtrail:LookupEvents, and must trust this module's role_arn."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.sweep_role_arn_template == null || can(regex("^arn:aws[a-z-]*:iam::\\{account\\}:role/.+", var.sweep_role_arn_template))
+    error_message = "sweep_role_arn_template: arn:PARTITION:iam::{account}:role/NAME."
+  }
+}
+
+variable "sweep_external_id" {
+  description = "TRUSTWATCH_AWS_SWEEP_EXTERNAL_ID: the sts:ExternalId the read roles require, if any."
+  type        = string
+  default     = null
+  sensitive   = true
+}
+
+variable "catch_up_regions" {
+  description = "TRUSTWATCH_AWS_CATCH_UP_REGIONS: regions whose CloudTrail the sweep's catch-up reads for STS, S3 and Lambda calls (IAM's are read in us-east-1); empty: the function's region."
+  type        = list(string)
+  default     = []
 }

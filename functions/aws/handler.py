@@ -1,4 +1,11 @@
-"""AWS Lambda entry point: EventBridge "AWS API Call via CloudTrail" events (aws.iam, aws.sts).
+"""AWS Lambda entry point: EventBridge "AWS API Call via CloudTrail" events (aws.iam, aws.sts),
+and the scheduled sweep (trustwatch.sweep).
+
+The EventBridge Scheduler schedule sends `{"trustwatch": "sweep"}`: the function invokes
+itself asynchronously once per account of the baseline (`lambda:InvokeFunction`,
+InvocationType Event, `{"trustwatch": "sweep", "cloud": "aws", "unit": ACCOUNT}`), so
+accounts are swept in parallel, each in its own invocation; a unit invocation sweeps
+that account (`sweep.run_scheduled`). A unit whose alerts failed raises: Lambda retries it.
 
 Failure semantics: a malformed or unsupported event is logged, counted (metric
 `UnprocessableEvents`) and acknowledged; an alert that no sink accepted raises, so Lambda
@@ -9,6 +16,7 @@ processed once (powertools idempotency on the same DynamoDB table as the alert d
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -24,6 +32,7 @@ metrics = Metrics(namespace="trustwatch", service="trustwatch")
 runtime = FunctionRuntime("aws", __file__)
 _process: Any = None
 _idempotency_config: Any = None
+_lambda_client: Any = None
 
 
 def _runtime() -> tuple[Responder, Any]:
@@ -88,6 +97,73 @@ def _count(outcome: Outcome) -> None:
         )
 
 
+def _invoke_self(message: dict[str, str]) -> None:
+    """Start this function's own invocation for one sweep unit (asynchronous: Lambda
+    queues it and answers 202)."""
+    global _lambda_client
+    if _lambda_client is None:
+        import boto3
+        from trustwatch.aws.store import retry_config
+
+        _lambda_client = boto3.client("lambda", config=retry_config())
+    answer = _lambda_client.invoke(
+        FunctionName=os.environ["AWS_LAMBDA_FUNCTION_NAME"],
+        InvocationType="Event",
+        Payload=json.dumps(message).encode(),
+    )
+    if answer.get("StatusCode") != 202:
+        raise RuntimeError(
+            f"sweep of {message.get('unit')}: Invoke answered {answer.get('StatusCode')}"
+        )
+
+
+def _sweep(request: Any) -> dict[str, Any]:
+    from trustwatch import sweep
+
+    responder = runtime.responder()
+    result = sweep.run_scheduled(
+        request,
+        "aws",
+        responder.baseline(),
+        environ=os.environ,
+        store=sweep.sweep_store_from_env(os.environ),
+        sender=responder.sender,
+        dispatch=_invoke_self,
+    )
+    if isinstance(result, list):
+        metrics.add_metric(name="SweepUnitsDispatched", unit=MetricUnit.Count, value=len(result))
+        return {"dispatched": [m["unit"] for m in result]}
+    metrics.add_metric(name="SweepFindingsNew", unit=MetricUnit.Count, value=len(result.new))
+    metrics.add_metric(
+        name="SweepFindingsResolved", unit=MetricUnit.Count, value=len(result.resolved)
+    )
+    metrics.add_metric(name="SweepApiCalls", unit=MetricUnit.Count, value=result.calls)
+    if result.errors:
+        metrics.add_metric(name="SweepErrors", unit=MetricUnit.Count, value=len(result.errors))
+    return {
+        "unit": result.unit,
+        "new": [f.id for f in result.new],
+        "open": [f.id for f in result.still_open],
+        "resolved": [f.id for f in result.resolved],
+        "catch_up": [f.id for f in result.event_findings],
+        "sent": len(result.alerted),
+        "calls": result.calls,
+        "errors": result.errors,
+    }
+
+
+def _sweep_request(event: dict[str, Any]) -> Any:
+    """The sweep message the event is, or None (ValueError for a malformed one)."""
+    if event.get("trustwatch") is None:
+        return None  # every other event: no need to import the sweep engine
+    from trustwatch.sweep import scheduled
+
+    request = scheduled(event)
+    if request is not None and request.cloud not in (None, "aws"):
+        raise ValueError(f"sweep message for cloud {request.cloud!r} reached the AWS function")
+    return request
+
+
 @metrics.log_metrics(raise_on_empty_metrics=False)
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if not isinstance(event, dict):
@@ -95,6 +171,22 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.error("unprocessable event acknowledged: not a JSON object")
         metrics.add_metric(name="UnprocessableEvents", unit=MetricUnit.Count, value=1)
         return {"errors": ["event is not a JSON object"]}
+    try:
+        request = _sweep_request(event)
+    except ValueError as exc:
+        logger.error("malformed sweep message acknowledged: %s", exc)
+        metrics.add_metric(name="UnprocessableEvents", unit=MetricUnit.Count, value=1)
+        return {"errors": [str(exc)]}
+    if request is not None:
+        logger.append_keys(
+            sweep_unit=request.unit, request_id=getattr(context, "aws_request_id", None)
+        )
+        try:
+            return _sweep(request)
+        except Exception:
+            metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+            logger.exception("sweep failed; raising so Lambda retries")
+            raise
     # powertools' typed view of the envelope (its package costs ~10 ms of a cold start:
     # the price of one well-kept event model instead of our own)
     envelope = EventBridgeEvent(event)

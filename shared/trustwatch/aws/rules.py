@@ -460,10 +460,10 @@ def _responder_role(change: Change, baseline: Baseline) -> str | None:
     """The actors.responder entry naming the change's role (account + name in any case)."""
     if isinstance(change.payload, FunctionRoleSet):  # the subject is a function, not a role
         return None
-    return _responder_entry(baseline, change.scope, change.name)
+    return responder_entry(baseline, change.scope, change.name)
 
 
-def _responder_entry(baseline: Baseline, account: str, role_name: str) -> str | None:
+def responder_entry(baseline: Baseline, account: str, role_name: str) -> str | None:
     """The actors.responder entry that is this role (account + name in any case), if any."""
     for entry in baseline.actors.responder:
         parts = entry.strip().split(":", 5)
@@ -483,7 +483,7 @@ def _responder_role_arn(baseline: Baseline, role_arn: str) -> str | None:
         return None
     if not parts[5].startswith("role/"):
         return None
-    return _responder_entry(baseline, parts[4], parts[5].rsplit("/", 1)[-1])
+    return responder_entry(baseline, parts[4], parts[5].rsplit("/", 1)[-1])
 
 
 RESPONDER_KINDS = (
