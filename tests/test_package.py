@@ -208,7 +208,9 @@ RUNTIME_FILES = {
     "trustwatch/stores/common.py",
 }
 ALLOWED = {
-    "aws": RUNTIME_FILES | {"handler.py", "baseline.yaml"},
+    "aws": RUNTIME_FILES
+    | {"handler.py", "baseline.yaml"}
+    | {"trustwatch/aws/remediate.py"},  # puts findings back (boto3 IAM): AWS's only
     "azure": RUNTIME_FILES
     | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
     | {"trustwatch/azure/enrich.py"},  # the ARM read of Event Grid events: Azure's only
