@@ -107,13 +107,8 @@ class World:
     def iam(self) -> Any:
         return attacker_iam(self.moto.endpoint_url)
 
-    # names: the baseline spells the cross-account role in mixed case on purpose
     @property
-    def xacct(self) -> str:
-        return f"xacct-{self.sfx}"
-
-    @property
-    def xacct_in_baseline(self) -> str:
+    def xacct(self) -> str:  # in mixed case, as IAM and the baseline spell it
         return f"XAcct-{self.sfx}"
 
     @property
@@ -153,7 +148,7 @@ aws:
   accounts:
     "{ACCOUNT}":
       roles:
-        {self.xacct_in_baseline}:
+        {self.xacct}:
           mode: {mode}
           trust: {{template: databricks-cross-account}}
           inline_policies:
@@ -573,7 +568,8 @@ def test_breaker_opens_on_the_fourth_remediation_within_ten_minutes(function, wo
 
 
 def test_role_spelt_in_another_case(function, world):
-    """The event spells the role in upper case, the baseline in mixed case, IAM in lower."""
+    """The event spells the role in upper case (IAM accepts any case), the baseline as IAM
+    stores it: the function finds it and writes under IAM's spelling."""
     fn = function()
     doc = trust(*CROSS_ACCOUNT_TRUST["Statement"], allow(ATTACKER))
     world.iam.update_assume_role_policy(RoleName=world.xacct, PolicyDocument=json.dumps(doc))

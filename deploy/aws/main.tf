@@ -44,9 +44,35 @@ locals {
     TRUSTWATCH_EMAIL_FROM        = var.email_from
     TRUSTWATCH_EMAIL_TO          = var.email_to
     TRUSTWATCH_SES_REGION        = var.ses_region
+    TRUSTWATCH_REMEDIATION       = var.remediation_enabled ? "apply" : "dry-run"
     POWERTOOLS_SERVICE_NAME      = "trustwatch"
     POWERTOOLS_METRICS_NAMESPACE = "trustwatch"
   } : k => v if v != null }
+
+  # What trustwatch.aws.remediate reads (always: a dry run plans from it) and writes (only
+  # with remediation_enabled), on the baseline's IAM resources or, unnamed, the account's.
+  iam_arn_base = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}"
+  remediation_arns = var.remediation_resource_arns != null ? var.remediation_resource_arns : [
+    "${local.iam_arn_base}:role/*",
+    "${local.iam_arn_base}:instance-profile/*",
+    "${local.iam_arn_base}:policy/*",
+  ]
+  remediation_roles    = [for arn in local.remediation_arns : arn if length(regexall(":role/", arn)) > 0]
+  remediation_profiles = [for arn in local.remediation_arns : arn if length(regexall(":instance-profile/", arn)) > 0]
+  remediation_policies = [for arn in local.remediation_arns : arn if length(regexall(":policy/", arn)) > 0]
+  # the statements below for each kind of resource, read and write; a kind without ARNs has none
+  remediation_statements = {
+    RemediationReadRoles      = { write = false, resources = local.remediation_roles, actions = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies"] }
+    RemediationReadProfiles   = { write = false, resources = local.remediation_profiles, actions = ["iam:GetInstanceProfile"] }
+    RemediationReadPolicies   = { write = false, resources = local.remediation_policies, actions = ["iam:ListPolicyVersions", "iam:GetPolicyVersion"] }
+    RemediateRoles            = { write = true, resources = local.remediation_roles, actions = ["iam:UpdateAssumeRolePolicy", "iam:DetachRolePolicy", "iam:DeleteRolePolicy", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"] }
+    RemediateInstanceProfiles = { write = true, resources = local.remediation_profiles, actions = ["iam:RemoveRoleFromInstanceProfile", "iam:AddRoleToInstanceProfile"] }
+    RemediatePolicyVersions   = { write = true, resources = local.remediation_policies, actions = ["iam:SetDefaultPolicyVersion"] }
+  }
+  remediation_granted = {
+    for sid, s in local.remediation_statements : sid => s
+    if length(s.resources) > 0 && (var.remediation_enabled || !s.write)
+  }
 
   environment = merge(
     local.plain_setting,
@@ -207,6 +233,34 @@ data "aws_iam_policy_document" "function" {
       sid       = "AlertMail"
       actions   = ["ses:SendEmail", "ses:SendRawEmail"]
       resources = var.ses_identity_arns
+    }
+  }
+
+  # Remediation (trustwatch.aws.remediate): READ_ACTIONS always, WRITE_ACTIONS when enabled.
+  dynamic "statement" {
+    for_each = local.remediation_granted
+    content {
+      sid       = statement.key
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
+  }
+
+  # AddRoleToInstanceProfile needs iam:PassRole on the role it adds
+  # (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html),
+  # with iam:AssociatedResourceArn as that page says it must be written.
+  dynamic "statement" {
+    for_each = var.remediation_enabled && length(local.remediation_profiles) > 0 && length(local.remediation_roles) > 0 ? [1] : []
+    content {
+      sid       = "RemediatePassRoleToInstanceProfiles"
+      actions   = ["iam:PassRole"]
+      resources = local.remediation_roles
+
+      condition {
+        test     = "ArnLike"
+        variable = "iam:AssociatedResourceArn"
+        values   = ["arn:${data.aws_partition.current.partition}:ec2:*:${data.aws_caller_identity.current.account_id}:instance/*"]
+      }
     }
   }
 }

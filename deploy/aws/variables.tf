@@ -132,6 +132,26 @@ variable "kms_key_arns" {
   default     = []
 }
 
+variable "remediation_enabled" {
+  description = "Let the function put drift back (TRUSTWATCH_REMEDIATION=apply): grants the IAM write actions trustwatch.aws.remediate calls. Only baseline identities whose mode is remediate are changed. false (default): a dry run, each finding shows the plan and the function only reads IAM."
+  type        = bool
+  default     = false
+}
+
+variable "remediation_resource_arns" {
+  description = "The IAM ARNs remediation reads and, when enabled, writes: the baseline's roles (arn:aws:iam::ACCOUNT:role/PATH/NAME), watched instance profiles and the customer policies whose versions it may restore. null (default): every role, instance profile and customer policy of this account (the module does not read the baseline)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition = var.remediation_resource_arns == null ? true : alltrue([
+      for arn in var.remediation_resource_arns :
+      can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|instance-profile|policy)/.+", arn))
+    ])
+    error_message = "remediation_resource_arns: IAM role, instance-profile or policy ARNs of the account."
+  }
+}
+
 variable "memory_mb" {
   description = "Lambda memory (MB); CPU scales with it, and cold start with CPU."
   type        = number

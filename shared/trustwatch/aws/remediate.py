@@ -22,8 +22,8 @@ is not widened back (`attach_role_policy` and the breakage rules are alert only)
 
 IAM names are "not distinguished by case"
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): the role
-and instance profile are looked up by the finding's spelling, then the baseline's, then
-by listing, and written under the spelling IAM returns. The function acts in its own
+and instance profile are looked up by the event's spelling, then the baseline's, and
+written under the spelling IAM returns. The function acts in its own
 account (STS GetCallerIdentity, once): a finding of another account fails, saying so.
 """
 
@@ -45,11 +45,9 @@ from trustwatch.remediation import NothingToDo, Plan
 # tests/test_deploy.py holds both to the calls in this module.
 READ_ACTIONS = (
     "iam:GetRole",
-    "iam:ListRoles",
     "iam:GetRolePolicy",
     "iam:ListAttachedRolePolicies",
     "iam:GetInstanceProfile",
-    "iam:ListInstanceProfiles",
     "iam:ListPolicyVersions",
     "iam:GetPolicyVersion",
 )
@@ -63,6 +61,9 @@ WRITE_ACTIONS = (
     "iam:AddRoleToInstanceProfile",
     "iam:SetDefaultPolicyVersion",
 )
+# Not a call but a permission: AddRoleToInstanceProfile needs iam:PassRole on the role it
+# adds (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html).
+PASS_ROLE = "iam:PassRole"
 ALERT_ONLY = "alert only"
 
 
@@ -157,7 +158,7 @@ def _baseline_role(ctx: Context, name: str) -> tuple[str, AwsRole] | None:
 
 
 def _get_role(iam: Any, names: list[str]) -> dict[str, Any] | None:
-    """GetRole by each spelling, then ListRoles by name in any case; None: no such role."""
+    """GetRole by each spelling in turn (the event's, the baseline's); None: no such role."""
     for name in dict.fromkeys(names):
         try:
             role: dict[str, Any] = iam.get_role(RoleName=name)["Role"]
@@ -165,12 +166,6 @@ def _get_role(iam: Any, names: list[str]) -> dict[str, Any] | None:
         except Exception as exc:
             if not _missing(exc):
                 raise
-    keys = {iam_name_key(n) for n in names}
-    for page in iam.get_paginator("list_roles").paginate():
-        for listed in page["Roles"]:
-            if iam_name_key(listed["RoleName"]) in keys:
-                found: dict[str, Any] = iam.get_role(RoleName=listed["RoleName"])["Role"]
-                return found
     return None
 
 
@@ -416,7 +411,7 @@ def restore_permissions_boundary(ctx: Context) -> Plan | NothingToDo:
 
 
 def _get_profile(iam: Any, names: list[str]) -> dict[str, Any] | None:
-    """GetInstanceProfile by each spelling, then by listing in any case; None: gone."""
+    """GetInstanceProfile by each spelling in turn; None: no such instance profile."""
     for name in dict.fromkeys(names):
         try:
             found: dict[str, Any] = iam.get_instance_profile(InstanceProfileName=name)[
@@ -426,11 +421,6 @@ def _get_profile(iam: Any, names: list[str]) -> dict[str, Any] | None:
         except Exception as exc:
             if not _missing(exc):
                 raise
-    keys = {iam_name_key(n) for n in names}
-    for page in iam.get_paginator("list_instance_profiles").paginate():
-        for listed in page["InstanceProfiles"]:
-            if iam_name_key(listed["InstanceProfileName"]) in keys:
-                return _get_profile(iam, [listed["InstanceProfileName"]])
     return None
 
 
