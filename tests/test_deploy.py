@@ -326,13 +326,14 @@ def test_aws_remediation_grants_reads_always_and_the_code_writes_only_when_enabl
     writes = [a for s in table.values() if s["write"] for a in s["actions"]]
     assert sorted(reads) == sorted(READ_ACTIONS)
     assert sorted(writes) == sorted(WRITE_ACTIONS)
-    kinds = {"roles": ":role/", "profiles": ":instance-profile/", "policies": ":policy/"}
+    kinds = {"roles", "profiles", "policies", "buckets"}
     for sid, statement in table.items():
         kind = statement["resources"].removeprefix("${local.remediation_").removesuffix("}")
         assert kind in kinds, sid
         for action in statement["actions"]:  # each action on its own resource type
             assert ("Policy" in action and "Role" not in action) == (kind == "policies"), action
             assert ("InstanceProfile" in action) == (kind == "profiles"), action
+            assert action.startswith("s3:") == (kind == "buckets"), action
     granted = mod["locals"]["remediation_granted"]
     assert "(var.remediation_enabled || !s.write)" in granted  # writes need the switch
     policy = mod["data"]["aws_iam_policy_document"]["function"]
@@ -811,7 +812,8 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         from trustwatch.aws.remediate import PASS_ROLE, READ_ACTIONS, WRITE_ACTIONS
 
         iam_actions = {a for actions, _ in grants.values() for a in actions if a.startswith("iam:")}
-        assert iam_actions == set(READ_ACTIONS)
+        assert iam_actions == {a for a in READ_ACTIONS if a.startswith("iam:")}
+        assert "RemediationReadBuckets" not in grants  # no bucket unless named
         assert environment["TRUSTWATCH_REMEDIATION"] == "dry-run"
         account_iam = "arn:aws:iam::123456789012"
         assert grants["RemediationReadRoles"][1] == [f"{account_iam}:role/*"]
@@ -820,12 +822,13 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         role = f"{account_iam}:role/databricks-cross-account"
         profile = f"{account_iam}:instance-profile/databricks-cluster-data"
         customer = f"{account_iam}:policy/databricks-cluster-data-read"
+        bucket = "arn:aws:s3:::dbx-prod-root"
         terraform(
             "apply",
             "-input=false",
             "-auto-approve",
             "-var=remediation_enabled=true",
-            f'-var=remediation_resource_arns=["{role}","{profile}","{customer}"]',
+            f'-var=remediation_resource_arns=["{role}","{profile}","{customer}","{bucket}"]',
         )
         config = client("lambda").get_function_configuration(FunctionName="twdeploy")
         assert config["Environment"]["Variables"]["TRUSTWATCH_REMEDIATION"] == "apply"
@@ -844,6 +847,7 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         assert iam_grants["RemediateRoles"][1] == [role]
         assert iam_grants["RemediateInstanceProfiles"][1] == [profile]
         assert iam_grants["RemediatePolicyVersions"][1] == [customer]
+        assert iam_grants["RemediateBuckets"] == (["s3:PutBucketPublicAccessBlock"], [bucket])
         assert iam_grants["RemediatePassRoleToInstanceProfiles"][1] == [role]
         assert "iam:AssociatedResourceArn" in json.dumps(
             statements["RemediatePassRoleToInstanceProfiles"]["Condition"]

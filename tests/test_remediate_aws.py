@@ -51,7 +51,7 @@ from awsproxy import QueryProxy
 from cloudservers import create_state_table
 from conftest import ROOT
 from trustwatch.alerts.receivers import RecordingHTTPServer
-from trustwatch.aws.remediate import READ_ACTIONS, WRITE_ACTIONS
+from trustwatch.aws.remediate import ALL_BLOCKED, READ_ACTIONS, WRITE_ACTIONS
 
 ATTACKER = {"AWS": "arn:aws:iam::193672423079:root"}
 EC2_TRUST = trust(allow({"Service": "ec2.amazonaws.com"}))
@@ -124,6 +124,14 @@ class World:
         return f"profile-{self.sfx}"
 
     @property
+    def bucket(self) -> str:
+        return f"dbx-root-{self.sfx}"
+
+    @property
+    def s3(self) -> Any:
+        return self.moto.client("s3")
+
+    @property
     def boundary(self) -> str:
         return policy_arn(f"boundary-{self.sfx}")
 
@@ -160,6 +168,8 @@ aws:
           managed_policies: [{self.data_read}]
       instance_profiles:
         {self.profile}: {{role: {self.cluster}}}
+      buckets:
+        {self.bucket}: {{mode: {mode}, public_access_block: required}}
 """
         )
         return path
@@ -185,7 +195,18 @@ aws:
         iam.attach_role_policy(RoleName=self.cluster, PolicyArn=self.data_read)
         iam.create_instance_profile(InstanceProfileName=self.profile)
         iam.add_role_to_instance_profile(InstanceProfileName=self.profile, RoleName=self.cluster)
+        self.s3.create_bucket(Bucket=self.bucket)
+        self.s3.put_public_access_block(
+            Bucket=self.bucket, PublicAccessBlockConfiguration=ALL_BLOCKED
+        )
         return self
+
+    def public_access_block(self) -> dict[str, bool] | None:
+        try:
+            found = self.s3.get_public_access_block(Bucket=self.bucket)
+        except self.s3.exceptions.ClientError:
+            return None
+        return found["PublicAccessBlockConfiguration"]
 
     # what IAM holds now
     def trust_of(self, role: str) -> dict[str, Any]:
@@ -357,6 +378,15 @@ def version_widened(w: World) -> dict[str, Any]:
     )
 
 
+def bucket_opened(w: World) -> dict[str, Any]:
+    w.s3.delete_public_access_block(Bucket=w.bucket)
+    return call(
+        "DeleteBucketPublicAccessBlock",
+        {"bucketName": w.bucket, "publicAccessBlock": [""]},
+        eventSource="s3.amazonaws.com",
+    )
+
+
 def trust_is_back(w: World) -> bool:
     from trustwatch.aws.policy import compare_trust
 
@@ -420,7 +450,18 @@ CASES = {
         lambda w: w.default_version(w.data_read) == "v2",
         ("SetDefaultPolicyVersion",),
     ),
+    "bucket-public-access": Case(
+        "aws.bucket.public_access_opened", "restore_public_access_block", bucket_opened,
+        lambda w: w.public_access_block() == ALL_BLOCKED,
+        lambda w: w.public_access_block() is None,
+        ("PutBucketPublicAccessBlock",),
+    ),
 }  # fmt: skip
+
+
+def iam_writes(case: Case) -> list[str]:
+    """The case's writes the proxy sees (IAM; S3 goes to moto directly)."""
+    return [w for w in case.writes if f"iam:{w}" in WRITE_ACTIONS]
 
 
 def one(findings: list[dict[str, Any]], rule: str) -> dict[str, Any]:
@@ -442,9 +483,10 @@ def test_remediate_mode_puts_it_back_and_verifies(function, world, name):
     assert remediation["detail"].startswith("verified; ")
     assert remediation["before"] != remediation["after"]
     assert case.back(world)  # read back from moto, not from the finding
-    assert world.proxy.writes(WRITE_ACTIONS) == list(case.writes)
+    assert world.proxy.writes(WRITE_ACTIONS) == iam_writes(case)
     # every call the function made is one deploy/aws grants (GetCallerIdentity needs none)
-    declared = {a.split(":")[1] for a in READ_ACTIONS + WRITE_ACTIONS} | {"GetCallerIdentity"}
+    declared = {a.split(":")[1] for a in READ_ACTIONS + WRITE_ACTIONS if a.startswith("iam:")}
+    declared.add("GetCallerIdentity")
     assert set(world.proxy.calls) <= declared, set(world.proxy.calls) - declared
 
 

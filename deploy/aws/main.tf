@@ -60,14 +60,17 @@ locals {
   remediation_roles    = [for arn in local.remediation_arns : arn if length(regexall(":role/", arn)) > 0]
   remediation_profiles = [for arn in local.remediation_arns : arn if length(regexall(":instance-profile/", arn)) > 0]
   remediation_policies = [for arn in local.remediation_arns : arn if length(regexall(":policy/", arn)) > 0]
+  remediation_buckets  = [for arn in local.remediation_arns : arn if length(regexall(":s3:::", arn)) > 0]
   # the statements below for each kind of resource, read and write; a kind without ARNs has none
   remediation_statements = {
     RemediationReadRoles      = { write = false, resources = local.remediation_roles, actions = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies"] }
     RemediationReadProfiles   = { write = false, resources = local.remediation_profiles, actions = ["iam:GetInstanceProfile"] }
     RemediationReadPolicies   = { write = false, resources = local.remediation_policies, actions = ["iam:ListPolicyVersions", "iam:GetPolicyVersion"] }
+    RemediationReadBuckets    = { write = false, resources = local.remediation_buckets, actions = ["s3:GetBucketPublicAccessBlock"] }
     RemediateRoles            = { write = true, resources = local.remediation_roles, actions = ["iam:UpdateAssumeRolePolicy", "iam:DetachRolePolicy", "iam:DeleteRolePolicy", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"] }
     RemediateInstanceProfiles = { write = true, resources = local.remediation_profiles, actions = ["iam:RemoveRoleFromInstanceProfile", "iam:AddRoleToInstanceProfile"] }
     RemediatePolicyVersions   = { write = true, resources = local.remediation_policies, actions = ["iam:SetDefaultPolicyVersion"] }
+    RemediateBuckets          = { write = true, resources = local.remediation_buckets, actions = ["s3:PutBucketPublicAccessBlock"] }
   }
   remediation_granted = {
     for sid, s in local.remediation_statements : sid => s

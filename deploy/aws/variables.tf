@@ -139,16 +139,16 @@ variable "remediation_enabled" {
 }
 
 variable "remediation_resource_arns" {
-  description = "The IAM ARNs remediation reads and, when enabled, writes: the baseline's roles (arn:aws:iam::ACCOUNT:role/PATH/NAME), watched instance profiles and the customer policies whose versions it may restore. null (default): every role, instance profile and customer policy of this account (the module does not read the baseline)."
+  description = "The ARNs remediation reads and, when enabled, writes: the baseline's roles (arn:aws:iam::ACCOUNT:role/PATH/NAME), watched instance profiles, the customer policies whose versions it may restore, and watched buckets (arn:aws:s3:::NAME, for their Block Public Access). null (default): every role, instance profile and customer policy of this account, and no bucket (the module does not read the baseline)."
   type        = list(string)
   default     = null
 
   validation {
     condition = var.remediation_resource_arns == null ? true : alltrue([
       for arn in var.remediation_resource_arns :
-      can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:(role|instance-profile|policy)/.+", arn))
+      can(regex("^arn:aws[a-z-]*:(iam::[0-9]{12}:(role|instance-profile|policy)/.+|s3:::[^/*]+)$", arn))
     ])
-    error_message = "remediation_resource_arns: IAM role, instance-profile or policy ARNs of the account."
+    error_message = "remediation_resource_arns: IAM role, instance-profile or policy ARNs of the account, or S3 bucket ARNs."
   }
 }
 

@@ -14,11 +14,14 @@ stale or out-of-order event) is `skipped`, and a plan only narrows toward the ba
 | restore_permissions_boundary | PutRolePermissionsBoundary with the baseline's boundary |
 | restore_instance_profile_role | RemoveRoleFromInstanceProfile (foreign role), AddRoleToInstanceProfile (baseline role) |
 | restore_policy_version | SetDefaultPolicyVersion to the newest other version without admin or escalation |
+| restore_public_access_block | PutPublicAccessBlock, all four settings on, on a watched bucket |
 
 Never automated (alert only), because each would widen access or recreate what someone
 removed: a deleted role, instance profile or inline policy is not recreated, a detached
 expected managed policy is not re-attached, a trust that only lost an expected principal
-is not widened back (`attach_role_policy` and the breakage rules are alert only).
+is not widened back (`attach_role_policy` and the breakage rules are alert only). The
+account-level Block Public Access (S3 Control) and bucket policies, ACLs and ownership
+controls are alert only too, for now.
 
 IAM names are "not distinguished by case"
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): the role
@@ -50,6 +53,7 @@ READ_ACTIONS = (
     "iam:GetInstanceProfile",
     "iam:ListPolicyVersions",
     "iam:GetPolicyVersion",
+    "s3:GetBucketPublicAccessBlock",
 )
 WRITE_ACTIONS = (
     "iam:UpdateAssumeRolePolicy",
@@ -60,6 +64,7 @@ WRITE_ACTIONS = (
     "iam:RemoveRoleFromInstanceProfile",
     "iam:AddRoleToInstanceProfile",
     "iam:SetDefaultPolicyVersion",
+    "s3:PutBucketPublicAccessBlock",  # the action of the PutPublicAccessBlock call
 )
 # Not a call but a permission: AddRoleToInstanceProfile needs iam:PassRole on the role it
 # adds (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html).
@@ -108,17 +113,25 @@ class AwsRemediator:
                 f"the finding is in account {finding.scope}; the responder runs in {own}",
                 "failed",
             )
-        return planner(Context(self.client("iam"), finding, baseline, account))
+        return planner(Context(self, finding, baseline, account))
 
 
 @dataclass(frozen=True)
 class Context:
-    """What each planner reads: the IAM client, the finding and its baseline account."""
+    """What each planner reads: the clients, the finding and its baseline account."""
 
-    iam: Any
+    remediator: AwsRemediator
     finding: Finding
     baseline: Baseline
     account: AwsAccount
+
+    @property
+    def iam(self) -> Any:
+        return self.remediator.client("iam")
+
+    @property
+    def s3(self) -> Any:
+        return self.remediator.client("s3")
 
     def mode(self, role: AwsRole | None) -> Mode:
         return self.baseline.mode_for(role.mode if role else None)
@@ -559,6 +572,63 @@ def restore_policy_version(ctx: Context) -> Plan | NothingToDo:
     )
 
 
+# ---------------------------------------------------------------- buckets
+
+# All four Block Public Access settings on: what `public_access_block: required` expects
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/access-control-block-public-access.html).
+ALL_BLOCKED = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+
+def _public_access_block(s3: Any, bucket: str) -> dict[str, bool] | None:
+    """The bucket's Block Public Access settings; None when it has none."""
+    try:
+        found = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    except Exception as exc:
+        if _error_code(exc) == "NoSuchPublicAccessBlockConfiguration":
+            return None
+        raise
+    return {key: bool(found.get(key)) for key in ALL_BLOCKED}
+
+
+def restore_public_access_block(ctx: Context) -> Plan | NothingToDo:
+    identity = ctx.finding.identity
+    if ":s3:::" not in identity:  # the account's setting (S3 Control)
+        return NothingToDo(
+            f"the account-level Block Public Access is not automated: {ALERT_ONLY}", "none"
+        )
+    name = identity.split(":s3:::", 1)[1]
+    bucket = ctx.account.buckets.get(name)  # bucket names compare exactly
+    if bucket is None or bucket.public_access_block != "required":
+        return NothingToDo(f"bucket {name} is not a watched bucket that must block", "none")
+    current = _public_access_block(ctx.s3, name)
+    if current == ALL_BLOCKED:
+        return NothingToDo("Block Public Access is already all on (stale event)")
+
+    def apply() -> None:
+        ctx.s3.put_public_access_block(
+            Bucket=name, PublicAccessBlockConfiguration=dict(ALL_BLOCKED)
+        )
+
+    def verify() -> str | None:
+        back = _public_access_block(ctx.s3, name)
+        return None if back == ALL_BLOCKED else f"Block Public Access is {back}"
+
+    return Plan(
+        "restore_public_access_block",
+        identity,
+        ctx.baseline.mode_for(bucket.mode),
+        {"public_access_block": current},
+        {"public_access_block": ALL_BLOCKED},
+        apply,
+        verify,
+    )
+
+
 _PLANNERS: dict[str, Planner] = {
     "restore_trust_policy": restore_trust_policy,
     "detach_role_policy": detach_role_policy,
@@ -567,6 +637,7 @@ _PLANNERS: dict[str, Planner] = {
     "restore_permissions_boundary": restore_permissions_boundary,
     "restore_instance_profile_role": restore_instance_profile_role,
     "restore_policy_version": restore_policy_version,
+    "restore_public_access_block": restore_public_access_block,
 }
 
 
