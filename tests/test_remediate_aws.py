@@ -678,6 +678,39 @@ def test_policy_version_with_no_safe_version_fails(function, world):
     assert world.default_version(world.data_read) == "v3"
 
 
+def test_only_what_the_finding_names_is_touched(function, world):
+    """Detaching one policy leaves the baseline's and another drift's (its own finding)."""
+    fn = function()
+    other = policy_arn(f"other-{world.sfx}")
+    world.iam.create_policy(PolicyName=other.rsplit("/", 1)[-1], PolicyDocument=json.dumps(READ))
+    world.iam.attach_role_policy(RoleName=world.cluster, PolicyArn=other)
+    world.iam.attach_role_policy(RoleName=world.cluster, PolicyArn=world.admin)
+    record = call("AttachRolePolicy", {"roleName": world.cluster, "policyArn": world.admin})
+    finding = one(fn.deliver(record), "aws.policy.managed_attached")
+    assert finding["remediation"]["status"] == "applied"
+    assert sorted(world.attached(world.cluster)) == sorted([world.data_read, other])
+    assert world.proxy.writes(WRITE_ACTIONS) == ["DetachRolePolicy"]
+
+
+def test_baseline_role_removed_from_its_instance_profile_is_put_back(function, world):
+    fn = function()
+    world.iam.remove_role_from_instance_profile(
+        InstanceProfileName=world.profile, RoleName=world.cluster
+    )
+    record = call(
+        "RemoveRoleFromInstanceProfile",
+        {"instanceProfileName": world.profile, "roleName": world.cluster},
+    )
+    finding = one(fn.deliver(record), "aws.instance_profile.changed")
+    assert finding["remediation"]["status"] == "applied"
+    assert (finding["remediation"]["before"], finding["remediation"]["after"]) == (
+        {"roles": []},
+        {"roles": [world.cluster]},
+    )
+    assert world.profile_roles() == [world.cluster]
+    assert world.proxy.writes(WRITE_ACTIONS) == ["AddRoleToInstanceProfile"]
+
+
 def test_finding_of_another_account_fails(world):
     from trustwatch.aws.remediate import AwsRemediator
     from trustwatch.baseline import load_baseline
