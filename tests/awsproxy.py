@@ -1,7 +1,9 @@
 """A loopback proxy in front of moto server for the AWS query-protocol APIs (IAM, STS).
 
-It forwards every request to moto, acting in one account (moto's `x-moto-account-id`
-header: the function's credentials belong to that account), records the `Action` of each
+It forwards every request to moto, acting in one account for the base credentials
+(moto's `x-moto-account-id` header: the function's own credentials belong to that
+account; a session moto's STS AssumeRole gave out acts in its role's account, as moto
+keys it by the access key), records the `Action` of each
 call, and answers chosen calls itself, once each: an error (`Throttling`, `AccessDenied`)
 or a success that is never forwarded (a write IAM "accepts" but that does not happen).
 IAM's error shape: https://docs.aws.amazon.com/IAM/latest/APIReference/CommonErrors.html
@@ -30,10 +32,11 @@ class Answer:
 class QueryProxy:
     """`with QueryProxy(moto.endpoint_url, "111122223333") as proxy:` … `proxy.url`."""
 
-    def __init__(self, upstream: str, account: str) -> None:
+    def __init__(self, upstream: str, account: str, base_key: str = "testing") -> None:
         parsed = urlparse(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.account = account
+        self.base_key = base_key
         self.calls: list[str] = []
         self._answers: deque[Answer] = deque()
         self._lock = threading.Lock()
@@ -99,7 +102,9 @@ class QueryProxy:
                     self._answer(answer)
                     return
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-                headers["x-moto-account-id"] = proxy.account
+                signed_by = self.headers.get("Authorization", "")
+                if f"Credential={proxy.base_key}/" in signed_by:
+                    headers["x-moto-account-id"] = proxy.account
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=30)
                 try:
                     conn.request("POST", self.path, body, headers)

@@ -348,8 +348,16 @@ def test_aws_remediation_grants_reads_always_and_the_code_writes_only_when_enabl
     (when,) = [d["statement"]["for_each"] for d in policy["dynamic"] if "statement" in d
                and block(d["statement"], "content")["sid"] == "RemediatePassRoleToInstanceProfiles"]  # fmt: skip
     assert when.startswith("${var.remediation_enabled && ")
+    assume = by_sid["RemediationAssumeRole"]  # findings of other accounts
+    assert assume["actions"] == ["sts:AssumeRole"]
+    assert assume["resources"] == [
+        '${replace(var.remediation_role_arn_template, "{account}", "*")}'
+    ]
     setting = mod["locals"]["plain_setting"]
     assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in setting
+    from trustwatch.aws.remediate import ROLE_TEMPLATE_ENV
+
+    assert f"{ROLE_TEMPLATE_ENV} = var.remediation_role_arn_template" in setting
     readme = (DEPLOY / "aws" / "README.md").read_text()
     assert "remediation_enabled" in readme and "actors.responder" in readme
 
@@ -690,8 +698,14 @@ module "trustwatch" {
   ssm_parameters = {
     TRUSTWATCH_SMTP_URL = "/trustwatch/smtp-url"
   }
-  remediation_enabled       = var.remediation_enabled
-  remediation_resource_arns = var.remediation_resource_arns
+  remediation_enabled           = var.remediation_enabled
+  remediation_resource_arns     = var.remediation_resource_arns
+  remediation_role_arn_template = var.remediation_role_arn_template
+}
+
+variable "remediation_role_arn_template" {
+  type    = string
+  default = null
 }
 
 variable "remediation_enabled" {
@@ -814,6 +828,7 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         iam_actions = {a for actions, _ in grants.values() for a in actions if a.startswith("iam:")}
         assert iam_actions == {a for a in READ_ACTIONS if a.startswith("iam:")}
         assert "RemediationReadBuckets" not in grants  # no bucket unless named
+        assert "RemediationAssumeRole" not in grants  # no other account unless a role is named
         assert environment["TRUSTWATCH_REMEDIATION"] == "dry-run"
         account_iam = "arn:aws:iam::123456789012"
         assert grants["RemediationReadRoles"][1] == [f"{account_iam}:role/*"]
@@ -829,9 +844,14 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
             "-auto-approve",
             "-var=remediation_enabled=true",
             f'-var=remediation_resource_arns=["{role}","{profile}","{customer}","{bucket}"]',
+            "-var=remediation_role_arn_template=arn:aws:iam::{account}:role/tw-remediator",
         )
         config = client("lambda").get_function_configuration(FunctionName="twdeploy")
-        assert config["Environment"]["Variables"]["TRUSTWATCH_REMEDIATION"] == "apply"
+        enabled_env = config["Environment"]["Variables"]
+        assert enabled_env["TRUSTWATCH_REMEDIATION"] == "apply"
+        assert enabled_env["TRUSTWATCH_AWS_REMEDIATION_ROLE"] == (
+            "arn:aws:iam::{account}:role/tw-remediator"
+        )
         policy = client("iam").get_role_policy(
             RoleName="twdeploy-function", PolicyName="twdeploy-function"
         )["PolicyDocument"]
@@ -843,7 +863,8 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
             if sid.startswith("Remediat")
         }
         granted = {a for actions, _ in iam_grants.values() for a in actions}
-        assert granted == {*READ_ACTIONS, *WRITE_ACTIONS, PASS_ROLE}
+        assert granted == {*READ_ACTIONS, *WRITE_ACTIONS, PASS_ROLE, "sts:AssumeRole"}
+        assert iam_grants["RemediationAssumeRole"][1] == ["arn:aws:iam::*:role/tw-remediator"]
         assert iam_grants["RemediateRoles"][1] == [role]
         assert iam_grants["RemediateInstanceProfiles"][1] == [profile]
         assert iam_grants["RemediatePolicyVersions"][1] == [customer]

@@ -45,6 +45,7 @@ from awsevents import (
     allow,
     envelope,
     iam_call,
+    session,
     trust,
 )
 from awsproxy import QueryProxy
@@ -74,9 +75,9 @@ def policy_arn(name: str) -> str:
 
 
 @functools.cache
-def attacker_iam(endpoint_url: str) -> Any:
+def attacker_iam(endpoint_url: str, account: str = ACCOUNT) -> Any:
     """The test's own IAM client (the attacker's, the fixer's): straight to moto, in the
-    proxy's account, so the proxy records the function's calls only."""
+    account (the proxy's by default), so the proxy records the function's calls only."""
     import boto3
 
     client = boto3.client(
@@ -88,7 +89,7 @@ def attacker_iam(endpoint_url: str) -> Any:
     )
 
     def in_account(request: Any, **_: Any) -> None:
-        request.headers["x-moto-account-id"] = ACCOUNT
+        request.headers["x-moto-account-id"] = account
 
     client.meta.events.register("before-send.iam", in_account)
     return client
@@ -172,6 +173,16 @@ aws:
         {self.bucket}: {{mode: {mode}, public_access_block: required}}
 """
         )
+        return path
+
+    def baseline_for_other_account(self, other: str) -> Path:
+        """The baseline with its account moved to `other`; the role trustwatch assumes
+        there is one of its responders (its put-backs come back through CloudTrail)."""
+        path = self.write_baseline("remediate")
+        text = path.read_text().replace(f'"{ACCOUNT}":', f'"{other}":')
+        responder = f"arn:aws:iam::{other}:role/trustwatch-remediator"
+        text = text.replace("  responder: [", f"  responder: [{responder}, ")
+        path.write_text(text)
         return path
 
     def create(self) -> World:
@@ -293,12 +304,18 @@ class Function:
 
 @pytest.fixture
 def function(monkeypatch, moto_server, world, webhook, state_table):
-    def start(mode: str = "remediate", remediation: str | None = "apply") -> Function:
+    def start(
+        mode: str = "remediate",
+        remediation: str | None = "apply",
+        baseline: Path | None = None,
+        **extra: str,
+    ) -> Function:
         env = {
             **moto_server.environ(),  # DynamoDB (dedup, idempotency, breaker) on moto itself
             "AWS_ENDPOINT_URL_IAM": world.proxy.url,
             "AWS_ENDPOINT_URL_STS": world.proxy.url,
-            "TRUSTWATCH_BASELINE": str(world.write_baseline(mode)),
+            "TRUSTWATCH_BASELINE": str(baseline or world.write_baseline(mode)),
+            **extra,
             "TRUSTWATCH_WEBHOOK_URL": webhook.url,
             "TRUSTWATCH_WEBHOOK_SECRET": "test-secret",
             "TRUSTWATCH_STATE_TABLE": state_table,
@@ -729,8 +746,105 @@ def test_finding_of_another_account_fails(world):
     )  # fmt: skip
     plan = remediator.plan(finding, baseline)
     assert plan.status == "failed"
-    assert plan.reason == f"the finding is in account 444455556666; the responder runs in {ACCOUNT}"
+    assert plan.reason == (
+        f"the finding is in account 444455556666; the responder runs in {ACCOUNT} "
+        "(TRUSTWATCH_AWS_REMEDIATION_ROLE unset)"
+    )
     assert world.proxy.calls == ["GetCallerIdentity"]
+
+
+OTHER = "444455556666"
+REMEDIATOR_ROLE = "arn:aws:iam::{account}:role/trustwatch-remediator"
+
+
+def test_another_account_through_the_assumed_remediation_role(function, world, moto_server):
+    """moto's STS AssumeRole gives a session in the role's account (its docs: "The ARN can
+    point to another account"); https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html"""
+    fn = function(
+        baseline=world.baseline_for_other_account(OTHER),
+        TRUSTWATCH_AWS_REMEDIATION_ROLE=REMEDIATOR_ROLE,
+    )
+    theirs = attacker_iam(moto_server.endpoint_url, OTHER)
+    theirs.create_role(
+        RoleName=world.xacct, AssumeRolePolicyDocument=json.dumps(CROSS_ACCOUNT_TRUST)
+    )
+    doc = json.dumps(trust(*CROSS_ACCOUNT_TRUST["Statement"], allow(ATTACKER)))
+    theirs.update_assume_role_policy(RoleName=world.xacct, PolicyDocument=doc)
+    world.iam.update_assume_role_policy(RoleName=world.xacct, PolicyDocument=doc)  # namesake
+    world.proxy.calls.clear()
+    record = call(
+        "UpdateAssumeRolePolicy",
+        {"roleName": world.xacct, "policyDocument": doc},
+        session("dev", "alice", OTHER),
+        recipientAccountId=OTHER,
+    )
+    finding = one(fn.deliver(record), "aws.trust.principal_added")
+    assert finding["remediation"]["status"] == "applied", finding["remediation"]["detail"]
+    assert finding["remediation"]["target"] == f"arn:aws:iam::{OTHER}:role/{world.xacct}"
+    assert world.proxy.calls[:2] == ["GetCallerIdentity", "AssumeRole"]
+    restored = theirs.get_role(RoleName=world.xacct)["Role"]["AssumeRolePolicyDocument"]
+    assert restored == CROSS_ACCOUNT_TRUST
+    assert not trust_is_back(world)  # its namesake in the function's account: untouched
+    # the remediator's own call in that account, fed back: nothing
+    own = session("trustwatch-remediator", "trustwatch-remediation", OTHER)
+    again = call(
+        "UpdateAssumeRolePolicy",
+        {"roleName": world.xacct, "policyDocument": json.dumps(CROSS_ACCOUNT_TRUST)},
+        own,
+        recipientAccountId=OTHER,
+    )
+    assert fn.deliver(again) == [] and world.proxy.calls == []
+
+
+def test_assume_role_denied_fails_and_still_alerts(function, world, moto_server):
+    fn = function(
+        baseline=world.baseline_for_other_account(OTHER),
+        TRUSTWATCH_AWS_REMEDIATION_ROLE=REMEDIATOR_ROLE,
+    )
+    world.proxy.fail_next("AssumeRole", "AccessDenied", status=403)
+    doc = json.dumps(trust(*CROSS_ACCOUNT_TRUST["Statement"], allow(ATTACKER)))
+    record = call(
+        "UpdateAssumeRolePolicy",
+        {"roleName": world.xacct, "policyDocument": doc},
+        recipientAccountId=OTHER,
+    )
+    finding = one(fn.deliver(record), "aws.trust.principal_added")
+    assert finding["remediation"]["status"] == "failed"
+    assert finding["remediation"]["detail"].startswith("could not plan: ")
+    assert "AccessDenied" in finding["remediation"]["detail"]
+    assert world.proxy.writes(WRITE_ACTIONS) == []
+
+
+def test_assumed_session_is_reused_then_renewed_before_it_expires(world, moto_server):
+    import time
+
+    from trustwatch.aws.remediate import RENEW_BEFORE_S, AwsRemediator
+    from trustwatch.baseline import load_baseline
+    from trustwatch.findings import Finding, Remediation
+
+    now = [time.time()]
+    remediator = AwsRemediator(
+        world.moto.client_kwargs() | {"endpoint_url": world.proxy.url},
+        role_template=REMEDIATOR_ROLE,
+        clock=lambda: now[0],
+    )
+    baseline = load_baseline(world.baseline_for_other_account(OTHER))
+    attacker_iam(moto_server.endpoint_url, OTHER).create_role(
+        RoleName=world.xacct, AssumeRolePolicyDocument=json.dumps(CROSS_ACCOUNT_TRUST)
+    )
+    finding = Finding(
+        id="x", rule="aws.trust.principal_added", severity="critical", cloud="aws",
+        scope=OTHER, identity=f"arn:aws:iam::{OTHER}:role/{world.xacct}", summary="s",
+        remediation=Remediation(action="restore_trust_policy", status="planned"),
+    )  # fmt: skip
+    world.proxy.calls.clear()
+    for _ in range(2):  # its trust matches: skipped, read through one session
+        assert remediator.plan(finding, baseline).status == "skipped"
+    assert world.proxy.calls.count("AssumeRole") == 1
+    session = remediator._sessions[OTHER]
+    now[0] = session.expires - RENEW_BEFORE_S + 1  # about to expire: a new one first
+    assert remediator.plan(finding, baseline).status == "skipped"
+    assert world.proxy.calls.count("AssumeRole") == 2
 
 
 # --- trustwatch remediate -------------------------------------------------------------

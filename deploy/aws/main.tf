@@ -38,15 +38,16 @@ locals {
   ssm_arns     = [for n in local.ssm_names : "${local.ssm_arn_base}${n}"]
   uses_ses     = var.ses_region != null
   plain_setting = { for k, v in {
-    TRUSTWATCH_BASELINE          = var.baseline_url
-    TRUSTWATCH_MIN_SEVERITY      = var.min_severity
-    TRUSTWATCH_STATE_TABLE       = aws_dynamodb_table.state.name
-    TRUSTWATCH_EMAIL_FROM        = var.email_from
-    TRUSTWATCH_EMAIL_TO          = var.email_to
-    TRUSTWATCH_SES_REGION        = var.ses_region
-    TRUSTWATCH_REMEDIATION       = var.remediation_enabled ? "apply" : "dry-run"
-    POWERTOOLS_SERVICE_NAME      = "trustwatch"
-    POWERTOOLS_METRICS_NAMESPACE = "trustwatch"
+    TRUSTWATCH_BASELINE             = var.baseline_url
+    TRUSTWATCH_MIN_SEVERITY         = var.min_severity
+    TRUSTWATCH_STATE_TABLE          = aws_dynamodb_table.state.name
+    TRUSTWATCH_EMAIL_FROM           = var.email_from
+    TRUSTWATCH_EMAIL_TO             = var.email_to
+    TRUSTWATCH_SES_REGION           = var.ses_region
+    TRUSTWATCH_REMEDIATION          = var.remediation_enabled ? "apply" : "dry-run"
+    TRUSTWATCH_AWS_REMEDIATION_ROLE = var.remediation_role_arn_template
+    POWERTOOLS_SERVICE_NAME         = "trustwatch"
+    POWERTOOLS_METRICS_NAMESPACE    = "trustwatch"
   } : k => v if v != null }
 
   # What trustwatch.aws.remediate reads (always: a dry run plans from it) and writes (only
@@ -246,6 +247,16 @@ data "aws_iam_policy_document" "function" {
       sid       = statement.key
       actions   = statement.value.actions
       resources = statement.value.resources
+    }
+  }
+
+  # findings of other accounts: their remediation role (reads in a dry run too)
+  dynamic "statement" {
+    for_each = var.remediation_role_arn_template == null ? [] : [1]
+    content {
+      sid       = "RemediationAssumeRole"
+      actions   = ["sts:AssumeRole"]
+      resources = [replace(var.remediation_role_arn_template, "{account}", "*")]
     }
   }
 

@@ -152,6 +152,17 @@ variable "remediation_resource_arns" {
   }
 }
 
+variable "remediation_role_arn_template" {
+  description = "TRUSTWATCH_AWS_REMEDIATION_ROLE: the role the function assumes to re-read and put back findings of another account, {account} standing for its id (arn:aws:iam::{account}:role/trustwatch-remediator). Grants sts:AssumeRole on it in any account. null (default): findings of other accounts fail, saying so. Each such role needs the reads and writes of the Remediation table in README.md, must trust this function's role, and must be in the baseline's actors.responder."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.remediation_role_arn_template == null || can(regex("^arn:aws[a-z-]*:iam::[{]account[}]:role/.+", var.remediation_role_arn_template))
+    error_message = "remediation_role_arn_template: a role ARN with {account} as its account id."
+  }
+}
+
 variable "memory_mb" {
   description = "Lambda memory (MB); CPU scales with it, and cold start with CPU."
   type        = number

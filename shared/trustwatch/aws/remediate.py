@@ -23,16 +23,21 @@ is not widened back (`attach_role_policy` and the breakage rules are alert only)
 account-level Block Public Access (S3 Control) and bucket policies, ACLs and ownership
 controls are alert only too, for now.
 
+The function acts in its own account (STS GetCallerIdentity, once). A finding of another
+account fails, saying so, unless `TRUSTWATCH_AWS_REMEDIATION_ROLE` names a role to assume
+there: an ARN template with `{account}` (`arn:aws:iam::{account}:role/trustwatch-remediator`);
+its sessions are kept until five minutes before they expire.
+
 IAM names are "not distinguished by case"
 (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): the role
 and instance profile are looked up by the event's spelling, then the baseline's, and
-written under the spelling IAM returns. The function acts in its own
-account (STS GetCallerIdentity, once): a finding of another account fails, saying so.
+written under the spelling IAM returns.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,27 +75,76 @@ WRITE_ACTIONS = (
 # adds (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html).
 PASS_ROLE = "iam:PassRole"
 ALERT_ONLY = "alert only"
+ROLE_TEMPLATE_ENV = "TRUSTWATCH_AWS_REMEDIATION_ROLE"
+SESSION_NAME = "trustwatch-remediation"
+RENEW_BEFORE_S = 300  # an assumed session this close to expiry is renewed first
+
+
+@dataclass(frozen=True)
+class Session:
+    """Credentials of the remediation role assumed in another account."""
+
+    access_key: str
+    secret_key: str
+    token: str
+    expires: float  # epoch seconds
 
 
 class AwsRemediator:
-    """Plans the put-back of `aws.*` findings with one IAM and one STS client (lazy)."""
+    """Plans the put-back of `aws.*` findings with IAM, STS and S3 clients (lazy)."""
 
-    def __init__(self, client_kwargs: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        client_kwargs: Mapping[str, Any] | None = None,
+        *,
+        role_template: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._client_kwargs = dict(client_kwargs or {})
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str | None, str], Any] = {}
+        self._sessions: dict[str, Session] = {}
         self._own_account: str | None = None
+        self.role_template = role_template
+        self._clock = clock
 
-    def client(self, service: str) -> Any:
-        """The boto3 client, created on first use (SDK defaults, botocore standard retries)."""
-        if service not in self._clients:
+    def client(self, service: str, account: str | None = None) -> Any:
+        """The boto3 client, created on first use (SDK defaults, botocore standard retries):
+        with the function's own credentials, or the role assumed in `account`."""
+        credentials: dict[str, str] = {}
+        if account is not None:
+            session = self._sessions.get(account)
+            if session is None or session.expires - self._clock() < RENEW_BEFORE_S:
+                session = self._assume(account)
+            credentials = {
+                "aws_access_key_id": session.access_key,
+                "aws_secret_access_key": session.secret_key,
+                "aws_session_token": session.token,
+            }
+        key = (account, service)
+        if key not in self._clients:
             import boto3
 
             from trustwatch.aws.store import retry_config
 
-            self._clients[service] = boto3.client(
-                service, config=retry_config(), **self._client_kwargs
+            self._clients[key] = boto3.client(
+                service, config=retry_config(), **{**self._client_kwargs, **credentials}
             )
-        return self._clients[service]
+        return self._clients[key]
+
+    def _assume(self, account: str) -> Session:
+        assert self.role_template is not None
+        role_arn = self.role_template.replace("{account}", account)
+        found = self.client("sts").assume_role(RoleArn=role_arn, RoleSessionName=SESSION_NAME)
+        given = found["Credentials"]
+        expiration = given["Expiration"]
+        expires = expiration.timestamp() if hasattr(expiration, "timestamp") else 0.0
+        session = Session(
+            given["AccessKeyId"], given["SecretAccessKey"], given["SessionToken"], expires
+        )
+        self._sessions[account] = session
+        for key in [k for k in self._clients if k[0] == account]:
+            del self._clients[key]  # clients of the expired session
+        return session
 
     def own_account(self) -> str:
         """The account the function's credentials act in (GetCallerIdentity needs no grant)."""
@@ -108,12 +162,21 @@ class AwsRemediator:
         if account is None:
             return NothingToDo(f"account {finding.scope} is not in the baseline", "none")
         own = self.own_account()
+        target: str | None = None
         if own != finding.scope:
-            return NothingToDo(
-                f"the finding is in account {finding.scope}; the responder runs in {own}",
-                "failed",
-            )
-        return planner(Context(self, finding, baseline, account))
+            if not self.role_template:
+                return NothingToDo(
+                    f"the finding is in account {finding.scope}; the responder runs in {own} "
+                    f"({ROLE_TEMPLATE_ENV} unset)",
+                    "failed",
+                )
+            if "{account}" not in self.role_template:
+                return NothingToDo(
+                    f"{ROLE_TEMPLATE_ENV} has no {{account}}: cannot act in {finding.scope}",
+                    "failed",
+                )
+            target = finding.scope
+        return planner(Context(self, finding, baseline, account, target))
 
 
 @dataclass(frozen=True)
@@ -124,14 +187,15 @@ class Context:
     finding: Finding
     baseline: Baseline
     account: AwsAccount
+    target_account: str | None = None  # None: the function's own account
 
     @property
     def iam(self) -> Any:
-        return self.remediator.client("iam")
+        return self.remediator.client("iam", self.target_account)
 
     @property
     def s3(self) -> Any:
-        return self.remediator.client("s3")
+        return self.remediator.client("s3", self.target_account)
 
     def mode(self, role: AwsRole | None) -> Mode:
         return self.baseline.mode_for(role.mode if role else None)
@@ -642,6 +706,9 @@ _PLANNERS: dict[str, Planner] = {
 
 
 def remediator_from_env(environ: Mapping[str, str]) -> AwsRemediator:
-    """The AWS remediator; boto3 finds credentials, region and endpoint (AWS_ENDPOINT_URL)."""
-    del environ  # boto3 reads the process environment itself
-    return AwsRemediator()
+    """The AWS remediator; boto3 finds credentials, region and endpoint (AWS_ENDPOINT_URL).
+
+    TRUSTWATCH_AWS_REMEDIATION_ROLE: the role to assume in another account, `{account}` in
+    its ARN; unset, findings of other accounts fail.
+    """
+    return AwsRemediator(role_template=environ.get(ROLE_TEMPLATE_ENV, "").strip() or None)
