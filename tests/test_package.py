@@ -210,7 +210,12 @@ RUNTIME_FILES = {
 ALLOWED = {
     "aws": RUNTIME_FILES
     | {"handler.py", "baseline.yaml"}
-    | {"trustwatch/aws/remediate.py"},  # puts findings back (boto3 IAM): AWS's only
+    # puts findings back (boto3 IAM, S3): AWS's only
+    | {
+        "trustwatch/aws/remediate.py",
+        "trustwatch/aws/restore_roles.py",
+        "trustwatch/aws/restore_resources.py",
+    },
     "azure": RUNTIME_FILES
     | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
     | {"trustwatch/azure/enrich.py"},  # the ARM read of Event Grid events: Azure's only

@@ -52,7 +52,8 @@ from awsproxy import QueryProxy
 from cloudservers import create_state_table
 from conftest import ROOT
 from trustwatch.alerts.receivers import RecordingHTTPServer
-from trustwatch.aws.remediate import ALL_BLOCKED, READ_ACTIONS, WRITE_ACTIONS
+from trustwatch.aws.remediate import READ_ACTIONS, WRITE_ACTIONS
+from trustwatch.aws.restore_resources import ALL_BLOCKED
 
 ATTACKER = {"AWS": "arn:aws:iam::193672423079:root"}
 EC2_TRUST = trust(allow({"Service": "ec2.amazonaws.com"}))
