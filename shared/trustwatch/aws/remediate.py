@@ -1,10 +1,11 @@
-"""AWS remediation: put an `aws.*` finding's role, instance profile or policy back (boto3 IAM).
+"""AWS remediation: put an `aws.*` finding's role, profile, policy or bucket back (boto3).
 
 `remediator_from_env(environ)` gives the `Remediator` the core (trustwatch.remediation)
 asks for a `Plan`; the planners are in `restore_roles` (a role's trust, policies and
-boundary) and `restore_resources` (instance profiles, policy versions, buckets). Every plan re-reads IAM first and judges what it reads with the same
-comparison the rules use (`trustwatch.aws.policy`): a finding whose drift is gone (a
-stale or out-of-order event) is `skipped`, and a plan only narrows toward the baseline:
+boundary) and `restore_resources` (instance profiles, policy versions, buckets). Every
+plan re-reads the state first and judges it with the same comparison the rules use
+(`trustwatch.aws.policy`): a finding whose drift is gone (a stale or out-of-order event)
+is `skipped`, and a plan only narrows toward the baseline:
 
 | action | what it writes |
 |---|---|
