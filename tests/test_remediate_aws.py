@@ -696,6 +696,48 @@ def test_policy_version_with_no_safe_version_fails(function, world):
     assert world.default_version(world.data_read) == "v3"
 
 
+def test_narrower_default_version_is_not_reverted(function, world):
+    """A plan only narrows: a new default that grants less than the one before stays."""
+    fn = function()
+    narrower = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::one/*"}
+        ],
+    }
+    doc = json.dumps(narrower)
+    world.iam.create_policy_version(
+        PolicyArn=world.data_read, PolicyDocument=doc, SetAsDefault=True
+    )
+    record = call(
+        "CreatePolicyVersion",
+        {"policyArn": world.data_read, "policyDocument": doc, "setAsDefault": True},
+        responseElements={"policyVersion": {"versionId": "v2", "isDefaultVersion": True}},
+    )
+    finding = one(fn.deliver(record), "aws.policy.version_changed")
+    assert finding["remediation"]["status"] == "skipped"
+    assert "grants nothing v1 does not: not reverted" in finding["remediation"]["detail"]
+    assert world.proxy.writes(WRITE_ACTIONS) == []
+    assert world.default_version(world.data_read) == "v2"
+
+
+def test_inline_policy_named_like_the_baselines_in_another_case_is_not_deleted(function, world):
+    """IAM policy names are not distinguished by case (the quotas page): deleting
+    EC2-DESCRIBE could delete the baseline's ec2-describe."""
+    fn = function()
+    doc = json.dumps(EVERYTHING)
+    world.iam.put_role_policy(RoleName=world.xacct, PolicyName="EC2-DESCRIBE", PolicyDocument=doc)
+    record = call(
+        "PutRolePolicy",
+        {"roleName": world.xacct, "policyName": "EC2-DESCRIBE", "policyDocument": doc},
+    )
+    finding = one(fn.deliver(record), "aws.policy.inline_changed")
+    assert finding["remediation"]["action"] == "delete_role_policy"
+    assert finding["remediation"]["status"] == "none"
+    assert "differs only by case" in finding["remediation"]["detail"]
+    assert world.proxy.writes(WRITE_ACTIONS) == []
+
+
 def test_only_what_the_finding_names_is_touched(function, world):
     """Detaching one policy leaves the baseline's and another drift's (its own finding)."""
     fn = function()

@@ -101,6 +101,11 @@ def _versions(iam: Any, arn: str) -> list[dict[str, Any]]:
     return [v for page in pages for v in page["Versions"]]
 
 
+def _document(iam: Any, arn: str, version_id: str) -> dict[str, Any]:
+    found = iam.get_policy_version(PolicyArn=arn, VersionId=version_id)
+    return policy.load_document(found["PolicyVersion"]["Document"])
+
+
 def _default(versions: list[dict[str, Any]]) -> str | None:
     return next((str(v["VersionId"]) for v in versions if v.get("IsDefaultVersion")), None)
 
@@ -138,17 +143,24 @@ def restore_policy_version(ctx: Context) -> Plan | NothingToDo:
     offending = str(actual.get("default_version") or "")
     if offending and offending != "new" and offending != current:
         return NothingToDo(f"the default version is {current} now, not {offending} (stale event)")
+    if current is None:
+        return NothingToDo(f"{arn} has no default version", "failed")
+    now = _document(ctx.iam, arn, current)
     rejected = []
     target = None
     for version in _newest_first([v for v in versions if v["VersionId"] != current]):
         version_id = str(version["VersionId"])
-        document = ctx.iam.get_policy_version(PolicyArn=arn, VersionId=version_id)
-        doc = policy.load_document(document["PolicyVersion"]["Document"])
+        doc = _document(ctx.iam, arn, version_id)
         if policy.grants_admin(doc) or policy.document_escalations(doc):
             rejected.append(version_id)
             continue
         target = version_id
         break
+    if target is not None and not policy.compare_permissions(now, doc).widened:
+        # a plan only narrows: a default that grants no more than the one before stays
+        return NothingToDo(
+            f"the default version {current} grants nothing {target} does not: not reverted"
+        )
     if target is None:
         why = (
             f"every other version ({', '.join(rejected)}) grants administrator access or "

@@ -198,6 +198,15 @@ def delete_role_policy(ctx: Context) -> Plan | NothingToDo:
         return NothingToDo("the finding names no inline policy", "failed")
     if name in now.role.inline_policies:
         return NothingToDo(f"inline policy {name} is in the baseline now: not deleted")
+    # IAM policy names are "not distinguished by case" (the quotas page): deleting this
+    # name could delete the baseline's own policy
+    namesake = [n for n in now.role.inline_policies if n.lower() == name.lower()]
+    if namesake:
+        return NothingToDo(
+            f"inline policy {name} differs only by case from the baseline's {namesake[0]}: "
+            f"not deleted, {ALERT_ONLY}",
+            "none",
+        )
     current = _inline(ctx.iam, now.name, name)
     if current is None:
         return NothingToDo(f"inline policy {name} no longer exists (stale event)")
