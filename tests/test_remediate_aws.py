@@ -721,6 +721,26 @@ def test_narrower_default_version_is_not_reverted(function, world):
     assert world.default_version(world.data_read) == "v2"
 
 
+def test_narrower_boundary_is_not_replaced(function, world):
+    """A boundary is the most a role may do: one that allows less than the baseline's stays."""
+    fn = function()
+    narrower = policy_arn(f"narrower-{world.sfx}")
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"}],
+    }
+    world.iam.create_policy(PolicyName=narrower.rsplit("/", 1)[-1], PolicyDocument=json.dumps(doc))
+    world.iam.put_role_permissions_boundary(RoleName=world.xacct, PermissionsBoundary=narrower)
+    record = call(
+        "PutRolePermissionsBoundary", {"roleName": world.xacct, "permissionsBoundary": narrower}
+    )
+    finding = one(fn.deliver(record), "aws.role.boundary_removed")
+    assert finding["remediation"]["status"] == "skipped"
+    assert "allows nothing" in finding["remediation"]["detail"]
+    assert world.proxy.writes(WRITE_ACTIONS) == []
+    assert world.boundary_of(world.xacct) == narrower
+
+
 def test_inline_policy_named_like_the_baselines_in_another_case_is_not_deleted(function, world):
     """IAM policy names are not distinguished by case (the quotas page): deleting
     EC2-DESCRIBE could delete the baseline's ec2-describe."""

@@ -139,7 +139,7 @@ variable "remediation_enabled" {
 }
 
 variable "remediation_resource_arns" {
-  description = "The ARNs remediation reads and, when enabled, writes: the baseline's roles (arn:aws:iam::ACCOUNT:role/PATH/NAME), watched instance profiles, the customer policies whose versions it may restore, and watched buckets (arn:aws:s3:::NAME, for their Block Public Access). null (default): every role, instance profile and customer policy of this account, and no bucket (the module does not read the baseline)."
+  description = "The ARNs remediation reads and, when enabled, writes: the baseline's roles (arn:aws:iam::ACCOUNT:role/PATH/NAME), watched instance profiles, the customer policies whose versions it may restore or that are (or replace) their boundaries, and watched buckets (arn:aws:s3:::NAME, for their Block Public Access). null (default): every role, instance profile and customer policy of this account, and no bucket (the module does not read the baseline)."
   type        = list(string)
   default     = null
 

@@ -13,7 +13,7 @@ is `skipped`, and a plan only narrows toward the baseline:
 | detach_role_policy | DetachRolePolicy of a managed policy the baseline does not list |
 | delete_role_policy | DeleteRolePolicy of an inline policy the baseline does not name |
 | restore_inline_policy | PutRolePolicy of the baseline document over a widened one |
-| restore_permissions_boundary | PutRolePermissionsBoundary with the baseline's boundary |
+| restore_permissions_boundary | PutRolePermissionsBoundary with the baseline's boundary (removed, or changed to one that allows more) |
 | restore_instance_profile_role | RemoveRoleFromInstanceProfile (foreign role), AddRoleToInstanceProfile (baseline role) |
 | restore_policy_version | SetDefaultPolicyVersion to the newest other version without admin or escalation, when the default grants more than it |
 | restore_public_access_block | PutPublicAccessBlock, all four settings on, on a watched bucket |

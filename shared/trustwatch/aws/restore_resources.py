@@ -15,10 +15,13 @@ from trustwatch.aws.restore_roles import (
     ALERT_ONLY,
     arn_in,
     baseline_role,
+    default_version,
     error_code,
     get_role,
     missing,
+    policy_versions,
     short_name,
+    version_document,
 )
 from trustwatch.baseline import Mode
 from trustwatch.remediation import NothingToDo, Plan
@@ -96,20 +99,6 @@ def restore_instance_profile_role(ctx: Context) -> Plan | NothingToDo:
 # ---------------------------------------------------------------- customer policy versions
 
 
-def _versions(iam: Any, arn: str) -> list[dict[str, Any]]:
-    pages = iam.get_paginator("list_policy_versions").paginate(PolicyArn=arn)
-    return [v for page in pages for v in page["Versions"]]
-
-
-def _document(iam: Any, arn: str, version_id: str) -> dict[str, Any]:
-    found = iam.get_policy_version(PolicyArn=arn, VersionId=version_id)
-    return policy.load_document(found["PolicyVersion"]["Document"])
-
-
-def _default(versions: list[dict[str, Any]]) -> str | None:
-    return next((str(v["VersionId"]) for v in versions if v.get("IsDefaultVersion")), None)
-
-
 def _version_number(version_id: str) -> int:
     digits = version_id.removeprefix("v").split(".", 1)[0]
     return int(digits) if digits.isdigit() else 0
@@ -137,20 +126,20 @@ def _policy_mode(ctx: Context, arn: str) -> Mode:
 
 def restore_policy_version(ctx: Context) -> Plan | NothingToDo:
     arn = ctx.finding.identity
-    versions = _versions(ctx.iam, arn)
-    current = _default(versions)
+    versions = policy_versions(ctx.iam, arn)
+    current = default_version(versions)
     actual = ctx.finding.actual if isinstance(ctx.finding.actual, dict) else {}
     offending = str(actual.get("default_version") or "")
     if offending and offending != "new" and offending != current:
         return NothingToDo(f"the default version is {current} now, not {offending} (stale event)")
     if current is None:
         return NothingToDo(f"{arn} has no default version", "failed")
-    now = _document(ctx.iam, arn, current)
+    now = version_document(ctx.iam, arn, current)
     rejected = []
     target = None
     for version in _newest_first([v for v in versions if v["VersionId"] != current]):
         version_id = str(version["VersionId"])
-        doc = _document(ctx.iam, arn, version_id)
+        doc = version_document(ctx.iam, arn, version_id)
         if policy.grants_admin(doc) or policy.document_escalations(doc):
             rejected.append(version_id)
             continue
@@ -174,7 +163,7 @@ def restore_policy_version(ctx: Context) -> Plan | NothingToDo:
         ctx.iam.set_default_policy_version(PolicyArn=arn, VersionId=target)
 
     def verify() -> str | None:
-        back = _default(_versions(ctx.iam, arn))
+        back = default_version(policy_versions(ctx.iam, arn))
         return None if back == target else f"the default version is {back}"
 
     return Plan(

@@ -275,6 +275,29 @@ def restore_inline_policy(ctx: Context) -> Plan | NothingToDo:
     )
 
 
+def policy_versions(iam: Any, arn: str) -> list[dict[str, Any]]:
+    pages = iam.get_paginator("list_policy_versions").paginate(PolicyArn=arn)
+    return [v for page in pages for v in page["Versions"]]
+
+
+def version_document(iam: Any, arn: str, version_id: str) -> dict[str, Any]:
+    found = iam.get_policy_version(PolicyArn=arn, VersionId=version_id)
+    return policy.load_document(found["PolicyVersion"]["Document"])
+
+
+def default_version(versions: list[dict[str, Any]]) -> str | None:
+    return next((str(v["VersionId"]) for v in versions if v.get("IsDefaultVersion")), None)
+
+
+def _default_document(iam: Any, arn: str) -> dict[str, Any] | None:
+    """A managed policy's default document; None when it cannot be read."""
+    try:
+        version = default_version(policy_versions(iam, arn))
+        return version_document(iam, arn, version) if version else None
+    except Exception:  # an AWS managed policy outside the grant, say: judged unknown
+        return None
+
+
 def _boundary(data: dict[str, Any]) -> str | None:
     found = data.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
     return str(found) if found else None
@@ -290,6 +313,12 @@ def restore_permissions_boundary(ctx: Context) -> Plan | NothingToDo:
     current = _boundary(now.data)
     if current is not None and arn_in([expected], current):
         return NothingToDo("the permissions boundary already matches the baseline (stale event)")
+    if current is not None:  # changed, not removed: a narrower boundary stays
+        new, old = _default_document(ctx.iam, current), _default_document(ctx.iam, expected)
+        if new is not None and old is not None and not policy.compare_permissions(new, old).widened:
+            return NothingToDo(
+                f"the boundary {current} allows nothing {expected} does not: not replaced"
+            )
 
     def apply() -> None:
         ctx.iam.put_role_permissions_boundary(RoleName=now.name, PermissionsBoundary=expected)
