@@ -215,9 +215,11 @@ class Context:
 
 
 @pytest.fixture(scope="module")
-def lambda_handler():
-    """A fresh instance of functions/aws/handler.py alerting a local webhook receiver."""
+def lambda_handler(moto_server):
+    """A fresh instance of functions/aws/handler.py alerting a local webhook receiver (its
+    remediator's IAM re-reads go to moto, never to a real AWS endpoint)."""
     env = {
+        **moto_server.environ(),
         "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
         "TRUSTWATCH_WEBHOOK_SECRET": "adversarial-secret",
     }

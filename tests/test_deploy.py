@@ -290,7 +290,8 @@ def test_aws_function_role_grants_only_what_the_code_calls() -> None:
     from trustwatch.aws import bucket_state, catchup, state
 
     policy = module("aws")["data"]["aws_iam_policy_document"]["function"]
-    statements = _statements(policy)
+    # remediation's statements come from a map (test_aws_remediation_grants_…)
+    statements = [s for s in _statements(policy) if not _remediation_statement(s)]
     actions = [a for s in statements for a in s["actions"]]
     assert not [a for a in actions if "*" in a], actions
     sweep_actions = {*state.READ_ACTIONS, state.ASSUME_ACTION, catchup.LOOKUP_ACTION}
@@ -355,6 +356,59 @@ def test_aws_sweep_schedule_invokes_the_function_with_the_fan_out_message() -> N
     environment = (DEPLOY / "aws" / "main.tf").read_text()
     for env in ("TRUSTWATCH_AWS_SWEEP_ROLE", "TRUSTWATCH_AWS_SWEEP_EXTERNAL_ID"):
         assert env in environment
+
+
+def _remediation_statement(statement: dict[str, Any]) -> bool:
+    return statement["sid"] == "${statement.key}" or statement["sid"].startswith("Remediat")
+
+
+def test_aws_remediation_grants_reads_always_and_the_code_writes_only_when_enabled() -> None:
+    """trustwatch.aws.remediate's READ_ACTIONS are granted always (a dry run plans from
+    them), its WRITE_ACTIONS only with remediation_enabled, each on the resources it takes:
+    the role, instance-profile or policy ARNs of the baseline (or the account)."""
+    from trustwatch.aws.remediate import PASS_ROLE, READ_ACTIONS, WRITE_ACTIONS
+
+    mod = module("aws")
+    assert mod["variable"]["remediation_enabled"]["default"] is False
+    table = mod["locals"]["remediation_statements"]
+    reads = [a for s in table.values() if not s["write"] for a in s["actions"]]
+    writes = [a for s in table.values() if s["write"] for a in s["actions"]]
+    assert sorted(reads) == sorted(READ_ACTIONS)
+    assert sorted(writes) == sorted(WRITE_ACTIONS)
+    kinds = {"roles", "profiles", "policies", "buckets"}
+    for sid, statement in table.items():
+        kind = statement["resources"].removeprefix("${local.remediation_").removesuffix("}")
+        assert kind in kinds, sid
+        for action in statement["actions"]:  # each action on its own resource type
+            assert ("Policy" in action and "Role" not in action) == (kind == "policies"), action
+            assert ("InstanceProfile" in action) == (kind == "profiles"), action
+            assert action.startswith("s3:") == (kind == "buckets"), action
+    granted = mod["locals"]["remediation_granted"]
+    assert "(var.remediation_enabled || !s.write)" in granted  # writes need the switch
+    policy = mod["data"]["aws_iam_policy_document"]["function"]
+    dynamic = [s for s in _statements(policy) if _remediation_statement(s)]
+    by_sid = {s["sid"]: s for s in dynamic}
+    assert by_sid["${statement.key}"]["actions"] == "${statement.value.actions}"
+    pass_role = by_sid["RemediatePassRoleToInstanceProfiles"]
+    assert pass_role["actions"] == [PASS_ROLE]
+    assert pass_role["resources"] == "${local.remediation_roles}"
+    (condition,) = pass_role["condition"]
+    assert condition["variable"] == "iam:AssociatedResourceArn"
+    (when,) = [d["statement"]["for_each"] for d in policy["dynamic"] if "statement" in d
+               and block(d["statement"], "content")["sid"] == "RemediatePassRoleToInstanceProfiles"]  # fmt: skip
+    assert when.startswith("${var.remediation_enabled && ")
+    assume = by_sid["RemediationAssumeRole"]  # findings of other accounts
+    assert assume["actions"] == ["sts:AssumeRole"]
+    assert assume["resources"] == [
+        '${replace(var.remediation_role_arn_template, "{account}", "*")}'
+    ]
+    setting = mod["locals"]["plain_setting"]
+    assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in setting
+    from trustwatch.aws.remediate import ROLE_TEMPLATE_ENV
+
+    assert f"{ROLE_TEMPLATE_ENV} = var.remediation_role_arn_template" in setting
+    readme = (DEPLOY / "aws" / "README.md").read_text()
+    assert "remediation_enabled" in readme and "actors.responder" in readme
 
 
 def test_aws_secrets_are_sensitive_or_secret_store_references() -> None:
@@ -895,6 +949,24 @@ module "trustwatch" {
   ssm_parameters = {
     TRUSTWATCH_SMTP_URL = "/trustwatch/smtp-url"
   }
+  remediation_enabled           = var.remediation_enabled
+  remediation_resource_arns     = var.remediation_resource_arns
+  remediation_role_arn_template = var.remediation_role_arn_template
+}
+
+variable "remediation_role_arn_template" {
+  type    = string
+  default = null
+}
+
+variable "remediation_enabled" {
+  type    = bool
+  default = false
+}
+
+variable "remediation_resource_arns" {
+  type    = list(string)
+  default = null
 }
 """
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:trustwatch/hook-AbCdEf"
@@ -922,10 +994,8 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         with zipfile.ZipFile(work / "bundle.zip", "w") as bundle:
             bundle.writestr("handler.py", "def lambda_handler(event, context):\n    return {}\n")
         env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-        for command in (
-            ["init", "-input=false", f"-plugin-dir={TF_PLUGINS}"],
-            ["apply", "-input=false", "-auto-approve"],
-        ):
+
+        def terraform(*command: str) -> None:
             result = subprocess.run(
                 [binary, *command, "-no-color"],
                 cwd=work,
@@ -936,6 +1006,9 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
                 check=False,
             )
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+
+        terraform("init", "-input=false", f"-plugin-dir={TF_PLUGINS}")
+        terraform("apply", "-input=false", "-auto-approve")
 
         def client(service: str):
             return boto3.client(
@@ -1000,6 +1073,57 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         )
         assert "AlertMail" not in grants and "DecryptSecrets" not in grants
         assert all("*" not in a for actions, _ in grants.values() for a in actions)
+        # remediation disabled (the default): the reads a dry run plans from, no write
+        from trustwatch.aws.remediate import PASS_ROLE, READ_ACTIONS, WRITE_ACTIONS
+
+        iam_actions = {a for actions, _ in grants.values() for a in actions if a.startswith("iam:")}
+        assert iam_actions == {a for a in READ_ACTIONS if a.startswith("iam:")}
+        assert "RemediationReadBuckets" not in grants  # no bucket unless named
+        assert "RemediationAssumeRole" not in grants  # no other account unless a role is named
+        assert environment["TRUSTWATCH_REMEDIATION"] == "dry-run"
+        account_iam = "arn:aws:iam::123456789012"
+        assert grants["RemediationReadRoles"][1] == [f"{account_iam}:role/*"]
+
+        # enabled, scoped to the baseline's ARNs: exactly the calls the code makes
+        role = f"{account_iam}:role/databricks-cross-account"
+        profile = f"{account_iam}:instance-profile/databricks-cluster-data"
+        customer = f"{account_iam}:policy/databricks-cluster-data-read"
+        bucket = "arn:aws:s3:::dbx-prod-root"
+        terraform(
+            "apply",
+            "-input=false",
+            "-auto-approve",
+            "-var=remediation_enabled=true",
+            f'-var=remediation_resource_arns=["{role}","{profile}","{customer}","{bucket}"]',
+            "-var=remediation_role_arn_template=arn:aws:iam::{account}:role/tw-remediator",
+        )
+        config = client("lambda").get_function_configuration(FunctionName="twdeploy")
+        enabled_env = config["Environment"]["Variables"]
+        assert enabled_env["TRUSTWATCH_REMEDIATION"] == "apply"
+        assert enabled_env["TRUSTWATCH_AWS_REMEDIATION_ROLE"] == (
+            "arn:aws:iam::{account}:role/tw-remediator"
+        )
+        policy = client("iam").get_role_policy(
+            RoleName="twdeploy-function", PolicyName="twdeploy-function"
+        )["PolicyDocument"]
+        policy = json.loads(policy) if isinstance(policy, str) else policy
+        statements = {s["Sid"]: s for s in policy["Statement"]}
+        iam_grants = {
+            sid: (_as_list(s["Action"]), _as_list(s["Resource"]))
+            for sid, s in statements.items()
+            if sid.startswith("Remediat")
+        }
+        granted = {a for actions, _ in iam_grants.values() for a in actions}
+        assert granted == {*READ_ACTIONS, *WRITE_ACTIONS, PASS_ROLE, "sts:AssumeRole"}
+        assert iam_grants["RemediationAssumeRole"][1] == ["arn:aws:iam::*:role/tw-remediator"]
+        assert iam_grants["RemediateRoles"][1] == [role]
+        assert iam_grants["RemediateInstanceProfiles"][1] == [profile]
+        assert iam_grants["RemediatePolicyVersions"][1] == [customer]
+        assert iam_grants["RemediateBuckets"] == (["s3:PutBucketPublicAccessBlock"], [bucket])
+        assert iam_grants["RemediatePassRoleToInstanceProfiles"][1] == [role]
+        assert "iam:AssociatedResourceArn" in json.dumps(
+            statements["RemediatePassRoleToInstanceProfiles"]["Condition"]
+        )
 
         schedule = client("scheduler").get_schedule(Name="twdeploy-sweep")
         assert schedule["ScheduleExpression"] == "rate(1 hour)"

@@ -144,10 +144,14 @@ def test_malformed_event_is_logged_and_acknowledged(monkeypatch, slack, event, c
     assert "UnprocessableEvents" in out  # EMF metric
 
 
-def test_type_confused_event_is_acknowledged_and_the_next_alerts(monkeypatch, slack):
+def test_type_confused_event_is_acknowledged_and_the_next_alerts(monkeypatch, moto_server, slack):
     handler = load_handler(
         monkeypatch,
-        {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE), "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url},
+        {
+            **moto_server.environ(),  # the remediator's re-read: never a real AWS endpoint
+            "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
+            "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url,
+        },
     )
     for field, value in (("userIdentity", 7), ("requestParameters", [1]), ("eventName", {})):
         event = drift_event()
@@ -160,11 +164,12 @@ def test_type_confused_event_is_acknowledged_and_the_next_alerts(monkeypatch, sl
     assert len(slack.requests) == 1
 
 
-def test_alert_failure_raises_so_lambda_retries(monkeypatch, slack):
+def test_alert_failure_raises_so_lambda_retries(monkeypatch, moto_server, slack):
     slack.reply(Reply(status=500))
     handler = load_handler(
         monkeypatch,
         {
+            **moto_server.environ(),  # the remediator's re-read: never a real AWS endpoint
             "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
             "TRUSTWATCH_SLACK_WEBHOOK_URL": slack.url,
             "TRUSTWATCH_ALERT_ATTEMPTS": "1",
@@ -180,8 +185,10 @@ def test_alert_failure_raises_so_lambda_retries(monkeypatch, slack):
     assert result["sent"] == 1
 
 
-def test_no_sink_configured_raises_rather_than_losing_the_finding(monkeypatch):
-    handler = load_handler(monkeypatch, {"TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE)})
+def test_no_sink_configured_raises_rather_than_losing_the_finding(monkeypatch, moto_server):
+    handler = load_handler(
+        monkeypatch, {**moto_server.environ(), "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE)}
+    )
     with pytest.raises(Exception, match="sink"):
         handler.lambda_handler(drift_event(), Context())
 

@@ -213,7 +213,13 @@ ALLOWED = {
     "aws": RUNTIME_FILES
     | {"handler.py", "baseline.yaml"}
     # the scheduled sweep's state read and CloudTrail catch-up: AWS's only
-    | {"trustwatch/aws/state.py", "trustwatch/aws/catchup.py", "trustwatch/aws/bucket_state.py"},
+    | {"trustwatch/aws/state.py", "trustwatch/aws/catchup.py", "trustwatch/aws/bucket_state.py"}
+    # puts findings back (boto3 IAM, S3): AWS's only
+    | {
+        "trustwatch/aws/remediate.py",
+        "trustwatch/aws/restore_roles.py",
+        "trustwatch/aws/restore_resources.py",
+    },
     "azure": RUNTIME_FILES
     | {"function_app.py", "host.json", "requirements.txt", "baseline.yaml"}
     # the ARM read of Event Grid events, the put-back of role assignments, the scheduled
@@ -561,6 +567,14 @@ def test_aws_bundle_runs_in_a_boto3_only_python(tmp_path: Path) -> None:
             env={
                 "TRUSTWATCH_SLACK_WEBHOOK_URL": f"{slack.url}/services/T000/B000/XXXX",
                 "AWS_DEFAULT_REGION": "us-east-1",
+                # no credentials, no instance metadata: the remediator's re-read fails
+                # at once (the alert still goes), nothing leaves the machine
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_ACCESS_KEY_ID": "",
+                "AWS_SECRET_ACCESS_KEY": "",
+                "AWS_SESSION_TOKEN": "",
+                "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
                 "POWERTOOLS_METRICS_NAMESPACE": "trustwatch",
                 "AWS_LAMBDA_FUNCTION_NAME": "trustwatch-test",
             },

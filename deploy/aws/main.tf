@@ -41,12 +41,14 @@ locals {
   function_arn = "arn:${data.aws_partition.current.partition}:lambda:${data.aws_region.current.name}:${data.aws_caller_identity.current.account_id}:function:${var.name}"
   sweeps       = var.sweep_schedule != null
   plain_setting = { for k, v in {
-    TRUSTWATCH_BASELINE     = var.baseline_url
-    TRUSTWATCH_MIN_SEVERITY = var.min_severity
-    TRUSTWATCH_STATE_TABLE  = aws_dynamodb_table.state.name
-    TRUSTWATCH_EMAIL_FROM   = var.email_from
-    TRUSTWATCH_EMAIL_TO     = var.email_to
-    TRUSTWATCH_SES_REGION   = var.ses_region
+    TRUSTWATCH_BASELINE             = var.baseline_url
+    TRUSTWATCH_MIN_SEVERITY         = var.min_severity
+    TRUSTWATCH_STATE_TABLE          = aws_dynamodb_table.state.name
+    TRUSTWATCH_EMAIL_FROM           = var.email_from
+    TRUSTWATCH_EMAIL_TO             = var.email_to
+    TRUSTWATCH_SES_REGION           = var.ses_region
+    TRUSTWATCH_REMEDIATION          = var.remediation_enabled ? "apply" : "dry-run"
+    TRUSTWATCH_AWS_REMEDIATION_ROLE = var.remediation_role_arn_template
     # the scheduled sweep (trustwatch.aws.state, trustwatch.aws.catchup)
     TRUSTWATCH_AWS_SWEEP_ROLE        = var.sweep_role_arn_template
     TRUSTWATCH_AWS_SWEEP_EXTERNAL_ID = var.sweep_external_id
@@ -54,6 +56,34 @@ locals {
     POWERTOOLS_SERVICE_NAME          = "trustwatch"
     POWERTOOLS_METRICS_NAMESPACE     = "trustwatch"
   } : k => v if v != null }
+
+  # What trustwatch.aws.remediate reads (always: a dry run plans from it) and writes (only
+  # with remediation_enabled), on the baseline's IAM resources or, unnamed, the account's.
+  iam_arn_base = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}"
+  remediation_arns = var.remediation_resource_arns != null ? var.remediation_resource_arns : [
+    "${local.iam_arn_base}:role/*",
+    "${local.iam_arn_base}:instance-profile/*",
+    "${local.iam_arn_base}:policy/*",
+  ]
+  remediation_roles    = [for arn in local.remediation_arns : arn if length(regexall(":role/", arn)) > 0]
+  remediation_profiles = [for arn in local.remediation_arns : arn if length(regexall(":instance-profile/", arn)) > 0]
+  remediation_policies = [for arn in local.remediation_arns : arn if length(regexall(":policy/", arn)) > 0]
+  remediation_buckets  = [for arn in local.remediation_arns : arn if length(regexall(":s3:::", arn)) > 0]
+  # the statements below for each kind of resource, read and write; a kind without ARNs has none
+  remediation_statements = {
+    RemediationReadRoles      = { write = false, resources = local.remediation_roles, actions = ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies"] }
+    RemediationReadProfiles   = { write = false, resources = local.remediation_profiles, actions = ["iam:GetInstanceProfile"] }
+    RemediationReadPolicies   = { write = false, resources = local.remediation_policies, actions = ["iam:ListPolicyVersions", "iam:GetPolicyVersion"] }
+    RemediationReadBuckets    = { write = false, resources = local.remediation_buckets, actions = ["s3:GetBucketPublicAccessBlock"] }
+    RemediateRoles            = { write = true, resources = local.remediation_roles, actions = ["iam:UpdateAssumeRolePolicy", "iam:DetachRolePolicy", "iam:DeleteRolePolicy", "iam:PutRolePolicy", "iam:PutRolePermissionsBoundary"] }
+    RemediateInstanceProfiles = { write = true, resources = local.remediation_profiles, actions = ["iam:RemoveRoleFromInstanceProfile", "iam:AddRoleToInstanceProfile"] }
+    RemediatePolicyVersions   = { write = true, resources = local.remediation_policies, actions = ["iam:SetDefaultPolicyVersion"] }
+    RemediateBuckets          = { write = true, resources = local.remediation_buckets, actions = ["s3:PutBucketPublicAccessBlock"] }
+  }
+  remediation_granted = {
+    for sid, s in local.remediation_statements : sid => s
+    if length(s.resources) > 0 && (var.remediation_enabled || !s.write)
+  }
 
   environment = merge(
     local.plain_setting,
@@ -275,6 +305,44 @@ data "aws_iam_policy_document" "function" {
       sid       = "AlertMail"
       actions   = ["ses:SendEmail", "ses:SendRawEmail"]
       resources = var.ses_identity_arns
+    }
+  }
+
+  # Remediation (trustwatch.aws.remediate): READ_ACTIONS always, WRITE_ACTIONS when enabled.
+  dynamic "statement" {
+    for_each = local.remediation_granted
+    content {
+      sid       = statement.key
+      actions   = statement.value.actions
+      resources = statement.value.resources
+    }
+  }
+
+  # findings of other accounts: their remediation role (reads in a dry run too)
+  dynamic "statement" {
+    for_each = var.remediation_role_arn_template == null ? [] : [1]
+    content {
+      sid       = "RemediationAssumeRole"
+      actions   = ["sts:AssumeRole"]
+      resources = [replace(var.remediation_role_arn_template, "{account}", "*")]
+    }
+  }
+
+  # AddRoleToInstanceProfile needs iam:PassRole on the role it adds
+  # (https://docs.aws.amazon.com/IAM/latest/APIReference/API_AddRoleToInstanceProfile.html),
+  # with iam:AssociatedResourceArn as that page says it must be written.
+  dynamic "statement" {
+    for_each = var.remediation_enabled && length(local.remediation_profiles) > 0 && length(local.remediation_roles) > 0 ? [1] : []
+    content {
+      sid       = "RemediatePassRoleToInstanceProfiles"
+      actions   = ["iam:PassRole"]
+      resources = local.remediation_roles
+
+      condition {
+        test     = "ArnLike"
+        variable = "iam:AssociatedResourceArn"
+        values   = ["arn:${data.aws_partition.current.partition}:ec2:*:${data.aws_caller_identity.current.account_id}:instance/*"]
+      }
     }
   }
 }

@@ -132,6 +132,37 @@ variable "kms_key_arns" {
   default     = []
 }
 
+variable "remediation_enabled" {
+  description = "Let the function put drift back (TRUSTWATCH_REMEDIATION=apply): grants the IAM write actions trustwatch.aws.remediate calls. Only baseline identities whose mode is remediate are changed. false (default): a dry run, each finding shows the plan and the function only reads IAM."
+  type        = bool
+  default     = false
+}
+
+variable "remediation_resource_arns" {
+  description = "The ARNs remediation reads and, when enabled, writes: the baseline's roles (arn:aws:iam::ACCOUNT:role/PATH/NAME), watched instance profiles, the customer policies whose versions it may restore or that are (or replace) their boundaries, and watched buckets (arn:aws:s3:::NAME, for their Block Public Access). null (default): every role, instance profile and customer policy of this account, and no bucket (the module does not read the baseline)."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition = var.remediation_resource_arns == null ? true : alltrue([
+      for arn in var.remediation_resource_arns :
+      can(regex("^arn:aws[a-z-]*:(iam::[0-9]{12}:(role|instance-profile|policy)/.+|s3:::[^/*]+)$", arn))
+    ])
+    error_message = "remediation_resource_arns: IAM role, instance-profile or policy ARNs of the account, or S3 bucket ARNs."
+  }
+}
+
+variable "remediation_role_arn_template" {
+  description = "TRUSTWATCH_AWS_REMEDIATION_ROLE: the role the function assumes to re-read and put back findings of another account, {account} standing for its id (arn:aws:iam::{account}:role/trustwatch-remediator). Grants sts:AssumeRole on it in any account. null (default): findings of other accounts fail, saying so. Each such role needs the reads and writes of the Remediation table in README.md, must trust this function's role, and must be in the baseline's actors.responder."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.remediation_role_arn_template == null || can(regex("^arn:aws[a-z-]*:iam::[{]account[}]:role/.+", var.remediation_role_arn_template))
+    error_message = "remediation_role_arn_template: a role ARN with {account} as its account id."
+  }
+}
+
 variable "memory_mb" {
   description = "Lambda memory (MB); CPU scales with it, and cold start with CPU."
   type        = number
