@@ -303,7 +303,7 @@ def test_paging_follows_is_truncated_not_counts(tmp_path, monkeypatch, moto_serv
             "Arn": f"arn:aws:iam::{account}:policy/databricks-boundary",
             "DefaultVersionId": "v3",
             "PolicyVersionList": [
-                {"Document": permissions("s3:*"), "VersionId": "v3", "IsDefaultVersion": True},
+                {"Document": permissions("*"), "VersionId": "v3", "IsDefaultVersion": True},
                 {"Document": permissions("s3:Get*"), "VersionId": "v1", "IsDefaultVersion": False},
             ],
         }
@@ -324,6 +324,24 @@ def test_paging_follows_is_truncated_not_counts(tmp_path, monkeypatch, moto_serv
         assert read.calls == len(iam.requests) + 1  # + GetInstanceProfile: none holds a role
     findings = [f for c in read.changes for f in engine.evaluate(c, baseline)]
     assert len([f for f in findings if f.rule == "aws.role.untracked_trusts_databricks"]) == 23
+
+
+def test_a_later_default_version_granting_nothing_dangerous_is_no_drift(
+    account, tmp_path, monkeypatch
+):
+    """The baseline pins no policy version: a later default version (each Terraform edit of
+    a customer policy makes one, IAM numbering them v1, v2, …) that grants no administrator
+    access or escalation is not drift a sweep can tell; one that does is (above)."""
+    baseline = baseline_for(account.id, tmp_path)
+    build_clean(account, baseline)
+    account.iam.create_policy_version(
+        PolicyArn=account.arn("policy", "databricks-boundary"),
+        PolicyDocument=json.dumps(permissions("s3:GetObject")),
+        SetAsDefault=True,
+    )
+    read, findings = sweep_findings(account, baseline, monkeypatch)
+    assert read.errors == []
+    assert [f.rule for f in findings] == []
 
 
 def test_a_truncated_page_without_a_marker_is_an_error(tmp_path):

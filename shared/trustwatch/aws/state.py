@@ -23,8 +23,11 @@ actor), so `trustwatch.aws.rules` judges them unchanged:
   (`instance_profile.deleted`, one `GetInstanceProfile` to tell it from an empty profile);
 - a watched customer managed policy (attached to or the boundary of a baseline role) whose
   default version is not the version it was created with (`v1`: IAM numbers a policy's
-  versions from v1, https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-versioning.html):
-  `policy.default_version_set` with the default version's document;
+  versions from v1, https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-versioning.html)
+  and grants administrator access or a privilege escalation (or cannot be read):
+  `policy.default_version_set` with the default version's document. The baseline pins no
+  version, so an ordinary later version (every Terraform edit of the policy makes one) is
+  not drift a sweep can tell; the event path reports each new default version as it is made;
 - a role outside the baseline whose trust admits a Databricks principal: `role.created`;
 - each watched bucket: its policy, Block Public Access, ownership controls and ACL as the
   S3 changes the bucket rules judge (four reads a bucket, `trustwatch.aws.bucket_state`).
@@ -360,6 +363,10 @@ class _Reader:
                 self.errors.append(f"policy {arn} {version_id}: {short_exception(exc)}")
                 self.unreadable.append(arn)
                 document = None
+            if document is not None and not (
+                policy.grants_admin(document) or policy.document_escalations(document)
+            ):
+                continue  # a later version granting nothing dangerous: see the docstring
             name = arn.rsplit("/", 1)[-1]
             self._change(
                 "policy.default_version_set",
