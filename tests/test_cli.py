@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from awsevents import ATTACKER_ROOT, CROSS_ACCOUNT_TRUST, allow, envelope, iam_call, trust
@@ -297,3 +298,18 @@ def test_demo_runs(capsys):
         assert rule in out
     assert "6 findings" in out  # the benign Terraform re-apply gives none
     assert "--- Slack message" in out and "--- Email" in out
+    # the second act: the backdoored trust put back on moto (remediate mode), the admin
+    # policy of an alert-mode role left, its plan shown
+    assert (
+        "aws.trust.principal_added on arn:aws:iam::111122223333:role/databricks-cross-account: "
+        "applied: verified; restore_trust_policy"
+    ) in out
+    assert 'databricks-cross-account trusts now: [{"AWS": "arn:aws:iam::414351767826:root"}]' in out
+    assert (
+        "aws.policy.managed_attached on arn:aws:iam::111122223333:role/databricks-cluster-data: none: mode is alert; would detach_role_policy"
+        in out
+    )
+    assert "databricks-cluster-data (mode: alert) still holds: ['AdministratorAccess']" in out
+    report = out.split("HTML report (trust graph, drift in red; opens offline): ")[1].split()[0]
+    html = Path(report).read_text()
+    assert "<svg" in html and "databricks-cross-account" in html

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from trustwatch.baseline import BaselineError, load_baseline
+from trustwatch.baseline import Baseline, BaselineError, load_baseline
+from trustwatch.findings import Finding
 from trustwatch.intake import parse_paths
 from trustwatch.respond import replay
 from trustwatch.table import render_table
@@ -45,7 +46,32 @@ def run_demo(out: TextIO) -> int:
         out.write(f"error: {error}\n")
     if result.errors:
         return 2
-    return _show_alerts(result.findings, out)
+    code = _show_alerts(result.findings, out)
+    from trustwatch.demo_remediation import show_remediation
+
+    remediated = show_remediation(baseline, examples, out)
+    # one row per finding: the remediation act's copy (with what was done) over the first
+    latest = {f.id: f for f in [*result.findings, *remediated]}
+    _write_report(baseline, list(latest.values()), out)
+    return code
+
+
+def _write_report(baseline: Baseline, findings: list[Finding], out: TextIO) -> None:
+    """The HTML report `trustwatch sweep --format html` writes, of the demo's findings."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from trustwatch.report import render_html
+
+    html = render_html(
+        findings,
+        baseline,
+        generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        title="trustwatch demo",
+    )
+    path = Path(tempfile.gettempdir()) / "trustwatch-demo-report.html"
+    path.write_text(html, encoding="utf-8")
+    out.write(f"\nHTML report (trust graph, drift in red; opens offline): {path}\n")
 
 
 def _show_alerts(findings: list, out: TextIO) -> int:
