@@ -1074,10 +1074,14 @@ def test_aws_module_applies_to_moto(tmp_path: Path) -> None:
         assert "AlertMail" not in grants and "DecryptSecrets" not in grants
         assert all("*" not in a for actions, _ in grants.values() for a in actions)
         # remediation disabled (the default): the reads a dry run plans from, no write
+        from trustwatch.aws import state
         from trustwatch.aws.remediate import PASS_ROLE, READ_ACTIONS, WRITE_ACTIONS
 
         iam_actions = {a for actions, _ in grants.values() for a in actions if a.startswith("iam:")}
-        assert iam_actions == {a for a in READ_ACTIONS if a.startswith("iam:")}
+        # the remediation plan's reads and the scheduled sweep's, nothing else of IAM
+        assert iam_actions == {
+            a for a in (*READ_ACTIONS, *state.READ_ACTIONS) if a.startswith("iam:")
+        }
         assert "RemediationReadBuckets" not in grants  # no bucket unless named
         assert "RemediationAssumeRole" not in grants  # no other account unless a role is named
         assert environment["TRUSTWATCH_REMEDIATION"] == "dry-run"
