@@ -67,8 +67,7 @@ def build_bundle(
     files = _entry_point_files(cloud, root)
     files.update(package_files(cloud, root, files[clouds.get(cloud).entry_point]))
     if baseline is not None:
-        source, compiled = _checked_baseline(Path(baseline))
-        files[BASELINE_NAME], files[COMPILED_BASELINE_NAME] = source, compiled
+        files.update(baseline_files(Path(baseline)))
     requirements = read_requirements(root / "deploy" / cloud / "requirements.txt")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,9 +221,10 @@ def _imported(source: bytes, module: str, is_package: bool) -> list[str]:
     return [n for n in names if n == "trustwatch" or n.startswith("trustwatch.")]
 
 
-def _checked_baseline(path: Path) -> tuple[bytes, bytes]:
-    """The baseline's YAML and its compiled form (`trustwatch.compiled`), validated here
-    with the full model: a baseline that would fail on the first event is refused."""
+def baseline_files(path: Path) -> dict[str, bytes]:
+    """The bundle's baseline files: the YAML at `path` and its compiled form
+    (`trustwatch.compiled`), validated here with the full model, so a baseline that would
+    fail on the first event is refused."""
     from trustwatch.baseline import BaselineError, parse_baseline
     from trustwatch.compiled import compile_baseline
 
@@ -239,7 +239,7 @@ def _checked_baseline(path: Path) -> tuple[bytes, bytes]:
         raise PackageError(str(BaselineError(str(path), ["not UTF-8 text"]))) from None
     except BaselineError as exc:
         raise PackageError(str(exc)) from None
-    return source, compile_baseline(baseline, source)
+    return {BASELINE_NAME: source, COMPILED_BASELINE_NAME: compile_baseline(baseline, source)}
 
 
 def tree_files(
