@@ -96,6 +96,8 @@ def watched_operations() -> dict[str, tuple[str, ...]]:
 
 
 PREFILTER_KEYS = ("eventSource", "eventName", ("detail-type", "Records"))  # intake.Prefilter
+# recognizes() is true of every object holding these keys (intake.Prefilter.line_noise)
+PREFILTER_RECOGNIZED = ("eventSource", "eventName", "awsRegion")
 
 _ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
 
