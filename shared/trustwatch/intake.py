@@ -459,7 +459,10 @@ class Prefilter:
         if self._line_noise is not _UNBUILT:
             return self._line_noise  # type: ignore[return-value]
         self._line_noise = None
-        cloud, module = _routes()[0]
+        routes = _routes()
+        if not routes:
+            return None
+        cloud, module = routes[0]
         recognized = getattr(module, "PREFILTER_RECOGNIZED", None)
         rule = self.rule(cloud)
         if rule is None or recognized is None:
