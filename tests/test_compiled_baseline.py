@@ -212,7 +212,8 @@ sys.path.insert(0, {function_dir!r})
 from handler import lambda_handler
 event = json.loads(open({event!r}).read())
 result = lambda_handler(event, None)
-print(json.dumps({{"result": result, "yaml": "yaml" in sys.modules,
+others = sorted(m for m in sys.modules if m.endswith((".azure.events", ".gcp.events")))
+print(json.dumps({{"result": result, "yaml": "yaml" in sys.modules, "other_parsers": others,
                    "validated": sys.modules["trustwatch.baseline"].baseline_model()
                    .__pydantic_complete__}}))
 """
@@ -223,7 +224,8 @@ def test_the_aws_function_handles_its_first_event_without_yaml_or_validation(
 ) -> None:
     """What the cold start is spared: the packaged AWS handler judges its first event (a
     Terraform re-apply: no finding, so no sink needed) from the compiled form, with PyYAML
-    never imported and the baseline models' validators never built."""
+    never imported, the baseline models' validators never built, and no other cloud's
+    event parser loaded."""
     function_dir = tmp_path / "function"
     function_dir.mkdir()
     (function_dir / "handler.py").write_bytes(
@@ -254,6 +256,9 @@ def test_the_aws_function_handles_its_first_event_without_yaml_or_validation(
     assert out["result"]["errors"] == [] and out["result"]["findings"] == []
     assert out["result"]["skipped"] == [] and out["result"]["not_evaluated"] == []
     assert out == {**out, "yaml": False, "validated": False}
+    # intake asks the clouds in order and imports each parser only when a record gets
+    # that far: an AWS record never loads Azure's or GCP's
+    assert out["other_parsers"] == []
     # the same run without the compiled form validates the YAML (and so needs PyYAML)
     compiled_path(yaml_path).unlink()
     proc = subprocess.run(

@@ -20,7 +20,7 @@ from conftest import EXAMPLE_BASELINE, ROOT, all_corpus_files
 from fuzz.mutations import load_corpus
 from trustwatch import clouds, jsontext
 from trustwatch.baseline import load_baseline
-from trustwatch.intake import NOISE, PREFILTERED, Prefilter, _routes, parse_paths, read_path
+from trustwatch.intake import NOISE, PREFILTERED, Prefilter, _first_route, parse_paths, read_path
 from trustwatch.respond import replay
 
 BASELINE = load_baseline(EXAMPLE_BASELINE)
@@ -122,7 +122,9 @@ def test_a_decided_line_is_never_turned_into_a_document(tmp_path: Path) -> None:
 def test_the_declared_recognition_keys_are_what_recognizes_needs() -> None:
     """PREFILTER_RECOGNIZED is a promise: every object holding those keys is recognized
     (whatever else it holds), and the declaring cloud is the first parse_document asks."""
-    first, module = _routes()[0]
+    route = _first_route()
+    assert route is not None
+    first, module = route
     keys = module.PREFILTER_RECOGNIZED
     docs = [doc for _, doc in load_corpus(all_corpus_files(), ROOT / "examples" / "events")]
     shapes = [d for d in docs if isinstance(d, dict)] + [{}, {"records": []}, {"protoPayload": {}}]

@@ -75,23 +75,35 @@ def detect_cloud(doc: Any) -> str | None:
 
 
 def _recognized(doc: Any) -> tuple[str, EventsModule] | None:
-    """The cloud that recognizes the document, and its events module."""
-    for found in _routes():
+    """The cloud that recognizes the document, and its events module: the clouds asked in
+    registry order, each one's events module imported only when a document first gets
+    that far (an AWS function's records never load the other clouds' parsers)."""
+    routes = _ROUTES
+    for found in routes:
+        if found[1].recognizes(doc):
+            return found
+    names = clouds.names()
+    while len(routes) < len(names):
+        cloud = names[len(routes)]
+        found = (cloud, events_module(cloud))
+        routes.append(found)
         if found[1].recognizes(doc):
             return found
     return None
 
 
-_ROUTES: list[tuple[str, EventsModule]] = []
+_ROUTES: list[tuple[str, EventsModule]] = []  # the clouds asked so far, in registry order
 clouds.on_change(_ROUTES.clear)
 
 
-def _routes() -> list[tuple[str, EventsModule]]:
-    """Every cloud's name and events module, in the order they are asked (once built, no
-    registry call per record)."""
+def _first_route() -> tuple[str, EventsModule] | None:
+    """The cloud every document is asked about first, and its events module."""
     if not _ROUTES:
-        _ROUTES.extend((cloud, events_module(cloud)) for cloud in clouds.names())
-    return _ROUTES
+        names = clouds.names()
+        if not names:
+            return None
+        _ROUTES.append((names[0], events_module(names[0])))
+    return _ROUTES[0]
 
 
 def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:
@@ -459,10 +471,10 @@ class Prefilter:
         if self._line_noise is not _UNBUILT:
             return self._line_noise  # type: ignore[return-value]
         self._line_noise = None
-        routes = _routes()
-        if not routes:
+        first = _first_route()
+        if first is None:
             return None
-        cloud, module = routes[0]
+        cloud, module = first
         recognized = getattr(module, "PREFILTER_RECOGNIZED", None)
         rule = self.rule(cloud)
         if rule is None or recognized is None:
