@@ -51,7 +51,8 @@ class AlertConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # validators built on first validation: only the models the routing in use needs
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class SinkConfigBase(_Strict):
