@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,8 +28,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+sys.path.insert(0, str(ROOT / "shared"))  # the checkout's trustwatch packages the function
+
 from local import DUMMY_AWS, MotoServer, RecordingServer, c7n_python  # noqa: E402
 from stream import cached_stream  # noqa: E402
+from trustwatch.package import baseline_files  # noqa: E402
 
 WORKERS = HERE / "workers.py"
 DRIFT_EVENT = ROOT / "examples" / "events" / "aws-trust-backdoor.eventbridge.json"
@@ -107,15 +111,22 @@ class Bench:
         # both tools run with cached bytecode (kept in the cache folder): a cold start
         # measures imports and first-event work, not compiling sources
         base.update(DUMMY_AWS, PYTHONPYCACHEPREFIX=str(cache / "pycache"))
+        self.function_dir = function_folder(work)
         self.env = {
             "trustwatch": {
                 **base,
-                "TRUSTWATCH_BASELINE": str(BASELINE),
+                # the deployed shape: the bundled baseline.yaml and its compiled form
+                "BENCH_FUNCTION_DIR": str(self.function_dir),
                 "TRUSTWATCH_WEBHOOK_URL": hook,
                 "TRUSTWATCH_WEBHOOK_SECRET": "benchmark-secret",
                 "TRUSTWATCH_DEDUP_WINDOW": "0",  # every event alerts: delivery is measured
             },
             "c7n": {**base, "AWS_ENDPOINT_URL": moto_url},
+        }
+        # the cold row's variant: a raw YAML baseline given at run time, validated lazily
+        self.env["trustwatch_yaml"] = {
+            **self.env["trustwatch"],
+            "TRUSTWATCH_BASELINE": str(BASELINE),
         }
         envelope = json.loads(DRIFT_EVENT.read_text())
         envelope["detail"] = json.loads(BENIGN_RECORD.read_text())
@@ -125,7 +136,9 @@ class Bench:
         self.c7n_dir.mkdir()
         (self.c7n_dir / "config.json").write_text(json.dumps(C7N_POLICY))
 
-    def run(self, mode: str, tool: str, *args: str, timeout: float = 3600) -> dict[str, Any]:
+    def run(
+        self, mode: str, tool: str, *args: str, timeout: float = 3600, env_name: str | None = None
+    ) -> dict[str, Any]:
         self.count += 1
         out = self.work / f"{self.count:04d}-{mode}-{tool}.json"
         log = out.with_suffix(".log")
@@ -134,7 +147,7 @@ class Bench:
         argv = [python, str(WORKERS), mode, tool, "--out", str(out), *args]
         if tool == "c7n":
             argv += ["--c7n-dir", str(self.c7n_dir)]
-        env = self.env["c7n" if tool == "c7n" else "trustwatch"]
+        env = self.env[env_name or ("c7n" if tool == "c7n" else "trustwatch")]
         started = time.perf_counter()
         with log.open("wb") as err:
             proc = subprocess.run(
@@ -149,26 +162,41 @@ class Bench:
         return result
 
 
+def function_folder(work: Path) -> Path:
+    """The AWS function as `trustwatch package aws` bundles it (without the vendored
+    wheels: the dev environment has them): handler.py beside baseline.yaml and
+    baseline.compiled.json."""
+    folder = work / "function-aws"
+    folder.mkdir()
+    shutil.copyfile(ROOT / "functions" / "aws" / "handler.py", folder / "handler.py")
+    for name, data in baseline_files(BASELINE).items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
 def measure_cold(bench: Bench, plan: Plan, tools: list[str], hook: RecordingServer) -> dict:
     event = ["--event", str(DRIFT_EVENT)]
-    for tool in tools:  # unmeasured: fills the bytecode and OS file caches
-        bench.run("cold", tool, *event)
-    runs: dict[str, list[dict]] = {t: [] for t in tools}
+    # "trustwatch_yaml": the same function given the raw YAML (TRUSTWATCH_BASELINE)
+    sides = [*tools, "trustwatch_yaml"]
+    for side in sides:  # unmeasured: fills the bytecode and OS file caches
+        bench.run("cold", side.split("_")[0], *event, env_name=side)
+    runs: dict[str, list[dict]] = {t: [] for t in sides}
     for index in range(plan.cold_runs):
-        order = tools if index % 2 == 0 else tools[::-1]  # interleaved: noise hits both
-        for tool in order:
+        order = sides if index % 2 == 0 else sides[::-1]  # interleaved: noise hits all
+        for side in order:
             posts = hook.posts
-            result = bench.run("cold", tool, *event)
-            if tool == "trustwatch" and hook.posts == posts:
+            result = bench.run("cold", side.split("_")[0], *event, env_name=side)
+            if side.startswith("trustwatch") and hook.posts == posts:
                 raise RuntimeError("trustwatch's cold run delivered no alert")
-            runs[tool].append(result)
+            runs[side].append(result)
     return {
         tool: {
             "cold_ms": median([r["cold_ms"] for r in rs]),
+            "cold_cpu_ms": median([r["cold_cpu_ms"] for r in rs]),
             "import_ms": median([r["import_ms"] for r in rs]),
             "first_event_ms": median([r["first_event_ms"] for r in rs]),
             "process_ms": median([r["process_ms"] for r in rs]),
@@ -396,11 +424,17 @@ def summarize(
     sweep: dict,
 ) -> dict[str, Any]:
     c7n_cold = cold.get("c7n", {}).get("cold_ms")
+    c7n_cold_cpu = cold.get("c7n", {}).get("cold_cpu_ms")
     c7n_warm = warm.get("c7n", {}).get("ms_per_event")
     summary = {
         "cold_ms": cold["trustwatch"]["cold_ms"],
         "c7n_cold_ms": c7n_cold,
         "cold_ratio_vs_c7n": _ratio(cold["trustwatch"]["cold_ms"], c7n_cold),
+        "cold_cpu_ms": cold["trustwatch"]["cold_cpu_ms"],
+        "c7n_cold_cpu_ms": c7n_cold_cpu,
+        "cold_cpu_ratio_vs_c7n": _ratio(cold["trustwatch"]["cold_cpu_ms"], c7n_cold_cpu),
+        "cold_yaml_ms": cold["trustwatch_yaml"]["cold_ms"],
+        "cold_yaml_ratio_vs_c7n": _ratio(cold["trustwatch_yaml"]["cold_ms"], c7n_cold),
         "warm_ms_per_event": warm["trustwatch"]["ms_per_event"],
         "warm_no_finding_ms_per_event": warm["trustwatch_no_finding"]["ms_per_event"],
         "c7n_warm_ms_per_event": c7n_warm,
@@ -468,6 +502,22 @@ def render_table(s: dict[str, Any], c7n_note: str) -> str:
             _fmt(s["cold_ratio_vs_c7n"], "x"),
             "<= 0.25x",
             met("cold_ratio_vs_c7n"),
+        ),
+        (
+            "  same, CPU time (ms)",
+            _fmt(s["cold_cpu_ms"]),
+            f"c7n {_fmt(s['c7n_cold_cpu_ms'])}",
+            _fmt(s["cold_cpu_ratio_vs_c7n"], "x"),
+            "",
+            "",
+        ),
+        (
+            "  raw YAML baseline (ms)",
+            _fmt(s["cold_yaml_ms"]),
+            "",
+            _fmt(s["cold_yaml_ratio_vs_c7n"], "x"),
+            "",
+            "",
         ),
         (
             "warm: per event (ms)",

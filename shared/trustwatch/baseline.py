@@ -10,20 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic_core import ErrorDetails
 
 from trustwatch import clouds
 from trustwatch.findings import Severity
 
+if TYPE_CHECKING:
+    import yaml
+
 Mode = Literal["alert", "remediate"]
 
 
 class Strict(BaseModel):
-    """The base of every baseline model: unknown fields are errors, values are frozen."""
+    """The base of every baseline model: unknown fields are errors, values are frozen.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Validators are built on first validation (`defer_build`): a function that loads its
+    compiled baseline (`trustwatch.compiled`) never validates, so never pays for them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Databricks(Strict):
@@ -126,6 +132,8 @@ def _node_lines(
     budget: list[int] | None = None,
 ) -> None:
     """Map each field path to its 1-based line, for error messages."""
+    import yaml
+
     budget = budget if budget is not None else [MAX_EXPANDED_NODES]
     budget[0] -= 1
     if budget[0] < 0:
@@ -158,6 +166,8 @@ def describe_error(err: ErrorDetails) -> str:
 def _load_yaml(text: str, lines: dict[tuple[str, ...], int]) -> Any:
     """yaml.safe_load(text), parsing the text once: the nodes first give each field's line
     (and bound alias expansion), then the data is built from them."""
+    import yaml  # only here: a function reading its compiled baseline never parses YAML
+
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -171,6 +181,8 @@ def _load_yaml(text: str, lines: dict[tuple[str, ...], int]) -> Any:
 
 def parse_baseline(text: str, source: str = "<baseline>") -> Baseline:
     """Validate YAML text as a baseline; raises BaselineError with every problem found."""
+    import yaml
+
     lines: dict[tuple[str, ...], int] = {}
     try:
         data = _load_yaml(text, lines)

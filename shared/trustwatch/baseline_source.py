@@ -1,7 +1,8 @@
 """Where the baseline lives (TRUSTWATCH_BASELINE), and a per-instance cache of it.
 
 Locations:
-- a local path, e.g. the baseline bundled with the function;
+- a local path, e.g. the baseline bundled with the function (read from its compiled
+  form beside it when that matches, see `load_local_baseline`);
 - a URL of a scheme some cloud reads, each in its folder's `source.py`:
   - `s3://bucket/key` (aws): boto3 with the function's role (AWS_ENDPOINT_URL etc. apply);
   - `gs://bucket/object` (gcp): google-cloud-storage with the function's service account
@@ -25,11 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from trustwatch import clouds
 from trustwatch.baseline import Baseline, BaselineError, load_baseline, parse_baseline
+from trustwatch.compiled import CompiledBaselineError, compiled_path, load_compiled
 
 log = logging.getLogger("trustwatch.baseline")
 
@@ -51,7 +54,7 @@ def load_baseline_from(location: str, *, credential: Any = None) -> Baseline:
     (Azure Blob: default the URL's SAS, else DefaultAzureCredential)."""
     scheme = urlparse(location).scheme if "://" in location else ""
     if not scheme:
-        return load_baseline(location)
+        return load_local_baseline(Path(location))
     shown = display_location(location)
     read = next(
         (r for c in clouds.registered() if (r := c.baseline_reader(scheme)) is not None), None
@@ -70,6 +73,27 @@ def load_baseline_from(location: str, *, credential: Any = None) -> Baseline:
     except UnicodeDecodeError:
         raise BaselineError(shown, ["not UTF-8 text"]) from None
     return parse_baseline(text, shown)
+
+
+def load_local_baseline(path: Path) -> Baseline:
+    """The baseline file at `path`, from its compiled form beside it when that is the
+    compiled form of this very file (`trustwatch.compiled`), else validated from the YAML.
+
+    A compiled file that does not match is refused with a warning saying why, and the
+    YAML is validated instead: a stale compiled form never decides what is trusted.
+    """
+    compiled = compiled_path(path)
+    if not compiled.is_file():
+        return load_baseline(path)
+    try:
+        source, data = path.read_bytes(), compiled.read_bytes()
+    except OSError:
+        return load_baseline(path)  # names the unreadable file, as without a compiled form
+    try:
+        return load_compiled(data, source, str(compiled))
+    except CompiledBaselineError as exc:
+        log.warning("compiled baseline refused, validating %s instead: %s", path, exc)
+    return load_baseline(path)
 
 
 def bucket_and_key(location: str) -> tuple[str, str]:

@@ -27,7 +27,7 @@ import logging
 import sys
 import traceback
 import zlib
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -75,23 +75,35 @@ def detect_cloud(doc: Any) -> str | None:
 
 
 def _recognized(doc: Any) -> tuple[str, EventsModule] | None:
-    """The cloud that recognizes the document, and its events module."""
-    for found in _routes():
+    """The cloud that recognizes the document, and its events module: the clouds asked in
+    registry order, each one's events module imported only when a document first gets
+    that far (an AWS function's records never load the other clouds' parsers)."""
+    routes = _ROUTES
+    for found in routes:
+        if found[1].recognizes(doc):
+            return found
+    names = clouds.names()
+    while len(routes) < len(names):
+        cloud = names[len(routes)]
+        found = (cloud, events_module(cloud))
+        routes.append(found)
         if found[1].recognizes(doc):
             return found
     return None
 
 
-_ROUTES: list[tuple[str, EventsModule]] = []
+_ROUTES: list[tuple[str, EventsModule]] = []  # the clouds asked so far, in registry order
 clouds.on_change(_ROUTES.clear)
 
 
-def _routes() -> list[tuple[str, EventsModule]]:
-    """Every cloud's name and events module, in the order they are asked (once built, no
-    registry call per record)."""
+def _first_route() -> tuple[str, EventsModule] | None:
+    """The cloud every document is asked about first, and its events module."""
     if not _ROUTES:
-        _ROUTES.extend((cloud, events_module(cloud)) for cloud in clouds.names())
-    return _ROUTES
+        names = clouds.names()
+        if not names:
+            return None
+        _ROUTES.append((names[0], events_module(names[0])))
+    return _ROUTES[0]
 
 
 def read_documents(text: str, source: str) -> Iterator[tuple[str, Any]]:
@@ -161,7 +173,7 @@ def _breaks_further(segment: str) -> bool:
     return not segment.isascii() and any(mark in segment for mark in _OTHER_BREAKS)
 
 
-def read_path(path: str | Path) -> Iterator[tuple[str, Any]]:
+def read_path(path: str | Path, line_noise: LineNoise | None = None) -> Iterator[tuple[str, Any]]:
     """Yield (position, document) for a file, streamed (see read_stream)."""
     source = str(path)
     try:
@@ -169,11 +181,15 @@ def read_path(path: str | Path) -> Iterator[tuple[str, Any]]:
     except OSError as exc:
         raise EventError(f"{source}: cannot read file: {exc.strerror or exc}") from None
     with stream:
-        yield from read_stream(stream, source)
+        yield from read_stream(stream, source, line_noise=line_noise)
 
 
 def read_stream(
-    stream: BinaryIO, source: str, chunk_bytes: int = CHUNK_BYTES
+    stream: BinaryIO,
+    source: str,
+    chunk_bytes: int = CHUNK_BYTES,
+    *,
+    line_noise: LineNoise | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """Yield (position, document) for a byte stream: plain or gzip (told by its magic
     bytes, as before), UTF-8 with or without a BOM, one JSON document or JSON Lines.
@@ -184,6 +200,9 @@ def read_stream(
     message, are read_documents' on the whole text. Bytes that go bad part-way through a
     JSON Lines stream (a truncated gzip, a byte that is not UTF-8) end it with the file's
     error, after the documents of the whole lines before the damage.
+
+    `line_noise` (Prefilter.line_noise) may tell from a JSON Lines line's bytes that its
+    record is noise: such a line gives (`""`, PREFILTERED) instead of its document.
     """
     pieces = _pieces(stream, source, chunk_bytes)
     head: list[tuple[bytes, str]] = []
@@ -203,7 +222,7 @@ def read_stream(
         return
     lineno = 0
     for piece in _drained(head, pieces):
-        lineno = yield from _piece_documents(piece, source, lineno)
+        lineno = yield from _piece_documents(piece, source, lineno, line_noise)
 
 
 def _drained(
@@ -310,7 +329,7 @@ class _Replayed:
 
 
 def _piece_documents(
-    piece: tuple[bytes, str], source: str, lineno: int
+    piece: tuple[bytes, str], source: str, lineno: int, line_noise: LineNoise | None = None
 ) -> Generator[tuple[str, Any], None, int]:
     """The documents of one piece of JSON Lines, its lines numbered on from `lineno` as
     text.splitlines() numbers them; returns the number of its last line.
@@ -338,6 +357,10 @@ def _piece_documents(
         elif not line or line.isspace():
             start = end + 1
             continue
+        elif line_noise is not None and line_noise(line):
+            start = end + 1
+            yield "", PREFILTERED  # no document, no position: counted as a skip
+            continue
         else:
             try:
                 doc = loads_line(line)
@@ -352,6 +375,8 @@ def _piece_documents(
 
 
 _SLOW = object()  # a line json must read
+PREFILTERED = object()  # read_stream's document for a line its line_noise called noise
+LineNoise = Callable[[bytes], bool]
 
 
 def _text_documents(
@@ -383,17 +408,18 @@ def parse_paths(paths: Iterable[str | Path], *, skip_reasons: bool = True) -> It
     prefilter = None if skip_reasons else Prefilter()
     for path in paths:
         try:
+            line_noise = None if prefilter is None else prefilter.line_noise()
             if str(path) == "-":
-                documents = read_stream(sys.stdin.buffer, "<stdin>")
+                documents = read_stream(sys.stdin.buffer, "<stdin>", line_noise=line_noise)
             else:
-                documents = read_path(path)
+                documents = read_path(path, line_noise)
             if prefilter is None:
                 for where, doc in documents:
                     yield from parse_document(doc, where)
                 continue
             noise = prefilter.noise
             for where, doc in documents:
-                if noise(doc):
+                if doc is PREFILTERED or noise(doc):
                     yield NOISE
                 else:
                     yield from parse_document(doc, where)
@@ -418,6 +444,7 @@ class Prefilter:
 
     def __init__(self) -> None:
         self._rules: dict[str, _Rule | None] = {}
+        self._line_noise: object = _UNBUILT
 
     def rule(self, cloud: str) -> _Rule | None:
         """The cloud's keys and watched operations, or None if it declares no keys (built
@@ -432,6 +459,39 @@ class Prefilter:
                 operations = {service: frozenset(ops) for service, ops in watched.items()}
                 self._rules[cloud] = (service_key, operation_key, tuple(unless), operations)
         return self._rules[cloud]
+
+    def line_noise(self) -> LineNoise | None:
+        """`noise` told from a JSON Lines line's bytes, for the first cloud parse_document
+        asks (no other cloud can claim a record it recognizes), if it declares
+        `PREFILTER_RECOGNIZED`, keys whose presence makes its recognizes() true, and the
+        line reader is available (jsontext.routing_reader: msgspec). It says True only
+        where noise() would of json's document: an object holding every recognized key,
+        none of the `unless_keys`, and strings naming an unwatched operation; any line it
+        cannot decide (not JSON too, to be reported) is parsed in full. Built once."""
+        if self._line_noise is not _UNBUILT:
+            return self._line_noise  # type: ignore[return-value]
+        self._line_noise = None
+        first = _first_route()
+        if first is None:
+            return None
+        cloud, module = first
+        recognized = getattr(module, "PREFILTER_RECOGNIZED", None)
+        rule = self.rule(cloud)
+        if rule is None or recognized is None:
+            return None
+        service_key, operation_key, unless, watched = rule
+        needed = tuple(k for k in recognized if k not in (service_key, operation_key))
+        read = jsontext.routing_reader((service_key, operation_key), needed, unless)
+        if read is None:
+            return None
+        nothing: frozenset[str] = frozenset()
+
+        def line_noise(line: bytes) -> bool:
+            view = read(line)
+            return view is not None and view[1] not in watched.get(view[0], nothing)
+
+        self._line_noise = line_noise
+        return line_noise
 
     def noise(self, doc: Any) -> bool:
         """Would parse_document give exactly one record, skipped? (False: cannot tell.)"""
@@ -457,6 +517,7 @@ class Prefilter:
         return operation not in watched.get(service, ())
 
 
+_UNBUILT = object()
 # (service key, operation key, keys that make a record something else, watched operations)
 _Rule = tuple[str, str, tuple[str, ...], dict[str, frozenset[str]]]
 

@@ -12,11 +12,17 @@ decides:
 - orjson reads up to 1024 levels of nesting, json only as deep as the interpreter's
   recursion limit lets it (nearer 900), and deeper documents must stay an error: text
   with enough brackets to be that deep goes to json directly.
+
+`routing_reader` reads a few top-level fields of a line without building the rest
+(msgspec, also in the `cli` extra): `trustwatch replay` tells most records of a trail,
+the unwatched operations, from those fields alone (intake.Prefilter.line_noise).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 try:
@@ -117,3 +123,55 @@ def loads_line(line: bytes) -> Any:
     ):
         raise ValueError("may nest deeply")
     return orjson.loads(line)
+
+
+def routing_reader(
+    strings: tuple[str, ...], present: tuple[str, ...], absent: tuple[str, ...]
+) -> Callable[[bytes], tuple[str, ...] | None] | None:
+    """A reader of a few top-level fields of one JSON Lines line, without building the rest.
+
+    For a line json reads as an object whose `strings` keys all hold strings, that has
+    every `present` key and no `absent` one, the reader gives those strings. For any
+    other line (not such an object, not JSON, or text where the validator and json may
+    disagree: NaN, lone surrogates, nesting that may be deep) it gives None, and the
+    caller parses the line in full. The line must be UTF-8 already checked (the validator
+    does not check the strings it skips).
+
+    msgspec (the `cli` extra) validates the whole line as JSON, skipping the fields not
+    asked for without making Python objects of them; it reads duplicate keys as json
+    does (the last one counts), and escaped keys. None without msgspec.
+    """
+    try:
+        import msgspec
+    except ImportError:
+        return None
+    unset = msgspec.UNSET
+    fields: list[tuple[str, Any, Any]] = [
+        (f"s{i}", str, msgspec.field(name=key)) for i, key in enumerate(strings)
+    ]
+    fields += [(f"p{i}", msgspec.Raw, msgspec.field(name=key)) for i, key in enumerate(present)]
+    fields += [
+        (f"a{i}", msgspec.Raw | msgspec.UnsetType, msgspec.field(name=key, default=unset))
+        for i, key in enumerate(absent)
+    ]
+    decode = msgspec.json.Decoder(msgspec.defstruct("RoutingView", fields)).decode
+    strings_of = attrgetter(*(f"s{i}" for i in range(len(strings))), "s0")  # always a tuple
+    absent_of = attrgetter(*(f"a{i}" for i in range(len(absent))), "s0")
+    none_there = (unset,) * len(absent)
+    failed = (msgspec.MsgspecError, RecursionError)
+    count = len(strings)
+
+    def read(line: bytes) -> tuple[str, ...] | None:
+        if len(line) >= 2 * _SHALLOW_BRACKETS and (
+            line.count(b"[") + line.count(b"{") >= _SHALLOW_BRACKETS
+        ):
+            return None  # json may reach its recursion limit: it decides
+        try:
+            view = decode(line)
+        except failed:
+            return None
+        if absent_of(view)[:-1] != none_there:
+            return None
+        return strings_of(view)[:count]  # type: ignore[no-any-return]
+
+    return read

@@ -1,7 +1,8 @@
 """`trustwatch package CLOUD`: build the deployable bundle that `deploy/<cloud>/` ships.
 
 Core gathers the files every bundle has (the entry point of `functions/<cloud>/`, the
-`trustwatch` package, a validated baseline) and the pinned requirements; the cloud's
+`trustwatch` package, a validated baseline and its compiled form) and the pinned
+requirements; the cloud's
 `bundle.py` shapes them for its platform (see each: Lambda zip with vendored wheels,
 Function App folder and zip, Cloud Functions source zip).
 
@@ -32,6 +33,8 @@ from pathlib import Path
 
 from trustwatch import clouds
 
+BASELINE_NAME = "baseline.yaml"  # beside the entry point, where the runtime looks
+COMPILED_BASELINE_NAME = "baseline.compiled.json"  # trustwatch.compiled.compiled_path
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 FILE_MODE, DIR_MODE = 0o644, 0o755
 # Never shipped: bytecode, caches, tests, local state of tools.
@@ -64,7 +67,7 @@ def build_bundle(
     files = _entry_point_files(cloud, root)
     files.update(package_files(cloud, root, files[clouds.get(cloud).entry_point]))
     if baseline is not None:
-        files["baseline.yaml"] = _checked_baseline(Path(baseline))
+        files.update(baseline_files(Path(baseline)))
     requirements = read_requirements(root / "deploy" / cloud / "requirements.txt")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,15 +221,25 @@ def _imported(source: bytes, module: str, is_package: bool) -> list[str]:
     return [n for n in names if n == "trustwatch" or n.startswith("trustwatch.")]
 
 
-def _checked_baseline(path: Path) -> bytes:
-    """Refuse to ship a baseline that would fail on the function's first event."""
-    from trustwatch.baseline import BaselineError, load_baseline
+def baseline_files(path: Path) -> dict[str, bytes]:
+    """The bundle's baseline files: the YAML at `path` and its compiled form
+    (`trustwatch.compiled`), validated here with the full model, so a baseline that would
+    fail on the first event is refused."""
+    from trustwatch.baseline import BaselineError, parse_baseline
+    from trustwatch.compiled import compile_baseline
 
     try:
-        load_baseline(path)
+        source = path.read_bytes()
+    except OSError as exc:
+        problem = f"cannot read file: {exc.strerror or exc}"
+        raise PackageError(str(BaselineError(str(path), [problem]))) from None
+    try:
+        baseline = parse_baseline(source.decode("utf-8"), str(path))
+    except UnicodeDecodeError:
+        raise PackageError(str(BaselineError(str(path), ["not UTF-8 text"]))) from None
     except BaselineError as exc:
         raise PackageError(str(exc)) from None
-    return path.read_bytes()
+    return {BASELINE_NAME: source, COMPILED_BASELINE_NAME: compile_baseline(baseline, source)}
 
 
 def tree_files(

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -52,7 +51,8 @@ class AlertConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # validators built on first validation: only the models the routing in use needs
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class SinkConfigBase(_Strict):
@@ -269,6 +269,8 @@ def env_delivery(environ: Mapping[str, str]) -> dict[str, float]:
 
 def load_routing(path: str | Path) -> Routing:
     """Read and validate a routing file; errors name the file and the field."""
+    import yaml  # only with a routing file: most functions are configured by environment
+
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))

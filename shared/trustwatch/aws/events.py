@@ -96,6 +96,8 @@ def watched_operations() -> dict[str, tuple[str, ...]]:
 
 
 PREFILTER_KEYS = ("eventSource", "eventName", ("detail-type", "Records"))  # intake.Prefilter
+# recognizes() is true of every object holding these keys (intake.Prefilter.line_noise)
+PREFILTER_RECOGNIZED = ("eventSource", "eventName", "awsRegion")
 
 _ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
 
@@ -130,6 +132,9 @@ def role_arn(partition: str, account: str, name: str, path: str = "/") -> str:
     return f"arn:{partition}:iam::{account}:role{path}{name}"
 
 
+_ASSUMED_ROLE_SESSION = re.compile(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/.*")
+
+
 def actor_ids(identity: dict[str, Any]) -> tuple[str, list[str]]:
     """The actor's display ARN and every ARN it is known by (session -> its role)."""
     arn = _str(identity.get("arn"))
@@ -139,7 +144,7 @@ def actor_ids(identity: dict[str, Any]) -> tuple[str, list[str]]:
     if issuer_arn:
         ids.append(issuer_arn)
     # arn:aws:sts::A:assumed-role/R/session -> arn:aws:iam::A:role/R (a role path is not in it)
-    m = re.fullmatch(r"arn:([\w-]+):sts::(\d{12}):assumed-role/([^/]+)/.*", arn)
+    m = _ASSUMED_ROLE_SESSION.fullmatch(arn)
     if m:
         ids.append(f"arn:{m[1]}:iam::{m[2]}:role/{m[3]}")
     if issuer_arn and "/" in issuer_arn.split(":role", 1)[-1]:
@@ -188,7 +193,8 @@ def parse(record: Any) -> list[Change] | Skipped:
         return Skipped(f"{name}: not a watched IAM/STS call", event_id, name)
 
     identity, account, partition = record_context(record, envelope_account)
-    _, ids = actor_ids(identity)
+    actor = actor_ids(identity)
+    ids = actor[1]
     params = _dict(record, "requestParameters")
     response = _dict(record, "responseElements")
     error_code = _str(record.get("errorCode"))
@@ -215,7 +221,7 @@ def parse(record: Any) -> list[Change] | Skipped:
             if error_code:
                 return Skipped(f"{name} failed ({error_code}) without parameters", event_id, name)
             raise EventError(f"{name}: requestParameters.{exc.args[0]} missing") from None
-    return [cloudtrail_change(record, kind, scope, identity_arn, role_name, payload)]
+    return [cloudtrail_change(record, kind, scope, identity_arn, role_name, payload, actor)]
 
 
 def _lambda(
@@ -265,11 +271,18 @@ def record_context(
 
 
 def cloudtrail_change(
-    record: dict[str, Any], kind: str, scope: str, identity: str, name: str, payload: Any
+    record: dict[str, Any],
+    kind: str,
+    scope: str,
+    identity: str,
+    name: str,
+    payload: Any,
+    actor_and_ids: tuple[str, list[str]] | None = None,
 ) -> Change:
     """The Change of one CloudTrail record: its common fields read from the record (the
-    caller, where from, its outcome), the subject and payload as the caller found them."""
-    actor, ids = actor_ids(_dict(record, "userIdentity"))
+    caller, where from, its outcome), the subject and payload as the caller found them
+    (`actor_and_ids`: actor_ids of its userIdentity, when the caller has it already)."""
+    actor, ids = actor_and_ids or actor_ids(_dict(record, "userIdentity"))
     return Change(
         cloud="aws",
         kind=kind,
