@@ -246,7 +246,7 @@ NEVER_SHIPPED = {
     "trustwatch/cli.py",
     "trustwatch/sweep_cli.py",
     "trustwatch/demo.py",
-    "trustwatch/demo_remediation.py",
+    "trustwatch/aws/demo.py",  # AWS's act in `trustwatch demo` (moto)
     "trustwatch/table.py",
     "trustwatch/package.py",
     "trustwatch/aws/bundle.py",  # each cloud's bundle shape: `trustwatch package` only

@@ -18,7 +18,7 @@ import importlib.util
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, runtime_checkable
 
 from typing_extensions import override
 
@@ -61,6 +61,14 @@ class GraphPart(Protocol):
         `graph` is a trustwatch.trustgraph.GraphBuilder, named `Any` here: the functions'
         bundles follow every import of this module, and the report is no part of them.
         """
+        ...
+
+
+class DemoPart(Protocol):
+    """A cloud's act in `trustwatch demo` (on its own stand-ins, no cloud account)."""
+
+    def show(self, baseline: Any, examples: Path, out: TextIO) -> list[Finding]:
+        """Run the act, write what it shows to `out`; the findings it made."""
         ...
 
 
@@ -143,6 +151,10 @@ class CloudPlugin(Protocol):
 
     def graph(self) -> GraphPart | None:
         """The cloud's `graph` part, which draws its report's trust graph, if it has one."""
+        ...
+
+    def demo(self) -> DemoPart | None:
+        """The cloud's act in `trustwatch demo`, if it has one."""
         ...
 
 
@@ -246,7 +258,8 @@ class CloudFolder(CloudPlugin):
     - `remediate.py` (where findings can be put back): `remediator_from_env(environ)`;
     - `state.py` (what sweeps read): `units`, `read`, `catch_up` (trustwatch.sweep);
     - `graph.py` (the report's trust graph): `draw(baseline, findings, graph)`
-      (trustwatch.trustgraph).
+      (trustwatch.trustgraph);
+    - `demo.py` (its act in `trustwatch demo`): `show(baseline, examples, out)`.
 
     Each module is imported on first use, so declaring a cloud costs nothing.
     """
@@ -349,6 +362,13 @@ class CloudFolder(CloudPlugin):
         if importlib.util.find_spec(f"{self.package}.state") is None:
             return None
         module: Any = self._module("state")
+        return module  # type: ignore[no-any-return]
+
+    @override
+    def demo(self) -> DemoPart | None:
+        if importlib.util.find_spec(f"{self.package}.demo") is None:
+            return None
+        module: Any = self._module("demo")
         return module  # type: ignore[no-any-return]
 
     @override

@@ -47,9 +47,13 @@ def run_demo(out: TextIO) -> int:
     if result.errors:
         return 2
     code = _show_alerts(result.findings, out)
-    from trustwatch.demo_remediation import show_remediation
+    from trustwatch import clouds
 
-    remediated = show_remediation(baseline, examples, out)
+    remediated: list[Finding] = []
+    for cloud in clouds.registered():  # each cloud's own act (AWS: remediation on moto)
+        act = cloud.demo()
+        if act is not None:
+            remediated.extend(act.show(baseline, examples, out))
     # one row per finding: the remediation act's copy (with what was done) over the first
     latest = {f.id: f for f in [*result.findings, *remediated]}
     _write_report(baseline, list(latest.values()), out)

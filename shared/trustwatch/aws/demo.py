@@ -1,4 +1,4 @@
-"""The demo's second act: the AWS function's event path putting drift back, on moto.
+"""AWS's act in `trustwatch demo`: the function's event path putting drift back, on moto.
 
 A moto server on loopback stands in for account 111122223333 of the example baseline:
 its roles are created as the baseline says, the recorded attacker calls of
@@ -23,7 +23,7 @@ ACCOUNT = "111122223333"
 EVENTS = ("aws-trust-backdoor.eventbridge.json", "aws-attach-admin.json")
 
 
-def show_remediation(baseline: Baseline, examples: Path, out: TextIO) -> list[Finding]:
+def show(baseline: Baseline, examples: Path, out: TextIO) -> list[Finding]:
     """Run the act, write what happened to `out`; the findings with their remediation."""
     try:
         from moto.server import ThreadedMotoServer
