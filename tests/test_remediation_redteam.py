@@ -1,6 +1,7 @@
 """Red-team cases for remediation: each one a way to make a put-back misfire, on the real
 parts the clouds' remediation tests use (the GCP stand-in tests/gcpserver.py with the real
-REST client; moto server with boto3 through the Lambda entry point).
+REST client; moto server with boto3 through the Lambda entry point; the ARM stand-in
+tests/armserver.py with the real azure-mgmt-authorization client).
 
 The cloud semantics relied on:
 - GCP: a caller impersonating a service account is logged with that account as
@@ -10,7 +11,10 @@ The cloud semantics relied on:
 - AWS: SetDefaultPolicyVersion makes any existing version of a customer managed policy the
   default, and every role it is attached to gets that version's permissions
   (https://docs.aws.amazon.com/IAM/latest/APIReference/API_SetDefaultPolicyVersion.html,
-  https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-versioning.html).
+  https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies_managed-versioning.html);
+- Azure: Managed Identity Operator on a user-assigned identity lets its holder assign it to
+  a resource it controls, so act as it
+  (https://learn.microsoft.com/en-us/azure/role-based-access-control/built-in-roles/identity#managed-identity-operator).
 """
 
 from __future__ import annotations
@@ -18,15 +22,27 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
 from gcpserver import policy
+from test_azure_events import ROLE, STRANGER, assign
 from test_gcp_events import COMPUTE, MALLORY, TERRAFORM, add, sa_policy
 from test_remediate_aws import WRITE_ACTIONS, call, one, policy_arn
+from test_remediate_azure import (
+    REMEDIATE_BASELINE,
+    SUB,
+    UAMI,
+    findings_of,
+    granted,
+    only,
+    put_back,
+)
 from test_remediate_gcp import COMPUTE_KEY, TOKEN_CREATOR, members, remediator_for
+from trustwatch.baseline import Baseline, load_baseline
 from trustwatch.findings import Finding
 from trustwatch.respond import Responder
 
 # their fixtures: the GCP stand-in and baseline; moto's world, the Lambda, its webhook
-pytest_plugins = ["test_remediate_gcp", "test_remediate_aws"]
+pytest_plugins = ["test_remediate_gcp", "test_remediate_aws", "test_remediate_azure"]
 
 
 class Recorder:
@@ -175,3 +191,47 @@ def test_forged_finding_cannot_roll_back_a_policy_the_baseline_does_not_name(
     assert "not a policy of a baseline role" in done.remediation.detail
     assert world.proxy.writes(WRITE_ACTIONS) == []
     assert world.default_version(unwatched) == "v2"
+
+
+# --- Azure: the mode of the identity a role lets someone act as -------------------------------
+
+
+def _azure_alerting_uc_identity() -> Baseline:
+    data = yaml.safe_load(REMEDIATE_BASELINE.read_text())
+    data["azure"]["subscriptions"][SUB]["identities"]["uc-identity"]["mode"] = "alert"
+    return Baseline.model_validate(data)
+
+
+def test_a_role_acting_as_an_alert_mode_identity_is_only_shown(arm):
+    """Managed Identity Operator on a user-assigned identity lets its holder act as it
+    ("Managed Identity Operator: read and assign user assigned identity",
+    https://learn.microsoft.com/en-us/azure/role-based-access-control/built-in-roles/identity#managed-identity-operator).
+    The drift is about that identity: its `mode: alert` holds, whatever `defaults.mode`
+    says (as for its federated credentials): the plan is shown, nothing deleted."""
+
+    alerting = _azure_alerting_uc_identity()
+    operator = ROLE["Managed Identity Operator"]
+    rid = granted(arm, STRANGER, operator, UAMI)
+    finding = only(
+        findings_of(assign(STRANGER, operator, UAMI), alerting),
+        "azure.role_assignment.protected_scope",
+    )
+    assert finding.remediation.status == "none", finding.remediation  # the engine says so
+    (done,) = put_back([finding], alerting, arm)
+    assert done.remediation.status == "none", done.remediation.detail
+    assert done.remediation.detail.startswith("mode is alert; would delete_role_assignment")
+    assert arm.calls("DELETE") == 0 and rid in arm.resources
+
+
+def test_a_role_acting_as_a_remediate_mode_identity_is_deleted(arm):
+
+    strict = load_baseline(REMEDIATE_BASELINE)
+    operator = ROLE["Managed Identity Operator"]
+    rid = granted(arm, STRANGER, operator, UAMI)
+    finding = only(
+        findings_of(assign(STRANGER, operator, UAMI), strict),
+        "azure.role_assignment.protected_scope",
+    )
+    (done,) = put_back([finding], strict, arm)
+    assert done.remediation.status == "applied", done.remediation.detail
+    assert rid not in arm.resources
