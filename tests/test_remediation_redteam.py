@@ -42,7 +42,12 @@ from trustwatch.findings import Finding
 from trustwatch.respond import Responder
 
 # their fixtures: the GCP stand-in and baseline; moto's world, the Lambda, its webhook
-pytest_plugins = ["test_remediate_gcp", "test_remediate_aws", "test_remediate_azure"]
+pytest_plugins = [
+    "test_remediate_gcp",
+    "test_remediate_aws",
+    "test_remediate_azure",
+    "test_remediation",
+]
 
 
 class Recorder:
@@ -235,3 +240,41 @@ def test_a_role_acting_as_a_remediate_mode_identity_is_deleted(arm):
     (done,) = put_back([finding], strict, arm)
     assert done.remediation.status == "applied", done.remediation.detail
     assert rid not in arm.resources
+
+
+# --- the alert of a put-back that failed is never a duplicate of one that worked -------------
+
+
+def test_a_failed_put_back_alerts_even_after_the_same_drift_was_put_back(toy):
+    """The same drift again (same finding id) after a verified put-back: this time the
+    write is refused. Its alert is not a duplicate of the first (`applied`): it is the
+    only word that the drift is still there. (The toy cloud, tests/toycloud: one role's
+    members, a write that can be refused.)"""
+    from test_remediation import TOY, _grant
+    from trustwatch import clouds
+    from trustwatch.alerts import Dispatcher
+    from trustwatch.alerts.receivers import RecordingHTTPServer
+    from trustwatch.baseline import parse_baseline
+    from trustwatch.dedup import MemoryDedupStore
+
+    baseline = parse_baseline(TOY.format(mode="remediate"))
+    with RecordingHTTPServer() as hook:
+        env = {"TRUSTWATCH_WEBHOOK_URL": hook.url, "TRUSTWATCH_WEBHOOK_SECRET": "k"}
+        responder = Responder(
+            baseline=lambda: baseline,
+            sender=Dispatcher.from_env(env, store=MemoryDedupStore()),
+            environ={},
+            remediator=clouds.get("toy").remediator({}),
+            apply_remediation=True,
+        )
+        (first,) = responder.handle(_grant(), "e").findings
+        assert first.remediation.status == "applied"
+        toy.members["reader"].add("eve")  # mallory again
+        toy.faults = ["denied"]
+        (second,) = responder.handle(_grant(), "e").findings
+        assert second.id == first.id and second.remediation.status == "failed"
+        statuses = [r.json()["remediation"]["status"] for r in hook.requests]
+        assert statuses == ["applied", "failed"]
+        toy.faults = ["denied"]  # and refused again: that one is the duplicate
+        responder.handle(_grant(), "e")
+        assert len(hook.requests) == 2
