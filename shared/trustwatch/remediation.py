@@ -113,6 +113,7 @@ def remediate(
     *,
     apply: bool,
     breaker: Breaker | None = None,
+    actors_judged: bool = False,
 ) -> list[Finding]:
     """Each finding with its remediation planned, or applied and verified.
 
@@ -120,10 +121,15 @@ def remediate(
     Findings whose status the engine settled (`skipped` for approved actors) and findings
     without an action pass through unchanged. A circuit that opens adds one
     `trustwatch.remediation.circuit_open` finding after the one it stopped.
+    `actors_judged`: the engine has just judged these findings' actors, delegation chain
+    included (the event path); a finding's `actor` alone is then not taken for approval:
+    someone impersonating an approved account is not the approved automation.
     """
     out: list[Finding] = []
     for finding in findings:
-        done, extra = _one(finding, baseline, remediator_for, apply=apply, breaker=breaker)
+        done, extra = _one(
+            finding, baseline, remediator_for, apply=apply, breaker=breaker, judged=actors_judged
+        )
         out.append(done)
         if extra is not None:
             out.append(extra)
@@ -137,11 +143,12 @@ def _one(
     *,
     apply: bool,
     breaker: Breaker | None,
+    judged: bool = False,
 ) -> tuple[Finding, Finding | None]:
     current = finding.remediation
     if current.action == "none" or current.status in ("skipped", "applied"):
         return finding, None
-    if _approved(finding, baseline):
+    if not judged and _approved(finding, baseline):
         return _with(finding, current.action, "skipped", _APPROVED), None
     remediator = remediator_for(finding.cloud)
     if remediator is None:
@@ -193,6 +200,8 @@ _APPROVED = "change made by approved automation (actors.approved): not reverted"
 
 def _approved(finding: Finding, baseline: Baseline) -> bool:
     # The engine already marks these `skipped`; a findings file given to the CLI may not.
+    # A finding does not carry the delegation chain: here an impersonated approved account
+    # counts as approved (no write, the safe side); the event path does not ask (judged).
     actor = finding.actor.strip().lower()
     return bool(actor) and actor in {a.strip().lower() for a in baseline.actors.approved}
 

@@ -244,6 +244,7 @@ class Responder:
                 lambda _cloud: remediator,
                 apply=self.apply_remediation,
                 breaker=self.breaker,
+                actors_judged=True,  # the engine just judged them, delegation included
             )
         except Exception as exc:  # a bug here must not cost the alert: send as found
             log.error("internal error remediating: %s", short_exception(exc))

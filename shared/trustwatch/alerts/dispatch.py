@@ -3,7 +3,8 @@
 Failure semantics (docs/alerts.md):
 - a finding no sink routes (below every minimum severity, or filtered out) is reported as
   `below_threshold` and not sent;
-- a finding claimed within its dedup window is a `duplicate` and not sent;
+- a finding claimed within its dedup window is a `duplicate` and not sent (one whose
+  remediation failed claims apart: it is never a duplicate of one put back);
 - sinks run in parallel; a failing sink never blocks the others; a sink whose message
   failed for a transient reason (after retries) skips the rest of this call;
 - a routed finding that no sink accepted is `undelivered`: its dedup claim is released
@@ -284,8 +285,16 @@ class Dispatcher:
 
 
 def dedup_key(finding: Finding) -> str:
-    """The claim a finding's alert takes: its id; a sweep's resolution of it, apart."""
-    return f"resolved#{finding.id}" if finding.sweep_status == "resolved" else finding.id
+    """The claim a finding's alert takes: its id; a sweep's resolution of it, apart.
+
+    A failed remediation claims apart too: the same drift put back before must not hide
+    that this time it stayed.
+    """
+    if finding.sweep_status == "resolved":
+        return f"resolved#{finding.id}"
+    if finding.remediation.status == "failed":
+        return f"{finding.id}#remediation-failed"
+    return finding.id
 
 
 def ended_key(finding: Finding) -> str:

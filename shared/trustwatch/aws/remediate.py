@@ -15,7 +15,7 @@ is `skipped`, and a plan only narrows toward the baseline:
 | restore_inline_policy | PutRolePolicy of the baseline document over a widened one |
 | restore_permissions_boundary | PutRolePermissionsBoundary with the baseline's boundary (removed, or changed to one that allows more) |
 | restore_instance_profile_role | RemoveRoleFromInstanceProfile (foreign role), AddRoleToInstanceProfile (baseline role) |
-| restore_policy_version | SetDefaultPolicyVersion to the newest other version without admin or escalation, when the default grants more than it |
+| restore_policy_version | SetDefaultPolicyVersion to the newest other version without admin or escalation that grants nothing the default does not, when the default grants more than it |
 | restore_public_access_block | PutPublicAccessBlock, all four settings on, on a watched bucket |
 
 Never automated (alert only), because each would widen access or recreate what someone

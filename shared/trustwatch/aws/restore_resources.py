@@ -112,20 +112,26 @@ def _newest_first(versions: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     )
 
 
-def _policy_mode(ctx: Context, arn: str) -> Mode:
-    """remediate only if every baseline role holding the policy (or bounded by it) says so."""
+def _policy_mode(ctx: Context, arn: str) -> Mode | None:
+    """remediate only if every baseline role holding the policy (or bounded by it) says so;
+    None when no baseline role uses it (a findings file may name any policy)."""
     users = [
         r
         for r in ctx.account.roles.values()
         if arn_in(r.managed_policies, arn)
         or (r.permissions_boundary is not None and arn_in([r.permissions_boundary], arn))
     ]
-    modes = {ctx.mode(r) for r in users} or {ctx.mode(None)}
+    modes = {ctx.mode(r) for r in users}
+    if not modes:
+        return None
     return "remediate" if modes == {"remediate"} else "alert"
 
 
 def restore_policy_version(ctx: Context) -> Plan | NothingToDo:
     arn = ctx.finding.identity
+    mode = _policy_mode(ctx, arn)
+    if mode is None:
+        return NothingToDo(f"{arn} is not a policy of a baseline role: never touched", "none")
     versions = policy_versions(ctx.iam, arn)
     current = default_version(versions)
     actual = ctx.finding.actual if isinstance(ctx.finding.actual, dict) else {}
@@ -135,27 +141,38 @@ def restore_policy_version(ctx: Context) -> Plan | NothingToDo:
     if current is None:
         return NothingToDo(f"{arn} has no default version", "failed")
     now = version_document(ctx.iam, arn, current)
-    rejected = []
+    rejected, wider = [], []
     target = None
+    judged = False
     for version in _newest_first([v for v in versions if v["VersionId"] != current]):
         version_id = str(version["VersionId"])
         doc = version_document(ctx.iam, arn, version_id)
         if policy.grants_admin(doc) or policy.document_escalations(doc):
             rejected.append(version_id)
             continue
+        if not judged and not policy.compare_permissions(now, doc).widened:
+            # a plan only narrows: a default that grants no more than the one before stays
+            return NothingToDo(
+                f"the default version {current} grants nothing {version_id} does not: not reverted"
+            )
+        judged = True
+        if policy.compare_permissions(doc, now).widened:
+            # an attacker's leftover version (other grants, neither admin nor escalation):
+            # making it the default would widen access elsewhere
+            wider.append(version_id)
+            continue
         target = version_id
         break
-    if target is not None and not policy.compare_permissions(now, doc).widened:
-        # a plan only narrows: a default that grants no more than the one before stays
-        return NothingToDo(
-            f"the default version {current} grants nothing {target} does not: not reverted"
-        )
     if target is None:
+        reasons = []
+        if rejected:
+            reasons.append(
+                f"({', '.join(rejected)}) grants administrator access or a privilege escalation"
+            )
+        if wider:
+            reasons.append(f"grants what the default version does not ({', '.join(wider)})")
         why = (
-            f"every other version ({', '.join(rejected)}) grants administrator access or "
-            "a privilege escalation"
-            if rejected
-            else "it has no other version"
+            "every other version " + ", or ".join(reasons) if reasons else "it has no other version"
         )
         return NothingToDo(f"no earlier version of {arn} to go back to: {why}", "failed")
 
@@ -169,7 +186,7 @@ def restore_policy_version(ctx: Context) -> Plan | NothingToDo:
     return Plan(
         "restore_policy_version",
         arn,
-        _policy_mode(ctx, arn),
+        mode,
         {"default_version": current},
         {"default_version": target},
         apply,

@@ -114,6 +114,7 @@ class Target:
     what: str  # "protected scope", "identity NAME", "responder identity"
     from_above: frozenset[str]  # roles that reach it from a scope above it
     groups: frozenset[str] | None  # management groups above its subscription; None: unknown
+    mode: Mode | None = None  # a baseline identity's own mode: drift about it is its own
 
     @property
     def is_identity(self) -> bool:
@@ -167,6 +168,7 @@ def _targets(baseline: Baseline) -> list[Target]:
                 f"identity {name}",
                 ACTS_AS_IDENTITY,
                 groups,
+                i.mode,
             )
             for name, i in sub.identities.items()
             if i.resource_id and _is_user_assigned(i.resource_id)
@@ -316,8 +318,18 @@ def role_assignment_protected_scope(change: Change, baseline: Baseline) -> Itera
         severity=Severity.critical if critical else None,
         identity=assignment.principal_id,
         remediation="delete_role_assignment",
-        mode=mode_of(owners),
+        mode=_acting_as_mode(baseline, mode_of(owners), target),
     )
+
+
+def _acting_as_mode(baseline: Baseline, holder: Mode | None, target: Target) -> Mode | None:
+    """A role that acts as a baseline identity is drift about that identity too: put back
+    only when both its mode and the holder's say `remediate` (its federated credentials
+    follow its mode alike)."""
+    if not target.is_identity or target.mode is None:
+        return holder
+    both = {baseline.mode_for(holder), baseline.mode_for(target.mode)}
+    return "remediate" if both == {"remediate"} else "alert"
 
 
 def _is_responder(principal_id: str, baseline: Baseline) -> bool:
