@@ -284,9 +284,19 @@ def test_console_script_entry_point(drift_file):
     assert json.loads(proc.stdout)["rule"] == "aws.trust.principal_added"
 
 
-def test_demo_runs(capsys):
-    code, out, _ = run(["demo"], capsys)
-    assert code == 0
+def test_demo_runs():
+    # its own process, as a user runs it: moto's in-process backends are global, and other
+    # tests' moto accounts must not leak into the demo's stand-in account
+    proc = subprocess.run(
+        [sys.executable, "-m", "trustwatch", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        timeout=300,
+    )
+    code, out = proc.returncode, proc.stdout
+    assert code == 0, proc.stderr[-2000:]
     for rule in (
         "aws.trust.principal_added",
         "aws.policy.managed_attached",
