@@ -57,6 +57,18 @@ def update(role: str | None, actor: dict | None = None, function: str = "reports
     return lambda_call(UPDATE, params, actor)
 
 
+def code_update(role: str | None, actor: dict | None = None, name: str = "trustwatch") -> dict:
+    """UpdateFunctionCode: the response is the function's configuration, `role` in it (as
+    in Stratus Red Team's published detonation log of aws.persistence.lambda-overwrite-code,
+    https://stratus-red-team.cloud/attack-techniques/AWS/aws.persistence.lambda-overwrite-code/,
+    and the API's FunctionConfiguration response,
+    https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionCode.html)."""
+    record = lambda_call("UpdateFunctionCode20150331v2", {"functionName": name}, actor)
+    if role is not None:
+        record["responseElements"] = {"functionName": name, "role": role, "codeSize": 211}
+    return record
+
+
 def failed(record: dict) -> dict:
     return record | {"errorCode": "AccessDeniedException", "errorMessage": "not authorized"}
 
@@ -112,9 +124,12 @@ def test_red_team_reproducer_fires(baseline):
         pytest.param(create(RESPONDER_ROLE, RESPONDER), id="made-by-the-responder"),
         pytest.param(update(RESPONDER_ROLE, RESPONDER), id="updated-by-the-responder"),
         pytest.param(
-            lambda_call("UpdateFunctionCode20150331v2", {"functionName": "x"}),
+            lambda_call("CreateFunctionUrlConfig20211031", {"functionName": "x"}),
             id="unwatched-lambda-call",
         ),
+        pytest.param(code_update(OTHER_ROLE), id="code-of-another-function"),
+        pytest.param(code_update(None), id="code-update-without-response"),
+        pytest.param(failed(code_update(RESPONDER_ROLE)), id="failed-code-update"),
     ],
 )
 def test_quiet_cases(record, baseline):
@@ -138,7 +153,8 @@ def test_approved_deploy_is_reported_with_remediation_skipped(baseline):
         ("UpdateFunctionConfiguration20150331", "function.configuration_updated"),
         ("UpdateFunctionConfiguration", "function.configuration_updated"),
         ("CreateFunctionUrlConfig20211031", None),
-        ("UpdateFunctionCode20150331v2", None),
+        ("UpdateFunctionCode20150331v2", "function.code_updated"),
+        ("UpdateFunctionCode", "function.code_updated"),
         ("CreateFunction2015", None),
     ],
 )
@@ -169,3 +185,40 @@ def test_redteam_file_shape(baseline):
     )
     doc = {"Records": [create(RESPONDER_ROLE), assume]}
     assert [f.rule for f in findings(doc, baseline)] == [RULE[0]]
+
+
+def settings_update(role: str, actor: dict | None = None) -> dict:
+    """UpdateFunctionConfiguration setting no role (environment only): the response names
+    the role the function runs as (https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionConfiguration.html)."""
+    record = update(None, actor, function="trustwatch")
+    record["requestParameters"]["environment"] = {"variables": {"TRUSTWATCH_BASELINE": "s3://x/y"}}
+    record["responseElements"] = {"functionName": "trustwatch", "role": role}
+    return record
+
+
+@pytest.mark.parametrize(
+    ("record", "changed"),
+    [
+        pytest.param(code_update(RESPONDER_ROLE), "code", id="new-code"),
+        pytest.param(settings_update(RESPONDER_ROLE), "configuration", id="new-settings"),
+        pytest.param(
+            code_update(f"arn:aws:iam::{ACCOUNT}:role/service-role/TRUSTWATCH-responder"),
+            "code",
+            id="role-path-and-case",
+        ),
+    ],
+)
+def test_the_responders_function_changed_by_someone_else_fires(record, changed, baseline):
+    """New code or settings of a function running as the responder's role act as the
+    responder (its changes pass the loop guard): red team, the highest open risk."""
+    for doc in shapes(record):
+        (finding,) = findings(doc, baseline)
+        assert (finding.rule, finding.severity.value) == RULE
+        assert f"had its {changed} changed" in finding.summary
+        assert finding.remediation.action == "none"  # code is never rolled back by us
+
+
+def test_the_responders_deploy_by_approved_automation_is_reported_not_reverted(baseline):
+    (finding,) = findings(code_update(RESPONDER_ROLE, TERRAFORM), baseline)
+    assert finding.rule == RULE[0]
+    assert finding.remediation.status == "none"

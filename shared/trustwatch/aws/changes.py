@@ -169,10 +169,15 @@ class FunctionRoleSet:
 
     Produced by `CreateFunction` and `UpdateFunctionConfiguration` (`requestParameters.role`;
     CloudTrail versions their eventName, e.g. `CreateFunction20150331`,
-    https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html).
+    https://docs.aws.amazon.com/lambda/latest/dg/logging-using-cloudtrail.html), and by
+    `UpdateFunctionCode` and a configuration update that sets no role, whose response
+    (the function's configuration, `responseElements.role`) names the role it runs as.
     """
 
     role_arn: str  # the execution role's ARN, as logged; "" when the call sets none
+    # the role is the function's as the call left it (responseElements.role), not one the
+    # call set: UpdateFunctionCode, or UpdateFunctionConfiguration without `role`
+    role_unchanged: bool = False
 
 
 IamPayload = (

@@ -62,6 +62,8 @@ LAMBDA_SOURCE = "lambda.amazonaws.com"
 LAMBDA_KINDS = {
     "CreateFunction": "function.created",
     "UpdateFunctionConfiguration": "function.configuration_updated",
+    # new code for a function: if it runs as the responder's role, that code is the responder
+    "UpdateFunctionCode": "function.code_updated",
 }
 LAMBDA_EVENT_NAMES = (
     "CreateFunction",
@@ -69,6 +71,9 @@ LAMBDA_EVENT_NAMES = (
     "UpdateFunctionConfiguration",
     "UpdateFunctionConfiguration20150331",
     "UpdateFunctionConfiguration20150331v2",
+    "UpdateFunctionCode",
+    "UpdateFunctionCode20150331",
+    "UpdateFunctionCode20150331v2",
 )
 _LAMBDA_VERSION = re.compile(r"(?:\d{8}(?:v\d+)?)?")
 
@@ -227,7 +232,8 @@ def parse(record: Any) -> list[Change] | Skipped:
 def _lambda(
     record: dict[str, Any], name: str, event_id: str, envelope_account: str
 ) -> list[Change] | Skipped:
-    """CreateFunction / UpdateFunctionConfiguration: the function and the role it runs as."""
+    """CreateFunction / UpdateFunctionConfiguration / UpdateFunctionCode: the function and
+    the role it runs as."""
     kind = lambda_kind(name)
     if kind is None:
         return Skipped(f"{name}: not a watched Lambda call", event_id, name)
@@ -252,7 +258,12 @@ def _lambda(
     partition = partition_of(_str(identity.get("arn")) or "arn:aws:")
     region = _str(record.get("awsRegion"))
     arn = arn or f"arn:{partition}:lambda:{region}:{account}:function:{function}"
-    payload = FunctionRoleSet(role_arn=_str(params.get("role")))
+    requested = _str(params.get("role")) if kind != "function.code_updated" else ""
+    if requested:
+        payload = FunctionRoleSet(role_arn=requested)
+    else:  # the role the function runs as after the call, from its configuration
+        current = _str(_dict(record, "responseElements").get("role"))
+        payload = FunctionRoleSet(role_arn=current, role_unchanged=True)
     return [cloudtrail_change(record, kind, account, arn, function, payload)]
 
 

@@ -500,6 +500,9 @@ RESPONDER_KINDS = (
     # would pass the loop guard (engine.evaluate) as the responder's own
     "function.created",
     "function.configuration_updated",
+    # the code or settings (TRUSTWATCH_BASELINE, TRUSTWATCH_REMEDIATION) of a function that
+    # runs as the responder's role: whoever changes them acts as the responder
+    "function.code_updated",
 )
 
 
@@ -533,6 +536,16 @@ def _function_runs_as_responder(
     execution role: the function acts as the responder, unwatched."""
     entry = _responder_role_arn(baseline, function.role_arn)
     if entry is None:
+        return
+    if function.role_unchanged:
+        changed = "code" if change.kind == "function.code_updated" else "configuration"
+        yield Hit(
+            f"Lambda function {change.name}, which runs as the responder's role, had its "
+            f"{changed} changed ({change.event_name}) by someone other than the responder: "
+            "what it runs now acts as the responder, its changes ignored as the responder's own",
+            {"responder": entry, "changed_by": "the responder's deploy only"},
+            {"call": change.event_name, "function": change.identity, "role": function.role_arn},
+        )
         return
     yield Hit(
         f"Lambda function {change.name} now runs as the responder's role "
