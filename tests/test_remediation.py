@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,46 @@ def test_an_unreadable_breaker_store_fails_closed(toy) -> None:
     assert "circuit breaker state unreadable" in finding.remediation.detail
     assert toy.writes == 0
     assert responder.sent == [finding]  # type: ignore[attr-defined]
+
+
+def _aged(finding: Finding, event_time: str) -> Finding:
+    return finding.model_copy(update={"event_time": event_time})
+
+
+def test_an_event_older_than_the_age_limit_is_planned_not_applied(toy) -> None:
+    """A late or retried event (Lambda retries an async event for up to 6 hours,
+    https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html) may
+    describe a state someone approved has changed since: past
+    TRUSTWATCH_REMEDIATION_MAX_AGE it is only planned, and says why."""
+    from trustwatch.engine import evaluate
+    from trustwatch.intake import parse_document
+    from trustwatch.remediation import stale_after_from_env
+
+    baseline = parse_baseline(TOY.format(mode="remediate"))
+    remediator = clouds.get("toy").remediator({})
+    (parsed,) = list(parse_document(_grant(), "e"))
+    (found,) = evaluate(parsed.changes[0], baseline)
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC).timestamp()
+    limit = stale_after_from_env({"TRUSTWATCH_REMEDIATION_MAX_AGE": "3600"})
+
+    def run(event_time: str) -> Finding:
+        (done,) = remediate(
+            [_aged(found, event_time)],
+            baseline,
+            lambda _c: remediator,
+            apply=True,
+            stale_after_s=limit,
+            clock=lambda: now,
+        )
+        return done
+
+    old = run("2026-12-01T10:30:00Z")
+    assert old.remediation.status == "skipped"
+    assert old.remediation.detail.startswith("event is 90 min old (more than 60)")
+    assert "would remove_member on reader" in old.remediation.detail  # the plan is shown
+    assert toy.writes == 0
+    fresh = run("2026-12-01T11:30:00Z")
+    assert fresh.remediation.status == "applied" and toy.writes == 1
+    assert stale_after_from_env({}) is None  # unset: recordings replayed stay remediable
+    assert stale_after_from_env({"TRUSTWATCH_REMEDIATION_MAX_AGE": "0"}) is None
+    assert stale_after_from_env({"TRUSTWATCH_REMEDIATION_MAX_AGE": "soon"}) == 3600

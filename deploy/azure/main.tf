@@ -72,6 +72,7 @@ locals {
       TRUSTWATCH_SWEEP_SCHEDULE           = var.sweep_schedule
       TRUSTWATCH_SWEEP_QUEUE              = azurerm_storage_queue.sweep.name
       TRUSTWATCH_REMEDIATION              = var.remediation_enabled ? "apply" : "dry-run"
+      TRUSTWATCH_REMEDIATION_MAX_AGE      = var.remediation_max_age_s
     },
     { for k, v in {
       TRUSTWATCH_BASELINE   = var.baseline_url

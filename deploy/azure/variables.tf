@@ -206,3 +206,9 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "remediation_max_age_s" {
+  description = "TRUSTWATCH_REMEDIATION_MAX_AGE: an event older than this many seconds (a late delivery, a retry) is only planned, not applied: the state may have been changed since by automation the baseline approves. 0: no limit."
+  type        = number
+  default     = 3600
+}

@@ -198,3 +198,9 @@ variable "remediation_projects" {
   type        = list(string)
   default     = null
 }
+
+variable "remediation_max_age_s" {
+  description = "TRUSTWATCH_REMEDIATION_MAX_AGE: an event older than this many seconds (a late delivery, a retry) is only planned, not applied: the state may have been changed since by automation the baseline approves. 0: no limit."
+  type        = number
+  default     = 3600
+}

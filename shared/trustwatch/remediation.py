@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from trustwatch.baseline import Baseline, Mode
@@ -35,6 +37,8 @@ log = logging.getLogger("trustwatch")
 CIRCUIT_RULE = "trustwatch.remediation.circuit_open"
 BREAKER_LIMIT = 3
 BREAKER_WINDOW_S = 600
+# what deploy/ sets TRUSTWATCH_REMEDIATION_MAX_AGE to: an older event is planned, not applied
+STALE_AFTER_S = 3600
 # before / after are shown in the finding's detail up to this many characters
 DETAIL_LIMIT = 2000
 
@@ -114,6 +118,8 @@ def remediate(
     apply: bool,
     breaker: Breaker | None = None,
     actors_judged: bool = False,
+    stale_after_s: float | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> list[Finding]:
     """Each finding with its remediation planned, or applied and verified.
 
@@ -124,12 +130,33 @@ def remediate(
     `actors_judged`: the engine has just judged these findings' actors, delegation chain
     included (the event path); a finding's `actor` alone is then not taken for approval:
     someone impersonating an approved account is not the approved automation.
+    `stale_after_s`: an event older than this is planned, not applied: since it was logged
+    the state may have been changed again, by automation the baseline approves, and putting
+    it back would fight that change (the next sweep judges the state as it is).
     """
     out: list[Finding] = []
+    now = (clock or time.time)()
     for finding in findings:
+        stale = _stale(finding, now, stale_after_s)
         done, extra = _one(
-            finding, baseline, remediator_for, apply=apply, breaker=breaker, judged=actors_judged
+            finding,
+            baseline,
+            remediator_for,
+            apply=apply and stale is None,
+            breaker=breaker,
+            judged=actors_judged,
         )
+        if stale is not None and done.remediation.status == "planned":
+            done = done.model_copy(
+                update={
+                    "remediation": done.remediation.model_copy(
+                        update={
+                            "status": "skipped",
+                            "detail": stale + done.remediation.detail.removeprefix("dry run"),
+                        }
+                    )
+                }
+            )
         out.append(done)
         if extra is not None:
             out.append(extra)
@@ -196,6 +223,43 @@ def _applied(finding: Finding, plan: Plan, shown: str) -> Finding:
 
 
 _APPROVED = "change made by approved automation (actors.approved): not reverted"
+
+
+def _stale(finding: Finding, now: float, stale_after_s: float | None) -> str | None:
+    """Why the finding's event is too old to act on, or None (fresh, or no time known)."""
+    if not stale_after_s or not finding.event_time or finding.source != "event":
+        return None
+    try:
+        logged = datetime.fromisoformat(finding.event_time.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if logged.tzinfo is None:
+        logged = logged.replace(tzinfo=UTC)
+    age = now - logged.timestamp()
+    if age <= stale_after_s:
+        return None
+    return (
+        f"event is {int(age // 60)} min old (more than {int(stale_after_s // 60)}): the state "
+        "may have changed since; not remediating"
+    )
+
+
+def stale_after_from_env(environ: Mapping[str, str]) -> float | None:
+    """TRUSTWATCH_REMEDIATION_MAX_AGE (seconds): an older event is only planned.
+
+    Unset or 0: no limit (replayed recordings stay remediable); deploy/ sets STALE_AFTER_S.
+    """
+    value = environ.get("TRUSTWATCH_REMEDIATION_MAX_AGE", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        log.warning(
+            "TRUSTWATCH_REMEDIATION_MAX_AGE=%r is not seconds; using %s", value, STALE_AFTER_S
+        )
+        return STALE_AFTER_S  # a typo must not lift the limit the deployment asked for
+    return seconds if seconds > 0 else None
 
 
 def _approved(finding: Finding, baseline: Baseline) -> bool:

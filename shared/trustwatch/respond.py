@@ -26,7 +26,7 @@ from trustwatch.changes import Change
 from trustwatch.engine import RuleError, evaluate
 from trustwatch.findings import Finding, Severity
 from trustwatch.intake import Parsed, code_location, parse_document, short_exception
-from trustwatch.remediation import Breaker, Remediator, remediate
+from trustwatch.remediation import Breaker, Remediator, remediate, stale_after_from_env
 
 log = logging.getLogger("trustwatch")
 
@@ -245,6 +245,7 @@ class Responder:
                 apply=self.apply_remediation,
                 breaker=self.breaker,
                 actors_judged=True,  # the engine just judged them, delegation included
+                stale_after_s=stale_after_from_env(self.environ),
             )
         except Exception as exc:  # a bug here must not cost the alert: send as found
             log.error("internal error remediating: %s", short_exception(exc))
