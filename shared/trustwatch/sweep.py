@@ -37,7 +37,8 @@ the sender, trustwatch.alerts: counts by severity, new / resolved / open, top it
 Scheduled invocations (each cloud's function, on its schedule) carry a JSON object:
 
 - `{"trustwatch": "sweep"}`: list this cloud's units and fan out, one message each;
-- `{"trustwatch": "sweep", "cloud": C, "unit": U}`: sweep that one unit.
+- `{"trustwatch": "sweep", "cloud": C, "unit": U}`: sweep that one unit, if it is one of
+  the units the cloud lists for the baseline (anything else is refused, unread).
 
 `scheduled(doc)` reads one (None for any other document, ValueError for a malformed
 one); `run_scheduled` does what it says: the function passes `dispatch`, which starts
@@ -205,6 +206,17 @@ def sweep_unit(
     if module is None:
         return UnitReport(cloud, unit, started, errors=[f"{cloud}: no state part to sweep"])
     where = f"{cloud} {unit}"
+    try:
+        known = unit in module.units(baseline, environ)
+    except Exception as exc:
+        known, listing = False, short_exception(exc)
+    else:
+        listing = "not a unit of the baseline"
+    if not known:
+        # a fanned-out message names its unit: one no sweep lists (forged, or from an older
+        # baseline) is read, caught up on and stored for nobody
+        log.error("%s: not swept: %s", where, listing)
+        return UnitReport(cloud, unit, started, errors=[f"{where}: {listing}"], read_failed=True)
     try:
         previous = store.load(cloud, unit)
     except Exception as exc:  # unreadable last state: a diff against nothing would lie

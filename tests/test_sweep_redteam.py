@@ -1,0 +1,99 @@
+"""Red-team tests of the sweep: what an attacker could do to hide drift from it, or an
+operator would be misled by. Each test failed before its fix.
+
+- A fanned-out unit message is a plain message on a topic / queue / invocation anyone
+  with publish rights can write: one naming a unit the baseline does not list must sweep
+  nothing (no reads, no catch-up, no stored state). Pub/Sub publishers are whoever holds
+  `pubsub.topics.publish` on the topic (https://cloud.google.com/pubsub/docs/access-control).
+- A list that breaks off is not a short list: ARM pages a list with `nextLink` and "the
+  nextLink ... should be used to get the next page"; a page that answers 404, or a page
+  without its `value` array, leaves the rest unknown
+  (https://learn.microsoft.com/en-us/rest/api/azure/#async-operations-throttling-and-paging).
+  Read as complete, the assignments after it would look removed and their findings resolved.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from armserver import ArmServer
+from gcpserver import GcpServer
+from test_function_gcp import post_binary
+from test_function_gcp_sweep import function_url, gcp, scheduled, webhook  # noqa: F401
+from test_state_azure import (  # noqa: F401
+    ROLE,
+    SUB,
+    arm,
+    arm_server,
+    environ,
+    lighthouse,
+    sweep_baseline,
+)
+from test_sweep import T0, ToyWorld, toy, world  # noqa: F401
+from toycloud import state as toy_state
+from trustwatch.alerts.receivers import RecordingHTTPServer
+from trustwatch.azure.enrich import arm_reader, arm_settings_from_env
+from trustwatch.baseline import Baseline
+
+# --- forged fan-out messages ------------------------------------------------------------------
+
+
+def test_a_unit_the_baseline_does_not_list_is_not_swept(toy: Baseline, world: ToyWorld):  # noqa: F811
+    world.grants("toyland", reader=["alice", "eve"])
+    toy_state.CALLS_LOG.clear()
+    report = world.sweep(toy, T0, unit="forged-unit")
+    assert report.read_failed and not report.saved
+    assert report.errors == ["toy forged-unit: not a unit of the baseline"]
+    assert toy_state.CALLS_LOG == []  # neither read nor caught up on
+    assert world.store.load("toy", "forged-unit") is None
+    assert world.take_alerts() == []
+
+
+def test_a_forged_pubsub_unit_message_reads_no_other_project(
+    function_url: str,  # noqa: F811
+    gcp: GcpServer,  # noqa: F811
+    webhook: RecordingHTTPServer,  # noqa: F811
+):
+    # a project outside the baseline, spelled to widen the catch-up's Logging filter
+    forged = 'victim-project/logs/x" OR logName:"'
+    message = {"trustwatch": "sweep", "cloud": "gcp", "unit": forged}
+    before_requests, before_alerts = len(gcp.requests), len(webhook.requests)
+    assert post_binary(function_url, scheduled(message, "forged-1")) == 200  # acknowledged
+    asked = gcp.requests[before_requests:]
+    assert [r.path for r in asked if r.path == "/v2/entries:list"] == []
+    assert not any("victim-project" in json.dumps(r.body or "") + r.path for r in asked)
+    assert len(webhook.requests) == before_alerts
+
+
+def test_the_forged_message_shape_is_still_read_as_a_sweep_message():
+    # what the test above sends is a well-formed sweep message: refused for its unit
+    from trustwatch.gcp.state import sweep_request
+
+    data = base64.b64encode(
+        json.dumps({"trustwatch": "sweep", "cloud": "gcp", "unit": "p"}).encode()
+    ).decode()
+    request = sweep_request({"message": {"data": data}})
+    assert request is not None and request.unit == "p"
+
+
+# --- lists that break off ---------------------------------------------------------------------
+
+LIGHTHOUSE = f"/subscriptions/{SUB}/providers/Microsoft.ManagedServices/registrationAssignments"
+
+
+def test_an_arm_list_whose_next_page_answers_404_is_an_error_not_its_end(arm: ArmServer):  # noqa: F811
+    arm.state.page_size = 1
+    arm.state.lighthouse += [lighthouse(ROLE["Owner"]), lighthouse(ROLE["Contributor"])]
+    reader = arm_reader(**arm_settings_from_env(environ(arm)))
+    items = reader.pages(LIGHTHOUSE, "2022-10-01", {"$expandRegistrationDefinition": "true"})
+    assert items is not None
+    first = next(items)
+    assert first["id"] == arm.state.lighthouse[0]["id"]
+    arm.fail(404, code="NotFound")  # the nextLink's page
+    try:
+        rest = list(items)
+    except ValueError as exc:
+        assert "later page answered 404" in str(exc)
+    else:
+        raise AssertionError(f"the list ended quietly after its first page: {rest}")
