@@ -616,7 +616,9 @@ def test_sweep_unit_reports_new_then_open_then_resolved(gcp, baseline, tmp_path,
     ]
     # each catch-up started at the last watermark (less the overlap) and ended at its start
     windows = [r.body["filter"] for r in gcp.requests if r.path == "/v2/entries:list"]
-    assert 'timestamp>="2026-11-30T09:55:00.000000Z"' in windows[1]
+    from trustwatch.sweep import CATCH_UP_OVERLAP
+
+    assert f'timestamp>="{state.rfc3339(UNTIL - CATCH_UP_OVERLAP)}"' in windows[1]
     assert 'timestamp<"2026-11-30T11:00:00.000000Z"' in windows[1]
 
 

@@ -97,3 +97,26 @@ def test_an_arm_list_whose_next_page_answers_404_is_an_error_not_its_end(arm: Ar
         assert "later page answered 404" in str(exc)
     else:
         raise AssertionError(f"the list ended quietly after its first page: {rest}")
+
+
+# --- catch-up windows ---------------------------------------------------------------------------
+
+
+def test_an_event_delivered_later_than_average_just_before_a_sweep_is_caught_up(
+    toy: Baseline,  # noqa: F811
+    world: ToyWorld,  # noqa: F811
+):
+    # CloudTrail delivers "within an average of about 5 minutes of an API call. This time
+    # is not guaranteed." (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/how-cloudtrail-works.html)
+    from datetime import timedelta
+
+    world.grants(reader=["alice"])
+    first = world.sweep(toy, T0 + timedelta(hours=1))
+    assert first.saved
+    # a grant made 10 minutes before that sweep, undone since, whose record reached the
+    # log (and the function never) only after the sweep had read it: 10 minutes late
+    world.log_event("reader", "mallory-helper", T0 + timedelta(minutes=50))
+    world.take_alerts()
+    second = world.sweep(toy, T0 + timedelta(hours=2))
+    assert [f.actual for f in second.event_findings] == ["mallory-helper"]
+    assert [a[2] for a in world.take_alerts()] == ["event"]

@@ -28,8 +28,9 @@ the unit's last sweep (kept in a `SweepStateStore`, trustwatch.sweepstate) by fi
   lost event that the state read also shows alerts once (the same finding id). They go
   out before the state is saved: a failed delivery leaves the state as it was and the
   next sweep sends them again (the dedup store drops the ones that did arrive). Keep
-  `TRUSTWATCH_DEDUP_WINDOW` at least the sweep period, so that the live path's alert of
-  an event is still claimed when the catch-up reads that event again.
+  `TRUSTWATCH_DEDUP_WINDOW` at least the sweep period plus CATCH_UP_OVERLAP (15 minutes),
+  so that the live path's alert of an event is still claimed when the catch-up reads that
+  event again (an event just before a sweep is read again by the next one).
 
 `sweep` sweeps every unit of some clouds in turn and sends one digest (`send_digest` of
 the sender, trustwatch.alerts: counts by severity, new / resolved / open, top items).
@@ -92,9 +93,12 @@ __all__ = [
 
 log = logging.getLogger("trustwatch")
 
-# Audit logs arrive late (CloudTrail within about 5 minutes, the Activity Log and Cloud
-# Logging similar): each catch-up reads again this much before the last watermark.
-CATCH_UP_OVERLAP = timedelta(minutes=5)
+# Audit logs arrive late: each catch-up reads again this much before the last watermark.
+# CloudTrail delivers "within an average of about 5 minutes ... not guaranteed"
+# (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/how-cloudtrail-works.html):
+# an overlap of only the average loses every event logged in the minutes before a sweep
+# that arrives later than average (and the sweep schedule is no secret).
+CATCH_UP_OVERLAP = timedelta(minutes=15)
 # A unit's first sweep has no watermark: it catches up on this much (TRUSTWATCH_SWEEP_LOOKBACK).
 FIRST_LOOKBACK = timedelta(hours=1)
 SWEEP_MESSAGE = "sweep"  # the value of "trustwatch" in a scheduled invocation's message
