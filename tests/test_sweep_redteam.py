@@ -31,6 +31,7 @@ from test_state_azure import (  # noqa: F401
     sweep_baseline,
 )
 from test_sweep import T0, ToyWorld, toy, world  # noqa: F401
+from test_sweep_digest import slack, smtp  # noqa: F401
 from toycloud import state as toy_state
 from trustwatch.alerts.receivers import RecordingHTTPServer
 from trustwatch.azure.enrich import arm_reader, arm_settings_from_env
@@ -120,3 +121,41 @@ def test_an_event_delivered_later_than_average_just_before_a_sweep_is_caught_up(
     second = world.sweep(toy, T0 + timedelta(hours=2))
     assert [f.actual for f in second.event_findings] == ["mallory-helper"]
     assert [a[2] for a in world.take_alerts()] == ["event"]
+
+
+# --- a unit that cannot be read at all -----------------------------------------------------------
+
+
+def test_a_fanned_out_unit_whose_read_fails_outright_still_sends_its_digest(
+    toy: Baseline,  # noqa: F811
+    tmp_path,
+    slack: RecordingHTTPServer,  # noqa: F811
+    smtp,  # noqa: F811
+):
+    # An attacker with IAM rights in a member account edits the sweep read role's trust
+    # (or denies GetAccountAuthorizationDetails): every sweep of that account fails. In a
+    # fanned-out invocation that must reach the digest, not only the function's log.
+    # AssumeRole is refused unless the role's trust policy allows the caller:
+    # https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html
+    from test_sweep_digest import _digests, env
+    from trustwatch.alerts import Dispatcher
+    from trustwatch.dedup import SqliteDedupStore
+    from trustwatch.sweep import ScheduledSweep, run_scheduled
+    from trustwatch.sweepstate import SqliteSweepStore
+
+    state = tmp_path / "toy.json"
+    state.write_text(json.dumps({"units": {"member": {"fail": "AccessDenied: AssumeRole"}}}))
+    environ = env(slack, smtp, TOY_STATE=str(state), TRUSTWATCH_MIN_SEVERITY="info")
+    dispatcher = Dispatcher.from_env(environ, store=SqliteDedupStore(tmp_path / "d.sqlite"))
+    report = run_scheduled(
+        ScheduledSweep("toy", "member"),
+        "toy",
+        toy,
+        environ=environ,
+        store=SqliteSweepStore(tmp_path / "s.sqlite"),
+        sender=dispatcher,
+        dispatch=lambda message: None,
+    )
+    assert not isinstance(report, list) and report.read_failed
+    [digest] = _digests(slack)
+    assert "toy member: state read failed: ConnectionError: AccessDenied" in json.dumps(digest)

@@ -225,14 +225,18 @@ def sweep_unit(
         previous = store.load(cloud, unit)
     except Exception as exc:  # unreadable last state: a diff against nothing would lie
         message = f"{where}: sweep state unreadable: {short_exception(exc)}"
-        return UnitReport(cloud, unit, started, errors=[message], read_failed=True)
+        report = UnitReport(cloud, unit, started, errors=[message], read_failed=True)
+        return _with_digest(report, sender, digest)
     try:
         read = module.read(unit, baseline, environ)
     except Exception as exc:
         log.error("%s: state read failed: %s", where, short_exception(exc))
         kept = [_marked(f, "open") for f in (previous.findings if previous else ())]
         message = f"{where}: state read failed: {short_exception(exc)}"
-        return UnitReport(cloud, unit, started, kept, errors=[message], read_failed=True)
+        report = UnitReport(cloud, unit, started, kept, errors=[message], read_failed=True)
+        # a unit that cannot be read at all (its read role's trust edited, a deny) must not
+        # go quiet in a fanned-out invocation: nobody reads that function's log
+        return _with_digest(report, sender, digest)
     current, unsure, rule_errors = _evaluate_all(read.changes, baseline, where)
     unsure |= {i.lower() for i in read.unreadable}
     resolve_none = bool(read.errors) and not read.unreadable
@@ -260,9 +264,17 @@ def sweep_unit(
         report = _with(report, errors=[*errors, f"{where}: not saved: {short_exception(exc)}"])
     else:
         report = _with(report, saved=True)
+    return _with_digest(report, sender, digest)
+
+
+def _with_digest(report: UnitReport, sender: Sender | None, digest: bool) -> UnitReport:
+    """The report, with its unit's digest sent if `digest` and anything changed.
+
+    Changed: something new, resolved or unreadable (a fanned-out invocation's digest).
+    """
     if digest and (report.new or report.resolved or report.errors):
-        failed = _send_digest(sender, [report], title=f"trustwatch sweep of {where}")
-        report = _with(report, digest_error=failed)
+        title = f"trustwatch sweep of {report.cloud} {report.unit}"
+        report = _with(report, digest_error=_send_digest(sender, [report], title=title))
     return report
 
 
