@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 
 from armserver import ArmServer
 from gcpserver import GcpServer
@@ -159,3 +160,47 @@ def test_a_fanned_out_unit_whose_read_fails_outright_still_sends_its_digest(
     assert not isinstance(report, list) and report.read_failed
     [digest] = _digests(slack)
     assert "toy member: state read failed: ConnectionError: AccessDenied" in json.dumps(digest)
+
+
+# --- catch-up records that could not be judged ------------------------------------------------
+
+
+def test_a_caught_up_record_that_could_not_be_judged_is_reported(tmp_path, monkeypatch):
+    # Cloud Storage logs storage.buckets.update without the bucket's new settings, so the
+    # function reads the bucket to judge it (DESIGN.md, and the Panther sample in
+    # tests/data); when that read cannot answer, the record is not judged: the sweep must
+    # say so in its errors (the digest), not only count it.
+    # https://cloud.google.com/storage/docs/audit-logging
+    from datetime import timedelta
+
+    from test_gcp_events import bucket_update
+    from test_state_gcp import PROJECT, SWEEP_BASELINE, clean_state, logged
+    from test_state_gcp import environ as gcp_environ
+    from trustwatch.baseline import load_baseline
+    from trustwatch.sweep import sweep_unit
+    from trustwatch.sweepstate import SqliteSweepStore
+
+    baseline = load_baseline(SWEEP_BASELINE)
+    [bucket, *_] = baseline.gcp.projects[PROJECT].buckets
+    with GcpServer() as gcp_server:
+        monkeypatch.setenv(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            str(gcp_server.service_account_key_file(tmp_path)),
+        )
+        monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+        clean_state(gcp_server)
+        now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        entry = logged(bucket_update(bucket), now - timedelta(minutes=10), "unjudged")
+        gcp_server.log_entries = [entry]
+        gcp_server.buckets.pop(bucket, None)  # gone since: its settings cannot be read
+        report = sweep_unit(
+            "gcp",
+            PROJECT,
+            baseline,
+            environ=gcp_environ(gcp_server),
+            store=SqliteSweepStore(tmp_path / "s.sqlite"),
+            sender=None,
+            now=now,
+        )
+    assert report.catch_up is not None and report.catch_up.not_evaluated
+    assert report.catch_up.not_evaluated[0] in report.errors

@@ -395,6 +395,9 @@ def _catch_up(
         threshold=min_severity(environ, baseline),
         keep_skip_reasons=False,
     )
+    # a record that could not be judged (its enrichment refused or throttled: a key made
+    # by unique id, an HMAC key) is reported like a bad one, never only counted
+    outcome.errors.extend(outcome.not_evaluated)
     outcome.errors.extend(failure)
     return outcome, not failure
 
