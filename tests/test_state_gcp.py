@@ -233,7 +233,9 @@ def test_reads_ask_for_version_3_policies_and_user_managed_keys(gcp, baseline):
     v3 = {"options": {"requestedPolicyVersion": 3}}
     assert by_path[("POST", f"/v3/projects/{PROJECT}:getIamPolicy")].body == v3
     sa_path = f"/v1/projects/-/serviceAccounts/{COMPUTE}:getIamPolicy"
-    assert by_path[("POST", sa_path)].body == v3
+    # iam v1 takes it as a query parameter, with an empty body
+    assert by_path[("POST", sa_path)].query == {"options.requestedPolicyVersion": "3"}
+    assert by_path[("POST", sa_path)].body is None
     iam = by_path[("GET", f"/storage/v1/b/{BUCKET}/iam")]
     assert iam.query == {"optionsRequestedPolicyVersion": "3"}
     keys = by_path[("GET", f"/v1/projects/-/serviceAccounts/{COMPUTE}/keys")]

@@ -204,3 +204,47 @@ def test_a_caught_up_record_that_could_not_be_judged_is_reported(tmp_path, monke
         )
     assert report.catch_up is not None and report.catch_up.not_evaluated
     assert report.catch_up.not_evaluated[0] in report.errors
+
+
+# --- GCP: a conditional impersonation grant on a service account -------------------------------
+
+
+def test_a_conditional_token_creator_on_a_service_account_is_found(tmp_path, monkeypatch):
+    # "Requests for policies with any conditional role bindings must specify version 3",
+    # and for a service account the version is a query parameter ("The request body must
+    # be empty"): https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/getIamPolicy
+    # A condition that is always true makes the grant as good as unconditional:
+    # https://cloud.google.com/iam/docs/conditions-overview
+    from test_gcp_events import COMPUTE, MALLORY
+    from test_state_gcp import (
+        PROJECT,
+        SWEEP_BASELINE,
+        TOKEN_CREATOR,
+        binding,
+        clean_state,
+        v3_policy,
+    )
+    from test_state_gcp import environ as gcp_environ
+    from trustwatch.baseline import load_baseline
+    from trustwatch.engine import evaluate
+    from trustwatch.gcp import state as gcp_state
+
+    baseline = load_baseline(SWEEP_BASELINE)
+    with GcpServer() as gcp_server:
+        monkeypatch.setenv(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            str(gcp_server.service_account_key_file(tmp_path)),
+        )
+        monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+        clean_state(gcp_server)
+        always = {
+            "title": "always",
+            "expression": 'request.time < timestamp("2999-01-01T00:00:00Z")',
+        }
+        gcp_server.policies[f"serviceAccounts/{COMPUTE}"] = v3_policy(
+            binding(TOKEN_CREATOR, MALLORY, condition=always)
+        )
+        read = gcp_state.read(PROJECT, baseline, gcp_environ(gcp_server))
+    assert read.errors == []
+    found = [(f.rule, f.identity) for c in read.changes for f in evaluate(c, baseline)]
+    assert ("gcp.iam.impersonation_granted", COMPUTE) in found
