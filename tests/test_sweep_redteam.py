@@ -248,3 +248,41 @@ def test_a_conditional_token_creator_on_a_service_account_is_found(tmp_path, mon
     assert read.errors == []
     found = [(f.rule, f.identity) for c in read.changes for f in evaluate(c, baseline)]
     assert ("gcp.iam.impersonation_granted", COMPUTE) in found
+
+
+# --- AWS: the default credentials read another account -------------------------------------------
+
+
+def test_an_account_read_with_another_accounts_credentials_keeps_its_findings(
+    moto_server, tmp_path, monkeypatch
+):
+    # Without TRUSTWATCH_AWS_SWEEP_ROLE the default credential chain signs in to its own
+    # account; an IAM ARN names the account it is in
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-arns).
+    # A member account read that way must not look like an account whose roles are gone
+    # and whose backdoor was taken back.
+    from awsstate import Account, add_trust_principal, baseline_for, build_clean, fresh_account
+    from trustwatch.sweep import sweep_unit
+    from trustwatch.sweepstate import SqliteSweepStore
+
+    member = Account(moto_server, fresh_account())
+    other = Account(moto_server, fresh_account())
+    baseline = baseline_for(member.id, tmp_path)
+    build_clean(member, baseline)
+    (tmp_path / "other").mkdir()
+    build_clean(other, baseline_for(other.id, tmp_path / "other"))
+    add_trust_principal(member)
+    store = SqliteSweepStore(tmp_path / "s.sqlite")
+    for key, value in member.environ.items():
+        monkeypatch.setenv(key, value)
+    first = sweep_unit("aws", member.id, baseline, environ=member.environ, store=store, sender=None)
+    assert [f.rule for f in first.findings] == ["aws.trust.principal_added"]
+    # the function's credentials now sign in to the other account (the setting removed)
+    for key, value in other.environ.items():
+        monkeypatch.setenv(key, value)
+    second = sweep_unit("aws", member.id, baseline, environ=other.environ, store=store, sender=None)
+    assert second.read_failed and second.resolved == []
+    assert [(f.rule, f.sweep_status) for f in second.findings] == [
+        ("aws.trust.principal_added", "open")
+    ]
+    assert "the credentials read account" in second.errors[0]
