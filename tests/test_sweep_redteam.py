@@ -165,23 +165,30 @@ def test_a_fanned_out_unit_whose_read_fails_outright_still_sends_its_digest(
 # --- catch-up records that could not be judged ------------------------------------------------
 
 
-def test_a_caught_up_record_that_could_not_be_judged_is_reported(tmp_path, monkeypatch):
+def test_a_caught_up_record_that_could_not_be_judged_is_in_the_digest(
+    tmp_path,
+    monkeypatch,
+    slack: RecordingHTTPServer,  # noqa: F811
+    smtp,  # noqa: F811
+):
     # Cloud Storage logs storage.buckets.update without the bucket's new settings, so the
     # function reads the bucket to judge it (DESIGN.md, and the Panther sample in
-    # tests/data); when that read cannot answer, the record is not judged: the sweep must
-    # say so in its errors (the digest), not only count it.
+    # tests/data); when that read cannot answer, the record is not judged. A fanned-out
+    # sweep's digest must say so: nobody reads the function's log.
     # https://cloud.google.com/storage/docs/audit-logging
     from datetime import timedelta
 
     from test_gcp_events import bucket_update
     from test_state_gcp import PROJECT, SWEEP_BASELINE, clean_state, logged
     from test_state_gcp import environ as gcp_environ
+    from test_sweep_digest import _digests, env
+    from trustwatch.alerts import Dispatcher
     from trustwatch.baseline import load_baseline
+    from trustwatch.dedup import SqliteDedupStore
     from trustwatch.sweep import sweep_unit
     from trustwatch.sweepstate import SqliteSweepStore
 
     baseline = load_baseline(SWEEP_BASELINE)
-    [bucket, *_] = baseline.gcp.projects[PROJECT].buckets
     with GcpServer() as gcp_server:
         monkeypatch.setenv(
             "GOOGLE_APPLICATION_CREDENTIALS",
@@ -189,21 +196,23 @@ def test_a_caught_up_record_that_could_not_be_judged_is_reported(tmp_path, monke
         )
         monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
         clean_state(gcp_server)
+        store = SqliteSweepStore(tmp_path / "s.sqlite")
+        environ = {**gcp_environ(gcp_server), **env(slack, smtp)}
+        dispatcher = Dispatcher.from_env(environ, store=SqliteDedupStore(tmp_path / "d.sqlite"))
         now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-        entry = logged(bucket_update(bucket), now - timedelta(minutes=10), "unjudged")
+
+        def run(at: datetime):
+            return sweep_unit("gcp", PROJECT, baseline, environ=environ, store=store,
+                              sender=dispatcher, now=at, digest=True)  # fmt: skip
+
+        assert run(now).errors == [] and _digests(slack) == []  # clean: no digest
+        # a bucket made, opened and deleted within the hour: its settings read answers 404
+        entry = logged(bucket_update("dbx-uc-tmp-4821"), now + timedelta(minutes=50), "unjudged")
         gcp_server.log_entries = [entry]
-        gcp_server.buckets.pop(bucket, None)  # gone since: its settings cannot be read
-        report = sweep_unit(
-            "gcp",
-            PROJECT,
-            baseline,
-            environ=gcp_environ(gcp_server),
-            store=SqliteSweepStore(tmp_path / "s.sqlite"),
-            sender=None,
-            now=now,
-        )
+        report = run(now + timedelta(hours=1))
     assert report.catch_up is not None and report.catch_up.not_evaluated
-    assert report.catch_up.not_evaluated[0] in report.errors
+    [digest] = _digests(slack)
+    assert report.catch_up.not_evaluated[0].split(": not evaluated: ")[1][:40] in json.dumps(digest)
 
 
 # --- GCP: a conditional impersonation grant on a service account -------------------------------

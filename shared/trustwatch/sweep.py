@@ -272,10 +272,18 @@ def _with_digest(report: UnitReport, sender: Sender | None, digest: bool) -> Uni
 
     Changed: something new, resolved or unreadable (a fanned-out invocation's digest).
     """
-    if digest and (report.new or report.resolved or report.errors):
+    if digest and (report.new or report.resolved or report.errors or _not_judged(report)):
         title = f"trustwatch sweep of {report.cloud} {report.unit}"
         report = _with(report, digest_error=_send_digest(sender, [report], title=title))
     return report
+
+
+def _not_judged(report: UnitReport) -> list[str]:
+    """The catch-up's records that could not be judged: what the digest must also say.
+
+    An enrichment read refused, or the resource gone: not bad input (replay's exit codes).
+    """
+    return list(report.catch_up.not_evaluated) if report.catch_up else []
 
 
 def _aware(now: datetime | None) -> datetime:
@@ -395,9 +403,8 @@ def _catch_up(
         threshold=min_severity(environ, baseline),
         keep_skip_reasons=False,
     )
-    # a record that could not be judged (its enrichment refused or throttled: a key made
-    # by unique id, an HMAC key) is reported like a bad one, never only counted
-    outcome.errors.extend(outcome.not_evaluated)
+    for note in outcome.not_evaluated:  # in the digest too (`_not_judged`), never only counted
+        log.warning(note)
     outcome.errors.extend(failure)
     return outcome, not failure
 
@@ -525,7 +532,7 @@ def _send_digest(
     if not isinstance(sender, DigestSender):
         return ""
     findings = [f for u in units for f in (*u.findings, *u.resolved)]
-    errors = [*extra, *(e for u in units for e in u.errors)]
+    errors = [*extra, *(e for u in units for e in (*u.errors, *_not_judged(u)))]
     try:
         sender.send_digest(findings, title=title, errors=errors)
     except Exception as exc:
