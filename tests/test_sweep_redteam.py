@@ -295,3 +295,54 @@ def test_an_account_read_with_another_accounts_credentials_keeps_its_findings(
         ("aws.trust.principal_added", "open")
     ]
     assert "the credentials read account" in second.errors[0]
+
+
+def test_a_service_account_policy_not_read_keeps_its_findings_open(tmp_path, monkeypatch):
+    # An existing account always has an IAM policy (an empty one grants nothing); a 404
+    # on getIamPolicy is no answer, so the impersonation found last time is not resolved.
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/getIamPolicy
+    from datetime import timedelta
+
+    from test_gcp_events import COMPUTE, MALLORY
+    from test_state_gcp import (
+        PROJECT,
+        SWEEP_BASELINE,
+        TOKEN_CREATOR,
+        binding,
+        clean_state,
+        v3_policy,
+    )
+    from test_state_gcp import environ as gcp_environ
+    from trustwatch.baseline import load_baseline
+    from trustwatch.sweep import sweep_unit
+    from trustwatch.sweepstate import SqliteSweepStore
+
+    baseline = load_baseline(SWEEP_BASELINE)
+    with GcpServer() as gcp_server:
+        monkeypatch.setenv(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            str(gcp_server.service_account_key_file(tmp_path)),
+        )
+        monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+        clean_state(gcp_server)
+        gcp_server.policies[f"serviceAccounts/{COMPUTE}"] = v3_policy(
+            binding(TOKEN_CREATOR, MALLORY)
+        )
+        store = SqliteSweepStore(tmp_path / "s.sqlite")
+        now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+        def run(at: datetime):
+            return sweep_unit("gcp", PROJECT, baseline, environ=gcp_environ(gcp_server),
+                              store=store, sender=None, now=at)  # fmt: skip
+
+        first = run(now)
+        assert [(f.rule, f.sweep_status) for f in first.findings] == [
+            ("gcp.iam.impersonation_granted", "new")
+        ]
+        del gcp_server.policies[f"serviceAccounts/{COMPUTE}"]  # getIamPolicy answers 404
+        second = run(now + timedelta(hours=1))
+    assert second.resolved == []
+    assert [(f.rule, f.sweep_status) for f in second.findings] == [
+        ("gcp.iam.impersonation_granted", "open")
+    ]
+    assert any("IAM policy not found (404)" in e for e in second.errors)
