@@ -270,7 +270,11 @@ class GcpServer:
             if m[2] is None:
                 return self._found(account, m[1])
             email = account["email"] if account else m[1]  # its policy: by email or id
-            version = (body.get("options") or {}).get("requestedPolicyVersion")
+            # iam v1: the options are a query parameter and "the request body must be empty"
+            # (https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/getIamPolicy)
+            if request.body:
+                return _error(400, 'Invalid JSON payload received. Unknown name "options"')
+            version = request.query.get("options.requestedPolicyVersion")
             return self._read_policy(f"serviceAccounts/{email}", m[1], version)
         if (m := _BUCKET.match(request.path)) and request.method == "GET":
             version = request.query.get("optionsRequestedPolicyVersion")

@@ -126,11 +126,12 @@ def test_a_unit_invocation_sweeps_its_account(tmp_path, monkeypatch, moto_server
         ),
     )["Policy"]["Arn"]
     iam.attach_role_policy(RoleName="databricks-cluster-data", PolicyArn=admin)
-    # ... whose event EventBridge lost: CloudTrail still has it
+    # ... whose event EventBridge lost: CloudTrail still has it (within the first sweep's
+    # lookback, before the second one's overlap)
     lost = record(
         "AttachRolePolicy",
         "iam.amazonaws.com",
-        datetime.now(UTC) - timedelta(minutes=10),
+        datetime.now(UTC) - timedelta(minutes=30),
         roleName="databricks-cluster-data",
         policyArn=admin,
     )

@@ -218,7 +218,7 @@ def test_entry_without_the_policy_is_judged_after_the_read(function_url, webhook
     request, *planning = gcp.requests[reads:]
     assert not [r for r in planning if is_write(r)]
     assert request.path == f"/v1/projects/-/serviceAccounts/{COMPUTE}:getIamPolicy"
-    assert request.body == {"options": {"requestedPolicyVersion": 3}}
+    assert request.query == {"options.requestedPolicyVersion": "3"} and request.body is None
     assert request.headers["authorization"] == f"Bearer {gcp.token}"  # from the metadata server
     assert any(r.path.endswith("/token") for r in gcp.token_requests)
     (alert,) = webhook.requests[before:]

@@ -123,10 +123,13 @@ def test_service_account_policy_is_read_from_iam(gcp, enricher, baseline):
     assert rules_of(done, baseline) == [("gcp.iam.impersonation_granted", COMPUTE)]
     (request,) = gcp.requests
     path = f"/v1/projects/-/serviceAccounts/{COMPUTE}:getIamPolicy"
-    assert (request.method, request.path, request.body["options"]) == (
+    # iam v1: the version is a query parameter, the body empty
+    # https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/getIamPolicy
+    assert (request.method, request.path, request.query, request.body) == (
         "POST",
         path,
-        {"requestedPolicyVersion": 3},
+        {"options.requestedPolicyVersion": "3"},
+        None,
     )
 
 

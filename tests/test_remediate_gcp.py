@@ -146,7 +146,7 @@ def test_impersonation_grant_on_the_account_is_removed(gcp, rbaseline):
     assert members(gcp, COMPUTE_KEY, TOKEN_CREATOR) == ["user:bob@example.com"]
     read, write, reread = gcp.requests
     assert read.path == f"/v1/projects/-/serviceAccounts/{COMPUTE}:getIamPolicy"
-    assert read.body == {"options": {"requestedPolicyVersion": 3}}
+    assert read.query == {"options.requestedPolicyVersion": "3"} and read.body is None
     assert write.path == f"/v1/projects/-/serviceAccounts/{COMPUTE}:setIamPolicy"
     assert write.body["policy"]["etag"] == "BwX1a2b3c4d="  # the etag read
     assert write.body["policy"]["version"] == 1  # kept: no condition in the policy

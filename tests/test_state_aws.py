@@ -276,11 +276,12 @@ def test_other_accounts_are_read_through_the_sweep_role(moto_server, tmp_path, m
     assert read.calls == 3  # GetCallerIdentity, AssumeRole, one page of details
     findings = [f for c in read.changes for f in engine.evaluate(c, baseline)]
     assert {f.rule for f in findings} == {"aws.trust.principal_added"}
-    # without the setting, the default chain reads the caller's own account: here none
-    # of the baseline roles exist there, so each is reported deleted (never silently clean)
+    # without the setting, the default chain reads the caller's own account: that is no
+    # read of the member account (its roles reported deleted, its findings resolved), so
+    # the read fails and the sweep keeps the member's last state (tests/test_sweep_redteam.py)
     environ.pop("TRUSTWATCH_AWS_SWEEP_ROLE")
-    own = state.read(member.id, baseline, environ)
-    assert {c.kind for c in own.changes} >= {"role.deleted"}
+    with pytest.raises(ValueError, match=f"account {member.id}: the credentials read account"):
+        state.read(member.id, baseline, environ)
 
 
 def test_a_bad_sweep_role_template_is_an_error_not_a_clean_account(tmp_path):
@@ -706,8 +707,9 @@ def test_clean_watched_buckets_give_no_finding(moto_server, tmp_path, monkeypatc
     baseline, _, _ = buckets_for(account, tmp_path)
     read, findings = sweep_findings(account, baseline, monkeypatch)
     assert read.errors == [] and findings == []
-    # one details page, four reads a bucket, the account's block (none: not reported)
-    assert read.calls == 1 + 4 * 2 + 1
+    # one details page, GetCallerIdentity (no role nor policy names the account read),
+    # four reads a bucket, the account's block (none: not reported)
+    assert read.calls == 1 + 1 + 4 * 2 + 1
     kinds = sorted({c.kind for c in read.changes})
     assert kinds == [
         "bucket.acl_put",

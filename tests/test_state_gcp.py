@@ -233,7 +233,9 @@ def test_reads_ask_for_version_3_policies_and_user_managed_keys(gcp, baseline):
     v3 = {"options": {"requestedPolicyVersion": 3}}
     assert by_path[("POST", f"/v3/projects/{PROJECT}:getIamPolicy")].body == v3
     sa_path = f"/v1/projects/-/serviceAccounts/{COMPUTE}:getIamPolicy"
-    assert by_path[("POST", sa_path)].body == v3
+    # iam v1 takes it as a query parameter, with an empty body
+    assert by_path[("POST", sa_path)].query == {"options.requestedPolicyVersion": "3"}
+    assert by_path[("POST", sa_path)].body is None
     iam = by_path[("GET", f"/storage/v1/b/{BUCKET}/iam")]
     assert iam.query == {"optionsRequestedPolicyVersion": "3"}
     keys = by_path[("GET", f"/v1/projects/-/serviceAccounts/{COMPUTE}/keys")]
@@ -616,7 +618,9 @@ def test_sweep_unit_reports_new_then_open_then_resolved(gcp, baseline, tmp_path,
     ]
     # each catch-up started at the last watermark (less the overlap) and ended at its start
     windows = [r.body["filter"] for r in gcp.requests if r.path == "/v2/entries:list"]
-    assert 'timestamp>="2026-11-30T09:55:00.000000Z"' in windows[1]
+    from trustwatch.sweep import CATCH_UP_OVERLAP
+
+    assert f'timestamp>="{state.rfc3339(UNTIL - CATCH_UP_OVERLAP)}"' in windows[1]
     assert 'timestamp<"2026-11-30T11:00:00.000000Z"' in windows[1]
 
 

@@ -212,7 +212,7 @@ variable "tags" {
 }
 
 variable "sweep_schedule" {
-  description = "EventBridge Scheduler expression of the compliance sweep (rate(1 hour), cron(...)); null: no scheduled sweep (and none of its permissions). Keep TRUSTWATCH_DEDUP_WINDOW (extra_environment) at least this period."
+  description = "EventBridge Scheduler expression of the compliance sweep (rate(1 hour), cron(...)); null: no scheduled sweep (and none of its permissions). Keep TRUSTWATCH_DEDUP_WINDOW (extra_environment) at least this period plus the catch-up overlap (15 minutes)."
   type        = string
   default     = "rate(1 hour)"
 

@@ -28,8 +28,9 @@ the unit's last sweep (kept in a `SweepStateStore`, trustwatch.sweepstate) by fi
   lost event that the state read also shows alerts once (the same finding id). They go
   out before the state is saved: a failed delivery leaves the state as it was and the
   next sweep sends them again (the dedup store drops the ones that did arrive). Keep
-  `TRUSTWATCH_DEDUP_WINDOW` at least the sweep period, so that the live path's alert of
-  an event is still claimed when the catch-up reads that event again.
+  `TRUSTWATCH_DEDUP_WINDOW` at least the sweep period plus CATCH_UP_OVERLAP (15 minutes),
+  so that the live path's alert of an event is still claimed when the catch-up reads that
+  event again (an event just before a sweep is read again by the next one).
 
 `sweep` sweeps every unit of some clouds in turn and sends one digest (`send_digest` of
 the sender, trustwatch.alerts: counts by severity, new / resolved / open, top items).
@@ -37,7 +38,8 @@ the sender, trustwatch.alerts: counts by severity, new / resolved / open, top it
 Scheduled invocations (each cloud's function, on its schedule) carry a JSON object:
 
 - `{"trustwatch": "sweep"}`: list this cloud's units and fan out, one message each;
-- `{"trustwatch": "sweep", "cloud": C, "unit": U}`: sweep that one unit.
+- `{"trustwatch": "sweep", "cloud": C, "unit": U}`: sweep that one unit, if it is one of
+  the units the cloud lists for the baseline (anything else is refused, unread).
 
 `scheduled(doc)` reads one (None for any other document, ValueError for a malformed
 one); `run_scheduled` does what it says: the function passes `dispatch`, which starts
@@ -91,9 +93,12 @@ __all__ = [
 
 log = logging.getLogger("trustwatch")
 
-# Audit logs arrive late (CloudTrail within about 5 minutes, the Activity Log and Cloud
-# Logging similar): each catch-up reads again this much before the last watermark.
-CATCH_UP_OVERLAP = timedelta(minutes=5)
+# Audit logs arrive late: each catch-up reads again this much before the last watermark.
+# CloudTrail delivers "within an average of about 5 minutes ... not guaranteed"
+# (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/how-cloudtrail-works.html):
+# an overlap of only the average loses every event logged in the minutes before a sweep
+# that arrives later than average (and the sweep schedule is no secret).
+CATCH_UP_OVERLAP = timedelta(minutes=15)
 # A unit's first sweep has no watermark: it catches up on this much (TRUSTWATCH_SWEEP_LOOKBACK).
 FIRST_LOOKBACK = timedelta(hours=1)
 SWEEP_MESSAGE = "sweep"  # the value of "trustwatch" in a scheduled invocation's message
@@ -206,17 +211,32 @@ def sweep_unit(
         return UnitReport(cloud, unit, started, errors=[f"{cloud}: no state part to sweep"])
     where = f"{cloud} {unit}"
     try:
+        known = unit in module.units(baseline, environ)
+    except Exception as exc:
+        known, listing = False, short_exception(exc)
+    else:
+        listing = "not a unit of the baseline"
+    if not known:
+        # a fanned-out message names its unit: one no sweep lists (forged, or from an older
+        # baseline) is read, caught up on and stored for nobody
+        log.error("%s: not swept: %s", where, listing)
+        return UnitReport(cloud, unit, started, errors=[f"{where}: {listing}"], read_failed=True)
+    try:
         previous = store.load(cloud, unit)
     except Exception as exc:  # unreadable last state: a diff against nothing would lie
         message = f"{where}: sweep state unreadable: {short_exception(exc)}"
-        return UnitReport(cloud, unit, started, errors=[message], read_failed=True)
+        report = UnitReport(cloud, unit, started, errors=[message], read_failed=True)
+        return _with_digest(report, sender, digest)
     try:
         read = module.read(unit, baseline, environ)
     except Exception as exc:
         log.error("%s: state read failed: %s", where, short_exception(exc))
         kept = [_marked(f, "open") for f in (previous.findings if previous else ())]
         message = f"{where}: state read failed: {short_exception(exc)}"
-        return UnitReport(cloud, unit, started, kept, errors=[message], read_failed=True)
+        report = UnitReport(cloud, unit, started, kept, errors=[message], read_failed=True)
+        # a unit that cannot be read at all (its read role's trust edited, a deny) must not
+        # go quiet in a fanned-out invocation: nobody reads that function's log
+        return _with_digest(report, sender, digest)
     current, unsure, rule_errors = _evaluate_all(read.changes, baseline, where)
     unsure |= {i.lower() for i in read.unreadable}
     resolve_none = bool(read.errors) and not read.unreadable
@@ -244,10 +264,26 @@ def sweep_unit(
         report = _with(report, errors=[*errors, f"{where}: not saved: {short_exception(exc)}"])
     else:
         report = _with(report, saved=True)
-    if digest and (report.new or report.resolved or report.errors):
-        failed = _send_digest(sender, [report], title=f"trustwatch sweep of {where}")
-        report = _with(report, digest_error=failed)
+    return _with_digest(report, sender, digest)
+
+
+def _with_digest(report: UnitReport, sender: Sender | None, digest: bool) -> UnitReport:
+    """The report, with its unit's digest sent if `digest` and anything changed.
+
+    Changed: something new, resolved or unreadable (a fanned-out invocation's digest).
+    """
+    if digest and (report.new or report.resolved or report.errors or _not_judged(report)):
+        title = f"trustwatch sweep of {report.cloud} {report.unit}"
+        report = _with(report, digest_error=_send_digest(sender, [report], title=title))
     return report
+
+
+def _not_judged(report: UnitReport) -> list[str]:
+    """The catch-up's records that could not be judged: what the digest must also say.
+
+    An enrichment read refused, or the resource gone: not bad input (replay's exit codes).
+    """
+    return list(report.catch_up.not_evaluated) if report.catch_up else []
 
 
 def _aware(now: datetime | None) -> datetime:
@@ -367,6 +403,8 @@ def _catch_up(
         threshold=min_severity(environ, baseline),
         keep_skip_reasons=False,
     )
+    for note in outcome.not_evaluated:  # in the digest too (`_not_judged`), never only counted
+        log.warning(note)
     outcome.errors.extend(failure)
     return outcome, not failure
 
@@ -494,7 +532,7 @@ def _send_digest(
     if not isinstance(sender, DigestSender):
         return ""
     findings = [f for u in units for f in (*u.findings, *u.resolved)]
-    errors = [*extra, *(e for u in units for e in u.errors)]
+    errors = [*extra, *(e for u in units for e in (*u.errors, *_not_judged(u)))]
     try:
         sender.send_digest(findings, title=title, errors=errors)
     except Exception as exc:

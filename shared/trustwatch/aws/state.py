@@ -116,6 +116,7 @@ def read(unit: str, baseline: Baseline, environ: Mapping[str, str]) -> StateRead
     iam = session.client("iam", config=retry_config())
     details = account_details(iam)
     calls += details.calls
+    calls += _check_account(unit, details, session)
     state = _Reader(unit, baseline, account, _now())
     state.roles(details.roles)
     state.policy_versions(details.policies)
@@ -143,6 +144,34 @@ def account_details(iam: Any) -> AccountDetails:
             raise ValueError("GetAccountAuthorizationDetails is truncated without a new Marker")
         seen_markers.add(marker)
         request["Marker"] = marker
+
+
+def _check_account(unit: str, details: AccountDetails, session: Any) -> int:
+    """Raise unless the details are the unit's own (returns the calls it made).
+
+    The default credential chain reads whichever account it signs in to: read as another
+    account's, its roles would be judged against the wrong baseline, every expected role
+    reported deleted and the unit's open findings resolved. The ARNs read say whose they
+    are; only an account with no role and no policy takes one GetCallerIdentity.
+    """
+    read_from = {
+        str(item.get("Arn") or "").split(":")[4:5][0]
+        for item in [*details.roles, *details.policies]
+        if len(str(item.get("Arn") or "").split(":")) > 5
+    }
+    calls = 0
+    if not read_from:
+        read_from = {
+            str(session.client("sts", config=retry_config()).get_caller_identity()["Account"])
+        }
+        calls = 1
+    foreign = sorted(read_from - {unit})
+    if foreign:
+        raise ValueError(
+            f"account {unit}: the credentials read account {', '.join(foreign)} instead "
+            f"(set {SWEEP_ROLE} to read other accounts through a role in each)"
+        )
+    return calls
 
 
 def account_session(unit: str, environ: Mapping[str, str]) -> tuple[Any, int]:

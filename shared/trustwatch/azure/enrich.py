@@ -228,7 +228,10 @@ class ArmReader:
         def items() -> Iterator[dict[str, Any]]:
             page: dict[str, Any] | None = first
             while page is not None:
-                yield from (v for v in page.get("value") or () if isinstance(v, dict))
+                value = page.get("value")
+                if not isinstance(value, list):  # not a list page: no items is no answer
+                    raise ValueError(f"ARM list {path}: a page without a value list")
+                yield from (v for v in value if isinstance(v, dict))
                 link = page.get("nextLink")
                 if not isinstance(link, str) or not link:
                     return
@@ -237,6 +240,8 @@ class ArmReader:
                     raise ValueError(f"ARM list nextLink leaves {self._base_url}: {link[:200]}")
                 # a nextLink carries its query (api-version, skip token) already
                 page = self._read(self._request("GET", link, {}))
+                if page is None:  # the list broke off: what follows is unknown, not empty
+                    raise ValueError(f"ARM list {path}: a later page answered 404")
 
         return items()
 

@@ -239,8 +239,11 @@ class ApiClient:
             url = self.url("storage", path)
             return self.call("GET", url, params={"optionsRequestedPolicyVersion": POLICY_VERSION})
         if payload.resource_type == "service_account":
+            # iam v1 takes the options as a query parameter, and "the request body must be
+            # empty": https://cloud.google.com/iam/docs/reference/rest/v1/projects.serviceAccounts/getIamPolicy
             path = f"/v1/projects/-/serviceAccounts/{quote(resource, safe='@')}:getIamPolicy"
-            return self.call("POST", self.url("iam", path), json=options)
+            version = {"options.requestedPolicyVersion": str(POLICY_VERSION)}
+            return self.call("POST", self.url("iam", path), params=version)
         # projects/P, folders/F, organizations/O
         kind, _, name = resource.partition("/")
         path = f"/v3/{kind}/{quote(name, safe='')}:getIamPolicy"

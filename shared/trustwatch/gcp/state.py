@@ -272,8 +272,8 @@ class _ProjectRead:
     def _account_policy(self, email: str, unique_id: str) -> None:
         asked = ServiceAccountPolicySet("service_account", email, email=email)
         policy = self.reader.policy(asked)
-        if policy is None:
-            return  # deleted between the two reads: the next sweep sees it gone
+        if policy is None:  # gone since its GET, or no answer: not a policy granting nothing
+            raise EventError("IAM policy not found (404)")
         payload = ServiceAccountPolicySet(
             "service_account",
             email,
