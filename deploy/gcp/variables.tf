@@ -141,7 +141,7 @@ variable "timeout_s" {
 }
 
 variable "sweep_schedule" {
-  description = "Cron schedule (UTC) of the compliance sweep (null: no sweep). Keep TRUSTWATCH_DEDUP_WINDOW (extra_environment, default 3600 s) at least the period plus the catch-up overlap (15 minutes), so a caught-up event the live path already alerted on stays quiet."
+  description = "Cron schedule (UTC) of the compliance sweep (null: no sweep). Keep TRUSTWATCH_DEDUP_WINDOW (extra_environment, default 5400 s) at least the period plus the catch-up overlap (15 minutes), so a caught-up event the live path already alerted on stays quiet."
   type        = string
   default     = "0 * * * *"
 }

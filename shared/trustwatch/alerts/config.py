@@ -26,7 +26,8 @@ from trustwatch.alerts.secrets import SecretRef
 from trustwatch.findings import CloudName, Finding, Severity
 
 DEFAULT_MIN_SEVERITY = Severity.medium
-DEFAULT_WINDOW_S = 3600
+# 90 min: an hourly sweep plus its 15-minute catch-up overlap (trustwatch.sweep) stays one alert
+DEFAULT_WINDOW_S = 5400
 
 # The environment variables, one place (docs/alerts.md lists them with their defaults).
 ENV_SLACK_WEBHOOK = "TRUSTWATCH_SLACK_WEBHOOK_URL"
