@@ -48,6 +48,7 @@ PAYLOADS: dict[str, type] = {
     "role.assumed": RoleAssumed,
     "function.created": FunctionRoleSet,
     "function.configuration_updated": FunctionRoleSet,
+    "function.code_updated": FunctionRoleSet,
 }
 BOUNDARY = f"arn:aws:iam::{ACCOUNT}:policy/databricks-boundary"
 # the calls no rule case makes
@@ -64,6 +65,12 @@ BOUNDARY_CALLS = [
         "UpdateFunctionConfiguration20150331v2",
         {"functionName": "f", "role": f"arn:aws:iam::{ACCOUNT}:role/r"},
         eventSource="lambda.amazonaws.com",
+    ),
+    iam_call(
+        "UpdateFunctionCode20150331v2",
+        {"functionName": "f"},
+        eventSource="lambda.amazonaws.com",
+        responseElements={"functionName": "f", "role": f"arn:aws:iam::{ACCOUNT}:role/r"},
     ),
 ]
 

@@ -25,7 +25,7 @@ Kind -> payload:
 - instance_profile.role_added, instance_profile.role_removed, instance_profile.deleted:
   InstanceProfileChanged
 - role.assumed: RoleAssumed
-- function.created, function.configuration_updated: FunctionRoleSet (the function is the
+- function.created, function.configuration_updated, function.code_updated: FunctionRoleSet (the function is the
   change's subject)
 """
 
