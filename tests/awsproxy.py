@@ -15,9 +15,11 @@ import http.client
 import threading
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from loopback import LoopbackServer
 
 IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
 
@@ -29,7 +31,7 @@ class Answer:
     code: str = ""
 
 
-class QueryProxy:
+class QueryProxy(LoopbackServer):
     """`with QueryProxy(moto.endpoint_url, "111122223333") as proxy:` … `proxy.url`."""
 
     def __init__(self, upstream: str, account: str, base_key: str = "testing") -> None:
@@ -40,25 +42,7 @@ class QueryProxy:
         self.calls: list[str] = []
         self._answers: deque[Answer] = deque()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        # a short poll: shutdown() waits for the loop to look
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> QueryProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(self._handler())
 
     def fail_next(self, action: str, code: str, status: int = 400) -> None:
         """Answer the next call of `action` with this IAM error instead of forwarding it."""

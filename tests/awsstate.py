@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudservers import MotoServer
+from loopback import LoopbackServer
 from trustwatch.aws import templates
 from trustwatch.baseline import Baseline, load_baseline
 
@@ -199,7 +200,7 @@ def record(name: str, source: str, when: datetime, **params: Any) -> dict[str, A
     }
 
 
-class ForwardProxy:
+class ForwardProxy(LoopbackServer):
     """A loopback HTTP forward proxy to moto, for S3 Control.
 
     botocore sends S3 Control calls to `<account id>.<endpoint host>` (the endpoint rules
@@ -210,8 +211,7 @@ class ForwardProxy:
     """
 
     def __init__(self, target: str) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
         from urllib.parse import urlsplit
 
         self.hosts: list[str] = []
@@ -248,19 +248,4 @@ class ForwardProxy:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> ForwardProxy:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(Handler)

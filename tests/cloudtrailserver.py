@@ -17,8 +17,10 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback import LoopbackServer
 
 TARGET = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
 _KEYS = {  # LookupAttributeKey -> what it matches in a record
@@ -34,7 +36,7 @@ def _epoch(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
 
 
-class CloudTrailServer:
+class CloudTrailServer(LoopbackServer):
     """`with CloudTrailServer(records) as ct:` … boto3 client with `endpoint_url=ct.url`."""
 
     def __init__(
@@ -45,23 +47,7 @@ class CloudTrailServer:
         self.stamp = stamp  # read at each request: the times a test's fake clock showed
         self.times: list[float] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:<port>`."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> CloudTrailServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(self._handler())
 
     def lookups(self) -> list[dict[str, Any]]:
         """The LookupEvents request bodies, in order."""

@@ -19,10 +19,12 @@ import json
 import threading
 import uuid
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, quote
 from xml.sax.saxutils import escape
+
+from loopback import LoopbackServer
 
 NS = "https://iam.amazonaws.com/doc/2010-05-08/"
 DOCUMENT_KEYS = ("AssumeRolePolicyDocument", "PolicyDocument", "Document")
@@ -41,7 +43,7 @@ def _xml(value: Any, key: str = "") -> str:
     return escape(str(value))
 
 
-class IamPagingServer:
+class IamPagingServer(LoopbackServer):
     """`with IamPagingServer(roles, policies, page_sizes=[3, 1, 5]) as iam:` … `iam.url`.
 
     `roles` / `policies` are RoleDetailList / Policies items (documents as dicts);
@@ -64,23 +66,7 @@ class IamPagingServer:
         self.requests: list[dict[str, str]] = []
         self.calls = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """`http://127.0.0.1:<port>`."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> IamPagingServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(self._handler())
 
     def answer(self, params: dict[str, str]) -> tuple[int, str]:
         """(status, XML body) for one request's form parameters."""
