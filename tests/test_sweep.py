@@ -456,3 +456,34 @@ def test_of_two_racing_sweeps_of_a_unit_one_saves_and_each_finding_alerts_once(
     assert world.take_alerts() == [(finding_id("reader", "eve"), "new", "sweep")]
     stored = world.store.load("toy", "toyland")
     assert stored is not None and stored.version == "1"
+
+
+def test_a_catch_up_flood_cannot_keep_the_state_read_from_being_saved(
+    toy: Baseline, world: ToyWorld, monkeypatch
+):
+    """Red team: thousands of logged calls of watched names (failed ones too) would make
+    the catch-up outlast the function's timeout every sweep, and nothing would ever be
+    saved or alerted. Past TRUSTWATCH_SWEEP_CATCH_UP_BUDGET it stops: the state read's
+    drift is alerted and saved, the watermark stays, the next sweep reads the rest.
+    (CloudTrail LookupEvents serves 2 requests a second per account and region,
+    https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_LookupEvents.html.)"""
+    import trustwatch.sweep as sweep_module
+
+    world.grants(reader=["alice"])
+    world.sweep(toy, T0)
+    world.grants(reader=["alice", "carol"])  # drift the state read sees
+    for minute in range(10):  # the flood
+        world.log_event("reader", f"noise-{minute}", T0 + timedelta(minutes=10 + minute))
+    ticks = iter(range(0, 10_000, 50))  # each look at the clock: 50 s later
+    monkeypatch.setattr(sweep_module, "_clock", lambda: float(next(ticks)))
+    world.environ["TRUSTWATCH_SWEEP_CATCH_UP_BUDGET"] = "120"
+    flooded = world.sweep(toy, T0 + HOUR)
+    assert statuses(flooded) == {"carol": "new"}
+    assert any("stopped after 120 s" in e for e in flooded.errors), flooded.errors
+    assert flooded.catch_up is not None and flooded.catch_up.records < 10
+    assert finding_id("reader", "carol") in [a[0] for a in world.take_alerts()]
+    monkeypatch.setattr(sweep_module, "_clock", lambda: 0.0)  # a quiet hour
+    calm = world.sweep(toy, T0 + 2 * HOUR)
+    assert statuses(calm) == {"carol": "open"}  # saved by the flooded sweep
+    caught = sorted(str(f.actual) for f in calm.event_findings)
+    assert caught == [f"noise-{m}" for m in range(10)]  # the window read again, whole

@@ -51,6 +51,7 @@ changed or could not be read.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -385,12 +386,23 @@ def _catch_up(
 
     where = f"{plugin.name} {unit} catch-up"
     failure: list[str] = []
+    budget = _catch_up_budget(environ)
+    started = _clock()
 
     def parsed() -> Iterator[Parsed]:
         from trustwatch.intake import parse_document
 
         try:
             for index, doc in enumerate(module.catch_up(unit, since, until, environ)):
+                if budget and _clock() - started > budget:
+                    # a flood of logged calls must not keep the state read's findings from
+                    # being saved and alerted: stop, keep the watermark, read it next time
+                    failure.append(
+                        f"{where}: stopped after {budget:g} s (TRUSTWATCH_SWEEP_CATCH_UP_BUDGET) "
+                        f"at record {index}: the next sweep reads the window again"
+                    )
+                    log.error("%s: over its time budget at record %d", where, index)
+                    return
                 yield from parse_document(doc, f"{where} record {index}")
         except Exception as exc:  # the listing broke off: what was read is still judged
             failure.append(f"{where}: stopped: {short_exception(exc)}")
@@ -407,6 +419,25 @@ def _catch_up(
         log.warning(note)
     outcome.errors.extend(failure)
     return outcome, not failure
+
+
+# Seconds a unit's catch-up may take (TRUSTWATCH_SWEEP_CATCH_UP_BUDGET; 0: no limit): well
+# inside a function's timeout (deploy/aws gives 300 s), so the state read is always saved.
+CATCH_UP_BUDGET_S = 120.0
+_clock = time.monotonic  # the budget's clock (tests advance their own)
+
+
+def _catch_up_budget(environ: Mapping[str, str]) -> float:
+    value = environ.get("TRUSTWATCH_SWEEP_CATCH_UP_BUDGET", "").strip()
+    if not value:
+        return CATCH_UP_BUDGET_S
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        log.warning(
+            "TRUSTWATCH_SWEEP_CATCH_UP_BUDGET=%r is not seconds; using %s", value, CATCH_UP_BUDGET_S
+        )
+        return CATCH_UP_BUDGET_S
 
 
 def _alert(
