@@ -42,7 +42,7 @@ if ! command -v chromium >/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
   else
-    echo "setup: chromium not found; the HTML report test needs it (apt-get install chromium)" >&2
+    echo "setup: chromium not found; the HTML report test needs it (apt-get install chromium, or TRUSTWATCH_NO_BROWSER=1 to skip it)" >&2
   fi
 fi
 export PATH="$venv/bin:$PATH"

@@ -755,13 +755,14 @@ def screenshot(document: str, tmp_path: Path, name: str) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def chromium() -> str:
+    # The report's "Done when" is a real browser: missing chromium fails, unless the run
+    # says out loud it goes without (TRUSTWATCH_NO_BROWSER=1, a developer's machine).
     if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "chromium is not installed: scripts/setup.sh installs it (apt-get, as root)"
-            )
-        pytest.skip(
-            "chromium is not installed: run scripts/setup.sh as root, or apt-get install chromium"
+        if os.environ.get("TRUSTWATCH_NO_BROWSER") == "1":
+            pytest.skip("TRUSTWATCH_NO_BROWSER=1: the headless Chromium checks are not run")
+        pytest.fail(
+            "chromium is not installed: scripts/setup.sh installs it (apt-get, as root), or "
+            "apt-get install chromium; TRUSTWATCH_NO_BROWSER=1 skips these checks"
         )
     return CHROMIUM
 
