@@ -354,9 +354,41 @@ def _circuit_open(finding: Finding, breaker: Breaker) -> Finding:
     )
 
 
+RemediationSetting = Literal["apply", "dry-run", "off"]
+_SETTINGS: tuple[RemediationSetting, ...] = ("apply", "dry-run", "off")
+
+
+def setting_from_env(environ: Mapping[str, str]) -> RemediationSetting:
+    """TRUSTWATCH_REMEDIATION: `apply`, `off` or (anything else) `dry-run`.
+
+    `apply` puts findings back; `off` plans nothing (no state is read, so no cloud SDK
+    loads: detection and alerts only); a dry run shows the plan.
+    """
+    value = environ.get("TRUSTWATCH_REMEDIATION", "dry-run").strip().lower() or "dry-run"
+    for setting in _SETTINGS:
+        if value == setting:
+            return setting
+    log.warning("TRUSTWATCH_REMEDIATION=%r is not apply, dry-run or off: dry run", value)
+    return "dry-run"
+
+
 def apply_from_env(environ: Mapping[str, str]) -> bool:
-    """TRUSTWATCH_REMEDIATION: `apply` puts findings back; anything else is a dry run."""
-    value = environ.get("TRUSTWATCH_REMEDIATION", "dry-run").strip().lower()
-    if value not in ("apply", "dry-run", ""):
-        log.warning("TRUSTWATCH_REMEDIATION=%r is not apply or dry-run: dry run", value)
-    return value == "apply"
+    """TRUSTWATCH_REMEDIATION=apply: put findings back (see setting_from_env)."""
+    return setting_from_env(environ) == "apply"
+
+
+OFF_DETAIL = "remediation is off (TRUSTWATCH_REMEDIATION=off): not planned, nothing changed"
+
+
+def switched_off(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings as they stand with remediation off.
+
+    An action the engine would plan says that it was not (never a bare `planned` that no
+    plan follows).
+    """
+    return [
+        _with(f, f.remediation.action, "none", OFF_DETAIL)
+        if f.remediation.status == "planned"
+        else f
+        for f in findings
+    ]

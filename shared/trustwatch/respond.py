@@ -26,7 +26,13 @@ from trustwatch.changes import Change
 from trustwatch.engine import RuleError, evaluate
 from trustwatch.findings import Finding, Severity
 from trustwatch.intake import Parsed, code_location, parse_document, short_exception
-from trustwatch.remediation import Breaker, Remediator, remediate, stale_after_from_env
+from trustwatch.remediation import (
+    Breaker,
+    Remediator,
+    remediate,
+    stale_after_from_env,
+    switched_off,
+)
 
 log = logging.getLogger("trustwatch")
 
@@ -199,6 +205,7 @@ class Responder:
     # the cloud's remediator (None: findings keep the engine's planned/none status)
     remediator: Remediator | None = None
     apply_remediation: bool = False  # TRUSTWATCH_REMEDIATION=apply; else a dry run
+    remediation_off: bool = False  # TRUSTWATCH_REMEDIATION=off: nothing planned
     breaker: Breaker | None = None
 
     def evaluate(self, doc: Any, where: str) -> Outcome:
@@ -212,6 +219,8 @@ class Responder:
         outcome = self.evaluate(doc, where)
         if self.remediator is not None and outcome.findings:
             self._remediate(outcome)
+        elif self.remediation_off and outcome.findings:
+            self._settle(outcome, switched_off(outcome.findings))
         for error in outcome.errors:  # each bad record; the others were all evaluated
             log.error("unprocessable record acknowledged: %s", error)
         for note in outcome.not_evaluated:
@@ -251,5 +260,10 @@ class Responder:
             log.error("internal error remediating: %s", short_exception(exc))
             outcome.internal_errors += 1
             outcome.errors.append(f"internal error remediating: {short_exception(exc)}")
-        threshold = min_severity(self.environ, baseline)
-        outcome.sent = [f for f in outcome.findings if f.severity.at_least(threshold)]
+        self._settle(outcome, outcome.findings)
+
+    def _settle(self, outcome: Outcome, findings: list[Finding]) -> None:
+        """The findings as remediation left them, and those of them to send."""
+        outcome.findings = findings
+        threshold = min_severity(self.environ, self.baseline())
+        outcome.sent = [f for f in findings if f.severity.at_least(threshold)]

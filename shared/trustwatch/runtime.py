@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from trustwatch import clouds
-from trustwatch.remediation import Breaker, apply_from_env
+from trustwatch.remediation import Breaker, setting_from_env
 from trustwatch.respond import Responder
 
 log = logging.getLogger("trustwatch")
@@ -72,12 +72,15 @@ def function_responder(
     sender = dispatcher if dispatcher.sinks else None
     plugin = clouds.get(cloud)
     enrich = plugin.enricher(env)
+    setting = setting_from_env(env)
     return Responder(
         lambda: cache.get(location),
         sender,
         enrich,
         env,
-        remediator=plugin.remediator(env),
-        apply_remediation=apply_from_env(env),
+        # off: no remediator at all, so no state read and no cloud SDK on the event path
+        remediator=None if setting == "off" else plugin.remediator(env),
+        apply_remediation=setting == "apply",
+        remediation_off=setting == "off",
         breaker=Breaker(store),
     )
