@@ -403,7 +403,10 @@ def test_aws_remediation_grants_reads_always_and_the_code_writes_only_when_enabl
         '${replace(var.remediation_role_arn_template, "{account}", "*")}'
     ]
     setting = mod["locals"]["plain_setting"]
-    assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in setting
+    assert (
+        'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : (var.remediation_plan ? "dry-run" : "off")'
+        in setting
+    )
     from trustwatch.aws.remediate import ROLE_TEMPLATE_ENV
 
     assert f"{ROLE_TEMPLATE_ENV} = var.remediation_role_arn_template" in setting
@@ -570,7 +573,10 @@ def test_azure_remediation_grants_only_the_delete_the_code_calls_when_enabled() 
     assert "azurerm_role_definition.remediation[0]" in assignment["role_definition_id"]
     assert "identity[0].principal_id" in assignment["principal_id"]
     settings = local["app_settings"]
-    assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in settings
+    assert (
+        'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : (var.remediation_plan ? "dry-run" : "off")'
+        in settings
+    )
     # what the plans read comes with Reader (`*/read`) at the subscription, granted either way
     assert READ_ACTIONS and all(a.endswith("/read") for a in READ_ACTIONS)
     assert doc["resource"]["azurerm_role_assignment"]["reader"]["role_definition_name"] == (
@@ -822,7 +828,10 @@ def test_gcp_remediation_writes_only_when_enabled_and_exactly_what_the_code_call
     }
     assert not writes & every_role
     env = local["environment"]
-    assert 'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : "dry-run"' in env
+    assert (
+        'TRUSTWATCH_REMEDIATION = var.remediation_enabled ? "apply" : (var.remediation_plan ? "dry-run" : "off")'
+        in env
+    )
     assert "TRUSTWATCH_GCP_KEY_ACTION = var.remediation_key_action" in env
 
 

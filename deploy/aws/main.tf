@@ -47,7 +47,7 @@ locals {
     TRUSTWATCH_EMAIL_FROM           = var.email_from
     TRUSTWATCH_EMAIL_TO             = var.email_to
     TRUSTWATCH_SES_REGION           = var.ses_region
-    TRUSTWATCH_REMEDIATION          = var.remediation_enabled ? "apply" : "dry-run"
+    TRUSTWATCH_REMEDIATION          = var.remediation_enabled ? "apply" : (var.remediation_plan ? "dry-run" : "off")
     TRUSTWATCH_REMEDIATION_MAX_AGE  = var.remediation_max_age_s
     TRUSTWATCH_AWS_REMEDIATION_ROLE = var.remediation_role_arn_template
     # the scheduled sweep (trustwatch.aws.state, trustwatch.aws.catchup)

@@ -138,6 +138,12 @@ variable "remediation_enabled" {
   default     = false
 }
 
+variable "remediation_plan" {
+  description = "With remediation_enabled = false: true (default) is a dry run, each finding shows the plan, read from the cloud once per finding; false sets TRUSTWATCH_REMEDIATION=off: detection and alerts only, no plan and no read for it (the shortest cold start: no cloud SDK on the event path). Ignored when remediation_enabled is true."
+  type        = bool
+  default     = true
+}
+
 variable "remediation_resource_arns" {
   description = "The ARNs remediation reads and, when enabled, writes: the baseline's roles (arn:aws:iam::ACCOUNT:role/PATH/NAME), watched instance profiles, the customer policies whose versions it may restore or that are (or replace) their boundaries, and watched buckets (arn:aws:s3:::NAME, for their Block Public Access). null (default): every role, instance profile and customer policy of this account, and no bucket (the module does not read the baseline)."
   type        = list(string)

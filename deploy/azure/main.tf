@@ -71,7 +71,7 @@ locals {
       TRUSTWATCH_STATE_URL                = "${azurerm_storage_account.this.primary_table_endpoint}${local.dedup_table}"
       TRUSTWATCH_SWEEP_SCHEDULE           = var.sweep_schedule
       TRUSTWATCH_SWEEP_QUEUE              = azurerm_storage_queue.sweep.name
-      TRUSTWATCH_REMEDIATION              = var.remediation_enabled ? "apply" : "dry-run"
+      TRUSTWATCH_REMEDIATION              = var.remediation_enabled ? "apply" : (var.remediation_plan ? "dry-run" : "off")
       TRUSTWATCH_REMEDIATION_MAX_AGE      = var.remediation_max_age_s
     },
     { for k, v in {

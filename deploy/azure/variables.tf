@@ -195,6 +195,12 @@ variable "remediation_enabled" {
   default     = false
 }
 
+variable "remediation_plan" {
+  description = "With remediation_enabled = false: true (default) is a dry run, each finding shows the plan, read from the cloud once per finding; false sets TRUSTWATCH_REMEDIATION=off: detection and alerts only, no plan and no read for it (the shortest cold start: no cloud SDK on the event path). Ignored when remediation_enabled is true."
+  type        = bool
+  default     = true
+}
+
 variable "remediation_scopes" {
   description = "With remediation_enabled: the scopes where the function may delete role assignments (it can delete those at or below them). null: the watched subscription, which holds the protected scopes and wherever a baseline identity can be granted more in it; add a management group id to put back grants made there."
   type        = list(string)

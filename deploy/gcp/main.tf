@@ -51,7 +51,7 @@ locals {
       TRUSTWATCH_EMAIL_FROM   = var.email_from
       TRUSTWATCH_EMAIL_TO     = var.email_to
       # dry run unless enabled: the plan is in every finding, nothing is changed
-      TRUSTWATCH_REMEDIATION         = var.remediation_enabled ? "apply" : "dry-run"
+      TRUSTWATCH_REMEDIATION         = var.remediation_enabled ? "apply" : (var.remediation_plan ? "dry-run" : "off")
       TRUSTWATCH_REMEDIATION_MAX_AGE = var.remediation_max_age_s
       TRUSTWATCH_GCP_KEY_ACTION      = var.remediation_key_action
     } : k => v if v != null },

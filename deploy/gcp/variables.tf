@@ -182,6 +182,12 @@ variable "remediation_enabled" {
   default     = false
 }
 
+variable "remediation_plan" {
+  description = "With remediation_enabled = false: true (default) is a dry run, each finding shows the plan, read from the cloud once per finding; false sets TRUSTWATCH_REMEDIATION=off: detection and alerts only, no plan and no read for it (the shortest cold start: no cloud SDK on the event path). Ignored when remediation_enabled is true."
+  type        = bool
+  default     = true
+}
+
 variable "remediation_key_action" {
   description = "TRUSTWATCH_GCP_KEY_ACTION: what remediation does to a user-managed key of an account whose baseline allows none: disable (reversible) or delete. Only this one permission is granted."
   type        = string
