@@ -26,7 +26,13 @@ import pytest
 from awsstate import ForwardProxy
 from trustwatch.alerts import keepalive
 from trustwatch.alerts.receivers import RecordingHTTPServer, Reply, closed_port, self_signed_tls
-from trustwatch.alerts.transport import HTTPStatusError, describe, post, transient
+from trustwatch.alerts.transport import (
+    HTTPStatusError,
+    describe,
+    environment_proxies,
+    post,
+    transient,
+)
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
 
@@ -36,9 +42,11 @@ def no_proxy_and_fresh_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+    environment_proxies.cache_clear()
     keepalive.close_idle()
     yield
     keepalive.close_idle()
+    environment_proxies.cache_clear()
 
 
 @pytest.fixture
@@ -208,9 +216,11 @@ def test_a_proxy_in_the_environment_is_used(
 ) -> None:
     with ForwardProxy(server.url) as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        environment_proxies.cache_clear()  # read once per process, as urllib's opener did
         assert send(server.url + "/hook", 2) == [b"ok"] * 2
         assert proxy.hosts == ["127.0.0.1", "127.0.0.1"]
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        environment_proxies.cache_clear()
         assert send(server.url + "/hook", 1) == [b"ok"]
         assert len(proxy.hosts) == 2  # bypassed: straight to the server
     assert numbers(server) == [0, 1, 0]

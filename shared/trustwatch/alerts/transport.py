@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.client
 import smtplib
 import ssl
@@ -72,12 +73,23 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> b
     raise HTTPStatusError(answer.status, parse_retry_after(answer.retry_after), detail)
 
 
-def _proxies_for(parts: SplitResult) -> dict[str, str] | None:
-    """The environment's proxies if urllib would send this URL through one, else None.
+@functools.cache
+def environment_proxies() -> dict[str, str]:
+    """HTTPS_PROXY / HTTP_PROXY and the like, read once per process.
 
-    Read at each post (the same two questions urllib's ProxyHandler asks).
+    As urllib's default opener read them, once, when it was built (reading the
+    environment costs about 80 us, a quarter of a kept-alive post);
+    `environment_proxies.cache_clear()` reads them again.
     """
-    proxies = urllib.request.getproxies()
+    return urllib.request.getproxies()
+
+
+def _proxies_for(parts: SplitResult) -> dict[str, str] | None:
+    """The proxies if urllib would send this URL through one, else None.
+
+    The same two questions urllib's ProxyHandler asks.
+    """
+    proxies = environment_proxies()
     if parts.scheme in proxies and not urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
         return proxies
     return None
