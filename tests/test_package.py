@@ -140,6 +140,7 @@ RUNTIME_FILES = {
     "trustwatch/alerts/config.py",
     "trustwatch/alerts/dispatch.py",
     "trustwatch/alerts/formats.py",
+    "trustwatch/alerts/keepalive.py",
     "trustwatch/alerts/links.py",
     "trustwatch/alerts/mail.py",
     "trustwatch/alerts/render.py",

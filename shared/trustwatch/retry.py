@@ -5,7 +5,7 @@ RetryPolicy, google-cloud-storage's DEFAULT_RETRY, slack-sdk's retry handlers), 
 configured where its client is built. What is left is here:
 
 - `retry_call`, for the alert transports built on the standard library, which retries
-  nothing itself: Teams and generic webhooks (urllib) and SMTP (smtplib);
+  nothing itself: Teams and generic webhooks (http.client) and SMTP (smtplib);
 - `backoff_delay` and `parse_retry_after`, which the Slack handlers share with it so that
   every sink waits the same way and honours Retry-After the same way.
 

@@ -7,6 +7,7 @@ a free port.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -43,23 +44,34 @@ class Reply:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering; cut short when the server closes
+    hang_up: bool = False  # close the connection after answering, without saying so
+    unanswered: bool = False  # read the request, close the connection without a reply
 
 
 class RecordingHTTPServer:
     """`with RecordingHTTPServer() as srv:` … `srv.url`, `srv.requests`.
 
     `srv.reply(Reply(500), Reply(429, headers={"Retry-After": "1"}))` queues answers for
-    the next requests; after them, `srv.default` answers.
+    the next requests; after them, `srv.default` answers. HTTP/1.1 with keep-alive;
+    `srv.connections` counts the connections accepted. `tls_context` (a server context,
+    `self_signed_tls`) serves HTTPS at `https://localhost:<port>`.
     """
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(
+        self, default: Reply | None = None, *, tls_context: ssl.SSLContext | None = None
+    ) -> None:
         self.default = default or Reply()
         self.requests: list[RecordedRequest] = []
+        self.connections = 0
         self._queued: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._closing = threading.Event()
+        self._open: set[socket.socket] = set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
+        self._tls = tls_context is not None
+        if tls_context is not None:
+            self._server.socket = tls_context.wrap_socket(self._server.socket, server_side=True)
         self._thread: threading.Thread | None = None
 
     @property
@@ -69,7 +81,9 @@ class RecordingHTTPServer:
 
     @property
     def url(self) -> str:
-        """`http://127.0.0.1:<port>`."""
+        """`http://127.0.0.1:<port>` (`https://localhost:<port>` with TLS)."""
+        if self._tls:
+            return f"https://localhost:{self.port}"
         return f"http://127.0.0.1:{self.port}"
 
     def reply(self, *replies: Reply) -> None:
@@ -87,6 +101,20 @@ class RecordingHTTPServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # buffered: the status line, headers and body leave in one write (two small
+            # writes on a kept-alive connection meet Nagle and delayed ACKs: ~40 ms stalls)
+            wbufsize = -1
+
+            def setup(self) -> None:
+                super().setup()
+                with owner._lock:
+                    owner.connections += 1
+                    owner._open.add(self.connection)
+
+            def finish(self) -> None:
+                with owner._lock:
+                    owner._open.discard(self.connection)
+                super().finish()
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -95,14 +123,17 @@ class RecordingHTTPServer:
                     self.command, self.path, {k: v for k, v in self.headers.items()}, body
                 )
                 answer = owner._next(recorded)
-                if answer.delay and owner._closing.wait(answer.delay):
-                    return  # closing: drop the connection unanswered
+                if answer.unanswered or (answer.delay and owner._closing.wait(answer.delay)):
+                    self.close_connection = True
+                    return  # drop the connection unanswered
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
                 self.wfile.write(answer.body)
+                if answer.hang_up:
+                    self.close_connection = True
 
             do_POST = do_GET = do_PUT = _handle
 
@@ -127,6 +158,10 @@ class RecordingHTTPServer:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
+        with self._lock:  # kept-alive connections too: a client sees them end
+            for conn in self._open:
+                with contextlib.suppress(OSError):  # already gone
+                    conn.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> RecordingHTTPServer:
         return self.start()

@@ -4,7 +4,8 @@ A sink turns findings into messages (`batches`: one per finding, or one per even
 email), sends each, retrying transient failures, and raises when a message could not be
 delivered. Slack retries through slack-sdk's own retry handlers (`slackretry`) and SES
 through botocore's standard mode; Teams, the generic webhook and SMTP go through stdlib
-urllib / smtplib, which retry nothing, so `with_retry` (trustwatch.retry) does it there.
+http.client (kept alive, `transport`) / smtplib, which retry nothing, so `with_retry`
+(trustwatch.retry) does it there.
 Secrets are resolved on first use, cached, and redacted from any error text; `repr` shows
 the name and kind only. Client libraries are imported on first send.
 """
@@ -258,7 +259,7 @@ class TeamsSink(Sink):
     config: TeamsConfig
 
     def deliver(self, batch: Sequence[Finding]) -> None:
-        """Post each finding's card, retried by `with_retry` (urllib retries nothing)."""
+        """Post each finding's card, retried by `with_retry` (http.client retries nothing)."""
         url = self.secret(self.config.webhook_url)
         for finding in batch:
             body = json.dumps(formats.teams_message(view(finding))).encode()
