@@ -115,9 +115,17 @@ def _may_start_number(raw: bytes, at: int) -> bool:
 
 
 def line_may_nest_deeply(line: bytes) -> bool:
-    """Enough "[" and "{" in this line to nest as deep as json's limit: json decides it."""
-    return len(line) >= 2 * _SHALLOW_BRACKETS and (
-        line.count(b"[") + line.count(b"{") >= _SHALLOW_BRACKETS
+    """Enough "[" and "{" in this line to nest as deep as json's limit: json decides it.
+
+    JSON text nests no deeper than its "[" count plus a fifth of its length (an object
+    level takes at least `{"":` and `}`), so most lines need one count, not two. (Text
+    that is not JSON may be misjudged: the parser asked then fails, and json decides.)"""
+    size = len(line)
+    if size < 2 * _SHALLOW_BRACKETS:
+        return False
+    arrays = line.count(b"[")
+    return arrays + size // 5 >= _SHALLOW_BRACKETS and (
+        arrays + line.count(b"{") >= _SHALLOW_BRACKETS
     )
 
 
