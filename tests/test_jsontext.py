@@ -157,3 +157,25 @@ def test_lines_read_by_orjson_are_read_as_json_reads_them():
 def test_any_json_lines_read_by_orjson_are_read_as_json_reads_them(values, ensure_ascii):
     lines = [json.dumps(v, ensure_ascii=ensure_ascii) for v in values]
     assert line_outcomes(lines) == [outcome(json_loads, line) for line in lines]
+
+
+# ------------------------------------------- line_may_nest_deeply: one count for most lines
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(
+    st.lists(st.sampled_from(["array", "object"]), min_size=400, max_size=700),
+    st.sampled_from(["", " "]),
+)
+def test_a_line_as_deep_as_the_limit_is_always_left_to_json(levels: list[str], space: str) -> None:
+    """The one-count shortcut (a "[" count plus a fifth of the length bounds a JSON text's
+    depth) never lets a line as deep as _SHALLOW_BRACKETS through: the tightest nesting,
+    `{"":` and `[`, with no other text."""
+    opened = "".join("[" + space if level == "array" else '{"":' + space for level in levels)
+    closed = "".join("]" if level == "array" else "}" for level in reversed(levels))
+    line = (opened + "1" + closed).encode()
+    assert json.loads(line.decode(), strict=False) is not None  # what it bounds: JSON
+    deep = len(levels) >= jsontext._SHALLOW_BRACKETS
+    assert jsontext.line_may_nest_deeply(line) or not deep
+    counted = line.count(b"[") + line.count(b"{") >= jsontext._SHALLOW_BRACKETS
+    assert jsontext.line_may_nest_deeply(line) == (counted and len(line) >= 1000)

@@ -53,7 +53,7 @@ def replay(
             print(f"trustwatch: error: {message}", file=on_error)
 
     return replay_records(
-        parse_paths(paths, skip_reasons=False),
+        parse_paths(paths, skip_reasons=False, baseline=baseline),
         baseline,
         fail_fast=fail_fast,
         keep_skip_reasons=False,

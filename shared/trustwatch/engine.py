@@ -120,10 +120,10 @@ def _listed(actor_keys: set[str], listed: Iterable[str]) -> bool:
     return not actor_keys.isdisjoint(_norm(x) for x in listed)
 
 
-def _acting_alone(change: Change, listed: list[str]) -> bool:
-    """Is the actor listed, and so is everyone in its delegation chain? A human who
-    impersonates a listed identity does not make the change that identity's own."""
-    return _listed(_actor_keys(change), listed) and all(
+def _acting_alone(change: Change, listed: list[str], actor_keys: set[str]) -> bool:
+    """Is the actor (its `actor_keys`) listed, and so is everyone in its delegation chain?
+    A human who impersonates a listed identity does not make the change that identity's own."""
+    return _listed(actor_keys, listed) and all(
         _listed({_norm(p)}, listed) for p in change.delegated_by
     )
 
@@ -161,9 +161,10 @@ def evaluate(change: Change, baseline: Baseline) -> list[Finding]:
     A rule that raises does not hide the others' findings: all rules run, then
     RuleError carries both the findings and the failures.
     """
-    if _acting_alone(change, baseline.actors.responder):
+    actor_keys = _actor_keys(change)  # normalized once for both lists
+    if _acting_alone(change, baseline.actors.responder, actor_keys):
         return []  # our own remediation: never react to it
-    approved = _acting_alone(change, baseline.actors.approved)
+    approved = _acting_alone(change, baseline.actors.approved, actor_keys)
     findings: list[Finding] = []
     errors: list[str] = []
     scope = _per_change.set({})

@@ -30,12 +30,15 @@ import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from trustwatch import clouds, jsontext
-from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.changes import Change, EventError, Skipped, SubjectPrefilter
 from trustwatch.clouds import EventsModule
 from trustwatch.jsontext import loads
+
+if TYPE_CHECKING:
+    from trustwatch.baseline import Baseline
 
 log = logging.getLogger("trustwatch")
 # How much of a record an internal-error log line may quote: enough to find it, no more.
@@ -334,39 +337,28 @@ def _piece_documents(
     """The documents of one piece of JSON Lines, its lines numbered on from `lineno` as
     text.splitlines() numbers them; returns the number of its last line.
 
-    Most pieces hold only line feeds and no integer that may outgrow 64 bits: their lines
-    go to orjson as bytes (jsontext.loads_line), and only a line orjson rejects or that
-    nests deeply is decoded and read by jsontext.loads, which decides as json does."""
+    Most pieces hold only line feeds: their lines go to `line_noise` first (which reads
+    any JSON as json does), then to orjson as bytes (jsontext.loads_line), and only a line
+    orjson rejects, that nests deeply or may hold an integer beyond 64 bits (which orjson
+    reads as a float) is decoded and read by jsontext.loads, which decides as json does."""
     raw, text = piece
     if _breaks_further(text) or not jsontext.reads_lines_fast():
         return (yield from _text_documents(text.splitlines(), source, lineno))
     lines = raw.split(b"\n")
     if raw.endswith(b"\n"):
         lines.pop()
-    loads_line = jsontext.loads_line
-    big = jsontext.integers_beyond_64_bits(raw)
-    big.append(len(raw) + 1)  # past the end: the next such offset
-    next_big, start = big[0], 0
+    loads_line, big_integers = jsontext.loads_line, jsontext.integers_beyond_64_bits
     for line in lines:
         lineno += 1
-        end = start + len(line)
-        if next_big < end:  # this line may hold an integer orjson reads as a float
-            while next_big < end:
-                next_big = big[big.index(next_big) + 1]
+        if not line or line.isspace():
+            continue
+        if line_noise is not None and line_noise(line):
+            yield _NOISE_LINE  # no document, no position: counted as a skip
+            continue
+        try:
+            doc = _SLOW if big_integers(line) else loads_line(line)
+        except ValueError:  # orjson's error or deep nesting: json decides
             doc = _SLOW
-        elif not line or line.isspace():
-            start = end + 1
-            continue
-        elif line_noise is not None and line_noise(line):
-            start = end + 1
-            yield "", PREFILTERED  # no document, no position: counted as a skip
-            continue
-        else:
-            try:
-                doc = loads_line(line)
-            except ValueError:  # orjson's error or deep nesting: json decides
-                doc = _SLOW
-        start = end + 1
         if doc is _SLOW:
             yield from _text_documents((line.decode("utf-8"),), source, lineno - 1)
         else:
@@ -376,6 +368,7 @@ def _piece_documents(
 
 _SLOW = object()  # a line json must read
 PREFILTERED = object()  # read_stream's document for a line its line_noise called noise
+_NOISE_LINE = ("", PREFILTERED)
 LineNoise = Callable[[bytes], bool]
 
 
@@ -397,15 +390,20 @@ def _text_documents(
     return lineno
 
 
-def parse_paths(paths: Iterable[str | Path], *, skip_reasons: bool = True) -> Iterator[Parsed]:
+def parse_paths(
+    paths: Iterable[str | Path], *, skip_reasons: bool = True, baseline: Baseline | None = None
+) -> Iterator[Parsed]:
     """Every record of every file ('-' is stdin, streamed as a file is), in order; an
     unreadable file is one error and the next file is still read.
 
     `skip_reasons=False` (a caller that only counts skips, as `trustwatch replay` does)
     lets the Prefilter give a record of an unwatched operation as NOISE, without parsing
     it further: the same count of records, skips, findings and errors, without the skip's
-    position and reason."""
-    prefilter = None if skip_reasons else Prefilter()
+    position and reason. Given the `baseline` the records are judged against, it also
+    gives as NOISE a record its cloud's PREFILTER_SUBJECT calls irrelevant to it (a
+    record the full path would evaluate to no finding: more skips, the same findings
+    and errors)."""
+    prefilter = None if skip_reasons else Prefilter(baseline)
     for path in paths:
         try:
             line_noise = None if prefilter is None else prefilter.line_noise()
@@ -442,9 +440,10 @@ class Prefilter:
     full. tests/test_prefilter.py holds each declaring cloud to its promise.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, baseline: Baseline | None = None) -> None:
         self._rules: dict[str, _Rule | None] = {}
         self._line_noise: object = _UNBUILT
+        self._baseline = baseline  # for the cloud's PREFILTER_SUBJECT (line_noise)
 
     def rule(self, cloud: str) -> _Rule | None:
         """The cloud's keys and watched operations, or None if it declares no keys (built
@@ -467,7 +466,11 @@ class Prefilter:
         line reader is available (jsontext.routing_reader: msgspec). It says True only
         where noise() would of json's document: an object holding every recognized key,
         none of the `unless_keys`, and strings naming an unwatched operation; any line it
-        cannot decide (not JSON too, to be reported) is parsed in full. Built once."""
+        cannot decide (not JSON too, to be reported) is parsed in full.
+
+        Given a baseline, a line of the watched operation that cloud's `PREFILTER_SUBJECT`
+        (trustwatch.changes.SubjectPrefilter) names is noise too when the fields it
+        declares have its shapes and its `unwatched` says so of the subject. Built once."""
         if self._line_noise is not _UNBUILT:
             return self._line_noise  # type: ignore[return-value]
         self._line_noise = None
@@ -485,13 +488,50 @@ class Prefilter:
         if read is None:
             return None
         nothing: frozenset[str] = frozenset()
+        irrelevant = self._subject_reader(module, (service_key, operation_key))
+        if irrelevant is None:
 
-        def line_noise(line: bytes) -> bool:
-            view = read(line)
-            return view is not None and view[1] not in watched.get(view[0], nothing)
+            def line_noise(line: bytes) -> bool:
+                view = read(line)
+                return view is not None and view[1] not in watched.get(view[0], nothing)
+
+        else:
+            is_irrelevant, subject_call = irrelevant
+
+            def line_noise(line: bytes) -> bool:
+                view = read(line)
+                if view is None:
+                    return False
+                if view[1] not in watched.get(view[0], nothing):
+                    return True
+                return view == subject_call and is_irrelevant(line)
 
         self._line_noise = line_noise
         return line_noise
+
+    def _subject_reader(
+        self, module: EventsModule, keys: tuple[str, str]
+    ) -> tuple[LineNoise, tuple[str, str]] | None:
+        """For line_noise: (is this line of the declared call irrelevant to the baseline,
+        the (service, operation) it applies to), if the cloud declares PREFILTER_SUBJECT
+        and the baseline is known."""
+        declared: SubjectPrefilter | None = getattr(module, "PREFILTER_SUBJECT", None)
+        if declared is None or self._baseline is None:
+            return None
+        paths = ((keys[0],), (keys[1],), declared.subject)
+        read = jsontext.shape_reader(paths, declared.objects, declared.absent)
+        if read is None:
+            return None
+        call = (declared.service, declared.operation)
+        unwatched = declared.unwatched(self._baseline)
+
+        def irrelevant(line: bytes) -> bool:
+            # the same line routing_reader read (so not nesting deeply): its fields again,
+            # with the subject's, the call checked again as the same bytes read it
+            found = read(line)
+            return found is not None and found[:2] == call and unwatched(found[2])
+
+        return irrelevant, call
 
     def noise(self, doc: Any) -> bool:
         """Would parse_document give exactly one record, skipped? (False: cannot tell.)"""

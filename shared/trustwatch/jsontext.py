@@ -114,13 +114,26 @@ def _may_start_number(raw: bytes, at: int) -> bool:
     return at < 0 or raw[at] in b":[,\n"
 
 
+def line_may_nest_deeply(line: bytes) -> bool:
+    """Enough "[" and "{" in this line to nest as deep as json's limit: json decides it.
+
+    JSON text nests no deeper than its "[" count plus a fifth of its length (an object
+    level takes at least `{"":` and `}`), so most lines need one count, not two. (Text
+    that is not JSON may be misjudged: the parser asked then fails, and json decides.)"""
+    size = len(line)
+    if size < 2 * _SHALLOW_BRACKETS:
+        return False
+    arrays = line.count(b"[")
+    return arrays + size // 5 >= _SHALLOW_BRACKETS and (
+        arrays + line.count(b"{") >= _SHALLOW_BRACKETS
+    )
+
+
 def loads_line(line: bytes) -> Any:
     """orjson's value of one line that integers_beyond_64_bits did not point at, which is
     json's value of it; ValueError (orjson's, or for text that may nest deeply) where json
     must decide: then the caller reads the line's text with loads()."""
-    if len(line) >= 2 * _SHALLOW_BRACKETS and (
-        line.count(b"[") + line.count(b"{") >= _SHALLOW_BRACKETS
-    ):
+    if line_may_nest_deeply(line):
         raise ValueError("may nest deeply")
     return orjson.loads(line)
 
@@ -162,9 +175,7 @@ def routing_reader(
     count = len(strings)
 
     def read(line: bytes) -> tuple[str, ...] | None:
-        if len(line) >= 2 * _SHALLOW_BRACKETS and (
-            line.count(b"[") + line.count(b"{") >= _SHALLOW_BRACKETS
-        ):
+        if line_may_nest_deeply(line):
             return None  # json may reach its recursion limit: it decides
         try:
             view = decode(line)
@@ -175,3 +186,84 @@ def routing_reader(
         return strings_of(view)[:count]  # type: ignore[no-any-return]
 
     return read
+
+
+Path = tuple[str, ...]  # keys from the top-level object down
+
+
+def shape_reader(
+    strings: tuple[Path, ...], objects: tuple[Path, ...], absent: tuple[str, ...]
+) -> Callable[[bytes], tuple[str, ...] | None] | None:
+    """A reader of a few fields, nested or not, of one JSON Lines line.
+
+    For a line json reads as an object where every `strings` path leads to a string
+    (through objects), every `objects` path leads, as far as it is there, to objects or
+    null, and no `absent` top-level key is there, the reader gives those strings; for any
+    other line, None. Duplicate keys count as in json (the last; an earlier value of the
+    wrong type gives None, never another answer). Nesting is the caller's to check
+    (line_may_nest_deeply), as are the strings' UTF-8 (see routing_reader). None without
+    msgspec.
+    """
+    try:
+        import msgspec
+    except ImportError:
+        return None
+    unset = msgspec.UNSET
+    absent_fields = [
+        (f"a{i}", msgspec.Raw | msgspec.UnsetType, msgspec.field(name=key, default=unset))
+        for i, key in enumerate(absent)
+    ]
+    attributes: dict[Path, str] = {}
+    view = _view_type(msgspec, "ShapeView", strings, objects, attributes, (), absent_fields)
+    decode = msgspec.json.Decoder(view).decode
+    absent_of = attrgetter(*(f"a{i}" for i in range(len(absent))), "__class__")
+    none_there = (unset,) * len(absent)
+    strings_of = attrgetter(*(attributes[path] for path in strings), "__class__")
+    count = len(strings)
+    failed = (msgspec.MsgspecError, RecursionError)
+
+    def read(line: bytes) -> tuple[str, ...] | None:
+        try:
+            found = decode(line)
+        except failed:
+            return None
+        if absent_of(found)[:-1] != none_there:
+            return None
+        return strings_of(found)[:count]  # type: ignore[no-any-return]
+
+    return read
+
+
+def _view_type(
+    msgspec: Any,
+    label: str,
+    strings: tuple[Path, ...],
+    objects: tuple[Path, ...],
+    attributes: dict[Path, str],
+    at: Path,
+    extra: list[tuple[str, Any, Any]],
+) -> Any:
+    """The Struct of the object at path `at`: the strings and objects below it, each
+    nested object a Struct of its own (required where a string lies below it, else
+    object or null where there); `attributes` gets each string's dotted attribute path."""
+    keys = list(dict.fromkeys(p[0] for p in (*strings, *objects)))
+    fields = list(extra)
+    for i, key in enumerate(keys):
+        name, path = f"f{i}", (*at, key)
+        below_strings = tuple(p[1:] for p in strings if p[0] == key and len(p) > 1)
+        below_objects = tuple(p[1:] for p in objects if p[0] == key and len(p) > 1)
+        if (key,) in strings:
+            if below_strings or below_objects:
+                raise ValueError(f"{path!r} cannot be a string and an object")
+            fields.append((name, str, msgspec.field(name=key)))
+            attributes[path] = ".".join([*(attributes[at].split(".") if at else []), name])
+            continue
+        attributes[path] = f"{attributes[at]}.{name}" if at else name
+        nested = _view_type(
+            msgspec, f"{label}_{i}", below_strings, below_objects, attributes, path, []
+        )
+        if below_strings:
+            fields.append((name, nested, msgspec.field(name=key)))
+        else:
+            fields.append((name, nested | None, msgspec.field(name=key, default=None)))
+    return msgspec.defstruct(label, fields, kw_only=True)

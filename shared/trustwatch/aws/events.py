@@ -8,8 +8,8 @@ need no API read: each Change carries its kind's payload (trustwatch.aws.changes
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from trustwatch.aws.changes import (
     BoundaryDeleted,
@@ -26,9 +26,12 @@ from trustwatch.aws.changes import (
     RoleDeleted,
     TrustUpdated,
 )
-from trustwatch.changes import Change, EventError, Skipped
+from trustwatch.changes import Change, EventError, Skipped, SubjectPrefilter
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
+
+if TYPE_CHECKING:
+    from trustwatch.baseline import Baseline
 
 # eventName -> change kind
 IAM_KINDS = {
@@ -104,6 +107,27 @@ PREFILTER_KEYS = ("eventSource", "eventName", ("detail-type", "Records"))  # int
 # recognizes() is true of every object holding these keys (intake.Prefilter.line_noise)
 PREFILTER_RECOGNIZED = ("eventSource", "eventName", "awsRegion")
 
+
+def _unwatched_role_arns(baseline: Baseline) -> Callable[[str], bool]:
+    from trustwatch.aws.rules import unwatched_role_arns  # the rules know the baseline
+
+    return unwatched_role_arns(baseline)
+
+
+# A successful AssumeRole of a role that is neither the baseline's nor the responder's
+# gives no finding (aws.assume_role.* judge only those) and, with these fields of the
+# shapes parse() reads, no error: replay counts it as a skip (intake.Prefilter). Failed
+# calls (errorCode) and a role named only in errorMessage take the full path, as do
+# AssumeRoleWithSAML/WithWebIdentity (rarer, and their callers are read differently).
+PREFILTER_SUBJECT = SubjectPrefilter(
+    service="sts.amazonaws.com",
+    operation="AssumeRole",
+    subject=("requestParameters", "roleArn"),
+    objects=(("userIdentity", "sessionContext", "sessionIssuer"), ("responseElements",)),
+    absent=("errorCode", "errorMessage"),
+    unwatched=_unwatched_role_arns,
+)
+
 _ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
 
 
@@ -163,6 +187,15 @@ def actor_ids(identity: dict[str, Any]) -> tuple[str, list[str]]:
     return arn, list(dict.fromkeys(ids))
 
 
+def assumed_role(arn: str) -> tuple[str, str] | None:
+    """(account, role name) of an AssumeRole* roleArn (the account may be ""), or None
+    if it is not a role ARN (parse() reports that record)."""
+    parts = arn.split(":")
+    if len(parts) < 6 or parts[0] != "arn" or not parts[5].startswith("role/"):
+        return None
+    return parts[4], arn.rsplit("/", 1)[-1]
+
+
 def parse(record: Any) -> list[Change] | Skipped:
     if not isinstance(record, dict):
         raise EventError(f"a CloudTrail record must be an object, got {type(record).__name__}")
@@ -212,13 +245,12 @@ def parse(record: Any) -> list[Change] | Skipped:
             if not m:
                 return Skipped("AssumeRole without a role ARN in the record", event_id, name)
             identity_arn = m[1].rstrip(".")
-        role_name = identity_arn.rsplit("/", 1)[-1]
         payload = _assumed(name, identity, ids, params, partition)
-        # the watched role lives in the role's account, not necessarily the recipient's
-        parts = identity_arn.split(":")
-        if len(parts) < 6 or parts[0] != "arn" or not parts[5].startswith("role/"):
+        subject = assumed_role(identity_arn)
+        if subject is None:
             raise EventError(f"AssumeRole roleArn {identity_arn[:200]!r} is not a role ARN")
-        scope = parts[4] or account
+        # the watched role lives in the role's account, not necessarily the recipient's
+        scope, role_name = subject[0] or account, subject[1]
     else:
         try:
             identity_arn, role_name, payload = _subject(kind, params, response, partition, account)

@@ -12,7 +12,8 @@ account id and role name, in any case).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from trustwatch.aws import policy, templates
@@ -29,6 +30,7 @@ from trustwatch.aws.changes import (
     RoleCreated,
     TrustUpdated,
 )
+from trustwatch.aws.events import assumed_role
 from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, computed_once, rule
@@ -484,6 +486,26 @@ def _responder_role_arn(baseline: Baseline, role_arn: str) -> str | None:
     if not parts[5].startswith("role/"):
         return None
     return responder_entry(baseline, parts[4], parts[5].rsplit("/", 1)[-1])
+
+
+def unwatched_role_arns(baseline: Baseline) -> Callable[[str], bool]:
+    """Is an AssumeRole roleArn one no rule of role.assumed reads (events.PREFILTER_SUBJECT):
+    a role ARN with its account, naming neither a baseline role nor the responder's (the
+    two rules' first test, names in any case)? False where unsure: not a role ARN (an
+    error the parser reports), no account (the record's own decides)."""
+
+    @functools.lru_cache(maxsize=4096)  # a trail assumes the same few roles again and again
+    def unwatched(arn: str) -> bool:
+        subject = assumed_role(arn)
+        if subject is None or not subject[0]:
+            return False
+        account, name = subject
+        return (
+            baseline_identity(baseline, account, name) is None
+            and responder_entry(baseline, account, name) is None
+        )
+
+    return unwatched
 
 
 RESPONDER_KINDS = (
