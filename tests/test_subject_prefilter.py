@@ -208,8 +208,12 @@ def test_which_roles_take_the_full_path() -> None:
                 assert not _shortcut_decides(_line(SUCCESS, arn)), arn
     for arn in ("arn:aws:iam:::role/x", "arn:aws:iam::1:user/x", "x", ""):
         assert not _shortcut_decides(_line(SUCCESS, arn)), arn
-    failed = {**SUCCESS, "errorCode": "AccessDenied"}
-    assert not _shortcut_decides(_line(failed, "arn:aws:iam::444455556666:role/x"))
+    # a failed call: decided by its roleArn too (only external_id_mismatch reads failed
+    # calls, and only of a baseline role)
+    failed = {**SUCCESS, "errorCode": "AccessDenied", "errorMessage": "not authorized"}
+    assert _shortcut_decides(_line(failed, "arn:aws:iam::444455556666:role/x"))
+    for name in (*BASELINE_ROLES, RESPONDER):
+        assert not _shortcut_decides(_line(failed, f"arn:aws:iam::{ACCOUNT}:role/{name.upper()}"))
 
 
 def _escaped(text: str) -> str:

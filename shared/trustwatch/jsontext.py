@@ -227,7 +227,7 @@ def shape_reader(
             found = decode(line)
         except failed:
             return None
-        if absent_of(found)[:-1] != none_there:
+        if absent and absent_of(found)[:-1] != none_there:
             return None
         return strings_of(found)[:count]  # type: ignore[no-any-return]
 

@@ -114,17 +114,20 @@ def _unwatched_role_arns(baseline: Baseline) -> Callable[[str], bool]:
     return unwatched_role_arns(baseline)
 
 
-# A successful AssumeRole of a role that is neither the baseline's nor the responder's
-# gives no finding (aws.assume_role.* judge only those) and, with these fields of the
-# shapes parse() reads, no error: replay counts it as a skip (intake.Prefilter). Failed
-# calls (errorCode) and a role named only in errorMessage take the full path, as do
-# AssumeRoleWithSAML/WithWebIdentity (rarer, and their callers are read differently).
+# An AssumeRole of a role that is neither the baseline's nor the responder's gives no
+# finding (aws.assume_role.* judge only those; the one that reads failed calls,
+# external_id_mismatch, asks for a baseline role first) and, with these fields of the
+# shapes parse() reads, no error: replay counts it as a skip (intake.Prefilter). A failed
+# call is decided the same way, by its requestParameters.roleArn (parse() reads
+# errorMessage only when there is none, and then the line has no subject: full path), as
+# AssumeRoleWithSAML/WithWebIdentity are not (rarer, and their callers are read
+# differently).
 PREFILTER_SUBJECT = SubjectPrefilter(
     service="sts.amazonaws.com",
     operation="AssumeRole",
     subject=("requestParameters", "roleArn"),
     objects=(("userIdentity", "sessionContext", "sessionIssuer"), ("responseElements",)),
-    absent=("errorCode", "errorMessage"),
+    absent=(),
     unwatched=_unwatched_role_arns,
 )
 
