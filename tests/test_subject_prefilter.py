@@ -155,6 +155,17 @@ def _variants(record: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({**other, "userIdentity": {**identity, "sessionContext": session}})
     out.append({**other, "userIdentity": None, "responseElements": None})
     out.append({k: v for k, v in other.items() if k != "errorCode"})
+    # denied calls logged without parameters: the role only in errorMessage (as CloudTrail
+    # logs an AccessDenied AssumeRole, tests/data/aws/*denied* and the Stratus samples)
+    denied = {**record, "errorCode": "AccessDenied"}
+    for arn in _role_arns():
+        message = f"User: x is not authorized to perform: sts:AssumeRole on resource: {arn}"
+        for logged in (None, {}, {"roleArn": ""}, {"roleArn": None}, "x"):
+            out.append({**denied, "requestParameters": logged, "errorMessage": message})
+        no_params = {k: v for k, v in denied.items() if k != "requestParameters"}
+        out.append({**no_params, "errorMessage": message + "."})
+    out.append({**denied, "requestParameters": None, "errorMessage": "no role named here"})
+    out.append({**denied, "requestParameters": None, "errorMessage": 7})
     out.append({**other, "requestParameters": {**params, "roleArn": 7}})
     return out
 
@@ -168,10 +179,9 @@ def test_the_declaration_covers_every_rule_of_its_change_kind() -> None:
     role is the baseline's or the responder's): a new role.assumed rule must be weighed."""
     ids = {r.id for r in REGISTRY.for_kind("aws", "role.assumed")}
     assert ids == {"aws.assume_role.unexpected_principal", "aws.assume_role.external_id_mismatch"}
-    assert (PREFILTER_SUBJECT.service, PREFILTER_SUBJECT.operation) == (
-        "sts.amazonaws.com",
-        "AssumeRole",
-    )
+    assert {(d.service, d.operation) for d in PREFILTER_SUBJECT} == {
+        ("sts.amazonaws.com", "AssumeRole")
+    }
 
 
 def test_corpus_records_and_their_variants_replay_as_the_full_path(tmp_path: Path) -> None:
@@ -214,6 +224,23 @@ def test_which_roles_take_the_full_path() -> None:
     assert _shortcut_decides(_line(failed, "arn:aws:iam::444455556666:role/x"))
     for name in (*BASELINE_ROLES, RESPONDER):
         assert not _shortcut_decides(_line(failed, f"arn:aws:iam::{ACCOUNT}:role/{name.upper()}"))
+
+    # logged without parameters: the role its errorMessage names decides, as parse() reads it
+    # (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html:
+    # requestParameters "can be null" and errorMessage holds the error's text)
+    def denied(arn: str, params: Any = None) -> str:
+        message = f"User: u is not authorized to perform: sts:AssumeRole on resource: {arn}"
+        return json.dumps({**failed, "requestParameters": params, "errorMessage": message})
+
+    assert _shortcut_decides(denied("arn:aws:iam::444455556666:role/x"))
+    for name in (*BASELINE_ROLES, RESPONDER):
+        arn = f"arn:aws:iam::{ACCOUNT}:role/{name.swapcase()}"
+        assert not _shortcut_decides(denied(arn))
+    # an object there may hold the roleArn parse() would read instead: the full path
+    assert not _shortcut_decides(denied("arn:aws:iam::444455556666:role/x", {}))
+    baseline_arn = f"arn:aws:iam::{ACCOUNT}:role/{BASELINE_ROLES[0]}"
+    line = denied("arn:aws:iam::444455556666:role/x", {"roleArn": baseline_arn})
+    assert not _shortcut_decides(line)  # parse() reads the roleArn: a baseline role
 
 
 def _escaped(text: str) -> str:

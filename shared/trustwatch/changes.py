@@ -102,7 +102,8 @@ class Skipped:
 
 @dataclass(frozen=True)
 class SubjectPrefilter:
-    """A cloud's promise, declared as its events module's `PREFILTER_SUBJECT`, used by
+    """A cloud's promise, declared as its events module's `PREFILTER_SUBJECT` (one, or a
+    tuple: a line any of them decides is decided), used by
     `trustwatch replay` where the baseline is known (intake.Prefilter): a record that the
     cloud's PREFILTER_KEYS and PREFILTER_RECOGNIZED route to it (no `unless_keys`) whose
     `service` and `operation` are these strings, none of `absent` keys is there, whose
@@ -118,3 +119,4 @@ class SubjectPrefilter:
     objects: tuple[tuple[str, ...], ...]  # what the parser reads as an object when present
     absent: tuple[str, ...]  # top-level keys that make a record take the full path
     unwatched: Callable[[Baseline], Callable[[str], bool]]
+    nulls: tuple[str, ...] = ()  # top-level keys that must be null or absent

@@ -515,21 +515,32 @@ class Prefilter:
         """For line_noise: (is this line of the declared call irrelevant to the baseline,
         the (service, operation) it applies to), if the cloud declares PREFILTER_SUBJECT
         and the baseline is known."""
-        declared: SubjectPrefilter | None = getattr(module, "PREFILTER_SUBJECT", None)
-        if declared is None or self._baseline is None:
+        found: SubjectPrefilter | tuple[SubjectPrefilter, ...] | None = getattr(
+            module, "PREFILTER_SUBJECT", None
+        )
+        if found is None or self._baseline is None:
             return None
-        paths = ((keys[0],), (keys[1],), declared.subject)
-        read = jsontext.shape_reader(paths, declared.objects, declared.absent)
-        if read is None:
-            return None
-        call = (declared.service, declared.operation)
-        unwatched = declared.unwatched(self._baseline)
+        declared = (found,) if isinstance(found, SubjectPrefilter) else tuple(found)
+        calls = {(d.service, d.operation) for d in declared}
+        if len(calls) != 1:
+            raise ValueError(f"PREFILTER_SUBJECT names several calls: {sorted(calls)}")
+        (call,) = calls
+        checks = []
+        for each in declared:
+            paths = ((keys[0],), (keys[1],), each.subject)
+            read = jsontext.shape_reader(paths, each.objects, each.absent, each.nulls)
+            if read is None:
+                return None
+            checks.append((read, each.unwatched(self._baseline)))
 
         def irrelevant(line: bytes) -> bool:
             # the same line routing_reader read (so not nesting deeply): its fields again,
             # with the subject's, the call checked again as the same bytes read it
-            found = read(line)
-            return found is not None and found[:2] == call and unwatched(found[2])
+            for read, unwatched in checks:
+                found = read(line)
+                if found is not None and found[:2] == call and unwatched(found[2]):
+                    return True
+            return False
 
         return irrelevant, call
 

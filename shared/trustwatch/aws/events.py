@@ -108,30 +108,56 @@ PREFILTER_KEYS = ("eventSource", "eventName", ("detail-type", "Records"))  # int
 PREFILTER_RECOGNIZED = ("eventSource", "eventName", "awsRegion")
 
 
+_ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
+
+
 def _unwatched_role_arns(baseline: Baseline) -> Callable[[str], bool]:
     from trustwatch.aws.rules import unwatched_role_arns  # the rules know the baseline
 
     return unwatched_role_arns(baseline)
 
 
+def _unwatched_roles_in_message(baseline: Baseline) -> Callable[[str], bool]:
+    # as parse() reads a record without a roleArn: no role in the message is a skip
+    unwatched_arn = _unwatched_role_arns(baseline)
+
+    def unwatched(message: str) -> bool:
+        m = _ROLE_IN_MESSAGE.search(message)
+        return m is None or unwatched_arn(m[1].rstrip("."))
+
+    return unwatched
+
+
 # An AssumeRole of a role that is neither the baseline's nor the responder's gives no
 # finding (aws.assume_role.* judge only those; the one that reads failed calls,
 # external_id_mismatch, asks for a baseline role first) and, with these fields of the
 # shapes parse() reads, no error: replay counts it as a skip (intake.Prefilter). A failed
-# call is decided the same way, by its requestParameters.roleArn (parse() reads
-# errorMessage only when there is none, and then the line has no subject: full path), as
-# AssumeRoleWithSAML/WithWebIdentity are not (rarer, and their callers are read
-# differently).
-PREFILTER_SUBJECT = SubjectPrefilter(
-    service="sts.amazonaws.com",
-    operation="AssumeRole",
-    subject=("requestParameters", "roleArn"),
-    objects=(("userIdentity", "sessionContext", "sessionIssuer"), ("responseElements",)),
-    absent=(),
-    unwatched=_unwatched_role_arns,
+# call is decided the same way: by its requestParameters.roleArn, or, logged with
+# requestParameters null (most denied calls), by the role its errorMessage names, as
+# parse() reads it. AssumeRoleWithSAML/WithWebIdentity take the full path (rarer, and
+# their callers are read differently).
+_SUBJECT_SHAPES = (("userIdentity", "sessionContext", "sessionIssuer"), ("responseElements",))
+PREFILTER_SUBJECT = (
+    SubjectPrefilter(
+        service="sts.amazonaws.com",
+        operation="AssumeRole",
+        subject=("requestParameters", "roleArn"),
+        objects=_SUBJECT_SHAPES,
+        absent=(),
+        unwatched=_unwatched_role_arns,
+    ),
+    # a denied call logged without parameters names the role only in its errorMessage,
+    # which parse() reads when requestParameters holds no roleArn (here: null or absent)
+    SubjectPrefilter(
+        service="sts.amazonaws.com",
+        operation="AssumeRole",
+        subject=("errorMessage",),
+        objects=_SUBJECT_SHAPES,
+        absent=(),
+        nulls=("requestParameters",),
+        unwatched=_unwatched_roles_in_message,
+    ),
 )
-
-_ROLE_IN_MESSAGE = re.compile(r"on resource: (arn:aws[\w-]*:iam::\d{12}:role/\S+)")
 
 
 def recognizes(doc: Any) -> bool:
