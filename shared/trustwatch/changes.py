@@ -102,21 +102,20 @@ class Skipped:
 
 @dataclass(frozen=True)
 class SubjectPrefilter:
-    """A cloud's promise, declared as its events module's `PREFILTER_SUBJECT` (one, or a
-    tuple: a line any of them decides is decided), used by
-    `trustwatch replay` where the baseline is known (intake.Prefilter): a record that the
-    cloud's PREFILTER_KEYS and PREFILTER_RECOGNIZED route to it (no `unless_keys`) whose
-    `service` and `operation` are these strings, none of `absent` keys is there, whose
-    `subject` path holds a string, and whose `objects` paths hold objects or null where
-    they are there, gives no finding and no error when `unwatched(baseline)` says so of
-    that string: it is counted as a skip without being parsed. Anything `unwatched` is
-    not certain of (a malformed subject the parser reports) must be False.
+    """A cloud's promise, one of the tuple its events module declares as
+    `PREFILTER_SUBJECT` (a line any of them decides is decided), used by `trustwatch
+    replay` where the baseline is known (intake.Prefilter): a record that the cloud's
+    PREFILTER_KEYS and PREFILTER_RECOGNIZED route to it (no `unless_keys`) whose `service`
+    and `operation` are these strings, whose `subject` path holds a string, whose
+    `objects` paths hold objects or null where they are there, and whose `nulls` keys are
+    null where they are there, gives no finding and no error when `unwatched(baseline)`
+    says so of that string: it is counted as a skip without being parsed. Anything
+    `unwatched` is not certain of (a malformed subject the parser reports) must be False.
     """
 
     service: str
     operation: str
     subject: tuple[str, ...]  # keys from the record down to the subject string
     objects: tuple[tuple[str, ...], ...]  # what the parser reads as an object when present
-    absent: tuple[str, ...]  # top-level keys that make a record take the full path
     unwatched: Callable[[Baseline], Callable[[str], bool]]
     nulls: tuple[str, ...] = ()  # top-level keys that must be null or absent

@@ -370,6 +370,7 @@ _SLOW = object()  # a line json must read
 PREFILTERED = object()  # read_stream's document for a line its line_noise called noise
 _NOISE_LINE = ("", PREFILTERED)
 LineNoise = Callable[[bytes], bool]
+ShapeReader = Callable[[bytes], tuple[str, ...] | None]  # jsontext.shape_reader's
 
 
 def _text_documents(
@@ -496,7 +497,6 @@ class Prefilter:
                 return view is not None and view[1] not in watched.get(view[0], nothing)
 
         else:
-            is_irrelevant, subject_call = irrelevant
 
             def line_noise(line: bytes) -> bool:
                 view = read(line)
@@ -504,45 +504,39 @@ class Prefilter:
                     return False
                 if view[1] not in watched.get(view[0], nothing):
                     return True
-                return view == subject_call and is_irrelevant(line)
+                return irrelevant(line, view)
 
         self._line_noise = line_noise
         return line_noise
 
     def _subject_reader(
         self, module: EventsModule, keys: tuple[str, str]
-    ) -> tuple[LineNoise, tuple[str, str]] | None:
-        """For line_noise: (is this line of the declared call irrelevant to the baseline,
-        the (service, operation) it applies to), if the cloud declares PREFILTER_SUBJECT
-        and the baseline is known."""
-        found: SubjectPrefilter | tuple[SubjectPrefilter, ...] | None = getattr(
-            module, "PREFILTER_SUBJECT", None
-        )
-        if found is None or self._baseline is None:
+    ) -> Callable[[bytes, tuple[str, ...]], bool] | None:
+        """For line_noise: is this line, of the (service, operation) routing_reader read,
+        irrelevant to the baseline? None unless the cloud declares PREFILTER_SUBJECT and
+        the baseline is known."""
+        declared: tuple[SubjectPrefilter, ...] = getattr(module, "PREFILTER_SUBJECT", ())
+        if not declared or self._baseline is None:
             return None
-        declared = (found,) if isinstance(found, SubjectPrefilter) else tuple(found)
-        calls = {(d.service, d.operation) for d in declared}
-        if len(calls) != 1:
-            raise ValueError(f"PREFILTER_SUBJECT names several calls: {sorted(calls)}")
-        (call,) = calls
-        checks = []
+        checks: dict[tuple[str, ...], list[tuple[ShapeReader, Callable[[str], bool]]]] = {}
         for each in declared:
             paths = ((keys[0],), (keys[1],), each.subject)
-            read = jsontext.shape_reader(paths, each.objects, each.absent, each.nulls)
+            read = jsontext.shape_reader(paths, each.objects, each.nulls)
             if read is None:
                 return None
-            checks.append((read, each.unwatched(self._baseline)))
+            call = (each.service, each.operation)
+            checks.setdefault(call, []).append((read, each.unwatched(self._baseline)))
 
-        def irrelevant(line: bytes) -> bool:
+        def irrelevant(line: bytes, call: tuple[str, ...]) -> bool:
             # the same line routing_reader read (so not nesting deeply): its fields again,
             # with the subject's, the call checked again as the same bytes read it
-            for read, unwatched in checks:
+            for read, unwatched in checks.get(call, ()):
                 found = read(line)
                 if found is not None and found[:2] == call and unwatched(found[2]):
                     return True
             return False
 
-        return irrelevant, call
+        return irrelevant
 
     def noise(self, doc: Any) -> bool:
         """Would parse_document give exactly one record, skipped? (False: cannot tell.)"""

@@ -192,43 +192,30 @@ Path = tuple[str, ...]  # keys from the top-level object down
 
 
 def shape_reader(
-    strings: tuple[Path, ...],
-    objects: tuple[Path, ...],
-    absent: tuple[str, ...],
-    nulls: tuple[str, ...] = (),
+    strings: tuple[Path, ...], objects: tuple[Path, ...], nulls: tuple[str, ...] = ()
 ) -> Callable[[bytes], tuple[str, ...] | None] | None:
     """A reader of a few fields, nested or not, of one JSON Lines line.
 
     For a line json reads as an object where every `strings` path leads to a string
     (through objects), every `objects` path leads, as far as it is there, to objects or
-    null, no `absent` top-level key is there and each `nulls` one is null or not there,
-    the reader gives those strings; for any
-    other line, None. Duplicate keys count as in json (the last; an earlier value of the
-    wrong type gives None, never another answer). Nesting is the caller's to check
-    (line_may_nest_deeply), as are the strings' UTF-8 (see routing_reader). None without
-    msgspec.
+    null, and each `nulls` top-level key is null or not there, the reader gives those
+    strings; for any other line, None. Duplicate keys count as in json (the last; an
+    earlier value of the wrong type gives None, never another answer). Nesting is the
+    caller's to check (line_may_nest_deeply), as are the strings' UTF-8 (see
+    routing_reader). None without msgspec.
     """
     try:
         import msgspec
     except ImportError:
         return None
-    unset = msgspec.UNSET
-    absent_fields = [
-        (f"a{i}", msgspec.Raw | msgspec.UnsetType, msgspec.field(name=key, default=unset))
-        for i, key in enumerate(absent)
-    ]
     # a `nulls` key holding anything but null fails the decode: None, the full path
     null_fields = [
-        (f"n{i}", None | msgspec.UnsetType, msgspec.field(name=key, default=unset))
+        (f"n{i}", None | msgspec.UnsetType, msgspec.field(name=key, default=msgspec.UNSET))
         for i, key in enumerate(nulls)
     ]
     attributes: dict[Path, str] = {}
-    view = _view_type(
-        msgspec, "ShapeView", strings, objects, attributes, (), absent_fields + null_fields
-    )
+    view = _view_type(msgspec, "ShapeView", strings, objects, attributes, (), null_fields)
     decode = msgspec.json.Decoder(view).decode
-    absent_of = attrgetter(*(f"a{i}" for i in range(len(absent))), "__class__")
-    none_there = (unset,) * len(absent)
     strings_of = attrgetter(*(attributes[path] for path in strings), "__class__")
     count = len(strings)
     failed = (msgspec.MsgspecError, RecursionError)
@@ -237,8 +224,6 @@ def shape_reader(
         try:
             found = decode(line)
         except failed:
-            return None
-        if absent and absent_of(found)[:-1] != none_there:
             return None
         return strings_of(found)[:count]  # type: ignore[no-any-return]
 

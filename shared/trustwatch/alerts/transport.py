@@ -1,4 +1,4 @@
-"""HTTP POST for the sinks (stdlib only, connections kept alive) and the one answer to "is this worth a retry?"."""
+"""HTTP POST for the sinks (stdlib, kept-alive connections) and "is this worth a retry?"."""
 
 from __future__ import annotations
 
