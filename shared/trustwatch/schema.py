@@ -76,7 +76,7 @@ class Constrained:
     ) -> CoreSchema:
         schema = dict(handler(source))
         schema.update(self.limits)
-        return schema  # type: ignore[return-value]
+        return schema
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
