@@ -4,26 +4,24 @@ Two sources, one model. Environment variables alone configure the common case (o
 per kind, one minimum severity); a routing file (YAML) lists sinks with their own
 severities and cloud / rule filters. File values win over the environment, which gives
 the defaults: a file sink that names no secret uses its kind's standard variable.
+
+The models are frozen dataclasses (trustwatch.schema): pydantic validates a routing file,
+imported only then; the environment's routing is built directly, so a function configured
+by environment alone never loads it for its routing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from trustwatch.alerts.secrets import SecretRef
 from trustwatch.findings import CloudName, Finding, Severity
+from trustwatch.schema import After, Constrained, Model, Tagged
 
 DEFAULT_MIN_SEVERITY = Severity.medium
 # 90 min: an hourly sweep plus its 15-minute catch-up overlap (trustwatch.sweep) stays one alert
@@ -51,18 +49,32 @@ class AlertConfigError(ValueError):
     """The routing file or the environment is wrong; the message says where and why."""
 
 
-class _Strict(BaseModel):
-    # validators built on first validation: only the models the routing in use needs
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
+def _address(value: str) -> str:
+    value = value.strip()
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or any(c in value for c in " ,;<>\r\n\t\"'"):
+        raise ValueError(f"not a plain email address: {value!r}")
+    return value
 
 
-class SinkConfigBase(_Strict):
+def _one_address(value: str | None) -> str | None:
+    return None if value is None else _address(value)
+
+
+def _addresses(value: list[str] | None) -> list[str] | None:
+    if value is not None and not value:
+        raise ValueError("at least one recipient")
+    return None if value is None else [_address(v) for v in value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SinkConfigBase(Model):
     """What every sink entry has: a name, a minimum severity, cloud and rule filters."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: Annotated[str, Constrained(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     min_severity: Severity | None = None  # None: the routing default
-    clouds: list[CloudName] = Field(default_factory=list)  # [] = all
-    rules: list[str] = Field(default_factory=list)  # glob patterns; [] = all
+    clouds: list[CloudName] = field(default_factory=list)  # [] = all
+    rules: list[str] = field(default_factory=list)  # glob patterns; [] = all
 
     def routes(self, finding: Finding, default: Severity) -> bool:
         """Does this sink want the finding (severity, cloud and rule filters)?"""
@@ -73,65 +85,75 @@ class SinkConfigBase(_Strict):
         return not self.rules or any(fnmatch.fnmatchcase(finding.rule, p) for p in self.rules)
 
 
+SLACK_TOKEN_NEEDS_CHANNEL = "a bot token needs a channel"  # file and environment alike
+
+
+@dataclass(frozen=True, kw_only=True)
 class SlackConfig(SinkConfigBase):
     """Incoming webhook, or a bot token + channel (chat.postMessage: sweep digests thread)."""
 
     type: Literal["slack"]
-    webhook_url: SecretRef | None = None
+    webhook_url: SecretRef | None = None  # neither this nor token: TRUSTWATCH_SLACK_WEBHOOK_URL
     token: SecretRef | None = None
     channel: str | None = None
     api_url: str = "https://slack.com/api/"
 
-    @model_validator(mode="after")
-    def _one_transport(self) -> SlackConfig:
+    def _check(self) -> SlackConfig:
         if self.webhook_url and self.token:
             raise ValueError("give webhook_url or token, not both")
         if self.token and not self.channel:
-            raise ValueError("a bot token needs a channel")
+            raise ValueError(SLACK_TOKEN_NEEDS_CHANNEL)
         if not self.token and not self.webhook_url:
-            self.webhook_url = SecretRef(env=ENV_SLACK_WEBHOOK)
+            return dataclasses.replace(self, webhook_url=SecretRef(env=ENV_SLACK_WEBHOOK))
         return self
 
 
+@dataclass(frozen=True, kw_only=True)
 class TeamsConfig(SinkConfigBase):
     """A Teams Workflows ("When a Teams webhook request is received") URL."""
 
     type: Literal["teams"]
-    webhook_url: SecretRef = Field(default_factory=lambda: SecretRef(env=ENV_TEAMS_WEBHOOK))
+    webhook_url: SecretRef = field(default_factory=lambda: SecretRef(env=ENV_TEAMS_WEBHOOK))
 
 
+@dataclass(frozen=True, kw_only=True)
 class WebhookConfig(SinkConfigBase):
     """Any HTTPS endpoint: the finding JSON, HMAC-SHA256 signed with `secret`."""
 
     type: Literal["webhook"]
-    url: SecretRef = Field(default_factory=lambda: SecretRef(env=ENV_WEBHOOK_URL))
-    secret: SecretRef = Field(default_factory=lambda: SecretRef(env=ENV_WEBHOOK_SECRET))
+    url: SecretRef = field(default_factory=lambda: SecretRef(env=ENV_WEBHOOK_URL))
+    secret: SecretRef = field(default_factory=lambda: SecretRef(env=ENV_WEBHOOK_SECRET))
 
 
+# Both `from` and `sender` given: the pydantic model (alias + populate_by_name) took `from`
+# and called `sender` an unknown field; _validate still reports it so.
+_SENDER_TWICE = "`from` and `sender` both given"
+
+
+@dataclass(frozen=True, kw_only=True)
 class _MailConfig(SinkConfigBase):
-    sender: str | None = Field(default=None, alias="from")  # None: TRUSTWATCH_EMAIL_FROM
-    to: list[str] | None = None  # None: TRUSTWATCH_EMAIL_TO
+    # `sender` is `from:` in the file (a Python keyword, so not the field's name)
+    sender: Annotated[str | None, After(_one_address)] = None  # None: TRUSTWATCH_EMAIL_FROM
+    to: Annotated[list[str] | None, After(_addresses)] = None  # None: TRUSTWATCH_EMAIL_TO
 
-    @field_validator("sender")
     @classmethod
-    def _one_address(cls, value: str | None) -> str | None:
-        return None if value is None else _address(value)
-
-    @field_validator("to")
-    @classmethod
-    def _addresses(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None and not value:
-            raise ValueError("at least one recipient")
-        return None if value is None else [_address(v) for v in value]
+    def _before(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "from" in data:
+            if "sender" in data:
+                raise ValueError(_SENDER_TWICE)
+            data = {("sender" if k == "from" else k): v for k, v in data.items()}
+        return data
 
 
+@dataclass(frozen=True, kw_only=True)
 class EmailConfig(_MailConfig):
     """SMTP: `smtp://user:pass@host:587` (STARTTLS), `smtps://…:465`, `?starttls=false`."""
 
     type: Literal["email"]
-    smtp_url: SecretRef = Field(default_factory=lambda: SecretRef(env=ENV_SMTP_URL))
+    smtp_url: SecretRef = field(default_factory=lambda: SecretRef(env=ENV_SMTP_URL))
 
 
+@dataclass(frozen=True, kw_only=True)
 class SesConfig(_MailConfig):
     """Amazon SES (v2 SendEmail) with the function's own AWS credentials."""
 
@@ -141,61 +163,93 @@ class SesConfig(_MailConfig):
 
 
 SinkConfig = Annotated[
-    SlackConfig | TeamsConfig | WebhookConfig | EmailConfig | SesConfig, Field(discriminator="type")
+    SlackConfig | TeamsConfig | WebhookConfig | EmailConfig | SesConfig, Tagged("type")
 ]
 
 
-class Defaults(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class Defaults(Model):
     """Settings for every sink that does not set its own."""
 
     min_severity: Severity | None = None
 
 
-class DedupConfig(_Strict):
+@dataclass(frozen=True, kw_only=True)
+class DedupConfig(Model):
     """The dedup window: one alert per finding id per `window_s` seconds."""
 
-    window_s: int | None = Field(default=None, ge=0)
+    window_s: Annotated[int, Constrained(ge=0)] | None = None
 
 
-class DeliveryConfig(_Strict):
-    """How hard each message is tried.
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    """How hard each message is tried: the settings in force (file > environment > default).
 
     `attempts` tries, each bounded by `timeout_s`; waits between them grow from
     `base_delay_s` (full jitter), capped (Retry-After too) at `max_delay_s`.
     """
 
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    attempts: int = Field(default=3, ge=1, le=10)
-    base_delay_s: float = Field(default=0.5, ge=0)
-    max_delay_s: float = Field(default=10.0, ge=0)
+    timeout_s: float = 10.0
+    attempts: int = 3
+    base_delay_s: float = 0.5
+    max_delay_s: float = 10.0
+
+    def within_limits(self) -> bool:
+        """DeliveryConfig's limits, checked without pydantic (NaN fails them there too)."""
+        return (
+            0 < self.timeout_s <= 120
+            and 1 <= self.attempts <= 10
+            and self.base_delay_s >= 0
+            and self.max_delay_s >= 0
+        )
 
 
-class Routing(_Strict):
+# DeliveryConfig's fields: None is "not in the file" (the environment, then Delivery's
+# default, decide). pydantic sees the number types alone, so `timeout_s: null` in the file
+# is still "Input should be a valid number" (it does not validate defaults).
+if TYPE_CHECKING:
+    _Timeout = float | None
+    _Attempts = int | None
+    _Delay = float | None
+else:
+    _Timeout = Annotated[float, Constrained(gt=0, le=120)]
+    _Attempts = Annotated[int, Constrained(ge=1, le=10)]
+    _Delay = Annotated[float, Constrained(ge=0)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryConfig(Model):
+    """The routing file's `delivery:` section (see Delivery); None: not set there."""
+
+    timeout_s: _Timeout = None
+    attempts: _Attempts = None
+    base_delay_s: _Delay = None
+    max_delay_s: _Delay = None
+
+    def given(self) -> dict[str, float]:
+        """The values the file sets."""
+        found = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in found.items() if v is not None}
+
+
+def _unique_names(sinks: list[SinkConfigBase]) -> list[SinkConfigBase]:
+    seen: set[str] = set()
+    for sink in sinks:
+        if sink.name in seen:
+            raise ValueError(f"sink name {sink.name!r} is used twice")
+        seen.add(sink.name)
+    return sinks
+
+
+@dataclass(frozen=True, kw_only=True)
+class Routing(Model):
     """A routing file: defaults, dedup, delivery settings and the sinks."""
 
     version: Literal[1] = 1
-    defaults: Defaults = Field(default_factory=Defaults)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
-    sinks: list[SinkConfig] = Field(default_factory=list)
-
-    @field_validator("sinks")
-    @classmethod
-    def _unique_names(cls, sinks: list[SinkConfigBase]) -> list[SinkConfigBase]:
-        seen: set[str] = set()
-        for sink in sinks:
-            if sink.name in seen:
-                raise ValueError(f"sink name {sink.name!r} is used twice")
-            seen.add(sink.name)
-        return sinks
-
-
-def _address(value: str) -> str:
-    value = value.strip()
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or any(c in value for c in " ,;<>\r\n\t\"'"):
-        raise ValueError(f"not a plain email address: {value!r}")
-    return value
+    defaults: Defaults = field(default_factory=Defaults)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    sinks: Annotated[list[SinkConfig], After(_unique_names)] = field(default_factory=list)
 
 
 def addresses(value: str) -> list[str]:
@@ -229,28 +283,36 @@ def _number(environ: Mapping[str, str], name: str, kind: type[int] | type[float]
 
 
 def routing_from_env(environ: Mapping[str, str]) -> Routing:
-    """The sinks the standard environment variables configure (none set: no sinks)."""
-    sinks: list[dict[str, object]] = []
+    """The sinks the standard environment variables configure (none set: no sinks).
+
+    Built directly, without pydantic (a cold start would pay for its import and the
+    routing's validators): the values are ours but for the variables checked here.
+    """
+    sinks: list[SinkConfig] = []
     if environ.get(ENV_SLACK_WEBHOOK):
-        sinks.append({"name": "slack", "type": "slack"})
+        sinks.append(
+            SlackConfig(name="slack", type="slack", webhook_url=SecretRef(env=ENV_SLACK_WEBHOOK))
+        )
     elif environ.get(ENV_SLACK_TOKEN):
         channel = environ.get(ENV_SLACK_CHANNEL) or None
-        token = {"env": ENV_SLACK_TOKEN}
-        sinks.append({"name": "slack", "type": "slack", "token": token, "channel": channel})
+        if channel is None:  # SlackConfig's check, worded as it was (slack is the first sink)
+            raise AlertConfigError(f"environment: sinks[0]: {SLACK_TOKEN_NEEDS_CHANNEL}")
+        token = SecretRef(env=ENV_SLACK_TOKEN)
+        sinks.append(SlackConfig(name="slack", type="slack", token=token, channel=channel))
     if environ.get(ENV_TEAMS_WEBHOOK):
-        sinks.append({"name": "teams", "type": "teams"})
+        sinks.append(TeamsConfig(name="teams", type="teams"))
     if environ.get(ENV_WEBHOOK_URL):
         if not environ.get(ENV_WEBHOOK_SECRET):
             raise AlertConfigError(
                 f"{ENV_WEBHOOK_URL} is set but {ENV_WEBHOOK_SECRET} is not: "
                 "webhook posts are always signed"
             )
-        sinks.append({"name": "webhook", "type": "webhook"})
+        sinks.append(WebhookConfig(name="webhook", type="webhook"))
     if environ.get(ENV_SMTP_URL):
-        sinks.append({"name": "email", "type": "email"})
+        sinks.append(EmailConfig(name="email", type="email"))
     elif environ.get(ENV_SES_REGION):
-        sinks.append({"name": "email", "type": "ses"})
-    return _validate({"sinks": sinks}, "environment")
+        sinks.append(SesConfig(name="email", type="ses"))
+    return Routing(sinks=sinks)
 
 
 def env_window(environ: Mapping[str, str]) -> int | None:
@@ -266,6 +328,20 @@ def env_delivery(environ: Mapping[str, str]) -> dict[str, float]:
         "attempts": _number(environ, ENV_ATTEMPTS, int),
     }
     return {k: v for k, v in found.items() if v is not None}
+
+
+def delivery_from(file: DeliveryConfig, environ: Mapping[str, str]) -> Delivery:
+    """The delivery settings in force: the file's, else the environment's, else the defaults.
+
+    Raises AlertConfigError for a malformed variable, and pydantic's ValidationError
+    (as it always did) for a value out of range.
+    """
+    values: dict[str, Any] = {**env_delivery(environ), **file.given()}
+    delivery = Delivery(**values)
+    if not delivery.within_limits():
+        # an environment value out of range (the file's were checked): pydantic says which
+        DeliveryConfig.model_validate(values)
+    return delivery
 
 
 def load_routing(path: str | Path) -> Routing:
@@ -289,7 +365,9 @@ def load_routing(path: str | Path) -> Routing:
     return _validate(data, str(path))
 
 
-def _validate(data: object, source: str) -> Routing:
+def _validate(data: dict[str, Any], source: str) -> Routing:
+    from pydantic import ValidationError  # a routing file only: the environment needs none
+
     try:
         return Routing.model_validate(data)
     except ValidationError as exc:
@@ -297,9 +375,32 @@ def _validate(data: object, source: str) -> Routing:
         for err in exc.errors():
             # Drop pydantic's union-branch names (`slack`, `function-after[…]`) from the path.
             loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TAGS))]
+            msg = err["msg"].removeprefix("Value error, ")
+            # a dataclass's words where they differ from a model's, which users know
+            if err["type"] == "unexpected_keyword_argument":
+                msg = _UNKNOWN_FIELD
+            elif err["type"] == "dataclass_type":
+                msg = (
+                    f"Input should be a valid dictionary or instance of {err['ctx']['class_name']}"
+                )
+            elif msg == _SENDER_TWICE:
+                loc, msg = [*loc, "sender"], _UNKNOWN_FIELD
+            elif loc and loc[-1] == "sender" and "from" in _entry(data, loc[:-1]):
+                loc[-1] = "from"  # the key the file used
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-            problems.append(f"{where or '(top)'}: {err['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{where or '(top)'}: {msg}")
         raise AlertConfigError(f"{source}: " + "; ".join(problems)) from None
 
 
 _TAGS = {"slack", "teams", "webhook", "email", "ses"}
+_UNKNOWN_FIELD = "Extra inputs are not permitted"  # pydantic's message for a model's
+
+
+def _entry(data: object, path: list[int | str]) -> Mapping[str, object]:
+    """The mapping in `data` at `path` (a sink entry), or {} if there is none."""
+    for part in path:
+        try:
+            data = data[part]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return data if isinstance(data, dict) else {}

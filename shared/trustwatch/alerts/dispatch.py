@@ -30,14 +30,15 @@ from trustwatch.alerts.config import (
     ENV_EMAIL_TO,
     ENV_ROUTING,
     AlertConfigError,
-    DeliveryConfig,
+    Delivery,
     EmailConfig,
     SesConfig,
+    SinkConfigBase,
     SlackConfig,
     TeamsConfig,
     WebhookConfig,
     addresses,
-    env_delivery,
+    delivery_from,
     env_min_severity,
     env_window,
     load_routing,
@@ -48,6 +49,7 @@ from trustwatch.alerts.sinks import Sink, SlackBotSink, SlackWebhookSink, TeamsS
 from trustwatch.alerts.transport import HTTPStatusError
 from trustwatch.dedup import DedupStore, MemoryDedupStore
 from trustwatch.findings import Finding
+from trustwatch.schema import model_fields
 
 log = logging.getLogger("trustwatch.alerts")
 DIGEST_ID = "digest"  # how a DeliveryReport names a sweep's digest
@@ -150,9 +152,7 @@ class Dispatcher:
         env = dict(os.environ if environ is None else environ)
         path = routing_file or env.get(ENV_ROUTING) or None
         routing = load_routing(path) if path else routing_from_env(env)
-        delivery = DeliveryConfig(
-            **{**env_delivery(env), **routing.delivery.model_dump(exclude_unset=True)}
-        )
+        delivery = delivery_from(routing.delivery, env)
         window = routing.dedup.window_s
         if window is None:
             window = env_window(env)
@@ -331,9 +331,9 @@ def _is_message_specific(exc: BaseException) -> bool:
 
 
 def _build_sink(
-    config: object,
+    config: SinkConfigBase,
     env: Mapping[str, str],
-    delivery: DeliveryConfig,
+    delivery: Delivery,
     default_severity: object,
     sleep: Callable[[float], None],
 ) -> Sink:
@@ -348,7 +348,7 @@ def _build_sink(
     else:
         cls = _SINK_TYPES[type(config)]
     return cls(
-        config,  # type: ignore[arg-type]
+        config,
         environ=env,
         delivery=delivery,
         default_severity=default_severity,  # type: ignore[arg-type]
@@ -356,10 +356,10 @@ def _build_sink(
     )
 
 
-def _check_env_references(config: object, env: Mapping[str, str]) -> None:
+def _check_env_references(config: SinkConfigBase, env: Mapping[str, str]) -> None:
     """Fail at start-up, not at the first alert, when a referenced variable is missing."""
-    name = getattr(config, "name", "?")
-    for field_name in type(config).model_fields:  # type: ignore[attr-defined]
+    name = config.name
+    for field_name in model_fields(type(config)):
         ref = getattr(config, field_name)
         if isinstance(ref, SecretRef) and ref.env and not env.get(ref.env):
             raise AlertConfigError(

@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from trustwatch.schema import Model
 
 # Environment values of these forms are references, not secrets (`#key` picks a JSON field).
 ENV_REFERENCE_PREFIXES = {"aws-secret:": "aws_secret", "ssm:": "ssm", "gcp-secret:": "gcp_secret"}
@@ -24,14 +26,13 @@ class SecretError(RuntimeError):
     """A secret could not be resolved; the message names the reference, never the value."""
 
 
-class SecretRef(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class SecretRef(Model):
     """Where a secret lives: exactly one of env / aws_secret / ssm / gcp_secret.
 
     `key` reads one field of a JSON secret (Secrets Manager secrets are often
     `{"webhook_url": …}`).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     env: str | None = None
     aws_secret: str | None = None
@@ -39,9 +40,16 @@ class SecretRef(BaseModel):
     gcp_secret: str | None = None
     key: str | None = None
 
-    @model_validator(mode="before")
+    def __post_init__(self) -> None:
+        # here, not in _check: environment values (`ssm:…`) build references directly too
+        given = [k for k in ("env", "aws_secret", "ssm", "gcp_secret") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "a secret reference names exactly one of env, aws_secret, ssm, gcp_secret"
+            )
+
     @classmethod
-    def _no_literal_secrets(cls, data: object) -> object:
+    def _before(cls, data: Any) -> Any:
         if isinstance(data, str):
             raise ValueError(
                 "secrets are never written in the routing file: use {env: NAME}, "
@@ -49,21 +57,12 @@ class SecretRef(BaseModel):
             )
         return data
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        given = [k for k in ("env", "aws_secret", "ssm", "gcp_secret") if getattr(self, k)]
-        if len(given) != 1:
-            raise ValueError(
-                "a secret reference names exactly one of env, aws_secret, ssm, gcp_secret"
-            )
-        return self
-
     def describe(self) -> str:
         """Where the secret lives, for error messages (never the value)."""
         for kind in ("env", "aws_secret", "ssm", "gcp_secret"):
             if value := getattr(self, kind):
                 return f"{kind} {value}" + (f"#{self.key}" if self.key else "")
-        return "?"  # pragma: no cover - the validator guarantees one
+        return "?"  # pragma: no cover - __post_init__ guarantees one
 
     def resolve(self, environ: Mapping[str, str]) -> str:
         """The secret's value; raises SecretError (without the value) if it can't be read."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from trustwatch.alerts import formats
 from trustwatch.alerts.config import (
-    DeliveryConfig,
+    Delivery,
     SinkConfigBase,
     SlackConfig,
     TeamsConfig,
@@ -64,7 +64,7 @@ class Sink(ABC):
         config: SinkConfigBase,
         *,
         environ: Mapping[str, str],
-        delivery: DeliveryConfig,
+        delivery: Delivery,
         default_severity: Severity,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

@@ -3,7 +3,7 @@
 The SDK's loop decides when to try again (handlers: https://docs.slack.dev/tools/
 python-slack-sdk/reference/http_retry/builtin_handlers.html); these subclasses only
 bound it the way every sink is bound
-(`DeliveryConfig`): at most `attempts` tries in all, full-jitter waits capped at
+(`Delivery`): at most `attempts` tries in all, full-jitter waits capped at
 `max_delay_s`, a server's Retry-After honoured but capped too, and the waits go through
 the sink's `sleep` (tests pass a recorder). The retried failures are those of
 `transport.transient`: 408/425/429/5xx answers and dropped or refused connections, but
@@ -25,7 +25,7 @@ from slack_sdk.http_retry import (
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.http_retry.response import HttpResponse
 
-from trustwatch.alerts.config import DeliveryConfig
+from trustwatch.alerts.config import Delivery
 from trustwatch.alerts.transport import RETRY_STATUS, transient
 from trustwatch.retry import backoff_delay, parse_retry_after
 
@@ -36,7 +36,7 @@ OnRetry = Callable[[int, str, float], None]
 class _FullJitter(RetryIntervalCalculator):
     """Uniform in [0, min(max_delay, base · 2^n)] (the SDK's default adds up to 1 s)."""
 
-    def __init__(self, delivery: DeliveryConfig) -> None:
+    def __init__(self, delivery: Delivery) -> None:
         self.delivery = delivery
 
     def calculate_sleep_duration(self, current_attempt: int) -> float:
@@ -48,7 +48,7 @@ class _Bounded(RetryHandler):
     """The wait of the SDK's handlers, through the sink's sleep and capped."""
 
     def __init__(
-        self, delivery: DeliveryConfig, sleep: Callable[[float], None], on_retry: OnRetry
+        self, delivery: Delivery, sleep: Callable[[float], None], on_retry: OnRetry
     ) -> None:
         # The SDK counts retries, in one state shared by all handlers of a client.
         super().__init__(delivery.attempts - 1, _FullJitter(delivery))
@@ -118,7 +118,7 @@ class _ConnectionError(_Bounded, ConnectionErrorRetryHandler):
 
 
 def retry_handlers(
-    delivery: DeliveryConfig, *, sleep: Callable[[float], None], on_retry: OnRetry
+    delivery: Delivery, *, sleep: Callable[[float], None], on_retry: OnRetry
 ) -> list[RetryHandler]:
     """The handlers for a slack-sdk client: `delivery.attempts` tries in all."""
     return [handler(delivery, sleep, on_retry) for handler in _HANDLERS]
