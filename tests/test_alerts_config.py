@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
 from alerts_support import aws_trust_finding, gcp_bucket_finding
 from trustwatch.alerts import AlertConfigError, Dispatcher, load_routing, routing_from_env
-from trustwatch.alerts.config import SlackConfig
+from trustwatch.alerts.config import EmailConfig, SlackConfig
 from trustwatch.alerts.secrets import SecretError, SecretRef, reference_from_env_value
 from trustwatch.findings import Severity
 
@@ -116,6 +117,18 @@ def test_routing_file_from_the_environment_variable(tmp_path: Path) -> None:
         ("sinks: [{name: a, type: slack}, {name: a, type: teams}]", "used twice"),
         ("sinks: [{name: s, type: slack, token: {env: T}}]", "a bot token needs a channel"),
         ("sinks: [{name: s, type: email, to: ['not an address']}]", "not a plain email address"),
+        ("sinks: [{name: s, type: ses, from: bad}]", "sinks[0].from: not a plain email address"),
+        ("sinks: [{name: s, type: email, from: 5}]", "sinks[0].from: Input should be a valid str"),
+        ("sinks: [{name: s, type: ses, sender: bad}]", "sinks[0].sender: not a plain email"),
+        (
+            "sinks: [{name: s, type: email, from: a@example.com, sender: b@example.com}]",
+            "sinks[0].sender: Extra inputs are not permitted",
+        ),
+        ("delivery: {timeout_s: null}", "delivery.timeout_s: Input should be a valid number"),
+        ("delivery: {attempts: 11}", "delivery.attempts: Input should be less than or equal to 10"),
+        ("dedup: {window_s: -1}", "dedup.window_s: Input should be greater than or equal to 0"),
+        ("defaults: 5", "defaults: Input should be a valid dictionary or instance of Defaults"),
+        ("sinks: [{name: '-x', type: teams}]", "sinks[0].name: String should match pattern"),
         ("sinks: [{name: s, type: webhook, secret: {env: A, ssm: B}}]", "exactly one of"),
         ("version: 2", "version: Input should be 1"),
         ("sinks: [a, b", "r.yaml:2:1: not valid YAML (expected ',' or ']'"),
@@ -129,6 +142,19 @@ def test_routing_file_errors_name_the_field(tmp_path: Path, text: str, message: 
         load_routing(path)
     assert str(caught.value).startswith(str(path))
     assert message in str(caught.value)
+
+
+def test_file_sinks_are_frozen_with_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "sinks: [{name: s, type: slack}, {name: m, type: email, from: a@example.com}]\n"
+    )
+    slack, mail = load_routing(path).sinks
+    assert isinstance(slack, SlackConfig)
+    assert slack.webhook_url == SecretRef(env="TRUSTWATCH_SLACK_WEBHOOK_URL")
+    assert isinstance(mail, EmailConfig) and mail.sender == "a@example.com" and mail.to is None
+    with pytest.raises(FrozenInstanceError):
+        slack.name = "other"  # type: ignore[misc]
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -165,6 +191,72 @@ def test_environment_errors_are_clear(env: dict[str, str], message: str) -> None
     assert message in str(caught.value)
 
 
+def test_a_slack_token_without_a_channel_is_an_environment_error() -> None:
+    with pytest.raises(AlertConfigError) as caught:
+        Dispatcher.from_env({"TRUSTWATCH_SLACK_BOT_TOKEN": "xoxb-1"})
+    assert str(caught.value) == "environment: sinks[0]: a bot token needs a channel"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TRUSTWATCH_ALERT_TIMEOUT": "0"}, "Input should be greater than 0"),
+        ({"TRUSTWATCH_ALERT_TIMEOUT": "500"}, "Input should be less than or equal to 120"),
+        ({"TRUSTWATCH_ALERT_ATTEMPTS": "0"}, "Input should be greater than or equal to 1"),
+    ],
+)
+def test_environment_delivery_out_of_range_is_pydantics_error(
+    env: dict[str, str], message: str
+) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        Dispatcher.from_env({"TRUSTWATCH_SLACK_WEBHOOK_URL": "https://h.example/x", **env})
+    assert "validation error for DeliveryConfig" in str(caught.value)
+    assert message in str(caught.value)
+
+
+def test_environment_routing_imports_no_pydantic() -> None:
+    # findings.py imports pydantic for now, so sys.modules alone cannot tell: also watch
+    # every import statement, and that no TypeAdapter was built.
+    code = (
+        "import builtins, sys\n"
+        "import trustwatch.findings\n"
+        "before = set(sys.modules)\n"
+        "seen = []\n"
+        "real = builtins.__import__\n"
+        "def spy(name, *args, **kwargs):\n"
+        "    if name.split('.')[0] in ('pydantic', 'pydantic_core'):\n"
+        "        seen.append(name)\n"
+        "    return real(name, *args, **kwargs)\n"
+        "builtins.__import__ = spy\n"
+        "from trustwatch import schema\n"
+        "from trustwatch.alerts import Dispatcher\n"
+        "env = {\n"
+        "    'TRUSTWATCH_WEBHOOK_URL': 'https://siem.example.com/in',\n"
+        "    'TRUSTWATCH_WEBHOOK_SECRET': 'k' * 32,\n"
+        "    'TRUSTWATCH_SLACK_WEBHOOK_URL': 'https://hooks.slack.com/services/T/B/x',\n"
+        "    'TRUSTWATCH_TEAMS_WEBHOOK_URL': 'https://prod.westeurope.logic.azure.com/x',\n"
+        "    'TRUSTWATCH_SMTP_URL': 'smtp://u:p@mail.example.com:587',\n"
+        "    'TRUSTWATCH_EMAIL_FROM': 'tw@example.com',\n"
+        "    'TRUSTWATCH_EMAIL_TO': 'a@example.com,b@example.com',\n"
+        "    'TRUSTWATCH_MIN_SEVERITY': 'high',\n"
+        "    'TRUSTWATCH_DEDUP_WINDOW': '600',\n"
+        "    'TRUSTWATCH_ALERT_TIMEOUT': '3.5',\n"
+        "    'TRUSTWATCH_ALERT_ATTEMPTS': '5',\n"
+        "}\n"
+        "d = Dispatcher.from_env(env)\n"
+        "builtins.__import__ = real\n"
+        "assert d.sinks == ['slack', 'teams', 'webhook', 'email'], d.sinks\n"
+        "new = sorted(m for m in set(sys.modules) - before if m.startswith('pydantic'))\n"
+        "print(new, sorted(set(seen)), [c.__name__ for c in schema._adapters])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[] [] []"
+
+
 def test_a_referenced_variable_that_is_missing_fails_at_start(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("sinks: [{name: t, type: teams}]\n")
@@ -184,6 +276,14 @@ def test_env_values_may_be_references() -> None:
         gcp_secret="projects/p/secrets/s"
     )
     assert reference_from_env_value("https://hooks.slack.com/x") is None
+    with pytest.raises(ValueError, match="exactly one of"):
+        reference_from_env_value("ssm:#key")  # built directly: __post_init__ checks it
+
+
+@pytest.mark.parametrize("fields", [{}, {"env": "A", "ssm": "B"}, {"key": "k"}, {"env": ""}])
+def test_a_secret_reference_names_exactly_one_place(fields: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="exactly one of env, aws_secret, ssm, gcp_secret"):
+        SecretRef(**fields)
 
 
 def test_secret_errors_name_the_reference_not_the_value() -> None:
