@@ -25,6 +25,7 @@ The same paths through the real function and the CLI: test_remediate_gcp_functio
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -530,7 +531,7 @@ def test_stale_key_events_are_skipped(gcp, rbaseline):
 
 def test_a_grant_the_baseline_now_allows_is_skipped(gcp, rbaseline):
     found = findings_of(sa_policy(COMPUTE, add(TOKEN_CREATOR, MALLORY)), rbaseline)
-    widened = rbaseline.model_copy(deep=True)
+    widened = copy.deepcopy(rbaseline)
     widened.gcp.projects[PROJECT].service_accounts[COMPUTE].impersonators.append(MALLORY)
     gcp.policies[COMPUTE_KEY] = policy({TOKEN_CREATOR: [MALLORY]})
     remediator = remediator_for(gcp)

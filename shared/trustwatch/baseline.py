@@ -1,77 +1,73 @@
-"""The baseline file (Contract 1): pydantic models and a YAML loader with precise errors.
+"""The baseline file (Contract 1): its dataclasses and a YAML loader with precise errors.
 
 Core holds what every baseline has (version, databricks, defaults, actors); each cloud's
-section (`aws:`, `azure:`, …) is the model its folder declares
-(`CloudPlugin.baseline_section`), assembled into one model by `baseline_model()`.
+section (`aws:`, `azure:`, …) is the dataclass its folder declares
+(`CloudPlugin.baseline_section`), assembled into one class by `baseline_model()`. They are
+`trustwatch.schema` models: pydantic checks a baseline file (`parse_baseline`), and a
+function that loads its compiled baseline (`trustwatch.compiled`) never imports it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
-from pydantic_core import ErrorDetails
-
 from trustwatch import clouds
 from trustwatch.findings import Severity
+from trustwatch.schema import Model
 
 if TYPE_CHECKING:
     import yaml
+    from pydantic_core import ErrorDetails
 
 Mode = Literal["alert", "remediate"]
 
 
-class Strict(BaseModel):
-    """The base of every baseline model: unknown fields are errors, values are frozen.
-
-    Validators are built on first validation (`defer_build`): a function that loads its
-    compiled baseline (`trustwatch.compiled`) never validates, so never pays for them.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class Databricks(Strict):
+@dataclass(frozen=True)
+class Databricks(Model):
     account_id: str
 
 
-class Defaults(Strict):
+@dataclass(frozen=True)
+class Defaults(Model):
     mode: Mode = "alert"
     min_severity: Severity = Severity.medium
 
 
-class Actors(Strict):
-    responder: list[str] = Field(default_factory=list)
-    approved: list[str] = Field(default_factory=list)
+@dataclass(frozen=True)
+class Actors(Model):
+    responder: list[str] = field(default_factory=list)
+    approved: list[str] = field(default_factory=list)
 
 
-class Baseline(Strict):
+@dataclass(frozen=True)
+class Baseline(Model):
     """The parts every baseline has; `baseline_model()` adds one field per cloud section,
     read as `baseline.<cloud name>` (each cloud's rules read their own)."""
 
     version: Literal[1] = 1
     databricks: Databricks | None = None
-    defaults: Defaults = Field(default_factory=Defaults)
-    actors: Actors = Field(default_factory=Actors)
+    defaults: Defaults = field(default_factory=Defaults)
+    actors: Actors = field(default_factory=Actors)
 
     if TYPE_CHECKING:  # the cloud sections are fields of the assembled subclass
 
         def __getattr__(self, name: str) -> Any: ...
 
-    @model_validator(mode="after")
-    def _sections_agree(self) -> Baseline:
+    def _check(self) -> Baseline:
         problems = [p for cloud in clouds.registered() for p in cloud.check_baseline(self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> Baseline:
-        """Validate with every registered cloud's section (the assembled model)."""
+    def model_validate(cls, data: Any) -> Baseline:
+        """Validate with every registered cloud's section (the assembled class)."""
         if cls is Baseline:
-            return baseline_model().model_validate(obj, **kwargs)
-        return super().model_validate(obj, **kwargs)
+            return baseline_model().model_validate(data)
+        return super().model_validate(data)
 
     def mode_for(self, override: Mode | None) -> Mode:
         return override or self.defaults.mode
@@ -88,11 +84,13 @@ def baseline_model() -> type[Baseline]:
     """Baseline with a field per registered cloud (rebuilt when the registry changes)."""
     global _assembled
     if _assembled is None:
-        sections: dict[str, Any] = {}
+        sections = []
         for cloud in clouds.registered():
             model = cloud.baseline_section()
-            sections[cloud.name] = (model, Field(default_factory=model))
-        _assembled = create_model("Baseline", __base__=Baseline, **sections)
+            sections.append((cloud.name, model, field(default_factory=model)))
+        assembled = dataclasses.make_dataclass("Baseline", sections, bases=(Baseline,), frozen=True)
+        assembled.__module__ = __name__  # its compiled form names it trustwatch.baseline
+        _assembled = assembled
     return _assembled
 
 
@@ -153,7 +151,7 @@ def _node_lines(
 def describe_error(err: ErrorDetails) -> str:
     """A pydantic error as a sentence a user can act on (no pydantic jargon)."""
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return "unknown field"
     if kind == "missing":
         return "required field is missing"
@@ -182,6 +180,7 @@ def _load_yaml(text: str, lines: dict[tuple[str, ...], int]) -> Any:
 def parse_baseline(text: str, source: str = "<baseline>") -> Baseline:
     """Validate YAML text as a baseline; raises BaselineError with every problem found."""
     import yaml
+    from pydantic import ValidationError
 
     lines: dict[tuple[str, ...], int] = {}
     try:

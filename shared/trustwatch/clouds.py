@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, runtime_checkable
 from typing_extensions import override
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from trustwatch.alerts.links import Link
     from trustwatch.changes import Change, Skipped
     from trustwatch.dedup import DedupStore
     from trustwatch.findings import Finding
     from trustwatch.remediation import Remediator
+    from trustwatch.schema import Model
     from trustwatch.sweep import StateModule
     from trustwatch.sweepstate import SweepStateStore
 
@@ -79,8 +78,8 @@ class CloudPlugin(Protocol):
     name: str  # the key of its baseline section, `Finding.cloud`, `functions/<name>/`
     entry_point: str  # the file in functions/<name>/ that the platform calls
 
-    def baseline_section(self) -> type[BaseModel]:
-        """The pydantic model of the cloud's section of the baseline file."""
+    def baseline_section(self) -> type[Model]:
+        """The dataclass (`trustwatch.schema.Model`) of the cloud's section of the baseline file."""
         ...
 
     def check_baseline(self, baseline: Any) -> list[str]:
@@ -276,8 +275,8 @@ class CloudFolder(CloudPlugin):
         return importlib.import_module(f"{self.package}.{part}")
 
     @override
-    def baseline_section(self) -> type[BaseModel]:
-        section: type[BaseModel] = self._module("baseline").Section
+    def baseline_section(self) -> type[Model]:
+        section: type[Model] = self._module("baseline").Section
         return section
 
     @override

@@ -4,12 +4,13 @@
 precise errors, and writes `baseline.compiled.json` beside `baseline.yaml`: every model
 node of the validated baseline with all its field values (defaults and normalizations
 included) and the class it is, a format version, and the sha256 of the YAML it came from.
-A function loads it with `model_construct`: the same model classes the rules read, built
-without parsing YAML or running validators (on a cold start those cost more than the
-event). A compiled file that does not match its YAML (another hash, format or set of
-fields) is refused with a `CompiledBaselineError`; the caller then validates the YAML.
+A function builds the same dataclasses the rules read from it (`trustwatch.schema`),
+without parsing YAML, running checks or importing pydantic (on a cold start those cost
+more than the event). A compiled file that does not match its YAML (another hash, format
+or set of fields) is refused with a `CompiledBaselineError`; the caller then validates the
+YAML.
 
-Encoding: a model is `{"$model": "module:Class", "set": [fields given], "fields": {...}}`;
+Encoding: a model is `{"$model": "module:Class", "fields": {...}}`;
 a mapping with a key beginning with `$` is wrapped as `{"$dict": {...}}`; an enum member is
 `{"$enum": "module:Class", "value": ...}`; lists, strings, numbers, booleans and null are
 themselves. Nothing else is a baseline value: compiling anything else is refused.
@@ -24,12 +25,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from trustwatch.baseline import Baseline, baseline_model
+from trustwatch.schema import Model, model_fields
 
 FORMAT = "trustwatch-compiled-baseline"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: dataclasses, no "set" (the fields given) per model
 SUFFIX = ".compiled.json"
 
 
@@ -93,13 +93,9 @@ def _name(cls: type) -> str:
 
 
 def _encode(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        fields = {name: _encode(getattr(value, name)) for name in type(value).model_fields}
-        return {
-            "$model": _name(type(value)),
-            "set": sorted(value.model_fields_set),
-            "fields": fields,
-        }
+    if isinstance(value, Model):
+        fields = {name: _encode(getattr(value, name)) for name in model_fields(type(value))}
+        return {"$model": _name(type(value)), "fields": fields}
     if isinstance(value, enum.Enum):
         return {"$enum": _name(type(value)), "value": value.value}
     if isinstance(value, dict):
@@ -122,13 +118,11 @@ def _decode(value: Any) -> Any:
     if "$model" in value:
         cls = _model_class(value["$model"])
         fields = value.get("fields")
-        given = value.get("set")
-        if not isinstance(fields, dict) or not isinstance(given, list):
+        if not isinstance(fields, dict):
             raise CompiledBaselineError(f"model {value['$model']!r} without fields")
-        if set(fields) != set(cls.model_fields):  # compiled by a trustwatch of other models
+        if set(fields) != set(model_fields(cls)):  # compiled by a trustwatch of other models
             raise CompiledBaselineError(f"{value['$model']} has other fields than this one's")
-        values = {name: _decode(item) for name, item in fields.items()}
-        return cls.model_construct(_fields_set=set(given), **values)
+        return cls(**{name: _decode(item) for name, item in fields.items()})
     if "$enum" in value:
         enum_cls = _class(value["$enum"])
         if not issubclass(enum_cls, enum.Enum):
@@ -145,11 +139,11 @@ def _decode(value: Any) -> Any:
     return {key: _decode(item) for key, item in value.items()}
 
 
-def _model_class(name: Any) -> type[BaseModel]:
+def _model_class(name: Any) -> type[Model]:
     if name == _name(Baseline):  # the assembled model (one field per cloud) carries its name
         return baseline_model()
     cls = _class(name)
-    if not issubclass(cls, BaseModel):
+    if not issubclass(cls, Model):
         raise CompiledBaselineError(f"{name!r} is not a baseline model")
     return cls
 

@@ -144,12 +144,15 @@ class Model:
         """JSON text checked as this class."""
         return adapter(cls).validate_json(text)  # type: ignore[no-any-return]
 
-    def model_dump(self, mode: Literal["python", "json"] = "python") -> dict[str, Any]:
+    def model_dump(
+        self, mode: Literal["python", "json"] = "python", *, exclude_none: bool = False
+    ) -> dict[str, Any]:
         """The fields as a dict, nested models too.
 
-        In "json" mode enums are their values and tuples lists (what `json.dumps` takes).
+        `exclude_none` leaves out each model's fields that are None. In "json" mode enums
+        are their values and tuples lists (what `json.dumps` takes).
         """
-        return dump(self, mode == "json")  # type: ignore[no-any-return]
+        return dump(self, mode == "json", exclude_none)  # type: ignore[no-any-return]
 
     def model_copy(self, update: dict[str, Any] | None = None) -> Self:
         """A copy with the fields in `update` replaced (not validated, as pydantic's)."""
@@ -165,20 +168,21 @@ def _declared(cls: type) -> set[str]:
     return {name for klass in cls.__mro__ if klass is not Model for name in vars(klass)}
 
 
-def dump(value: Any, json_mode: bool) -> Any:
+def dump(value: Any, json_mode: bool, exclude_none: bool = False) -> Any:
     """A Model, or anything holding Models, as plain dicts and lists."""
     if isinstance(value, Model):
         data = {
-            f.name: dump(getattr(value, f.name), json_mode)
+            f.name: dump(getattr(value, f.name), json_mode, exclude_none)
             for f in dataclasses.fields(value)  # type: ignore[arg-type]
+            if not (exclude_none and getattr(value, f.name) is None)
         }
         return value._omit(data)
     if isinstance(value, dict):
-        return {key: dump(item, json_mode) for key, item in value.items()}
+        return {key: dump(item, json_mode, exclude_none) for key, item in value.items()}
     if isinstance(value, list):
-        return [dump(item, json_mode) for item in value]
+        return [dump(item, json_mode, exclude_none) for item in value]
     if isinstance(value, (tuple, set, frozenset)):
-        items = [dump(item, json_mode) for item in value]
+        items = [dump(item, json_mode, exclude_none) for item in value]
         return items if json_mode else type(value)(items)
     if json_mode and isinstance(value, enum.Enum):
         return value.value

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from trustwatch.baseline import Strict
+from dataclasses import dataclass, field
+
+from trustwatch.schema import Model
 
 
-class ToySection(Strict):
-    grants: dict[str, list[str]] = Field(default_factory=dict)  # role -> members
+@dataclass(frozen=True)
+class ToySection(Model):
+    grants: dict[str, list[str]] = field(default_factory=dict)  # role -> members
 
     def summary(self) -> str:
         return f"{len(self.grants)} toy roles"

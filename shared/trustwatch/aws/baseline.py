@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-
-from trustwatch.baseline import Mode, Strict, describe_error
+from trustwatch.baseline import Mode, describe_error
+from trustwatch.schema import After, Before, Model
 
 AWS_TRUST_TEMPLATES = {"databricks-cross-account", "databricks-unity-catalog", "ec2"}
 AWS_POLICY_TEMPLATES = {"databricks-crossaccount-policy"}
@@ -31,7 +31,8 @@ _PARAM_NAMES = ("external_id", "policy_type", "pass_roles", "region", "vpc_id",
                 "security_group_id", "full_access_role", "databricks_e2_account_id")  # fmt: skip
 
 
-class TemplateRef(Strict):
+@dataclass(frozen=True)
+class TemplateRef(Model):
     """A named policy template with its parameters."""
 
     template: str
@@ -47,8 +48,7 @@ class TemplateRef(Strict):
     full_access_role: str | None = None
     databricks_e2_account_id: str | None = None
 
-    @model_validator(mode="after")
-    def _known_template(self) -> TemplateRef:
+    def _check(self) -> TemplateRef:
         if self.template not in _TEMPLATE_PARAMS:
             known = ", ".join(sorted(_TEMPLATE_PARAMS))
             raise ValueError(f"unknown template {self.template!r}; expected one of: {known}")
@@ -84,6 +84,8 @@ def _policy_or_template(value: Any) -> Any:
     if not isinstance(value, dict):
         raise ValueError("expected a template ({template: NAME, ...}) or a policy document")
     if "template" in value:
+        from pydantic import ValidationError  # validating: pydantic is loaded already
+
         try:
             return TemplateRef.model_validate(value)
         except ValidationError as exc:
@@ -113,53 +115,49 @@ def _spec_of_kind(value: Any, templates: set[str], what: str) -> Any:
 PolicySpec = Any
 
 
-class AwsRole(Strict):
+def _iam_path(value: str) -> str:
+    if not re.fullmatch(r"/(?:[\x21-\x7e]+/)?", value) or len(value) > 512:
+        raise ValueError(f"{value!r} is not an IAM path (/ or /name/…/, at most 512 characters)")
+    return value
+
+
+def _trust(value: Any) -> Any:
+    return _spec_of_kind(value, AWS_TRUST_TEMPLATES, "trust")
+
+
+def _inline(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for name, doc in value.items():
+        try:
+            out[name] = _policy_or_template(doc)
+        except ValueError as exc:
+            raise ValueError(f"policy {name!r}: {exc}") from None
+    return out
+
+
+def _managed_arns(value: list[str]) -> list[str]:
+    for arn in value:
+        if not re.fullmatch(r"arn:aws[a-z-]*:iam::(aws|\d{12}):policy/.+", arn):
+            raise ValueError(f"{arn!r} is not a managed policy ARN")
+    return value
+
+
+@dataclass(frozen=True)
+class AwsRole(Model):
     mode: Mode | None = None
-    trust: PolicySpec | None = None
-    managed_policies: list[str] = Field(default_factory=list)
-    inline_policies: dict[str, PolicySpec] = Field(default_factory=dict)
+    trust: Annotated[PolicySpec | None, Before(_trust)] = None
+    managed_policies: Annotated[list[str], After(_managed_arns)] = field(default_factory=list)
+    inline_policies: Annotated[dict[str, PolicySpec], Before(_inline)] = field(default_factory=dict)
     permissions_boundary: str | None = None
     # the role's IAM path: part of its ARN, so of the Unity Catalog self-assume principal
     # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html)
-    path: str = "/"
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not re.fullmatch(r"/(?:[\x21-\x7e]+/)?", value) or len(value) > 512:
-            raise ValueError(
-                f"{value!r} is not an IAM path (/ or /name/…/, at most 512 characters)"
-            )
-        return value
-
-    @field_validator("trust", mode="before")
-    @classmethod
-    def _trust(cls, value: Any) -> Any:
-        return _spec_of_kind(value, AWS_TRUST_TEMPLATES, "trust")
-
-    @field_validator("inline_policies", mode="before")
-    @classmethod
-    def _inline(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value
-        out = {}
-        for name, doc in value.items():
-            try:
-                out[name] = _policy_or_template(doc)
-            except ValueError as exc:
-                raise ValueError(f"policy {name!r}: {exc}") from None
-        return out
-
-    @field_validator("managed_policies")
-    @classmethod
-    def _arns(cls, value: list[str]) -> list[str]:
-        for arn in value:
-            if not re.fullmatch(r"arn:aws[a-z-]*:iam::(aws|\d{12}):policy/.+", arn):
-                raise ValueError(f"{arn!r} is not a managed policy ARN")
-        return value
+    path: Annotated[str, After(_iam_path)] = "/"
 
 
-class AwsInstanceProfile(Strict):
+@dataclass(frozen=True)
+class AwsInstanceProfile(Model):
     role: str
 
 
@@ -191,7 +189,12 @@ _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _LEGACY_BUCKET_NAME = re.compile(r"[A-Za-z0-9._-]{3,255}")
 
 
-class AwsBucket(Strict):
+def _bucket_policy(value: Any) -> Any:
+    return _spec_of_kind(value, AWS_BUCKET_POLICY_TEMPLATES, "bucket policy")
+
+
+@dataclass(frozen=True)
+class AwsBucket(Model):
     """A watched S3 bucket: the most its bucket policy may grant, and its public access.
 
     `policy`: a template ({template: databricks-root-bucket, ...}) or a literal policy
@@ -202,13 +205,8 @@ class AwsBucket(Strict):
     """
 
     mode: Mode | None = None
-    policy: PolicySpec | None = None
+    policy: Annotated[PolicySpec | None, Before(_bucket_policy)] = None
     public_access_block: Literal["required", "ignore"] = "required"
-
-    @field_validator("policy", mode="before")
-    @classmethod
-    def _policy(cls, value: Any) -> Any:
-        return _spec_of_kind(value, AWS_BUCKET_POLICY_TEMPLATES, "bucket policy")
 
 
 def _bucket_names(value: Any) -> Any:
@@ -225,26 +223,22 @@ def _bucket_names(value: Any) -> Any:
     return value
 
 
-class AwsAccount(Strict):
-    roles: dict[str, AwsRole] = Field(default_factory=dict)
-    instance_profiles: dict[str, AwsInstanceProfile] = Field(default_factory=dict)
+def _unique_roles(value: Any) -> Any:
+    return _by_name_key(value, "roles")
+
+
+def _unique_profiles(value: Any) -> Any:
+    return _by_name_key(value, "instance profiles")
+
+
+@dataclass(frozen=True)
+class AwsAccount(Model):
+    roles: Annotated[dict[str, AwsRole], Before(_unique_roles)] = field(default_factory=dict)
+    instance_profiles: Annotated[dict[str, AwsInstanceProfile], Before(_unique_profiles)] = field(
+        default_factory=dict
+    )
     untracked_roles: Literal["alert", "ignore"] = "alert"
-    buckets: dict[str, AwsBucket] = Field(default_factory=dict)
-
-    @field_validator("buckets", mode="before")
-    @classmethod
-    def _bucket_names(cls, value: Any) -> Any:
-        return _bucket_names(value)
-
-    @field_validator("roles", mode="before")
-    @classmethod
-    def _unique_roles(cls, value: Any) -> Any:
-        return _by_name_key(value, "roles")
-
-    @field_validator("instance_profiles", mode="before")
-    @classmethod
-    def _unique_profiles(cls, value: Any) -> Any:
-        return _by_name_key(value, "instance profiles")
+    buckets: Annotated[dict[str, AwsBucket], Before(_bucket_names)] = field(default_factory=dict)
 
     def role_named(self, name: str) -> tuple[str, AwsRole] | None:
         """(baseline spelling, role) for an IAM role name in any case."""
@@ -258,22 +252,22 @@ class AwsAccount(Strict):
         )
 
 
-class AwsSection(Strict):
-    partition: Literal["aws", "aws-us-gov", "aws-us-gov-dod"] = "aws"
-    accounts: dict[str, AwsAccount] = Field(default_factory=dict)
+def _account_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {}
+        for key, account in value.items():
+            key = str(key)
+            if not re.fullmatch(r"\d{12}", key):
+                raise ValueError(f"account id {key!r} must be 12 digits (quote it in YAML)")
+            out[key] = account
+        return out
+    return value
 
-    @field_validator("accounts", mode="before")
-    @classmethod
-    def _account_ids(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            out = {}
-            for key, account in value.items():
-                key = str(key)
-                if not re.fullmatch(r"\d{12}", key):
-                    raise ValueError(f"account id {key!r} must be 12 digits (quote it in YAML)")
-                out[key] = account
-            return out
-        return value
+
+@dataclass(frozen=True)
+class AwsSection(Model):
+    partition: Literal["aws", "aws-us-gov", "aws-us-gov-dod"] = "aws"
+    accounts: Annotated[dict[str, AwsAccount], Before(_account_ids)] = field(default_factory=dict)
 
     def summary(self) -> str:
         roles = sum(len(a.roles) for a in self.accounts.values())

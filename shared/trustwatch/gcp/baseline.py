@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from trustwatch.baseline import Mode
+from trustwatch.schema import Before, Model
 
-from trustwatch.baseline import Mode, Strict
 
-
-class GcpServiceAccount(Strict):
+@dataclass(frozen=True)
+class GcpServiceAccount(Model):
     mode: Mode | None = None
-    project_roles: list[str] = Field(default_factory=list)
-    impersonators: list[str] = Field(default_factory=list)
+    project_roles: list[str] = field(default_factory=list)
+    impersonators: list[str] = field(default_factory=list)
     user_managed_keys: bool = False
 
 
-class GcpBucket(Strict):
+@dataclass(frozen=True)
+class GcpBucket(Model):
     mode: Mode | None = None
-    bindings: dict[str, list[str]] = Field(default_factory=dict)
+    bindings: dict[str, list[str]] = field(default_factory=dict)
     # what keeps the bucket private (gcp.bucket.public_access_opened): a watched bucket
     # must hold both unless its baseline says `ignore`
     # https://cloud.google.com/storage/docs/public-access-prevention
@@ -27,28 +29,32 @@ class GcpBucket(Strict):
     uniform_bucket_level_access: Literal["required", "ignore"] = "required"
 
 
-class GcpCustomRole(Strict):
+@dataclass(frozen=True)
+class GcpCustomRole(Model):
     mode: Mode | None = None
     permissions: list[str] | None = None
     # the launch stage it must keep; unset: any stage but DISABLED
     stage: Literal["ALPHA", "BETA", "GA", "DEPRECATED", "DISABLED", "EAP"] | None = None
 
 
-class GcpProject(Strict):
-    service_accounts: dict[str, GcpServiceAccount] = Field(default_factory=dict)
-    buckets: dict[str, GcpBucket] = Field(default_factory=dict)
-    custom_roles: dict[str, GcpCustomRole] = Field(default_factory=dict)
-
-    @field_validator("custom_roles", mode="before")
-    @classmethod
-    def _empty_roles(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {name: ({} if spec is None else spec) for name, spec in value.items()}
-        return value
+def _empty_roles(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {name: ({} if spec is None else spec) for name, spec in value.items()}
+    return value
 
 
-class GcpSection(Strict):
-    projects: dict[str, GcpProject] = Field(default_factory=dict)
+@dataclass(frozen=True)
+class GcpProject(Model):
+    service_accounts: dict[str, GcpServiceAccount] = field(default_factory=dict)
+    buckets: dict[str, GcpBucket] = field(default_factory=dict)
+    custom_roles: Annotated[dict[str, GcpCustomRole], Before(_empty_roles)] = field(
+        default_factory=dict
+    )
+
+
+@dataclass(frozen=True)
+class GcpSection(Model):
+    projects: dict[str, GcpProject] = field(default_factory=dict)
 
     def summary(self) -> str:
         accounts = sum(len(p.service_accounts) for p in self.projects.values())
