@@ -333,14 +333,21 @@ def env_delivery(environ: Mapping[str, str]) -> dict[str, float]:
 def delivery_from(file: DeliveryConfig, environ: Mapping[str, str]) -> Delivery:
     """The delivery settings in force: the file's, else the environment's, else the defaults.
 
-    Raises AlertConfigError for a malformed variable, and pydantic's ValidationError
-    (as it always did) for a value out of range.
+    Raises AlertConfigError for a malformed variable or a value out of range.
     """
     values: dict[str, Any] = {**env_delivery(environ), **file.given()}
     delivery = Delivery(**values)
     if not delivery.within_limits():
         # an environment value out of range (the file's were checked): pydantic says which
-        DeliveryConfig.model_validate(values)
+        from pydantic import ValidationError
+
+        try:
+            DeliveryConfig.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = {"timeout_s": ENV_TIMEOUT, "attempts": ENV_ATTEMPTS}[str(err["loc"][0])]
+            raw = environ.get(name, "").strip()
+            raise AlertConfigError(f"{name}={raw!r}: {err['msg']}") from None
     return delivery
 
 
