@@ -171,7 +171,7 @@ def test_unexpected_assignment_is_deleted_and_verified(arm: ArmServer, strict: B
     assert all(r.query["api-version"] for r in arm.requests)
     assert "azure-mgmt-authorization" in arm.requests[1].headers["user-agent"]
     assert rid not in arm.resources
-    shown = json.loads(done.model_dump_json())["remediation"]
+    shown = json.loads(done.to_json())["remediation"]
     assert shown["target"] == rid and shown["before"]["role"] == "Owner"
 
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    model_serializer,
-)
-
 from trustwatch import clouds
+from trustwatch.schema import After, Model
 
 
 class Severity(StrEnum):
@@ -53,20 +46,19 @@ def _registered_cloud(name: str) -> str:
 
 
 # A registered cloud's name (trustwatch.clouds), checked wherever a finding is read.
-CloudName = Annotated[str, AfterValidator(_registered_cloud)]
+CloudName = Annotated[str, After(_registered_cloud)]
 
 RemediationStatus = Literal["planned", "applied", "skipped", "failed", "none"]
 
 
-class Remediation(BaseModel):
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Remediation(Model):
     """What was or would be done about a finding.
 
     `target`, `before` and `after` (what is changed, its state as re-read and the state
     the action writes) appear once a cloud's remediator has planned the action; they are
     left out of the JSON until then.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     action: str = "none"
     status: RemediationStatus = "none"
@@ -75,21 +67,23 @@ class Remediation(BaseModel):
     before: Any = None
     after: Any = None
 
-    @model_serializer(mode="wrap")
-    def _planned_parts_only_when_planned(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and not self.target:
+    def _omit(self, data: dict[str, Any]) -> dict[str, Any]:
+        if not self.target:
             for key in ("target", "before", "after"):
                 data.pop(key, None)
         return data
 
 
-class Finding(BaseModel):
-    """One violation of the baseline, as JSON everywhere (CLI, sinks, stores)."""
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Finding(Model):
+    """One violation of the baseline, as JSON everywhere (CLI, sinks, stores).
 
-    model_config = ConfigDict(extra="forbid")
+    Frozen: `model_copy(update=...)` makes the changed copy. Built directly (the engine,
+    remediation, sweeps) only `severity` and `cloud` are checked, in `__post_init__`;
+    read from outside (`model_validate`, `model_validate_json`) every field is.
+    """
 
-    id: str = Field(description="sha256 fingerprint of rule + identity + detail")
+    id: str  # sha256 fingerprint of rule + identity + detail
     rule: str
     severity: Severity
     cloud: CloudName
@@ -102,19 +96,25 @@ class Finding(BaseModel):
     event_id: str = ""
     event_time: str = ""
     summary: str
-    expected: Any = Field(default_factory=dict)
-    actual: Any = Field(default_factory=dict)
-    remediation: Remediation = Field(default_factory=Remediation)
+    expected: Any = dataclasses.field(default_factory=dict)
+    actual: Any = dataclasses.field(default_factory=dict)
+    remediation: Remediation = dataclasses.field(default_factory=Remediation)
     # Context for humans (alerts, deep links); optional in the contract.
     source_ip: str = ""
     user_agent: str = ""
     event_name: str = ""
 
-    @model_serializer(mode="wrap")
-    def _sweep_status_only_in_sweeps(self, handler: SerializerFunctionWrapHandler) -> Any:
-        data = handler(self)
-        if isinstance(data, dict) and self.sweep_status is None:
-            data.pop("sweep_status", None)
+    def __post_init__(self) -> None:
+        # What pydantic did on every construction, kept because callers rely on it: a
+        # rule's severity may be given as its string (ValueError for an unknown one), and
+        # a finding never names a cloud that is not registered.
+        if type(self.severity) is not Severity:
+            object.__setattr__(self, "severity", Severity(self.severity))
+        clouds.get(self.cloud)
+
+    def _omit(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self.sweep_status is None:
+            del data["sweep_status"]
         return data
 
     def to_json(self) -> str:
