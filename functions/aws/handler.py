@@ -16,14 +16,23 @@ processed once (powertools idempotency on the same DynamoDB table as the alert d
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
-from trustwatch.respond import Outcome, Responder
-from trustwatch.runtime import FunctionRuntime
+# What the imports build (modules, classes, validators) lives as long as the instance:
+# cyclic GC would scan it ~50 times during them for nothing (~7 ms of a cold start).
+# Collect nothing meanwhile, then freeze it out of every later collection.
+gc.disable()
+try:
+    from aws_lambda_powertools import Logger, Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+    from trustwatch.respond import Outcome, Responder
+    from trustwatch.runtime import FunctionRuntime
+finally:
+    gc.freeze()
+    gc.enable()
 
 logger = Logger(service="trustwatch")
 metrics = Metrics(namespace="trustwatch", service="trustwatch")
