@@ -138,6 +138,7 @@ RUNTIME_FILES = {
     "trustwatch/sweepstate.py",
     "trustwatch/alerts/__init__.py",
     "trustwatch/alerts/config.py",
+    "trustwatch/alerts/digest.py",
     "trustwatch/alerts/dispatch.py",
     "trustwatch/alerts/formats.py",
     "trustwatch/alerts/keepalive.py",

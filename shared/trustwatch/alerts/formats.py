@@ -18,10 +18,13 @@ import re
 from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trustwatch.alerts.render import SEVERITY_MARK, AlertView, DigestView, clean
+from trustwatch.alerts.render import SEVERITY_MARK, AlertView, clean
 from trustwatch.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from trustwatch.alerts.digest import DigestView
 
 SLACK_HEADER_MAX = 150  # Block Kit limits
 SLACK_FIELD_MAX = 1900

@@ -12,6 +12,7 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from trustwatch.alerts import formats
@@ -23,11 +24,14 @@ from trustwatch.alerts.config import (
     SesConfig,
     addresses,
 )
-from trustwatch.alerts.render import DigestView, view
+from trustwatch.alerts.render import view
 from trustwatch.alerts.secrets import SecretError
 from trustwatch.alerts.sinks import Sink, email_batches
 from trustwatch.alerts.transport import HTTPStatusError
 from trustwatch.findings import Finding
+
+if TYPE_CHECKING:
+    from trustwatch.alerts.digest import DigestView
 
 
 @dataclass(frozen=True)

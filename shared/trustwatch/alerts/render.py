@@ -4,7 +4,7 @@ Every string that came from an audit event (role and session names, user agents,
 emails) is cleaned here once: control characters, line breaks and invisible / bidi
 characters removed, length capped. The view holds plain text; each format (formats.py)
 then escapes it for its own markup. Nothing is escaped twice, nothing is escaped never.
-A sweep's digest (`digest_view` -> `DigestView`) is cleaned the same way.
+A sweep's digest (`digest_view` -> `digest.DigestView`) is cleaned the same way.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustwatch.alerts.links import Link, deep_link
 from trustwatch.findings import Finding, Severity
+
+if TYPE_CHECKING:
+    from trustwatch.alerts.digest import DigestView
 
 FIELD_MAX = 256  # identities, actors, user agents
 SUMMARY_MAX = 600
@@ -157,49 +160,13 @@ DIGEST_ERRORS = 5
 SWEEP_STATUSES = ("new", "resolved", "open")  # the order a digest lists them in
 
 
-@dataclass(frozen=True)
-class DigestItem:
-    """One finding as a digest lists it (cleaned plain text, as AlertView)."""
-
-    status: str  # new, resolved, open
-    severity: Severity
-    title: str
-    identity: str
-    scope: str
-    link: Link | None
-
-
-@dataclass(frozen=True)
-class DigestView:
-    """What every format of a sweep's digest shows, cleaned and capped."""
-
-    title: str
-    counts: tuple[tuple[Severity, int], ...]  # findings holding now, by severity (no zeros)
-    new: int
-    resolved: int
-    still_open: int
-    items: tuple[DigestItem, ...]  # new, then resolved, then open; worst first in each
-    more: int  # findings not listed
-    errors: tuple[str, ...]  # what could not be read (the first DIGEST_ERRORS)
-    more_errors: int
-
-    @property
-    def headline(self) -> str:
-        """`title: N new, N resolved, N still open`: the first line of every format."""
-        return (
-            f"{self.title}: {self.new} new, {self.resolved} resolved, {self.still_open} still open"
-        )
-
-    @property
-    def severity_counts(self) -> str:
-        """`2 critical, 1 high` (of the findings holding now), or `no findings`."""
-        return ", ".join(f"{n} {s.value}" for s, n in self.counts) or "no findings"
-
-
 def digest_view(
     findings: Sequence[Finding], *, title: str, errors: Sequence[str] = ()
 ) -> DigestView:
     """A sweep's findings (each with its `sweep_status`) as its digest shows them."""
+    # Its classes load with the first digest: an event's alerts never need them.
+    from trustwatch.alerts.digest import DigestItem, DigestView
+
     by_status = {s: [f for f in findings if f.sweep_status == s] for s in SWEEP_STATUSES}
     holding = by_status["new"] + by_status["open"]
     counts = tuple((s, n) for s in Severity if (n := sum(1 for f in holding if f.severity == s)))

@@ -31,7 +31,7 @@ from trustwatch.alerts.config import (
     TeamsConfig,
     WebhookConfig,
 )
-from trustwatch.alerts.render import DigestView, group_key, view
+from trustwatch.alerts.render import group_key, view
 from trustwatch.alerts.secrets import SecretRef
 from trustwatch.alerts.transport import HTTPStatusError, check_url, describe, post, transient
 from trustwatch.findings import Finding, Severity
@@ -39,6 +39,8 @@ from trustwatch.retry import parse_retry_after, retry_call
 
 if TYPE_CHECKING:
     from slack_sdk.http_retry import RetryHandler
+
+    from trustwatch.alerts.digest import DigestView
 
 log = logging.getLogger("trustwatch.alerts")
 T = TypeVar("T")

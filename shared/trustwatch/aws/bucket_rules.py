@@ -29,20 +29,14 @@ from typing import Any
 
 from trustwatch.aws import policy, templates
 from trustwatch.aws.baseline import AwsAccount, AwsBucket
-from trustwatch.aws.buckets import (
-    PUBLIC_CANNED_ACLS,
-    BucketAclPut,
-    BucketPolicyDeleted,
-    BucketPolicyPut,
-    OwnershipControlsSet,
-    PublicAccessBlockDeleted,
-    PublicAccessBlockPut,
-    is_public_group,
-)
 from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity
+
+# The rules import `trustwatch.aws.buckets` (its payload classes) in their bodies: only a
+# bucket event reaches them, and parsing it loaded that module already; an IAM event's
+# cold start never creates its classes (~3 ms).
 
 # Condition keys whose fixed values make a "*" grant non-public (lower-cased, as policy.py
 # reports them).
@@ -173,6 +167,8 @@ def _listed(values: list[str]) -> str:
     "Watched bucket grants more than the baseline",
 )
 def bucket_policy_widened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    from trustwatch.aws.buckets import BucketPolicyPut
+
     if change.kind == "bucket.acl_put":
         yield from _acl_widened(change, baseline)
         return
@@ -203,6 +199,8 @@ def bucket_policy_widened(change: Change, baseline: Baseline) -> Iterator[Hit]:
 
 
 def _acl_widened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    from trustwatch.aws.buckets import BucketAclPut
+
     put = change.payload_as(BucketAclPut)
     bucket = _bucket(change, baseline, put.bucket)
     if bucket is None:
@@ -232,6 +230,8 @@ def _acl_widened(change: Change, baseline: Baseline) -> Iterator[Hit]:
     "Watched bucket's expected policy deleted",
 )
 def bucket_policy_removed(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    from trustwatch.aws.buckets import BucketPolicyDeleted
+
     deleted = change.payload_as(BucketPolicyDeleted)
     bucket = _bucket(change, baseline, deleted.bucket)
     if bucket is None or bucket.policy is None:
@@ -267,6 +267,15 @@ _ALL_ON = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy
     "Public access opened on a watched bucket or its account",
 )
 def bucket_public_access_opened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    from trustwatch.aws.buckets import (
+        PUBLIC_CANNED_ACLS,
+        BucketAclPut,
+        OwnershipControlsSet,
+        PublicAccessBlockDeleted,
+        PublicAccessBlockPut,
+        is_public_group,
+    )
+
     if change.kind.startswith("account."):
         yield from _account_opened(change, baseline)
         return
@@ -325,6 +334,8 @@ def _public_hit(bucket: AwsBucket, summary: str, actual: Any) -> Hit:
 
 
 def _account_opened(change: Change, baseline: Baseline) -> Iterator[Hit]:
+    from trustwatch.aws.buckets import PublicAccessBlockPut
+
     account = _account(change, baseline)
     watched = sorted(
         n

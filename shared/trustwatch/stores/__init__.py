@@ -45,6 +45,10 @@ def store_from_env(environ: Mapping[str, str] | None = None) -> DedupStore | Non
         if not path or path == "/":
             raise ValueError(f"TRUSTWATCH_STATE_URL={url!r} names no file")
         return SqliteDedupStore(path)
+    if not table and not url:
+        # Every cloud's store is named by one of the two: asking them would only import
+        # each cloud's store module (and the sweep state) into every cold start.
+        return None
     for cloud in clouds.registered():
         store = cloud.dedup_store(env)
         if store is not None:
