@@ -211,6 +211,7 @@ RUNTIME_FILES = {
     "trustwatch/gcp/store.py",
     "trustwatch/stores/common.py",
     "trustwatch/schema.py",  # the dataclasses pydantic checks at the boundary
+    "trustwatch/frozen.py",  # @frozen, the dataclasses on the path
     "trustwatch/compiled.py",  # the bundled baseline's compiled form, read without validation
 }
 # the bundled baseline: its YAML and the compiled form `trustwatch package` writes beside it

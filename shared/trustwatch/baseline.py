@@ -10,12 +10,13 @@ function that loads its compiled baseline (`trustwatch.compiled`) never imports 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from trustwatch import clouds
 from trustwatch.findings import Severity
+from trustwatch.frozen import frozen
 from trustwatch.schema import Model
 
 if TYPE_CHECKING:
@@ -25,24 +26,24 @@ if TYPE_CHECKING:
 Mode = Literal["alert", "remediate"]
 
 
-@dataclass(frozen=True)
+@frozen
 class Databricks(Model):
     account_id: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Defaults(Model):
     mode: Mode = "alert"
     min_severity: Severity = Severity.medium
 
 
-@dataclass(frozen=True)
+@frozen
 class Actors(Model):
     responder: list[str] = field(default_factory=list)
     approved: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class Baseline(Model):
     """The parts every baseline has; `baseline_model()` adds one field per cloud section,
     read as `baseline.<cloud name>` (each cloud's rules read their own)."""
@@ -88,7 +89,9 @@ def baseline_model() -> type[Baseline]:
         for cloud in clouds.registered():
             model = cloud.baseline_section()
             sections.append((cloud.name, model, field(default_factory=model)))
-        assembled = dataclasses.make_dataclass("Baseline", sections, bases=(Baseline,), frozen=True)
+        assembled = dataclasses.make_dataclass(
+            "Baseline", sections, bases=(Baseline,), frozen=True, eq=False, repr=False
+        )
         assembled.__module__ = __name__  # its compiled form names it trustwatch.baseline
         _assembled = assembled
     return _assembled

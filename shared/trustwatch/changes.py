@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from trustwatch.frozen import frozen
 
 if TYPE_CHECKING:
     from trustwatch.baseline import Baseline
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
 P = TypeVar("P")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Change:
     """One identity change (or use) taken from one audit record.
 
@@ -91,7 +93,7 @@ def list_field(record: dict[str, Any], key: str, label: str = "") -> list[Any]:
     return value
 
 
-@dataclass(frozen=True)
+@frozen
 class Skipped:
     """A record read fine but carrying nothing to evaluate (noise, reads, schedules)."""
 
@@ -100,7 +102,7 @@ class Skipped:
     event_name: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class SubjectPrefilter:
     """A cloud's promise, one of the tuple its events module declares as
     `PREFILTER_SUBJECT` (a line any of them decides is decided), used by `trustwatch

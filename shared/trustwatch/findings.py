@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from trustwatch import clouds
+from trustwatch.frozen import frozen
 from trustwatch.schema import After, Model
 
 
@@ -51,7 +52,7 @@ CloudName = Annotated[str, After(_registered_cloud)]
 RemediationStatus = Literal["planned", "applied", "skipped", "failed", "none"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@frozen(kw_only=True)
 class Remediation(Model):
     """What was or would be done about a finding.
 
@@ -74,7 +75,7 @@ class Remediation(Model):
         return data
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@frozen(kw_only=True)
 class Finding(Model):
     """One violation of the baseline, as JSON everywhere (CLI, sinks, stores).
 

@@ -28,13 +28,13 @@ import sys
 import traceback
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from trustwatch import clouds, jsontext
 from trustwatch.changes import Change, EventError, Skipped, SubjectPrefilter
 from trustwatch.clouds import EventsModule
+from trustwatch.frozen import frozen
 from trustwatch.jsontext import loads
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ RECORD_PREFIX_CHARS = 120
 CHUNK_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
+@frozen
 class Parsed:
     """The outcome of one audit record: changes, a skip with its reason, or an error."""
 

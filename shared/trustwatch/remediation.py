@@ -24,13 +24,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.dedup import DedupStore
 from trustwatch.findings import Finding, Remediation, RemediationStatus, Severity, fingerprint
+from trustwatch.frozen import frozen
 
 log = logging.getLogger("trustwatch")
 
@@ -43,7 +43,7 @@ STALE_AFTER_S = 3600
 DETAIL_LIMIT = 2000
 
 
-@dataclass(frozen=True)
+@frozen
 class Plan:
     """One put-back of one finding, planned from the current (re-read) state.
 
@@ -60,7 +60,7 @@ class Plan:
     verify: Callable[[], str | None]
 
 
-@dataclass(frozen=True)
+@frozen
 class NothingToDo:
     """Why a finding gets no action (already back at the baseline, never automated)."""
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from trustwatch import clouds
 from trustwatch.alerts.render import FIELD_MAX, SUMMARY_MAX, clean, rule_title, short_diff
 from trustwatch.findings import Finding, Severity
+from trustwatch.frozen import frozen
 from trustwatch.trustgraph import Drawing, GraphBuilder, TrustGraph, holds, layout
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ SWEEP_STATUSES = ("new", "open", "resolved")
 TITLE_MAX = 1024  # a tooltip shows the whole name (within reason)
 
 
-@dataclass(frozen=True)
+@frozen
 class FindingView:
     """One finding as a table cell shows it (cleaned plain text; the template escapes)."""
 
@@ -49,7 +50,7 @@ class FindingView:
         return self.status != "resolved"
 
 
-@dataclass(frozen=True)
+@frozen
 class Row:
     """A watched identity (or a node a finding is about) and its verdict."""
 
@@ -59,7 +60,7 @@ class Row:
     findings: tuple[FindingView, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class CloudSection:
     """One cloud's graph and table."""
 
@@ -146,7 +147,7 @@ def _section(name: str, baseline: Baseline, findings: Sequence[Finding]) -> Clou
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class Summary:
     """The counts at the top of the report."""
 

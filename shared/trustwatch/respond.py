@@ -25,6 +25,7 @@ from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
 from trustwatch.engine import RuleError, evaluate
 from trustwatch.findings import Finding, Severity
+from trustwatch.frozen import frozen
 from trustwatch.intake import Parsed, code_location, parse_document, short_exception
 from trustwatch.remediation import (
     Breaker,
@@ -57,7 +58,7 @@ def min_severity(environ: Mapping[str, str], baseline: Baseline) -> Severity:
         return Severity.info  # an invalid threshold must not hide findings
 
 
-@dataclass(frozen=True)
+@frozen
 class RecordOutcome:
     """What one audit record gave: findings, or why it gave none."""
 

@@ -27,16 +27,20 @@ import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
+from trustwatch.frozen import field_names
+
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, TypeAdapter
     from pydantic_core import CoreSchema
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Before:
     """Runs `check` on a field's raw input before pydantic validates it."""
 
-    check: Callable[[Any], Any]
+    __slots__ = ("check",)
+
+    def __init__(self, check: Callable[[Any], Any]) -> None:
+        self.check = check
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -46,11 +50,13 @@ class Before:
         return core_schema.no_info_before_validator_function(self.check, handler(source))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class After:
     """Runs `check` on a field's validated value."""
 
-    check: Callable[[Any], Any]
+    __slots__ = ("check",)
+
+    def __init__(self, check: Callable[[Any], Any]) -> None:
+        self.check = check
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -79,11 +85,13 @@ class Constrained:
         return schema
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class Tagged:
     """A union of models told apart by the value of one field (`type: slack`, …)."""
 
-    field: str
+    __slots__ = ("field",)
+
+    def __init__(self, field: str) -> None:
+        self.field = field
 
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
@@ -109,8 +117,8 @@ def adapter(cls: type) -> TypeAdapter[Any]:
 class Model:
     """The base of every validated dataclass: unknown fields are errors.
 
-    Subclasses are `@dataclasses.dataclass` (frozen unless they must not be); building
-    one directly runs no check, so code builds them from values it has already checked.
+    Subclasses are declared `@frozen` (trustwatch.frozen); building one directly runs no
+    check, so code builds them from values it has already checked.
     """
 
     __slots__ = ()
@@ -168,14 +176,20 @@ def _declared(cls: type) -> set[str]:
     return {name for klass in cls.__mro__ if klass is not Model for name in vars(klass)}
 
 
+# Leaves that are themselves in every mode: most of a finding's `expected` and `actual`.
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def dump(value: Any, json_mode: bool, exclude_none: bool = False) -> Any:
     """A Model, or anything holding Models, as plain dicts and lists."""
+    if type(value) in _PLAIN:  # first: it is the common case (a finding dumps per alert)
+        return value
     if isinstance(value, Model):
-        data = {
-            f.name: dump(getattr(value, f.name), json_mode, exclude_none)
-            for f in dataclasses.fields(value)  # type: ignore[arg-type]
-            if not (exclude_none and getattr(value, f.name) is None)
-        }
+        data = {}
+        for name in field_names(type(value)):
+            item = getattr(value, name)
+            if not (exclude_none and item is None):
+                data[name] = dump(item, json_mode, exclude_none)
         return value._omit(data)
     if isinstance(value, dict):
         return {key: dump(item, json_mode, exclude_none) for key, item in value.items()}
@@ -191,4 +205,4 @@ def dump(value: Any, json_mode: bool, exclude_none: bool = False) -> Any:
 
 def model_fields(cls: type[Model]) -> tuple[str, ...]:
     """The field names of a Model class, in order."""
-    return tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    return field_names(cls)

@@ -53,10 +53,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from trustwatch.frozen import frozen
 from trustwatch.sweepstate import (
     SweepState,
     SweepStateConflict,
@@ -105,7 +106,7 @@ FIRST_LOOKBACK = timedelta(hours=1)
 SWEEP_MESSAGE = "sweep"  # the value of "trustwatch" in a scheduled invocation's message
 
 
-@dataclass(frozen=True)
+@frozen
 class StateRead:
     """What reading one unit's state gave."""
 
@@ -148,7 +149,7 @@ class DigestSender(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@frozen
 class UnitReport:
     """What sweeping one unit gave."""
 
@@ -462,7 +463,7 @@ def _alert(
     return [f.id for f in outgoing], ""
 
 
-@dataclass(frozen=True)
+@frozen
 class SweepReport:
     """What one sweep of several units gave, and its digest's fate."""
 
@@ -575,7 +576,7 @@ def _send_digest(
 # --- scheduled invocations -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class ScheduledSweep:
     """A scheduled invocation's message: fan out (`unit` None) or sweep one unit."""
 

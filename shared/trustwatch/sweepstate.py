@@ -19,19 +19,20 @@ import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from trustwatch import clouds
 from trustwatch.findings import Finding
+from trustwatch.frozen import frozen
 
 STATE_FORMAT = 1
 log = logging.getLogger("trustwatch")
 
 
-@dataclass(frozen=True)
+@frozen
 class SweepState:
     """What one unit's last sweep left for the next one."""
 

@@ -16,8 +16,10 @@ are); labels are kept as given and are plain text: the report escapes them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Literal
+
+from trustwatch.frozen import frozen
 
 if TYPE_CHECKING:
     from trustwatch.findings import Finding
@@ -29,7 +31,7 @@ COLUMNS: tuple[Column, ...] = ("principal", "identity", "reach")
 EdgeState = Literal["expected", "drift", "removed"]
 
 
-@dataclass(frozen=True)
+@frozen
 class Node:
     """One box of the graph."""
 
@@ -41,7 +43,7 @@ class Node:
     drift: bool = False  # a finding that still holds concerns it
 
 
-@dataclass(frozen=True)
+@frozen
 class Edge:
     """Who can act as whom (principal -> identity) or what is reached (identity -> reach)."""
 
@@ -51,7 +53,7 @@ class Edge:
     state: EdgeState = "expected"
 
 
-@dataclass(frozen=True)
+@frozen
 class TrustGraph:
     """A cloud's drawn graph and which findings concern which watched node."""
 
@@ -195,7 +197,7 @@ EDGE_LABEL_CHARS = 24
 MAX_IDENTITIES = 40
 
 
-@dataclass(frozen=True)
+@frozen
 class PlacedNode:
     """A node with its box (top-left corner, size) and its shortened label."""
 
@@ -207,7 +209,7 @@ class PlacedNode:
     text: str
 
 
-@dataclass(frozen=True)
+@frozen
 class PlacedEdge:
     """An edge as an SVG path, with where its (shortened) label goes."""
 
@@ -218,7 +220,7 @@ class PlacedEdge:
     text: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Drawing:
     """Everything the template needs to write the SVG."""
 

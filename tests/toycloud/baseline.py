@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from trustwatch.frozen import frozen
 from trustwatch.schema import Model
 
 
-@dataclass(frozen=True)
+@frozen
 class ToySection(Model):
     grants: dict[str, list[str]] = field(default_factory=dict)  # role -> members
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from trustwatch.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Grant:
     """A member granted a role (the role is the change's identity). Produced by `Grant`."""
 

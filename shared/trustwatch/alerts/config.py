@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from trustwatch.alerts.secrets import SecretRef
 from trustwatch.findings import CloudName, Finding, Severity
+from trustwatch.frozen import frozen
 from trustwatch.schema import After, Constrained, Model, Tagged
 
 DEFAULT_MIN_SEVERITY = Severity.medium
@@ -67,7 +68,7 @@ def _addresses(value: list[str] | None) -> list[str] | None:
     return None if value is None else [_address(v) for v in value]
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class SinkConfigBase(Model):
     """What every sink entry has: a name, a minimum severity, cloud and rule filters."""
 
@@ -88,7 +89,7 @@ class SinkConfigBase(Model):
 SLACK_TOKEN_NEEDS_CHANNEL = "a bot token needs a channel"  # file and environment alike
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class SlackConfig(SinkConfigBase):
     """Incoming webhook, or a bot token + channel (chat.postMessage: sweep digests thread)."""
 
@@ -108,7 +109,7 @@ class SlackConfig(SinkConfigBase):
         return self
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class TeamsConfig(SinkConfigBase):
     """A Teams Workflows ("When a Teams webhook request is received") URL."""
 
@@ -116,7 +117,7 @@ class TeamsConfig(SinkConfigBase):
     webhook_url: SecretRef = field(default_factory=lambda: SecretRef(env=ENV_TEAMS_WEBHOOK))
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class WebhookConfig(SinkConfigBase):
     """Any HTTPS endpoint: the finding JSON, HMAC-SHA256 signed with `secret`."""
 
@@ -130,7 +131,7 @@ class WebhookConfig(SinkConfigBase):
 _SENDER_TWICE = "`from` and `sender` both given"
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class _MailConfig(SinkConfigBase):
     # `sender` is `from:` in the file (a Python keyword, so not the field's name)
     sender: Annotated[str | None, After(_one_address)] = None  # None: TRUSTWATCH_EMAIL_FROM
@@ -145,7 +146,7 @@ class _MailConfig(SinkConfigBase):
         return data
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class EmailConfig(_MailConfig):
     """SMTP: `smtp://user:pass@host:587` (STARTTLS), `smtps://…:465`, `?starttls=false`."""
 
@@ -153,7 +154,7 @@ class EmailConfig(_MailConfig):
     smtp_url: SecretRef = field(default_factory=lambda: SecretRef(env=ENV_SMTP_URL))
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class SesConfig(_MailConfig):
     """Amazon SES (v2 SendEmail) with the function's own AWS credentials."""
 
@@ -167,21 +168,21 @@ SinkConfig = Annotated[
 ]
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class Defaults(Model):
     """Settings for every sink that does not set its own."""
 
     min_severity: Severity | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class DedupConfig(Model):
     """The dedup window: one alert per finding id per `window_s` seconds."""
 
     window_s: Annotated[int, Constrained(ge=0)] | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class Delivery:
     """How hard each message is tried: the settings in force (file > environment > default).
 
@@ -217,7 +218,7 @@ else:
     _Delay = Annotated[float, Constrained(ge=0)]
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class DeliveryConfig(Model):
     """The routing file's `delivery:` section (see Delivery); None: not set there."""
 
@@ -241,7 +242,7 @@ def _unique_names(sinks: list[SinkConfigBase]) -> list[SinkConfigBase]:
     return sinks
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class Routing(Model):
     """A routing file: defaults, dedup, delivery settings and the sinks."""
 

@@ -6,15 +6,16 @@ a cold start): only a sweep sends a digest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from trustwatch.frozen import frozen
 
 if TYPE_CHECKING:
     from trustwatch.alerts.links import Link
     from trustwatch.findings import Severity
 
 
-@dataclass(frozen=True)
+@frozen
 class DigestItem:
     """One finding as a digest lists it (cleaned plain text, as AlertView)."""
 
@@ -26,7 +27,7 @@ class DigestItem:
     link: Link | None
 
 
-@dataclass(frozen=True)
+@frozen
 class DigestView:
     """What every format of a sweep's digest shows, cleaned and capped."""
 

@@ -16,15 +16,16 @@ import socket
 import ssl
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.error import URLError
+
+from trustwatch.frozen import frozen
 
 MAX_IDLE_PER_ORIGIN = 4
 BODY_LIMIT = 65536  # what a post returns of a response body
 DRAIN_LIMIT = 1 << 20  # more left unread than this: close rather than read it all
 
 
-@dataclass(frozen=True)
+@frozen
 class Origin:
     """Where a connection goes; connections are kept per origin."""
 
@@ -33,7 +34,7 @@ class Origin:
     port: int
 
 
-@dataclass(frozen=True)
+@frozen
 class Answer:
     """A response, read: its status, the first BODY_LIMIT bytes, its Retry-After."""
 

@@ -8,10 +8,10 @@ quotes, spaces) into any message format.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from trustwatch import clouds
+from trustwatch.frozen import frozen
 
 if TYPE_CHECKING:
     from trustwatch.findings import Finding
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _SAFE_URL = re.compile(r"^https://[A-Za-z0-9._~:/?#@!$()*+,;=%-]+$")
 
 
-@dataclass(frozen=True)
+@frozen
 class Link:
     """A console URL (fixed base, percent-encoded parts) and its label."""
 

@@ -10,7 +10,7 @@ import smtplib
 import ssl
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -29,12 +29,13 @@ from trustwatch.alerts.secrets import SecretError
 from trustwatch.alerts.sinks import Sink, email_batches
 from trustwatch.alerts.transport import HTTPStatusError
 from trustwatch.findings import Finding
+from trustwatch.frozen import frozen
 
 if TYPE_CHECKING:
     from trustwatch.alerts.digest import DigestView
 
 
-@dataclass(frozen=True)
+@frozen
 class SmtpTarget:
     """Where and how to reach an SMTP relay (parsed from its URL; secrets not in repr)."""
 

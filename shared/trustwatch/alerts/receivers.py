@@ -14,15 +14,17 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from trustwatch.frozen import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class RecordedRequest:
     """One request the server received."""
 
@@ -36,7 +38,7 @@ class RecordedRequest:
         return json.loads(self.body)
 
 
-@dataclass(frozen=True)
+@frozen
 class Reply:
     """How the server answers one request (fault injection: status, headers, a delay)."""
 
@@ -177,7 +179,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass(frozen=True)
+@frozen
 class RecordedMail:
     """One mail the server accepted: envelope and raw message."""
 

@@ -14,11 +14,11 @@ import difflib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trustwatch.alerts.links import Link, deep_link
 from trustwatch.findings import Finding, Severity
+from trustwatch.frozen import frozen
 
 if TYPE_CHECKING:
     from trustwatch.alerts.digest import DigestView
@@ -54,7 +54,7 @@ def valid_text(text: str) -> str:
     return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
-@dataclass(frozen=True)
+@frozen
 class AlertView:
     """What every format shows, already cleaned and capped (plain text, not escaped)."""
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from trustwatch.frozen import frozen
 from trustwatch.schema import Model
 
 # Environment values of these forms are references, not secrets (`#key` picks a JSON field).
@@ -26,7 +26,7 @@ class SecretError(RuntimeError):
     """A secret could not be resolved; the message names the reference, never the value."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@frozen(kw_only=True)
 class SecretRef(Model):
     """Where a secret lives: exactly one of env / aws_secret / ssm / gcp_secret.
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any, Literal
 
 from trustwatch.baseline import Mode, describe_error
+from trustwatch.frozen import frozen
 from trustwatch.schema import After, Before, Model
 
 AWS_TRUST_TEMPLATES = {"databricks-cross-account", "databricks-unity-catalog", "ec2"}
@@ -31,7 +32,7 @@ _PARAM_NAMES = ("external_id", "policy_type", "pass_roles", "region", "vpc_id",
                 "security_group_id", "full_access_role", "databricks_e2_account_id")  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen
 class TemplateRef(Model):
     """A named policy template with its parameters."""
 
@@ -144,7 +145,7 @@ def _managed_arns(value: list[str]) -> list[str]:
     return value
 
 
-@dataclass(frozen=True)
+@frozen
 class AwsRole(Model):
     mode: Mode | None = None
     trust: Annotated[PolicySpec | None, Before(_trust)] = None
@@ -156,7 +157,7 @@ class AwsRole(Model):
     path: Annotated[str, After(_iam_path)] = "/"
 
 
-@dataclass(frozen=True)
+@frozen
 class AwsInstanceProfile(Model):
     role: str
 
@@ -193,7 +194,7 @@ def _bucket_policy(value: Any) -> Any:
     return _spec_of_kind(value, AWS_BUCKET_POLICY_TEMPLATES, "bucket policy")
 
 
-@dataclass(frozen=True)
+@frozen
 class AwsBucket(Model):
     """A watched S3 bucket: the most its bucket policy may grant, and its public access.
 
@@ -231,7 +232,7 @@ def _unique_profiles(value: Any) -> Any:
     return _by_name_key(value, "instance profiles")
 
 
-@dataclass(frozen=True)
+@frozen
 class AwsAccount(Model):
     roles: Annotated[dict[str, AwsRole], Before(_unique_roles)] = field(default_factory=dict)
     instance_profiles: Annotated[dict[str, AwsInstanceProfile], Before(_unique_profiles)] = field(
@@ -264,7 +265,7 @@ def _account_ids(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@frozen
 class AwsSection(Model):
     partition: Literal["aws", "aws-us-gov", "aws-us-gov-dod"] = "aws"
     accounts: Annotated[dict[str, AwsAccount], Before(_account_ids)] = field(default_factory=dict)

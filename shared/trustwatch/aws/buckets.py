@@ -30,13 +30,13 @@ What each record says of the after-state, from its requestParameters:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.aws.events import cloudtrail_change, record_context
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
+from trustwatch.frozen import frozen
 
 # eventName -> change kind
 S3_KINDS = {
@@ -68,7 +68,7 @@ FLAGS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPu
 # ---------------------------------------------------------------- payloads
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BucketPolicyPut:
     """PutBucketPolicy: the whole new policy, as loaded (a dict: the rules only read it)."""
 
@@ -76,12 +76,12 @@ class BucketPolicyPut:
     policy: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BucketPolicyDeleted:
     bucket: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class AclGrant:
     """One ACL grant: grantee kind ("group", "canonical", "email") and value, permission."""
 
@@ -90,7 +90,7 @@ class AclGrant:
     permission: str  # READ, WRITE, READ_ACP, WRITE_ACP, FULL_CONTROL
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BucketAclPut:
     """PutBucketAcl: the canned ACL and/or explicit grants; `owner` is the canonical id of
     the bucket owner when the request body names it ("" otherwise)."""
@@ -101,7 +101,7 @@ class BucketAclPut:
     owner: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PublicAccessBlockPut:
     """Put(Bucket|Account)PublicAccessBlock: the four flags as set (`bucket` "" for the
     account). A flag the request leaves out is False: the call replaces the configuration."""
@@ -123,12 +123,12 @@ class PublicAccessBlockPut:
         return tuple(flag for flag, on in zip(FLAGS, values, strict=True) if not on)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PublicAccessBlockDeleted:
     bucket: str  # "" for the account-level block
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class OwnershipControlsSet:
     """Put/DeleteBucketOwnershipControls: the object ownership now in force ("ObjectWriter"
     after a delete)."""

@@ -31,11 +31,12 @@ Kind -> payload:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from trustwatch.frozen import frozen
 
-@dataclass(frozen=True, slots=True)
+
+@frozen(slots=True)
 class TrustUpdated:
     """The trust policy a role has after the call: who may assume it.
 
@@ -46,7 +47,7 @@ class TrustUpdated:
     policy: dict[str, Any]  # the trust policy document, parsed
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoleCreated(TrustUpdated):
     """A new role: its trust policy and the permissions boundary it was created with.
 
@@ -56,7 +57,7 @@ class RoleCreated(TrustUpdated):
     boundary: str | None = None  # the boundary policy's ARN, None when created without one
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoleDeleted:
     """A role deleted: the role (`Change.name`) is all there is to know.
 
@@ -64,7 +65,7 @@ class RoleDeleted:
     """
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ManagedPolicyChanged:
     """A managed policy attached to or detached from a role.
 
@@ -74,7 +75,7 @@ class ManagedPolicyChanged:
     policy_arn: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class InlinePolicyPut:
     """An inline policy written on a role (created or replaced), as it reads after the call.
 
@@ -85,7 +86,7 @@ class InlinePolicyPut:
     policy: dict[str, Any]  # the permissions policy document, parsed
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class InlinePolicyDeleted:
     """An inline policy deleted from a role.
 
@@ -95,7 +96,7 @@ class InlinePolicyDeleted:
     policy_name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BoundaryPut:
     """The permissions boundary a role has after the call.
 
@@ -105,7 +106,7 @@ class BoundaryPut:
     boundary: str  # the boundary policy's ARN, as logged
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BoundaryDeleted:
     """A role's permissions boundary removed: the role has none after the call.
 
@@ -113,7 +114,7 @@ class BoundaryDeleted:
     """
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PolicyVersion:
     """A version of a customer managed policy, created or made the default one.
 
@@ -128,7 +129,7 @@ class PolicyVersion:
     policy: dict[str, Any] | None = None  # the version's document, None when not logged
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class InstanceProfileChanged:
     """An instance profile's role changed, or the profile deleted; the profile is the
     change's subject (`Change.name`).
@@ -140,7 +141,7 @@ class InstanceProfileChanged:
     role_name: str  # the role added or removed, as logged; "" when the call names none
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoleAssumed:
     """A role assumed (or an attempt denied), and who asked for it.
 
@@ -162,7 +163,7 @@ class RoleAssumed:
     session_name: str  # requestParameters.roleSessionName, "" when absent
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class FunctionRoleSet:
     """The execution role a Lambda function runs as after the call; the function is the
     change's subject (`Change.name` its name, `Change.identity` its ARN).

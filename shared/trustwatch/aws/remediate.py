@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.aws import restore_resources, restore_roles
@@ -48,6 +47,7 @@ from trustwatch.aws.baseline import AwsAccount, AwsRole
 from trustwatch.aws.restore_roles import ALERT_ONLY
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.findings import Finding
+from trustwatch.frozen import frozen
 from trustwatch.remediation import NothingToDo, Plan
 
 # Every IAM call the plans below make, as IAM actions: deploy/aws grants READ_ACTIONS
@@ -81,7 +81,7 @@ SESSION_NAME = "trustwatch-remediation"
 RENEW_BEFORE_S = 300  # an assumed session this close to expiry is renewed first
 
 
-@dataclass(frozen=True)
+@frozen
 class Session:
     """Credentials of the remediation role assumed in another account."""
 
@@ -180,7 +180,7 @@ class AwsRemediator:
         return planner(Context(self, finding, baseline, account, target))
 
 
-@dataclass(frozen=True)
+@frozen
 class Context:
     """What each planner reads: the clients, the finding and its baseline account."""
 

@@ -10,12 +10,12 @@ planners are shared with `restore_resources`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from trustwatch.aws import policy, templates
 from trustwatch.aws.baseline import AwsRole
 from trustwatch.findings import Finding
+from trustwatch.frozen import frozen
 from trustwatch.remediation import NothingToDo, Plan
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def short_name(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-@dataclass(frozen=True)
+@frozen
 class RoleNow:
     """A baseline role as IAM holds it now."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any, Literal
 
 from trustwatch.azure.roles import is_guid, normalize_guid, normalize_role
 from trustwatch.baseline import Mode
+from trustwatch.frozen import frozen
 from trustwatch.schema import After, Before, Model
 
 
@@ -16,7 +17,7 @@ def _known_role(value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
+@frozen
 class AzureRoleAssignment(Model):
     role: Annotated[str, After(_known_role)]  # built-in name, definition GUID or full id
     scope: str
@@ -31,7 +32,7 @@ def _guid(value: str | None) -> str | None:
 EntraGuid = Annotated[str | None, After(_guid)]
 
 
-@dataclass(frozen=True)
+@frozen
 class AzureIdentity(Model):
     principal_id: str
     mode: Mode | None = None
@@ -57,7 +58,7 @@ def _readers(value: list[str]) -> list[str]:
     return [v.strip().lower() if "@" in v else normalize_guid(v) for v in value]
 
 
-@dataclass(frozen=True)
+@frozen
 class AzureStorageAccount(Model):
     """What a watched storage account may allow (azure.storage.*); None: not watched."""
 
@@ -73,7 +74,7 @@ class AzureStorageAccount(Model):
     key_readers: Annotated[list[str], After(_readers)] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class AzureCustomRole(Model):
     """The most a watched custom role definition may hold (Azure action patterns, `*` ok)."""
 
@@ -110,7 +111,7 @@ def _definition_guids(value: Any) -> Any:
     return out
 
 
-@dataclass(frozen=True)
+@frozen
 class AzureSubscription(Model):
     identities: dict[str, AzureIdentity] = field(default_factory=dict)
     protected_scopes: list[str] = field(default_factory=list)
@@ -125,7 +126,7 @@ class AzureSubscription(Model):
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class AzureSection(Model):
     tenant_id: str | None = None
     subscriptions: dict[str, AzureSubscription] = field(default_factory=dict)

@@ -21,10 +21,10 @@ Kind -> payload:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from trustwatch.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ResourceRef:
     """Only the resource an operation names, when the record says nothing more of it.
 
@@ -38,7 +38,7 @@ class ResourceRef:
     resource_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoleAssignment:
     """A role held by a principal at a scope, as one assignment grants it.
 
@@ -55,7 +55,7 @@ class RoleAssignment:
     via: str = ""  # "roleeligibilityschedulerequests" / "roleassignmentschedulerequests", else ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PermissionBlock:
     """One entry of a role definition's `permissions` list (Actions minus NotActions, and
     DataActions minus NotDataActions, each within its own block)."""
@@ -66,7 +66,7 @@ class PermissionBlock:
     not_data_actions: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoleDefinition:
     """What a custom role grants after the write.
 
@@ -78,7 +78,7 @@ class RoleDefinition:
     permissions: tuple[PermissionBlock, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Authorization:
     """One role that Azure Lighthouse delegates to a principal of the managing tenant."""
 
@@ -86,7 +86,7 @@ class Authorization:
     role: str  # role definition GUID, lower case
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class LighthouseDelegation:
     """Roles over a scope delegated to another tenant by Azure Lighthouse.
 
@@ -102,7 +102,7 @@ class LighthouseDelegation:
     authorizations: tuple[Authorization, ...] | None  # eligible ones included
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class AccessConnectorIdentity:
     """The managed identity a Databricks access connector acts as after a write.
 
@@ -118,7 +118,7 @@ class AccessConnectorIdentity:
     user_assigned_identities: tuple[str, ...]  # resource ids, sorted
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class FederatedCredential:
     """A federated identity credential written on a user-assigned identity: tokens of its
     issuer and subject may act as that identity.
@@ -134,7 +134,7 @@ class FederatedCredential:
     audiences: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class StorageAccountSettings:
     """What a storage account write says of the account's exposure after it.
 
@@ -154,7 +154,7 @@ class StorageAccountSettings:
     public_network_access: str | None  # "Enabled" / "Disabled" / "SecuredByPerimeter"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class EntraTarget:
     """One object an Entra ID audit record names in `targetResources`."""
 
@@ -164,7 +164,7 @@ class EntraTarget:
     app_id: str  # the application (client) id when the record carries it, else ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class EntraDirectoryChange:
     """A credential or an owner added to an application or service principal, from the
     Entra ID audit log (category `AuditLogs` of the tenant's diagnostic setting, or the

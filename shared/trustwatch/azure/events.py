@@ -28,7 +28,6 @@ from __future__ import annotations
 import re
 import reprlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from trustwatch import jsontext
@@ -49,6 +48,7 @@ from trustwatch.azure.scopes import ROOT
 from trustwatch.changes import Change, EventError, Skipped
 from trustwatch.changes import object_field as _dict
 from trustwatch.changes import str_or_empty as _str
+from trustwatch.frozen import frozen
 
 # lower-case operation name -> change kind
 OPERATIONS = {
@@ -127,7 +127,7 @@ UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
 NOT_IN_EVENT = "body not in event"
 
 
-@dataclass(frozen=True)
+@frozen
 class Superseded:
     """A Start record whose operation's outcome is another record of the same batch."""
 
@@ -135,7 +135,7 @@ class Superseded:
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class ActivityRecord:
     """A typed view of one record in any of the three shapes."""
 

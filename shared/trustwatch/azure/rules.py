@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.azure.actions import beyond
@@ -73,6 +72,7 @@ from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, computed_once, rule
 from trustwatch.findings import Severity
+from trustwatch.frozen import frozen
 
 
 def _detail(assignment: RoleAssignment) -> dict[str, str]:
@@ -96,7 +96,7 @@ def _describe(assignment: RoleAssignment) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
+@frozen
 class Owner:
     """A baseline identity, with where it sits in the file."""
 
@@ -105,7 +105,7 @@ class Owner:
     identity: AzureIdentity
 
 
-@dataclass(frozen=True)
+@frozen
 class Target:
     """What `protected_scope` guards: a protected scope or a user-assigned identity."""
 
@@ -600,7 +600,7 @@ _STORAGE = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class WatchedAccount:
     subscription: str
     name: str

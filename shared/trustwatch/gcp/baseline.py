@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Annotated, Any, Literal
 
 from trustwatch.baseline import Mode
+from trustwatch.frozen import frozen
 from trustwatch.schema import Before, Model
 
 
-@dataclass(frozen=True)
+@frozen
 class GcpServiceAccount(Model):
     mode: Mode | None = None
     project_roles: list[str] = field(default_factory=list)
@@ -17,7 +18,7 @@ class GcpServiceAccount(Model):
     user_managed_keys: bool = False
 
 
-@dataclass(frozen=True)
+@frozen
 class GcpBucket(Model):
     mode: Mode | None = None
     bindings: dict[str, list[str]] = field(default_factory=dict)
@@ -29,7 +30,7 @@ class GcpBucket(Model):
     uniform_bucket_level_access: Literal["required", "ignore"] = "required"
 
 
-@dataclass(frozen=True)
+@frozen
 class GcpCustomRole(Model):
     mode: Mode | None = None
     permissions: list[str] | None = None
@@ -43,7 +44,7 @@ def _empty_roles(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@frozen
 class GcpProject(Model):
     service_accounts: dict[str, GcpServiceAccount] = field(default_factory=dict)
     buckets: dict[str, GcpBucket] = field(default_factory=dict)
@@ -52,7 +53,7 @@ class GcpProject(Model):
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class GcpSection(Model):
     projects: dict[str, GcpProject] = field(default_factory=dict)
 

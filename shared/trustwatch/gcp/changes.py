@@ -11,10 +11,10 @@ no rule judges failed GCP calls, so nothing else is read from their entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from trustwatch.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BindingDelta:
     """One `serviceData.policyDelta.bindingDeltas` item of a SetIamPolicy entry."""
 
@@ -26,7 +26,7 @@ class BindingDelta:
     condition: tuple[tuple[str, str], ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Binding:
     """One role of a full IAM policy and its members (a role bound twice: merged)."""
 
@@ -34,7 +34,7 @@ class Binding:
     members: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class PolicySet:
     """An IAM policy set on a resource: `resource.iam_policy_set` (cloudresourcemanager
     SetIamPolicy on a project, folder or organization) and `bucket.iam_policy_set`
@@ -52,7 +52,7 @@ class PolicySet:
     bindings: tuple[Binding, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ServiceAccountPolicySet(PolicySet):
     """`service_account.iam_policy_set`: iam SetIamPolicy on a service account.
 
@@ -65,7 +65,7 @@ class ServiceAccountPolicySet(PolicySet):
     unique_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ServiceAccountChanged:
     """`service_account.deleted` / `service_account.disabled`: iam DeleteServiceAccount,
     DisableServiceAccount. No email logged: `needs_enrichment` as for a policy."""
@@ -74,7 +74,7 @@ class ServiceAccountChanged:
     unique_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ServiceAccountKeyCreated:
     """`service_account.key_created` (iam CreateServiceAccountKey, UploadServiceAccountKey),
     `service_account.key_enabled` (EnableServiceAccountKey) and
@@ -86,7 +86,7 @@ class ServiceAccountKeyCreated:
     key_id: str = ""  # "" when not logged
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class HmacKeyUpdated(ServiceAccountKeyCreated):
     """`service_account.hmac_key_updated`: storage `storage.hmacKeys.update`, which sets an
     HMAC key's state; ACTIVE undoes a deactivation. `key_id` is the access id, `project`
@@ -105,7 +105,7 @@ AccountPayload = ServiceAccountPolicySet | ServiceAccountChanged | ServiceAccoun
 """The payloads of `service_account.*` changes: each names the account by email."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class CustomRoleChanged:
     """`custom_role.deleted` (iam DeleteRole: the role only) and `custom_role.undeleted`
     (UndeleteRole: the role as the response logs it); `CustomRoleUpdated` for UpdateRole."""
@@ -115,7 +115,7 @@ class CustomRoleChanged:
     permissions: tuple[str, ...] | None = None  # sorted, None if not logged
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class CustomRoleUpdated(CustomRoleChanged):
     """`custom_role.updated`: iam UpdateRole. `stage` only when the update mask names it
     (or, without a mask, the logged role carries one); `permissions` the role's after the
@@ -127,7 +127,7 @@ class CustomRoleUpdated(CustomRoleChanged):
     update_mask: tuple[str, ...] | None = None  # snake_case field paths, None if absent
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BucketSettings:
     """`bucket.settings_updated`: storage `storage.buckets.update` (the audit methodName of
     both the JSON API's PATCH and PUT on a bucket), its after-state of the two settings that

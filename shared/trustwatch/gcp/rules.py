@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
 from trustwatch.engine import Hit, rule
 from trustwatch.findings import Severity
+from trustwatch.frozen import frozen
 from trustwatch.gcp.baseline import GcpBucket, GcpCustomRole, GcpServiceAccount
 from trustwatch.gcp.changes import (
     BucketSettings,
@@ -62,7 +62,7 @@ POLICY_KINDS = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Account:
     project: str
     email: str

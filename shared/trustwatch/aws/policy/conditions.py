@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from trustwatch.aws.policy.wildcards import glob_covers, has_wildcard
+from trustwatch.frozen import frozen
 
 _OPERATORS = {
     op.lower(): op
@@ -44,7 +44,7 @@ _NEGATED_OPS = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen
 class ConditionClause:
     """One operator/key test of a Condition block; several clauses are ANDed."""
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from trustwatch.aws.policy.conditions import ConditionClause, canonical_operator, render_conditions
 from trustwatch.aws.policy.principals import canonical_principal
+from trustwatch.frozen import frozen
 
 
 class PolicyError(ValueError):
@@ -165,7 +165,7 @@ def _conditions(block: Any, where: str) -> frozenset[ConditionClause]:
     return frozenset(out)
 
 
-@dataclass(frozen=True)
+@frozen
 class Statement:
     """One statement after normalization: sets of lower-cased actions, canonical principals
     and condition clauses (None: the key is absent from the statement)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.aws.policy.conditions import ConditionClause, clause_sort_key, render_conditions
@@ -30,9 +29,10 @@ from trustwatch.aws.policy.principals import (
     split_arn,
 )
 from trustwatch.aws.policy.wildcards import glob_covers, has_wildcard
+from trustwatch.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class TrustGrant:
     """One principal allowed to assume the role, with the conditions that bind it."""
 

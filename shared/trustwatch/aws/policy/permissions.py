@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.aws.policy.conditions import ConditionClause, render_conditions, unimplied
 from trustwatch.aws.policy.document import Document, Statement, load_document, normalize
 from trustwatch.aws.policy.principals import infer_partition, principal_covers
 from trustwatch.aws.policy.wildcards import glob_covers, has_wildcard
+from trustwatch.frozen import frozen
 
 
 def ordered_entries(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -29,7 +29,7 @@ def ordered_entries(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [unique[k] for k in sorted(unique)]
 
 
-@dataclass(frozen=True)
+@frozen
 class Item:
     """One Allow/Deny of a statement: a single principal, action and resource."""
 
@@ -151,7 +151,7 @@ def item_dict(item: Item) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
+@frozen
 class PermissionDiff:
     """What ACTUAL allows beyond EXPECTED (`added`), and what it no longer allows (`removed`).
 
