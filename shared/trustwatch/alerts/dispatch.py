@@ -20,7 +20,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from trustwatch.alerts.config import (
@@ -49,13 +48,14 @@ from trustwatch.alerts.sinks import Sink, SlackBotSink, SlackWebhookSink, TeamsS
 from trustwatch.alerts.transport import HTTPStatusError
 from trustwatch.dedup import DedupStore, MemoryDedupStore
 from trustwatch.findings import Finding
+from trustwatch.frozen import frozen
 from trustwatch.schema import model_fields
 
 log = logging.getLogger("trustwatch.alerts")
 DIGEST_ID = "digest"  # how a DeliveryReport names a sweep's digest
 
 
-@dataclass(frozen=True)
+@frozen
 class SinkFailure:
     """Findings one sink did not accept, and why."""
 
@@ -196,6 +196,8 @@ class Dispatcher:
         if len(work) == 1:
             self._run_sink(*work[0], report)
         elif work:  # in parallel: a slow or dead sink delays no other
+            from concurrent.futures import ThreadPoolExecutor  # one sink (most) needs none
+
             with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="alert") as pool:
                 list(pool.map(lambda item: self._run_sink(item[0], item[1], report), work))
         accepted = {i for ids in report.delivered.values() for i in ids}
@@ -242,6 +244,8 @@ class Dispatcher:
                 report.failures[sink.name].append(SinkFailure((DIGEST_ID,), reason))
 
         if len(self._sinks) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
             with ThreadPoolExecutor(len(self._sinks), thread_name_prefix="digest") as pool:
                 list(pool.map(run, self._sinks))
         elif self._sinks:
