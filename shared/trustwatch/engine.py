@@ -7,7 +7,7 @@ the common fields (fingerprint, actor, event, remediation status from mode and a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -16,9 +16,10 @@ from trustwatch import clouds
 from trustwatch.baseline import Baseline, Mode
 from trustwatch.changes import Change
 from trustwatch.findings import Finding, Remediation, Severity, fingerprint
+from trustwatch.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Hit:
     """What a rule found; the engine adds everything common to all findings."""
 
@@ -35,7 +36,7 @@ class Hit:
 RuleFn = Callable[[Change, Baseline], Iterable[Hit]]
 
 
-@dataclass(frozen=True)
+@frozen
 class Rule:
     id: str
     severity: Severity
@@ -141,6 +142,27 @@ def computed_once(key: str, compute: Callable[[], T]) -> T:
     cache = _per_change.get()
     if cache is None:
         return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]  # type: ignore[no-any-return]
+
+
+# What rules derive from the baseline alone (the expected side of a trust comparison),
+# kept while the baseline is the same object: a function keeps one until it reloads it.
+_per_baseline: tuple[object, dict[Hashable, Any]] = (None, {})
+
+
+def computed_per_baseline(baseline: object, key: Hashable, compute: Callable[[], T]) -> T:
+    """compute(), once per `key` for as long as rules are given this same baseline object.
+
+    Only for values that depend on nothing but the baseline and the key (never on the
+    event); they are shared between findings, so treat them as read-only.
+    """
+    global _per_baseline
+    kept, cache = _per_baseline
+    if kept is not baseline:
+        cache = {}
+        _per_baseline = (baseline, cache)
     if key not in cache:
         cache[key] = compute()
     return cache[key]  # type: ignore[no-any-return]

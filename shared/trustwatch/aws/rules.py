@@ -33,7 +33,7 @@ from trustwatch.aws.changes import (
 from trustwatch.aws.events import assumed_role
 from trustwatch.baseline import Baseline
 from trustwatch.changes import Change
-from trustwatch.engine import Hit, computed_once, rule
+from trustwatch.engine import Hit, computed_once, computed_per_baseline, rule
 from trustwatch.findings import Severity
 
 TRUST_KINDS = ("role.trust_updated", "role.created")
@@ -79,11 +79,20 @@ def _trust_diff(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.Tru
     return computed_once("aws.trust_diff", lambda: _compare_trust(change, baseline))
 
 
+def _prepared_trust(change: Change, baseline: Baseline, role: AwsRole) -> policy.ExpectedTrust:
+    """The role's expected trust, rendered and normalized once per baseline."""
+    return computed_per_baseline(
+        baseline,
+        ("aws.expected_trust", change.scope, iam_name_key(change.name)),
+        lambda: policy.ExpectedTrust([*_expected_trust(change, baseline, role)]),
+    )
+
+
 def _compare_trust(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.TrustDiff] | None:
     role = baseline_identity(baseline, change.scope, change.name)
     if role is None or role.trust is None:
         return None
-    expected: list[str | dict[str, Any]] = [*_expected_trust(change, baseline, role)]
+    expected = _prepared_trust(change, baseline, role)
     diff = policy.compare_trust(change.payload_as(TrustUpdated).policy, expected)
     return role, diff
 
@@ -164,21 +173,32 @@ def _trust_summary(
     if actual_only:
         return _grants(change.payload_as(TrustUpdated).policy)
     spec = role.trust
+    document: Any = (
+        spec if not isinstance(spec, TemplateRef) else None  # a template's is rendered
+    )
+    allowed = computed_per_baseline(  # the expected half is the baseline's: kept
+        baseline,
+        ("aws.expected_trust_principals", change.scope, iam_name_key(change.name)),
+        lambda: policy.trust_principals(
+            document if document is not None else _expected_trust(change, baseline, role)[0]
+        ),
+    )
     if isinstance(spec, TemplateRef):
-        return {
-            "template": spec.template,
-            "allows": _grants(_expected_trust(change, baseline, role)[0]),
-        }
-    return {"allows": _grants(spec)}
+        return {"template": spec.template, "allows": _principals(allowed)}
+    return {"allows": _principals(allowed)}
 
 
 def _grants(doc: Any) -> list[dict[str, Any]]:
+    return _principals(policy.trust_principals(doc))
+
+
+def _principals(grants: list[policy.TrustGrant]) -> list[dict[str, Any]]:
     return [
         {
             "principal": g.principal,
             "external_id": sorted(g.external_ids) if g.external_ids is not None else None,
         }
-        for g in policy.trust_principals(doc)
+        for g in grants
     ]
 
 

@@ -29,12 +29,13 @@ from trustwatch.aws.policy.escalation import (
 from trustwatch.aws.policy.grants import TrustGrant, trust_principals
 from trustwatch.aws.policy.permissions import compare_permissions
 from trustwatch.aws.policy.principals import iam_arn_key, principal_covers
-from trustwatch.aws.policy.trust import TrustDiff, compare_trust
+from trustwatch.aws.policy.trust import ExpectedTrust, TrustDiff, compare_trust
 from trustwatch.aws.policy.wildcards import glob_covers
 
 __all__ = [
     "COMPUTE_ACTIONS",
     "ESCALATION_ACTIONS",
+    "ExpectedTrust",
     "PolicyError",
     "TrustDiff",
     "TrustGrant",

@@ -94,8 +94,13 @@ def principal_covers(general: str, specific: str) -> bool:
 
 def infer_partition(docs: Iterable[dict[str, Any]]) -> str:
     """The partition of the first ARN in `docs` ("aws" when none): what a bare account id means."""
+    return named_partition(docs) or "aws"
+
+
+def named_partition(docs: Iterable[dict[str, Any]]) -> str | None:
+    """The partition of the first ARN in `docs`, None when they name none."""
     for doc in docs:
         found = _ARN_PARTITION.search(json.dumps(doc))
         if found:
             return found.group(1)
-    return "aws"
+    return None

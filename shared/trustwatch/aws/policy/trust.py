@@ -14,18 +14,18 @@ Both documents become grants (`grants`); then, against the closest expected alte
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.aws.policy.conditions import ConditionClause, render_conditions, unimplied
 from trustwatch.aws.policy.document import Document, Statement, load_document, normalize
 from trustwatch.aws.policy.grants import TrustGrant, grant_key, sorted_or_none, trust_grants
 from trustwatch.aws.policy.permissions import dropped_denies, item_dict, ordered_entries
-from trustwatch.aws.policy.principals import infer_partition, principal_covers
+from trustwatch.aws.policy.principals import infer_partition, named_partition, principal_covers
 from trustwatch.aws.policy.wildcards import glob_covers, has_wildcard
+from trustwatch.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class TrustDiff:
     """ACTUAL trust vs the closest EXPECTED alternative; each entry is a JSON-friendly dict."""
 
@@ -145,8 +145,14 @@ def _lost(
     return not allowed or _denied(actual, principal, action)
 
 
-def _diff_trust(actual: list[Statement], expected: list[Statement], partition: str) -> TrustDiff:
-    act, exp = trust_grants(actual, partition), trust_grants(expected, partition)
+def _diff_trust(
+    actual: list[Statement],
+    expected: list[Statement],
+    partition: str,
+    exp: list[TrustGrant] | None = None,
+) -> TrustDiff:
+    act = trust_grants(actual, partition)
+    exp = trust_grants(expected, partition) if exp is None else exp
     added: list[dict[str, Any]] = []
     missing: list[dict[str, Any]] = []
     weakened: list[dict[str, Any]] = []
@@ -189,18 +195,48 @@ def _diff_size(diff: TrustDiff) -> tuple[bool, int, int]:
     return diff.widened, widening, len(diff.expected_principals_removed)
 
 
+class ExpectedTrust:
+    """Expected trust documents made ready to compare against, again and again.
+
+    The expected side is the baseline's: the same for every event on a role, so a caller
+    that keeps this (trustwatch.engine.computed_per_baseline) normalizes it and computes
+    its grants once per partition instead of per event.
+    """
+
+    def __init__(self, expected: Sequence[Document]) -> None:
+        self.documents = [load_document(d) for d in expected]
+        # the partition their ARNs name, if any: compare_trust's default before the actual's
+        self.partition = named_partition(self.documents)
+        self._sides: dict[str, list[tuple[list[Statement], list[TrustGrant]]]] = {}
+
+    def sides(self, partition: str) -> list[tuple[list[Statement], list[TrustGrant]]]:
+        """(normalized statements, grants) of each document, in `partition`."""
+        found = self._sides.get(partition)
+        if found is None:
+            found = []
+            for doc in self.documents:
+                statements = normalize(doc, partition)
+                found.append((statements, trust_grants(statements, partition)))
+            self._sides[partition] = found
+        return found
+
+
 def compare_trust(
-    actual: Document, expected: Sequence[Document], *, partition: str | None = None
+    actual: Document,
+    expected: Sequence[Document] | ExpectedTrust,
+    *,
+    partition: str | None = None,
 ) -> TrustDiff:
     """ACTUAL against alternative EXPECTED documents; the diff of the closest alternative.
 
     `expected` lists documents any one of which is acceptable (the Unity Catalog template
-    has two shapes). An empty list means no one may assume. `partition` is only for bare
-    account ids and defaults to the one the documents' ARNs use.
+    has two shapes), or is those documents prepared (ExpectedTrust). An empty list means
+    no one may assume. `partition` is only for bare account ids and defaults to the one
+    the documents' ARNs use, the expected ones first.
     """
+    prepared = expected if isinstance(expected, ExpectedTrust) else ExpectedTrust(expected)
     actual_doc = load_document(actual)
-    expected_docs = [load_document(d) for d in expected]
-    part = partition or infer_partition([*expected_docs, actual_doc])
+    part = partition or prepared.partition or infer_partition([actual_doc])
     act = normalize(actual_doc, part)
-    diffs = [_diff_trust(act, normalize(d, part), part) for d in expected_docs]
+    diffs = [_diff_trust(act, stmts, part, grants) for stmts, grants in prepared.sides(part)]
     return min(diffs or [_diff_trust(act, [], part)], key=_diff_size)
