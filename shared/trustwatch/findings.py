@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from trustwatch import clouds
 from trustwatch.frozen import frozen
-from trustwatch.schema import After, Model
+from trustwatch.schema import After, Model, to_json
 
 
 class Severity(StrEnum):
@@ -120,7 +120,7 @@ class Finding(Model):
 
     def to_json(self) -> str:
         """The finding as compact JSON (Contract 2)."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=False, separators=(",", ":"))
+        return to_json(self)
 
 
 def fingerprint(rule: str, identity: str, detail: Any) -> str:

@@ -12,45 +12,68 @@ with equal fields, hashed by the fields, shown as `Name(field=value, ...)`.
 from __future__ import annotations
 
 import dataclasses
+import operator
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, dataclass_transform
 
 _T = TypeVar("_T")
 
-# per class: every field, those compared, those hashed, those shown (as dataclass picks them)
-_names_of: dict[type, tuple[tuple[str, ...], ...]] = {}
 
+class _Shape:
+    """One class's fields as the shared methods use them.
 
-def _names(cls: type) -> tuple[tuple[str, ...], ...]:
-    names = _names_of.get(cls)
-    if names is None:
+    Its field names; getters of the values it compares and hashes (as dataclass picks
+    them: `compare`, `hash`); the names it shows (`repr`).
+    """
+
+    __slots__ = ("compared", "hashed", "names", "shown")
+
+    def __init__(self, cls: type) -> None:
         fields = dataclasses.fields(cls)
-        names = _names_of[cls] = (
-            tuple(f.name for f in fields),
-            tuple(f.name for f in fields if f.compare),
-            tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)),
-            tuple(f.name for f in fields if f.repr),
-        )
-    return names
+        self.names = tuple(f.name for f in fields)
+        self.compared = _getter(f.name for f in fields if f.compare)
+        self.hashed = _getter(f.name for f in fields if (f.compare if f.hash is None else f.hash))
+        self.shown = tuple(f.name for f in fields if f.repr)
+
+
+def _getter(names: Iterable[str]) -> Callable[[Any], tuple[Any, ...]]:
+    chosen = tuple(names)
+    if len(chosen) > 1:
+        return operator.attrgetter(*chosen)  # a tuple of the values, in C
+    if chosen:
+        name = chosen[0]
+        return lambda obj: (getattr(obj, name),)
+    return lambda _obj: ()
+
+
+_shapes: dict[type, _Shape] = {}
+
+
+def _shape(cls: type) -> _Shape:
+    shape = _shapes.get(cls)
+    if shape is None:
+        shape = _shapes[cls] = _Shape(cls)
+    return shape
 
 
 def field_names(cls: type) -> tuple[str, ...]:
     """The field names of a dataclass, in order (kept per class)."""
-    return _names(cls)[0]
+    return _shape(cls).names
 
 
 def _eq(self: Any, other: object) -> bool:
     if other.__class__ is not self.__class__:
         return NotImplemented
-    compared = _names(type(self))[1]
-    return tuple(getattr(self, n) for n in compared) == tuple(getattr(other, n) for n in compared)
+    compared = _shape(type(self)).compared
+    return compared(self) == compared(other)
 
 
 def _hash(self: Any) -> int:
-    return hash(tuple(getattr(self, n) for n in _names(type(self))[2]))
+    return hash(_shape(type(self)).hashed(self))
 
 
 def _repr(self: Any) -> str:
-    shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _names(type(self))[3])
+    shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in _shape(type(self)).shown)
     return f"{type(self).__qualname__}({shown})"
 
 
