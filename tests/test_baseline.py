@@ -105,6 +105,16 @@ def test_unknown_field_is_reported():
         parse_baseline("version: 1\naws:\n  acounts: {}\n", "b.yaml")
 
 
+def test_a_section_that_is_not_a_mapping_reads_as_it_always_did():
+    # the sections are dataclasses now; pydantic words that error otherwise for them
+    with pytest.raises(BaselineError) as caught:
+        parse_baseline("version: 1\naws:\n  accounts:\n    '111122223333': 5\n", "b.yaml")
+    assert str(caught.value) == (
+        "b.yaml: invalid baseline: line 4: aws.accounts.111122223333: "
+        "Input should be a valid dictionary or instance of AwsAccount"
+    )
+
+
 def test_yaml_syntax_error_names_the_line():
     with pytest.raises(BaselineError, match=r"b.yaml: invalid baseline: line 4: not valid YAML"):
         parse_baseline("version: 1\naws:\n  accounts: [\n", "b.yaml")

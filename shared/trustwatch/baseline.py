@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from trustwatch import clouds
 from trustwatch.findings import Severity
 from trustwatch.frozen import frozen
-from trustwatch.schema import Model
+from trustwatch.schema import Model, error_message
 
 if TYPE_CHECKING:
     import yaml
@@ -160,8 +160,7 @@ def describe_error(err: ErrorDetails) -> str:
         return "required field is missing"
     if kind == "literal_error":
         return f"expected {err['ctx']['expected']}, got {err.get('input')!r}"
-    message = str(err["msg"])
-    return message.removeprefix("Value error, ")
+    return error_message(err)
 
 
 def _load_yaml(text: str, lines: dict[tuple[str, ...], int]) -> Any:

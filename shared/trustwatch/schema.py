@@ -32,7 +32,7 @@ from trustwatch.frozen import field_names
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler, TypeAdapter
-    from pydantic_core import CoreSchema
+    from pydantic_core import CoreSchema, ErrorDetails
 
 
 class Before:
@@ -221,6 +221,20 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def error_message(err: ErrorDetails) -> str:
+    """A validation error's message as pydantic words it for a model.
+
+    pydantic words two errors of a dataclass otherwise ("Unexpected keyword argument",
+    "Input should be a dictionary or an instance of X"); the baseline and routing files'
+    users know the model's words, which their error messages always gave.
+    """
+    if err["type"] == "unexpected_keyword_argument":
+        return "Extra inputs are not permitted"
+    if err["type"] == "dataclass_type":
+        return f"Input should be a valid dictionary or instance of {err['ctx']['class_name']}"
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def model_fields(cls: type[Model]) -> tuple[str, ...]:

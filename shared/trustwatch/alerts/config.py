@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from trustwatch.alerts.secrets import SecretRef
 from trustwatch.findings import CloudName, Finding, Severity
 from trustwatch.frozen import frozen
-from trustwatch.schema import After, Constrained, Model, Tagged
+from trustwatch.schema import After, Constrained, Model, Tagged, error_message
 
 DEFAULT_MIN_SEVERITY = Severity.medium
 # 90 min: an hourly sweep plus its 15-minute catch-up overlap (trustwatch.sweep) stays one alert
@@ -383,15 +383,8 @@ def _validate(data: dict[str, Any], source: str) -> Routing:
         for err in exc.errors():
             # Drop pydantic's union-branch names (`slack`, `function-after[…]`) from the path.
             loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _TAGS))]
-            msg = err["msg"].removeprefix("Value error, ")
-            # a dataclass's words where they differ from a model's, which users know
-            if err["type"] == "unexpected_keyword_argument":
-                msg = _UNKNOWN_FIELD
-            elif err["type"] == "dataclass_type":
-                msg = (
-                    f"Input should be a valid dictionary or instance of {err['ctx']['class_name']}"
-                )
-            elif msg == _SENDER_TWICE:
+            msg = error_message(err)  # a model's words, which users know
+            if msg == _SENDER_TWICE:
                 loc, msg = [*loc, "sender"], _UNKNOWN_FIELD
             elif loc and loc[-1] == "sender" and "from" in _entry(data, loc[:-1]):
                 loc[-1] = "from"  # the key the file used
@@ -401,7 +394,9 @@ def _validate(data: dict[str, Any], source: str) -> Routing:
 
 
 _TAGS = {"slack", "teams", "webhook", "email", "ses"}
-_UNKNOWN_FIELD = "Extra inputs are not permitted"  # pydantic's message for a model's
+_UNKNOWN_FIELD = (
+    "Extra inputs are not permitted"  # pydantic's message for a model's (error_message)
+)
 
 
 def _entry(data: object, path: list[int | str]) -> Mapping[str, object]:
