@@ -216,6 +216,8 @@ def normalize(doc: dict[str, Any], partition: str) -> list[Statement]:
                 conditions=_conditions(raw.get("Condition", {}), f"{where}.Condition"),
             )
         )
+    if len(out) < 2:  # most trust policies: nothing to order, no sort key to render
+        return list(out)
     return sorted(out, key=lambda s: json.dumps(_statement_dict(s), sort_keys=True))
 
 

@@ -193,7 +193,7 @@ def _apply_denies(
             for who in sorted({m for v in admits if (m := _meet(g.principal, v)) is not None}):
                 out.append(TrustGrant(who, denied, g.external_ids, g.conditions))
         grants = out
-    return sorted(set(grants), key=grant_key)
+    return _sorted_grants(set(grants))
 
 
 def _deny_covers_action(stmt: Statement, action: str) -> bool:
@@ -224,7 +224,12 @@ def trust_grants(stmts: list[Statement], partition: str) -> list[TrustGrant]:
         TrustGrant(who, frozenset(actions), _external_ids(conds), conds)
         for (who, conds), actions in merged.items()
     ]
-    return _apply_denies(sorted(grants, key=grant_key), stmts, partition)
+    return _apply_denies(_sorted_grants(grants), stmts, partition)
+
+
+def _sorted_grants(grants: Iterable[TrustGrant]) -> list[TrustGrant]:
+    found = list(grants)
+    return found if len(found) < 2 else sorted(found, key=grant_key)  # one: no key to render
 
 
 def grant_key(grant: TrustGrant) -> str:
