@@ -18,6 +18,7 @@ themselves. Nothing else is a baseline value: compiling anything else is refused
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -25,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trustwatch import clouds
 from trustwatch.baseline import Baseline, baseline_model
 from trustwatch.schema import Model, model_fields
 
@@ -143,9 +145,22 @@ def _model_class(name: Any) -> type[Model]:
     if name == _name(Baseline):  # the assembled model (one field per cloud) carries its name
         return baseline_model()
     cls = _class(name)
-    if not issubclass(cls, Model):
+    # only the baseline's own classes: a finding or a secret reference is a Model too, and
+    # Model itself is no dataclass (model_construct never ran anything; __init__ may)
+    if not (
+        issubclass(cls, Model)
+        and dataclasses.is_dataclass(cls)
+        and cls.__module__ in _baseline_modules()
+    ):
         raise CompiledBaselineError(f"{name!r} is not a baseline model")
     return cls
+
+
+def _baseline_modules() -> set[str]:
+    """The modules the baseline's classes live in: the core's and each cloud section's."""
+    return {Baseline.__module__} | {
+        cloud.baseline_section().__module__ for cloud in clouds.registered()
+    }
 
 
 def _class(name: Any) -> type:
