@@ -82,7 +82,7 @@ def load_compiled(compiled: bytes, source: bytes, where: str = "<compiled baseli
         )
     baseline_model()  # loads every registered cloud's section models
     try:
-        baseline = _decode(document.get("baseline"))
+        baseline = _decode(document.get("baseline"), _baseline_modules())
     except CompiledBaselineError as exc:
         raise CompiledBaselineError(f"{where}: {exc}") from None
     if type(baseline) is not baseline_model():
@@ -112,19 +112,19 @@ def _encode(value: Any) -> Any:
     raise CompiledBaselineError(f"cannot compile a value of type {type(value).__name__}")
 
 
-def _decode(value: Any) -> Any:
+def _decode(value: Any, modules: set[str]) -> Any:
     if isinstance(value, list):
-        return [_decode(item) for item in value]
+        return [_decode(item, modules) for item in value]
     if not isinstance(value, dict):
         return value
     if "$model" in value:
-        cls = _model_class(value["$model"])
+        cls = _model_class(value["$model"], modules)
         fields = value.get("fields")
         if not isinstance(fields, dict):
             raise CompiledBaselineError(f"model {value['$model']!r} without fields")
         if set(fields) != set(model_fields(cls)):  # compiled by a trustwatch of other models
             raise CompiledBaselineError(f"{value['$model']} has other fields than this one's")
-        return cls(**{name: _decode(item) for name, item in fields.items()})
+        return cls(**{name: _decode(item, modules) for name, item in fields.items()})
     if "$enum" in value:
         enum_cls = _class(value["$enum"])
         if not issubclass(enum_cls, enum.Enum):
@@ -137,21 +137,17 @@ def _decode(value: Any) -> Any:
         inner = value["$dict"]
         if not isinstance(inner, dict):
             raise CompiledBaselineError("$dict without a mapping")
-        return {key: _decode(item) for key, item in inner.items()}
-    return {key: _decode(item) for key, item in value.items()}
+        return {key: _decode(item, modules) for key, item in inner.items()}
+    return {key: _decode(item, modules) for key, item in value.items()}
 
 
-def _model_class(name: Any) -> type[Model]:
+def _model_class(name: Any, modules: set[str]) -> type[Model]:
     if name == _name(Baseline):  # the assembled model (one field per cloud) carries its name
         return baseline_model()
     cls = _class(name)
     # only the baseline's own classes: a finding or a secret reference is a Model too, and
     # Model itself is no dataclass (model_construct never ran anything; __init__ may)
-    if not (
-        issubclass(cls, Model)
-        and dataclasses.is_dataclass(cls)
-        and cls.__module__ in _baseline_modules()
-    ):
+    if not (issubclass(cls, Model) and dataclasses.is_dataclass(cls) and cls.__module__ in modules):
         raise CompiledBaselineError(f"{name!r} is not a baseline model")
     return cls
 
