@@ -35,36 +35,40 @@ if TYPE_CHECKING:
     from pydantic_core import CoreSchema, ErrorDetails
 
 
-class Before:
+class _FieldCheck:
+    """A check on one field that pydantic runs (`Annotated` metadata).
+
+    Before or after pydantic validates the value, as its own `BeforeValidator` /
+    `AfterValidator` do.
+    """
+
+    __slots__ = ("check",)
+    _wrapper: ClassVar[str]  # the pydantic_core.core_schema function that wraps the field
+
+    def __init__(self, check: Callable[[Any], Any]) -> None:
+        self.check = check
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        wrap = getattr(core_schema, self._wrapper)
+        return wrap(self.check, handler(source))  # type: ignore[no-any-return]
+
+
+class Before(_FieldCheck):
     """Runs `check` on a field's raw input before pydantic validates it."""
 
-    __slots__ = ("check",)
-
-    def __init__(self, check: Callable[[Any], Any]) -> None:
-        self.check = check
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        from pydantic_core import core_schema
-
-        return core_schema.no_info_before_validator_function(self.check, handler(source))
+    __slots__ = ()
+    _wrapper = "no_info_before_validator_function"
 
 
-class After:
+class After(_FieldCheck):
     """Runs `check` on a field's validated value."""
 
-    __slots__ = ("check",)
-
-    def __init__(self, check: Callable[[Any], Any]) -> None:
-        self.check = check
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        from pydantic_core import core_schema
-
-        return core_schema.no_info_after_validator_function(self.check, handler(source))
+    __slots__ = ()
+    _wrapper = "no_info_after_validator_function"
 
 
 class Constrained:
