@@ -623,3 +623,30 @@ def test_trust_rules_share_one_policy_diff_per_change(baseline, monkeypatch):
     assert len(calls) == 1  # four trust rules ran on the change
     rules_of(record, baseline)
     assert len(calls) == 2  # and the next change gets its own
+
+
+def test_the_expected_trust_is_kept_per_baseline_object_and_follows_a_reload(baseline, monkeypatch):
+    """The expected side (template rendered, normalized) is computed once per baseline
+    object: another object, as a reload gives, is judged against its own trust."""
+    from trustwatch.aws import rules
+    from trustwatch.baseline import Databricks
+
+    rendered = []
+    expected_trust = rules._expected_trust
+
+    def counted(*args, **kwargs):
+        rendered.append(1)
+        return expected_trust(*args, **kwargs)
+
+    monkeypatch.setattr(rules, "_expected_trust", counted)
+    baseline = baseline.model_copy()  # an object no earlier test evaluated against
+    record = update_trust(XACCT, CROSS_ACCOUNT_TRUST)
+    # the trust the baseline expects: no finding, and the second event renders nothing
+    assert rules_of(record, baseline) == []
+    assert rules_of(record, baseline) == []
+    assert len(rendered) == 1
+    # reloaded with another Databricks account id (the template's sts:ExternalId)
+    reloaded = baseline.model_copy(update={"databricks": Databricks(account_id="other-id")})
+    assert "aws.trust.condition_weakened" in rules_of(record, reloaded)
+    assert len(rendered) > 1
+    assert rules_of(record, baseline) == []  # and back: the first one's trust again

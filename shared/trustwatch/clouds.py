@@ -114,7 +114,11 @@ class CloudPlugin(Protocol):
         ...
 
     def dedup_store(self, environ: Mapping[str, str]) -> DedupStore | None:
-        """The cloud's state store, if the environment names one of its settings."""
+        """The cloud's state store, if the environment names one of its settings.
+
+        Those are TRUSTWATCH_STATE_TABLE or TRUSTWATCH_STATE_URL, whatever the cloud:
+        `stores.store_from_env` asks no cloud when neither is set.
+        """
         ...
 
     def dedup_store_url_forms(self) -> str:

@@ -168,7 +168,11 @@ class Model:
         return dump(self, mode == "json", exclude_none)  # type: ignore[no-any-return]
 
     def model_copy(self, update: dict[str, Any] | None = None) -> Self:
-        """A copy with the fields in `update` replaced (not validated, as pydantic's)."""
+        """A copy with the fields in `update` replaced.
+
+        No pydantic check, as pydantic's model_copy; the class's `__post_init__` runs
+        (Finding's, SecretRef's).
+        """
         return dataclasses.replace(self, **(update or {}))  # type: ignore[type-var]
 
     def _omit(self, data: dict[str, Any]) -> dict[str, Any]:
