@@ -10,12 +10,14 @@ send errors wrapped in URLError, the rest as they come), so `transport.transient
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import select
 import socket
 import ssl
 import threading
 from collections.abc import Mapping
+from typing import BinaryIO
 from urllib.error import URLError
 
 from trustwatch.frozen import frozen
@@ -52,7 +54,18 @@ class _Unanswered(Exception):
 
 
 class _Response(http.client.HTTPResponse):
+    """http.client's response, its headers read without the email parser.
+
+    `HTTPResponse.begin` hands the header block to `email.parser` (a MIME parser), which
+    cost a warm post more CPU than the rest of the exchange. This `begin` sets what the
+    stdlib's sets (status, version, headers, chunked, length, will_close: what `read`
+    and `_check_close` go by), with the same limits on header lines, so `read()` and
+    everything after it are http.client's own.
+    """
+
     def begin(self) -> None:
+        if self.headers is not None:
+            return
         # One read before the status line tells "closed before answering" (safe to send
         # again) from a failure after the server said something (never sent again).
         try:
@@ -63,7 +76,66 @@ class _Response(http.client.HTTPResponse):
             raise _Unanswered(
                 http.client.RemoteDisconnected("Remote end closed connection without response")
             )
-        super().begin()
+        while True:  # interim 1xx answers (100 Continue) have headers and no body
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            _read_headers(self.fp)
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = _read_headers(self.fp)
+        encoding = self.headers.get("transfer-encoding")
+        self.chunked = bool(encoding and encoding.lower() == "chunked")
+        self.chunk_left = None
+        self.will_close = self._check_close()
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:  # RFC 9112 6.3: chunked wins over a length
+            with contextlib.suppress(ValueError):
+                self.length = int(length)
+            if self.length is not None and self.length < 0:
+                self.length = None  # nonsense: read to the close
+        if status in (204, 304) or 100 <= status < 200 or self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True  # the body ends when the server closes
+
+
+MAX_HEADER_LINE = 65536  # http.client's limits (_MAXLINE, _MAXHEADERS)
+MAX_HEADERS = 100
+
+
+def _read_headers(fp: BinaryIO) -> http.client.HTTPMessage:
+    """The header block up to its blank line, as `http.client.parse_headers` returns it.
+
+    A folded line (obsolete line folding, RFC 9112 section 5.2) continues the header
+    before it; a line that is no header (no colon) is skipped.
+    """
+    fields: list[list[str]] = []
+    for _ in range(MAX_HEADERS + 1):
+        line = fp.readline(MAX_HEADER_LINE + 1)
+        if len(line) > MAX_HEADER_LINE:
+            raise http.client.LineTooLong("header line")
+        if line in (b"\r\n", b"\n", b""):
+            message = http.client.HTTPMessage()
+            for name, value in fields:
+                message[name] = value
+            return message
+        text = line.decode("iso-8859-1")
+        if text[0] in " \t":
+            if fields:
+                fields[-1][1] = f"{fields[-1][1]} {text.strip()}"
+            continue
+        name, colon, value = text.partition(":")
+        if colon:
+            fields.append([name.strip(), value.strip()])
+    raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
 
 
 _LOCK = threading.Lock()
