@@ -228,3 +228,28 @@ def test_baseline_min_severity_applies_when_the_variable_is_unset(monkeypatch, s
     result = handler.lambda_handler(drift_event() | {"detail": detach}, Context())
     assert result["sent"] == 1  # medium >= low: delivered, not held back by a sink default
     assert len(slack.requests) == 1
+
+
+def test_the_finding_log_line_carries_the_whole_finding(monkeypatch, capsys):
+    """CloudWatch Logs keep each finding whole, as Contract 2's JSON: the structured line
+    (powertools' JSON formatter, https://docs.powertools.aws.dev/lambda/python/latest/core/logger/)
+    holds under "finding" the same object the webhook is sent."""
+    with RecordingHTTPServer() as hook:
+        handler = load_handler(
+            monkeypatch,
+            {
+                "TRUSTWATCH_BASELINE": str(EXAMPLE_BASELINE),
+                "TRUSTWATCH_WEBHOOK_URL": hook.url,
+                "TRUSTWATCH_WEBHOOK_SECRET": "test-secret",
+                "TRUSTWATCH_REMEDIATION": "off",
+            },
+        )
+        capsys.readouterr()
+        result = handler.lambda_handler(drift_event(), Context())
+        assert result["sent"] == 1
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+        logged = [line for line in lines if "finding" in line]
+        assert len(logged) == 1 and logged[0]["level"] == "WARNING"
+        assert logged[0]["message"].startswith("finding critical aws.trust.principal_added on ")
+        assert logged[0]["finding"] == hook.requests[0].json()
+        assert logged[0]["finding"]["id"] == result["findings"][0]

@@ -30,11 +30,13 @@ try:
     from aws_lambda_powertools.metrics import MetricUnit
     from trustwatch.respond import Outcome, Responder
     from trustwatch.runtime import FunctionRuntime
+    from trustwatch.schema import log_json_default
 finally:
     gc.freeze()
     gc.enable()
 
-logger = Logger(service="trustwatch")
+# a finding logged with its record (extra={"finding": ...}) is written as its JSON
+logger = Logger(service="trustwatch", json_default=log_json_default)
 metrics = Metrics(namespace="trustwatch", service="trustwatch")
 
 runtime = FunctionRuntime("aws", __file__)

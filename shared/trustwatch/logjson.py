@@ -11,6 +11,8 @@ import logging
 import sys
 from typing import Any
 
+from trustwatch.schema import log_json_default
+
 _SEVERITY = {"WARNING": "WARNING", "CRITICAL": "CRITICAL", "ERROR": "ERROR", "INFO": "INFO"}
 
 
@@ -30,7 +32,7 @@ class JsonFormatter(logging.Formatter):
             entry["correlation_id"] = correlation
         if record.exc_info:
             entry["stack_trace"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        return json.dumps(entry, default=log_json_default)
 
 
 def configure(level: int = logging.INFO) -> None:

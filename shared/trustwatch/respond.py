@@ -232,7 +232,9 @@ class Responder:
                 finding.severity.value,
                 finding.rule,
                 finding.identity,
-                extra={"finding": finding.model_dump(mode="json")},
+                # the model itself: the formatter's json.dumps writes it
+                # (schema.log_json_default), one walk instead of a dump and a walk
+                extra={"finding": finding},
             )
         if outcome.sent:
             if self.sender is None:

@@ -231,6 +231,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def log_json_default(value: Any) -> Any:
+    """json.dumps' `default` for log records.
+
+    Models (a finding in `extra`) become their JSON, anything else its str, as the log
+    formatters did (powertools', logjson's).
+    """
+    try:
+        return _json_default(value)
+    except TypeError:
+        return str(value)
+
+
 def error_message(err: ErrorDetails) -> str:
     """A validation error's message as pydantic words it for a model.
 
