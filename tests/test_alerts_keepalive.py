@@ -16,10 +16,13 @@ proxies are the environment's, as urllib reads them
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from typing import BinaryIO
 from urllib.error import URLError
 
 import pytest
@@ -224,3 +227,146 @@ def test_a_proxy_in_the_environment_is_used(
         assert send(server.url + "/hook", 1) == [b"ok"]
         assert len(proxy.hosts) == 2  # bypassed: straight to the server
     assert numbers(server) == [0, 1, 0]
+
+
+# --- the response head, read without http.client's email parser (keepalive._Response) ---
+# HTTP/1.1 message syntax: RFC 9112 (https://www.rfc-editor.org/rfc/rfc9112): a body's
+# length (section 6.3: chunked wins over Content-Length, no length means read to the
+# close), obsolete line folding (section 5.2), interim 1xx answers (RFC 9110 section 15.2).
+
+
+class CannedServer:
+    """A raw TCP server answering each request with the next canned bytes, on one
+    connection after another; `connections` counts those accepted."""
+
+    def __init__(self, *answers: bytes, close_after: bool = False) -> None:
+        self.answers = list(answers)
+        self.close_after = close_after
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> CannedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        self.thread.join(5)
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn, conn.makefile("rb") as reader:
+                while self.answers:
+                    if not self._read_request(reader):
+                        break
+                    conn.sendall(self.answers.pop(0))
+                    if self.close_after:
+                        break
+
+    @staticmethod
+    def _read_request(reader: BinaryIO) -> bool:
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return bool(reader.read(length)) or length == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", b"ok"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", b"ok"),  # names: any case
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n1\r\n!\r\n0\r\n\r\n",
+            b"ok!",
+        ),
+        # chunked wins over a Content-Length (RFC 9112 section 6.3, item 3)
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            b"ok",
+        ),
+        (
+            b"HTTP/1.1 100 Continue\r\nX-Interim: 1\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"ok",
+        ),
+        (b"HTTP/1.1 200 OK\r\nnot a header line\r\nContent-Length: 2\r\n\r\nok", b"ok"),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+    ],
+)
+def test_a_kept_alive_answer_is_read_whole_and_the_connection_reused(
+    answer: bytes, body: bytes
+) -> None:
+    with CannedServer(answer, b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext") as srv:
+        assert send(srv.url, 2) == [body, b"next"]
+        assert srv.connections == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",  # 1.0 without keep-alive
+        b"HTTP/1.1 200 OK\r\n\r\nok",  # no length: the body ends at the close
+    ],
+)
+def test_an_answer_that_ends_its_connection_gets_a_new_one_next(answer: bytes) -> None:
+    with CannedServer(answer, answer, close_after=True) as srv:
+        assert send(srv.url, 2) == [b"ok", b"ok"]
+        assert srv.connections == 2
+
+
+def test_a_folded_retry_after_is_read() -> None:
+    throttled = b"HTTP/1.1 429 Too Many Requests\r\nRetry-After:\r\n 7\r\nContent-Length: 0\r\n\r\n"
+    with CannedServer(throttled) as srv, pytest.raises(HTTPStatusError) as caught:
+        send(srv.url, 1)
+    assert caught.value.status == 429 and caught.value.retry_after == 7
+
+
+@pytest.mark.parametrize(
+    ("head", "error"),
+    [
+        (b"".join(b"X-%d: y\r\n" % i for i in range(101)), "got more than 100 headers"),
+        (b"X-Long: " + b"y" * 70_000 + b"\r\n", "header line"),
+    ],
+)
+def test_an_oversized_head_is_an_error_as_http_client_makes_it(head: bytes, error: str) -> None:
+    answer = b"HTTP/1.1 200 OK\r\n" + head + b"\r\n"
+    with CannedServer(answer) as srv, pytest.raises(http.client.HTTPException, match=error):
+        send(srv.url, 1)
+
+
+class RecordedWrites(keepalive._Connection):
+    """A connection that records what it would write instead of writing it."""
+
+    def __init__(self) -> None:
+        super().__init__("127.0.0.1", 9)
+        self.writes: list[bytes] = []
+
+    def send(self, data: object) -> None:
+        self.writes.append(bytes(data) if isinstance(data, bytes | bytearray) else b"<iter>")
+
+
+def test_the_head_and_a_bytes_body_leave_in_one_write() -> None:
+    conn = RecordedWrites()
+    conn.request("POST", "/hook", b'{"n": 1}', {"Content-Type": "application/json"})
+    (write,) = conn.writes
+    head, _, body = write.partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /hook HTTP/1.1\r\n") and b"Content-Length: 8" in head
+    assert body == b'{"n": 1}'
+
+
+def test_a_streamed_body_goes_http_clients_way() -> None:
+    conn = RecordedWrites()
+    conn.request(
+        "POST", "/hook", iter([b"a", b"b"]), {"Transfer-Encoding": "chunked"}, encode_chunked=True
+    )
+    assert conn.writes[0].endswith(b"\r\n\r\n") and len(conn.writes) > 1

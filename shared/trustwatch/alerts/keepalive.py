@@ -17,7 +17,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Mapping
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.error import URLError
 
 from trustwatch.frozen import frozen
@@ -224,8 +224,9 @@ def _checkout(origin: Origin, timeout: float) -> tuple[http.client.HTTPConnectio
         if conn is None:
             return _connect(origin, timeout), False
         if conn.sock is not None and not _readable(conn.sock):
-            conn.timeout = timeout
-            conn.sock.settimeout(timeout)
+            if conn.timeout != timeout:  # each settimeout is a system call
+                conn.timeout = timeout
+                conn.sock.settimeout(timeout)
             return conn, True
         conn.close()  # closed by the server (or stray bytes): never send on it
 
@@ -257,10 +258,33 @@ def _connect(origin: Origin, timeout: float) -> http.client.HTTPConnection:
         # read when it is made; ALPN as http.client sets it for its own default context.
         context = ssl.create_default_context()
         context.set_alpn_protocols(["http/1.1"])
-        conn = http.client.HTTPSConnection(
-            origin.host, origin.port, timeout=timeout, context=context
-        )
+        conn = _TLSConnection(origin.host, origin.port, timeout=timeout, context=context)
     else:
-        conn = http.client.HTTPConnection(origin.host, origin.port, timeout=timeout)
+        conn = _Connection(origin.host, origin.port, timeout=timeout)
     conn.response_class = _Response
     return conn
+
+
+def _send_output(
+    conn: http.client.HTTPConnection, message_body: Any = None, encode_chunked: bool = False
+) -> None:
+    """A request's head and a bytes body in one write, as one segment (one TLS record).
+
+    http.client writes them apart: the receiver reads (and, over loopback, the kernel
+    delivers) twice. Any other body goes http.client's way.
+    """
+    if isinstance(message_body, bytes) and not encode_chunked:
+        conn._buffer.extend((b"", message_body))  # type: ignore[attr-defined]
+        message = b"\r\n".join(conn._buffer)  # type: ignore[attr-defined]
+        del conn._buffer[:]  # type: ignore[attr-defined]
+        conn.send(message)
+    else:
+        http.client.HTTPConnection._send_output(conn, message_body, encode_chunked)  # type: ignore[attr-defined]
+
+
+class _Connection(http.client.HTTPConnection):
+    _send_output = _send_output
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    _send_output = _send_output
