@@ -93,7 +93,8 @@ def _compare_trust(change: Change, baseline: Baseline) -> tuple[AwsRole, policy.
     if role is None or role.trust is None:
         return None
     expected = _prepared_trust(change, baseline, role)
-    diff = policy.compare_trust(change.payload_as(TrustUpdated).policy, expected)
+    # the payload's policy was checked when the change was made (trustwatch.aws.changes)
+    diff = policy.compare_trust(change.payload_as(TrustUpdated).policy, expected, checked=True)
     return role, diff
 
 

@@ -176,10 +176,12 @@ def _apply_denies(
     grants: list[TrustGrant], stmts: list[Statement], partition: str
 ) -> list[TrustGrant]:
     """Narrow grants by Denies that provably exclude every principal but a few."""
+    narrowed = False
     for stmt in stmts:
         admits = _deny_admits(stmt, partition)
         if admits is None:
             continue
+        narrowed = True
         out = []
         for g in grants:
             denied = frozenset(a for a in g.actions if _deny_covers_action(stmt, a))
@@ -193,7 +195,8 @@ def _apply_denies(
             for who in sorted({m for v in admits if (m := _meet(g.principal, v)) is not None}):
                 out.append(TrustGrant(who, denied, g.external_ids, g.conditions))
         grants = out
-    return _sorted_grants(set(grants))
+    # no Deny narrowed them: still the distinct, sorted grants they came as
+    return _sorted_grants(set(grants)) if narrowed else grants
 
 
 def _deny_covers_action(stmt: Statement, action: str) -> bool:

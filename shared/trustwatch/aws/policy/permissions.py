@@ -25,6 +25,8 @@ from trustwatch.frozen import frozen
 
 def ordered_entries(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Diff entries without duplicates, in a stable order (by their JSON text)."""
+    if len(items) < 2:  # most diff lists: nothing to order, no text to render
+        return list(items)
     unique = {json.dumps(i, sort_keys=True): i for i in items}
     return [unique[k] for k in sorted(unique)]
 

@@ -226,16 +226,18 @@ def compare_trust(
     expected: Sequence[Document] | ExpectedTrust,
     *,
     partition: str | None = None,
+    checked: bool = False,
 ) -> TrustDiff:
     """ACTUAL against alternative EXPECTED documents; the diff of the closest alternative.
 
     `expected` lists documents any one of which is acceptable (the Unity Catalog template
     has two shapes), or is those documents prepared (ExpectedTrust). An empty list means
     no one may assume. `partition` is only for bare account ids and defaults to the one
-    the documents' ARNs use, the expected ones first.
+    the documents' ARNs use, the expected ones first. `checked`: `actual` is what
+    load_document returned (an event's payload, trustwatch.aws.changes), not checked again.
     """
     prepared = expected if isinstance(expected, ExpectedTrust) else ExpectedTrust(expected)
-    actual_doc = load_document(actual)
+    actual_doc = actual if checked and isinstance(actual, dict) else load_document(actual)
     part = partition or prepared.partition or infer_partition([actual_doc])
     act = normalize(actual_doc, part)
     diffs = [_diff_trust(act, stmts, part, grants) for stmts, grants in prepared.sides(part)]
