@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import logging
 import os
 import sys
 
@@ -230,10 +231,20 @@ def test_baseline_min_severity_applies_when_the_variable_is_unset(monkeypatch, s
     assert len(slack.requests) == 1
 
 
-def test_the_finding_log_line_carries_the_whole_finding(monkeypatch, capsys):
+def test_the_finding_log_line_carries_the_whole_finding(monkeypatch):
     """CloudWatch Logs keep each finding whole, as Contract 2's JSON: the structured line
     (powertools' JSON formatter, https://docs.powertools.aws.dev/lambda/python/latest/core/logger/)
     holds under "finding" the same object the webhook is sent."""
+
+    class Lines(logging.Handler):  # the function's own formatter, onto a list
+        def __init__(self, formatter: logging.Formatter) -> None:
+            super().__init__()
+            self.setFormatter(formatter)
+            self.lines: list[dict] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(json.loads(self.format(record)))
+
     with RecordingHTTPServer() as hook:
         handler = load_handler(
             monkeypatch,
@@ -244,11 +255,15 @@ def test_the_finding_log_line_carries_the_whole_finding(monkeypatch, capsys):
                 "TRUSTWATCH_REMEDIATION": "off",
             },
         )
-        capsys.readouterr()
-        result = handler.lambda_handler(drift_event(), Context())
+        (formatter,) = {h.formatter for h in handler.logger.handlers}
+        lines = Lines(formatter)
+        handler.logger.addHandler(lines)
+        try:
+            result = handler.lambda_handler(drift_event(), Context())
+        finally:
+            handler.logger.removeHandler(lines)
         assert result["sent"] == 1
-        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
-        logged = [line for line in lines if "finding" in line]
+        logged = [line for line in lines.lines if "finding" in line]
         assert len(logged) == 1 and logged[0]["level"] == "WARNING"
         assert logged[0]["message"].startswith("finding critical aws.trust.principal_added on ")
         assert logged[0]["finding"] == hook.requests[0].json()
