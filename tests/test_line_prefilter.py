@@ -169,3 +169,15 @@ def test_a_long_line_is_noise_exactly_where_line_may_nest_deeply_says_no(size: i
             assert line_noise(raw) is not jsontext.line_may_nest_deeply(raw), (arrays, nested)
             seen.add(line_noise(raw))
     assert seen == ({True, False} if size >= 1000 else {True})  # both answers were asked
+
+
+@pytest.mark.parametrize("value", ["null", "0", '""', "[]", "{}", "true", '"x"'])
+@pytest.mark.parametrize("key", ["detail-type", "Records"])
+def test_an_unless_key_holding_anything_leaves_the_line_to_the_full_parse(
+    key: str, value: str
+) -> None:
+    """A PREFILTER_KEYS `unless` key (an envelope, a batch) makes the record something else
+    whatever it holds, null too; first or last among duplicates."""
+    assert not _decided("{" + NOISE_RECORD + f', "{key}": {value}}}')
+    assert not _decided(f'{{"{key}": {value}, ' + NOISE_RECORD + "}")
+    assert not _decided("{" + NOISE_RECORD + f', "{key}": {value}, "{key}": 1}}')

@@ -282,7 +282,8 @@ def _pieces(stream: BinaryIO, source: str, chunk_bytes: int) -> Iterator[tuple[b
     while chunk:
         end = chunk.rfind(b"\n") + 1
         if end:
-            raw = b"".join([*parts, chunk[:end]]) if parts else chunk[:end]
+            # joined from a view of the chunk: one copy of its lines, not two
+            raw = b"".join([*parts, memoryview(chunk)[:end]]) if parts else chunk[:end]
             parts = [chunk[end:]] if end < len(chunk) else []
             yield from _decoded(raw, offset, source)
             offset += len(raw)

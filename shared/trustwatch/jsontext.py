@@ -166,20 +166,19 @@ def routing_filter(
         import msgspec
     except ImportError:
         return None
-    unset = msgspec.UNSET
     fields: list[tuple[str, Any, Any]] = [
         ("s0", str, msgspec.field(name=keys[0])),
         ("s1", str, msgspec.field(name=keys[1])),
     ]
     fields += [(f"p{i}", msgspec.Raw, msgspec.field(name=key)) for i, key in enumerate(present)]
+    # an `absent` key holding anything (null too) fails the decode: the line is listed
     fields += [
-        (f"a{i}", msgspec.Raw | msgspec.UnsetType, msgspec.field(name=key, default=unset))
+        (f"a{i}", msgspec.UnsetType, msgspec.field(name=key, default=msgspec.UNSET))
         for i, key in enumerate(absent)
     ]
-    decode = msgspec.json.Decoder(msgspec.defstruct("RoutingView", fields)).decode
-    pair_of = attrgetter("s0", "s1")
-    absent_of = attrgetter(*(f"a{i}" for i in range(len(absent))), "s0")  # always a tuple
-    none_there = (unset,) * len(absent)
+    decode: Callable[[memoryview], Any] = msgspec.json.Decoder(
+        msgspec.defstruct("RoutingView", fields)
+    ).decode
     failed = (msgspec.MsgspecError, RecursionError)
     operations_of = watched.get
     nothing: frozenset[str] = frozenset()
@@ -216,13 +215,9 @@ def routing_filter(
             except failed:
                 listed.append((index, start, end))
                 continue
-            if absent_of(found)[:-1] != none_there:
-                listed.append((index, start, end))
-                continue
-            call = pair_of(found)
-            if call[1] not in operations_of(call[0], nothing):
+            if found.s1 not in operations_of(found.s0, nothing):
                 continue  # an unwatched operation
-            if irrelevant is None or not irrelevant(line, call):
+            if irrelevant is None or not irrelevant(line, (found.s0, found.s1)):
                 listed.append((index, start, end))
         return listed, index + 1
 
