@@ -118,15 +118,19 @@ def line_may_nest_deeply(line: bytes) -> bool:
     """Enough "[" and "{" in this line to nest as deep as json's limit: json decides it.
 
     JSON text nests no deeper than its "[" count plus a fifth of its length (an object
-    level takes at least `{"":` and `}`), so most lines need one count, not two. (Text
-    that is not JSON may be misjudged: the parser asked then fails, and json decides.)"""
+    level takes at least `{"":` and `}`), so most lines need one count, not two; a line
+    long enough to need both has its brackets counted at once. (Text that is not JSON may
+    be misjudged: the parser asked then fails, and json decides.)"""
     size = len(line)
     if size < 2 * _SHALLOW_BRACKETS:
         return False
-    arrays = line.count(b"[")
-    return arrays + size // 5 >= _SHALLOW_BRACKETS and (
-        arrays + line.count(b"{") >= _SHALLOW_BRACKETS
-    )
+    if size // 5 < _SHALLOW_BRACKETS and line.count(b"[") + size // 5 < _SHALLOW_BRACKETS:
+        return False
+    return len(line.translate(None, _NOT_BRACKETS)) >= _SHALLOW_BRACKETS
+
+
+# every byte but "[" and "{": what line_may_nest_deeply deletes to count both at once
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{")
 
 
 def loads_line(line: bytes) -> Any:
