@@ -1,5 +1,5 @@
 """intake.Prefilter.line_noise (issue #14, replay): a JSON Lines line of an unwatched
-operation is recognized from its bytes (jsontext.routing_reader, msgspec) without building
+operation is recognized from its bytes (jsontext.routing_filter, msgspec) without building
 its document; every line it cannot decide is parsed in full, so the replay's records,
 skips, findings and errors (a malformed line with its position) are the full parse's.
 
@@ -114,7 +114,7 @@ def test_line_noise_decides_plain_noise_and_leaves_the_rest_to_the_full_parse() 
 def test_a_decided_line_is_never_turned_into_a_document(tmp_path: Path) -> None:
     path = tmp_path / "two.jsonl"
     path.write_text("{" + NOISE_RECORD + "}\n" + json.dumps(WATCHED) + "\n")
-    docs = [doc for _, doc in read_path(path, Prefilter().line_noise())]
+    docs = [doc for _, doc in read_path(path, Prefilter().lines_filter())]
     assert docs[0] is PREFILTERED and docs[1] == WATCHED
     assert next(iter(parse_paths([path], skip_reasons=False))) is NOISE
 
@@ -140,9 +140,44 @@ def test_without_msgspec_every_line_is_parsed_in_full(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec raises ImportError
-    assert jsontext.routing_reader(("a",), (), ()) is None
+    assert jsontext.routing_filter(("a", "b"), (), (), {}) is None
     assert Prefilter().line_noise() is None
     path = tmp_path / "two.jsonl"
     path.write_text("{" + NOISE_RECORD + "}\n" + json.dumps(WATCHED) + "\n")
     outcome = replay(parse_paths([path], skip_reasons=False), BASELINE, keep_skip_reasons=False)
     assert (outcome.records, outcome.skips, len(outcome.findings)) == (2, 1, 1)
+
+
+@pytest.mark.parametrize("size", [999, 1000, 1500, 2499, 2500, 2600, 6000])
+def test_a_long_line_is_noise_exactly_where_line_may_nest_deeply_says_no(size: int) -> None:
+    """routing_filter finds a long line's first few "[" one at a time instead of counting
+    them all: around that number, and around where the length alone is enough for one
+    count to matter, its answer is line_may_nest_deeply's, whether the brackets nest or
+    sit in a string."""
+    line_noise = Prefilter().line_noise()
+    assert line_noise is not None
+    few, seen = jsontext._FEW_ARRAYS, set()
+    for arrays in sorted({0, 1, few - 1, few, few + 1, 2 * few, 300, 499, 500, 501}):
+        for nested in (True, False):
+            brackets = ("[" * arrays + "]" * arrays or "0") if nested else json.dumps("[" * arrays)
+            line = "{" + NOISE_RECORD + ', "d": ' + brackets + ', "pad": ""}'
+            line = line[:-2] + "x" * (size - len(line)) + '"}'
+            raw = line.encode()
+            if len(raw) != size:
+                continue  # too many brackets for this length
+            assert json.loads(line)
+            assert line_noise(raw) is not jsontext.line_may_nest_deeply(raw), (arrays, nested)
+            seen.add(line_noise(raw))
+    assert seen == ({True, False} if size >= 1000 else {True})  # both answers were asked
+
+
+@pytest.mark.parametrize("value", ["null", "0", '""', "[]", "{}", "true", '"x"'])
+@pytest.mark.parametrize("key", ["detail-type", "Records"])
+def test_an_unless_key_holding_anything_leaves_the_line_to_the_full_parse(
+    key: str, value: str
+) -> None:
+    """A PREFILTER_KEYS `unless` key (an envelope, a batch) makes the record something else
+    whatever it holds, null too; first or last among duplicates."""
+    assert not _decided("{" + NOISE_RECORD + f', "{key}": {value}}}')
+    assert not _decided(f'{{"{key}": {value}, ' + NOISE_RECORD + "}")
+    assert not _decided("{" + NOISE_RECORD + f', "{key}": {value}, "{key}": 1}}')

@@ -28,6 +28,7 @@ import sys
 import traceback
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -176,7 +177,9 @@ def _breaks_further(segment: str) -> bool:
     return not segment.isascii() and any(mark in segment for mark in _OTHER_BREAKS)
 
 
-def read_path(path: str | Path, line_noise: LineNoise | None = None) -> Iterator[tuple[str, Any]]:
+def read_path(
+    path: str | Path, line_filter: LinesFilter | None = None, *, noise_runs: bool = False
+) -> Iterator[tuple[str, Any]]:
     """Yield (position, document) for a file, streamed (see read_stream)."""
     source = str(path)
     try:
@@ -184,7 +187,7 @@ def read_path(path: str | Path, line_noise: LineNoise | None = None) -> Iterator
     except OSError as exc:
         raise EventError(f"{source}: cannot read file: {exc.strerror or exc}") from None
     with stream:
-        yield from read_stream(stream, source, line_noise=line_noise)
+        yield from read_stream(stream, source, line_filter=line_filter, noise_runs=noise_runs)
 
 
 def read_stream(
@@ -192,7 +195,8 @@ def read_stream(
     source: str,
     chunk_bytes: int = CHUNK_BYTES,
     *,
-    line_noise: LineNoise | None = None,
+    line_filter: LinesFilter | None = None,
+    noise_runs: bool = False,
 ) -> Iterator[tuple[str, Any]]:
     """Yield (position, document) for a byte stream: plain or gzip (told by its magic
     bytes, as before), UTF-8 with or without a BOM, one JSON document or JSON Lines.
@@ -204,8 +208,9 @@ def read_stream(
     JSON Lines stream (a truncated gzip, a byte that is not UTF-8) end it with the file's
     error, after the documents of the whole lines before the damage.
 
-    `line_noise` (Prefilter.line_noise) may tell from a JSON Lines line's bytes that its
-    record is noise: such a line gives (`""`, PREFILTERED) instead of its document.
+    `line_filter` (Prefilter.lines_filter) may tell from a JSON Lines line's bytes that
+    its record is noise: such a line gives (`""`, PREFILTERED) instead of its document,
+    or, with `noise_runs`, each run of such lines one (`""`, NoiseRun) of its length.
     """
     pieces = _pieces(stream, source, chunk_bytes)
     head: list[tuple[bytes, str]] = []
@@ -225,7 +230,7 @@ def read_stream(
         return
     lineno = 0
     for piece in _drained(head, pieces):
-        lineno = yield from _piece_documents(piece, source, lineno, line_noise)
+        lineno = yield from _piece_documents(piece, source, lineno, line_filter, noise_runs)
 
 
 def _drained(
@@ -277,7 +282,8 @@ def _pieces(stream: BinaryIO, source: str, chunk_bytes: int) -> Iterator[tuple[b
     while chunk:
         end = chunk.rfind(b"\n") + 1
         if end:
-            raw = b"".join([*parts, chunk[:end]]) if parts else chunk[:end]
+            # joined from a view of the chunk: one copy of its lines, not two
+            raw = b"".join([*parts, memoryview(chunk)[:end]]) if parts else chunk[:end]
             parts = [chunk[end:]] if end < len(chunk) else []
             yield from _decoded(raw, offset, source)
             offset += len(raw)
@@ -332,45 +338,81 @@ class _Replayed:
 
 
 def _piece_documents(
-    piece: tuple[bytes, str], source: str, lineno: int, line_noise: LineNoise | None = None
+    piece: tuple[bytes, str],
+    source: str,
+    lineno: int,
+    line_filter: LinesFilter | None = None,
+    noise_runs: bool = False,
 ) -> Generator[tuple[str, Any], None, int]:
     """The documents of one piece of JSON Lines, its lines numbered on from `lineno` as
     text.splitlines() numbers them; returns the number of its last line.
 
-    Most pieces hold only line feeds: their lines go to `line_noise` first (which reads
-    any JSON as json does), then to orjson as bytes (jsontext.loads_line), and only a line
-    orjson rejects, that nests deeply or may hold an integer beyond 64 bits (which orjson
-    reads as a float) is decoded and read by jsontext.loads, which decides as json does."""
+    Most pieces hold only line feeds: their lines go to `line_filter` first (which reads
+    any JSON as json does; the lines it calls noise give PREFILTERED, or NoiseRun), then
+    to orjson as bytes (jsontext.loads_line), and only a line orjson rejects, that nests
+    deeply or may hold an integer beyond 64 bits (which orjson reads as a float) is
+    decoded and read by jsontext.loads, which decides as json does."""
     raw, text = piece
     if _breaks_further(text) or not jsontext.reads_lines_fast():
         return (yield from _text_documents(text.splitlines(), source, lineno))
-    lines = raw.split(b"\n")
-    if raw.endswith(b"\n"):
-        lines.pop()
     loads_line, big_integers = jsontext.loads_line, jsontext.integers_beyond_64_bits
-    for line in lines:
-        lineno += 1
+    listed, count = (line_filter or _every_line)(raw)
+    after = -1  # the index of the last line listed
+    for index, start, end in listed:
+        if index > after + 1:  # the lines between are noise
+            yield from _noise(index - after - 1, noise_runs)
+        after = index
+        line = raw[start:end]
         if not line or line.isspace():
             continue
-        if line_noise is not None and line_noise(line):
-            yield _NOISE_LINE  # no document, no position: counted as a skip
-            continue
+        number = lineno + index + 1
         try:
             doc = _SLOW if big_integers(line) else loads_line(line)
         except ValueError:  # orjson's error or deep nesting: json decides
             doc = _SLOW
         if doc is _SLOW:
-            yield from _text_documents((line.decode("utf-8"),), source, lineno - 1)
+            yield from _text_documents((line.decode("utf-8"),), source, number - 1)
         else:
-            yield f"{source}:line {lineno}", doc
-    return lineno
+            yield f"{source}:line {number}", doc
+    if count > after + 1:
+        yield from _noise(count - after - 1, noise_runs)
+    return lineno + count
+
+
+def _every_line(raw: bytes) -> tuple[list[tuple[int, int, int]], int]:
+    """A LinesFilter that calls no line noise."""
+    listed, start = [], 0
+    for index, line in enumerate(
+        raw[:-1].split(b"\n") if raw.endswith(b"\n") else raw.split(b"\n")
+    ):
+        listed.append((index, start, start + len(line)))
+        start += len(line) + 1
+    return listed, len(listed)
+
+
+def _noise(count: int, runs: bool) -> Iterator[tuple[str, Any]]:
+    """`count` noise lines in a row: one PREFILTERED each, or one NoiseRun."""
+    if runs:
+        yield "", NoiseRun(count)
+    else:
+        yield from repeat(_NOISE_LINE, count)
+
+
+class NoiseRun:
+    """read_stream's document (with `noise_runs`) for this many noise lines in a row."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
 
 
 _SLOW = object()  # a line json must read
-PREFILTERED = object()  # read_stream's document for a line its line_noise called noise
+PREFILTERED = object()  # read_stream's document for a line its line_filter called noise
 _NOISE_LINE = ("", PREFILTERED)
 LineNoise = Callable[[bytes], bool]
-ShapeReader = Callable[[bytes], tuple[str, ...] | None]  # jsontext.shape_reader's
+LinesFilter = Callable[[bytes], tuple[list[tuple[int, int, int]], int]]  # routing_filter's
+ShapeReader = Callable[[bytes | memoryview], tuple[str, ...] | None]  # jsontext.shape_reader
 
 
 def _text_documents(
@@ -407,18 +449,22 @@ def parse_paths(
     prefilter = None if skip_reasons else Prefilter(baseline)
     for path in paths:
         try:
-            line_noise = None if prefilter is None else prefilter.line_noise()
+            line_filter = None if prefilter is None else prefilter.lines_filter()
             if str(path) == "-":
-                documents = read_stream(sys.stdin.buffer, "<stdin>", line_noise=line_noise)
+                documents = read_stream(
+                    sys.stdin.buffer, "<stdin>", line_filter=line_filter, noise_runs=True
+                )
             else:
-                documents = read_path(path, line_noise)
+                documents = read_path(path, line_filter, noise_runs=True)
             if prefilter is None:
                 for where, doc in documents:
                     yield from parse_document(doc, where)
                 continue
             noise = prefilter.noise
             for where, doc in documents:
-                if doc is PREFILTERED or noise(doc):
+                if type(doc) is NoiseRun:
+                    yield from repeat(NOISE, doc.count)
+                elif noise(doc):
                     yield NOISE
                 else:
                     yield from parse_document(doc, where)
@@ -443,7 +489,7 @@ class Prefilter:
 
     def __init__(self, baseline: Baseline | None = None) -> None:
         self._rules: dict[str, _Rule | None] = {}
-        self._line_noise: object = _UNBUILT
+        self._lines_filter: object = _UNBUILT
         self._baseline = baseline  # for the cloud's PREFILTER_SUBJECT (line_noise)
 
     def rule(self, cloud: str) -> _Rule | None:
@@ -460,21 +506,22 @@ class Prefilter:
                 self._rules[cloud] = (service_key, operation_key, tuple(unless), operations)
         return self._rules[cloud]
 
-    def line_noise(self) -> LineNoise | None:
-        """`noise` told from a JSON Lines line's bytes, for the first cloud parse_document
-        asks (no other cloud can claim a record it recognizes), if it declares
-        `PREFILTER_RECOGNIZED`, keys whose presence makes its recognizes() true, and the
-        line reader is available (jsontext.routing_reader: msgspec). It says True only
-        where noise() would of json's document: an object holding every recognized key,
-        none of the `unless_keys`, and strings naming an unwatched operation; any line it
-        cannot decide (not JSON too, to be reported) is parsed in full.
+    def lines_filter(self) -> LinesFilter | None:
+        """`noise` told from the bytes of a piece's JSON Lines lines (jsontext.routing_filter:
+        the indexes of the lines to parse in full, the others noise), for the first cloud
+        parse_document asks (no other cloud can claim a record it recognizes), if it
+        declares `PREFILTER_RECOGNIZED`, keys whose presence makes its recognizes() true,
+        and the line reader is available (msgspec). A line is noise only where noise()
+        would say so of json's document: an object holding every recognized key, none of
+        the `unless_keys`, and strings naming an unwatched operation; any line it cannot
+        decide (not JSON too, to be reported) is parsed in full.
 
         Given a baseline, a line of the watched operation that cloud's `PREFILTER_SUBJECT`
         (trustwatch.changes.SubjectPrefilter) names is noise too when the fields it
         declares have its shapes and its `unwatched` says so of the subject. Built once."""
-        if self._line_noise is not _UNBUILT:
-            return self._line_noise  # type: ignore[return-value]
-        self._line_noise = None
+        if self._lines_filter is not _UNBUILT:
+            return self._lines_filter  # type: ignore[return-value]
+        self._lines_filter = None
         first = _first_route()
         if first is None:
             return None
@@ -485,34 +532,22 @@ class Prefilter:
             return None
         service_key, operation_key, unless, watched = rule
         needed = tuple(k for k in recognized if k not in (service_key, operation_key))
-        read = jsontext.routing_reader((service_key, operation_key), needed, unless)
-        if read is None:
-            return None
-        nothing: frozenset[str] = frozenset()
         irrelevant = self._subject_reader(module, (service_key, operation_key))
-        if irrelevant is None:
+        keys = (service_key, operation_key)
+        self._lines_filter = jsontext.routing_filter(keys, needed, unless, watched, irrelevant)
+        return self._lines_filter
 
-            def line_noise(line: bytes) -> bool:
-                view = read(line)
-                return view is not None and view[1] not in watched.get(view[0], nothing)
-
-        else:
-
-            def line_noise(line: bytes) -> bool:
-                view = read(line)
-                if view is None:
-                    return False
-                if view[1] not in watched.get(view[0], nothing):
-                    return True
-                return irrelevant(line, view)
-
-        self._line_noise = line_noise
-        return line_noise
+    def line_noise(self) -> LineNoise | None:
+        """lines_filter's answer for one line: is it noise?"""
+        parse_these = self.lines_filter()
+        if parse_these is None:
+            return None
+        return lambda line: not parse_these(line)[0]
 
     def _subject_reader(
         self, module: EventsModule, keys: tuple[str, str]
-    ) -> Callable[[bytes, tuple[str, ...]], bool] | None:
-        """For line_noise: is this line, of the (service, operation) routing_reader read,
+    ) -> Callable[[memoryview, tuple[str, str]], bool] | None:
+        """For lines_filter: is this line, of the (service, operation) routing_filter read,
         irrelevant to the baseline? None unless the cloud declares PREFILTER_SUBJECT and
         the baseline is known."""
         declared: tuple[SubjectPrefilter, ...] = getattr(module, "PREFILTER_SUBJECT", ())
@@ -527,8 +562,8 @@ class Prefilter:
             call = (each.service, each.operation)
             checks.setdefault(call, []).append((read, each.unwatched(self._baseline)))
 
-        def irrelevant(line: bytes, call: tuple[str, ...]) -> bool:
-            # the same line routing_reader read (so not nesting deeply): its fields again,
+        def irrelevant(line: memoryview, call: tuple[str, str]) -> bool:
+            # the same line routing_filter read (so not nesting deeply): its fields again,
             # with the subject's, the call checked again as the same bytes read it
             for read, unwatched in checks.get(call, ()):
                 found = read(line)

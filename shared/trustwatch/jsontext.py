@@ -13,15 +13,15 @@ decides:
   recursion limit lets it (nearer 900), and deeper documents must stay an error: text
   with enough brackets to be that deep goes to json directly.
 
-`routing_reader` reads a few top-level fields of a line without building the rest
+`routing_filter` reads a few top-level fields of each line without building the rest
 (msgspec, also in the `cli` extra): `trustwatch replay` tells most records of a trail,
-the unwatched operations, from those fields alone (intake.Prefilter.line_noise).
+the unwatched operations, from those fields alone (intake.Prefilter.lines_filter).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container, Mapping
 from operator import attrgetter
 from typing import Any
 
@@ -118,15 +118,19 @@ def line_may_nest_deeply(line: bytes) -> bool:
     """Enough "[" and "{" in this line to nest as deep as json's limit: json decides it.
 
     JSON text nests no deeper than its "[" count plus a fifth of its length (an object
-    level takes at least `{"":` and `}`), so most lines need one count, not two. (Text
-    that is not JSON may be misjudged: the parser asked then fails, and json decides.)"""
+    level takes at least `{"":` and `}`), so most lines need one count, not two; a line
+    long enough to need both has its brackets counted at once. (Text that is not JSON may
+    be misjudged: the parser asked then fails, and json decides.)"""
     size = len(line)
     if size < 2 * _SHALLOW_BRACKETS:
         return False
-    arrays = line.count(b"[")
-    return arrays + size // 5 >= _SHALLOW_BRACKETS and (
-        arrays + line.count(b"{") >= _SHALLOW_BRACKETS
-    )
+    if size // 5 < _SHALLOW_BRACKETS and line.count(b"[") + size // 5 < _SHALLOW_BRACKETS:
+        return False
+    return len(line.translate(None, _NOT_BRACKETS)) >= _SHALLOW_BRACKETS
+
+
+# every byte but "[" and "{": what line_may_nest_deeply deletes to count both at once
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[{")
 
 
 def loads_line(line: bytes) -> Any:
@@ -138,54 +142,94 @@ def loads_line(line: bytes) -> Any:
     return orjson.loads(line)
 
 
-def routing_reader(
-    strings: tuple[str, ...], present: tuple[str, ...], absent: tuple[str, ...]
-) -> Callable[[bytes], tuple[str, ...] | None] | None:
-    """A reader of a few top-level fields of one JSON Lines line, without building the rest.
+def routing_filter(
+    keys: tuple[str, str],
+    present: tuple[str, ...],
+    absent: tuple[str, ...],
+    watched: Mapping[str, Container[str]],
+    irrelevant: Callable[[memoryview, tuple[str, str]], bool] | None = None,
+) -> Callable[[bytes], tuple[list[tuple[int, int, int]], int]] | None:
+    """Which lines of a piece of JSON Lines (split at line feeds only) are not noise, told
+    from a few top-level fields of each without building the rest: (their (index, start,
+    end) in the piece, in order; how many lines the piece holds). One call a piece.
 
-    For a line json reads as an object whose `strings` keys all hold strings, that has
-    every `present` key and no `absent` one, the reader gives those strings. For any
-    other line (not such an object, not JSON, or text where the validator and json may
-    disagree: NaN, lone surrogates, nesting that may be deep) it gives None, and the
-    caller parses the line in full. The line must be UTF-8 already checked (the validator
-    does not check the strings it skips).
+    A line is noise when json reads it as an object whose two `keys` hold strings, a
+    (service, operation) pair, that has every `present` key and no `absent` one, and
+    `watched` holds no such operation of that service or, if it does, `irrelevant(line,
+    pair)` says so. Every other line (blank, not such an object, not JSON, or text where
+    the validator and json may disagree: NaN, lone surrogates, nesting that may be deep)
+    is listed, and the caller parses it in full. The piece must be UTF-8 already checked
+    (the validator does not check the strings it skips).
 
     msgspec (the `cli` extra) validates the whole line as JSON, skipping the fields not
     asked for without making Python objects of them; it reads duplicate keys as json
-    does (the last one counts), and escaped keys. None without msgspec.
+    does (the last one counts), and escaped keys. A line is read where it lies in the
+    piece (a memoryview), so a noise line is never copied. None without msgspec.
     """
     try:
         import msgspec
     except ImportError:
         return None
-    unset = msgspec.UNSET
     fields: list[tuple[str, Any, Any]] = [
-        (f"s{i}", str, msgspec.field(name=key)) for i, key in enumerate(strings)
+        ("s0", str, msgspec.field(name=keys[0])),
+        ("s1", str, msgspec.field(name=keys[1])),
     ]
     fields += [(f"p{i}", msgspec.Raw, msgspec.field(name=key)) for i, key in enumerate(present)]
+    # an `absent` key holding anything (null too) fails the decode: the line is listed
     fields += [
-        (f"a{i}", msgspec.Raw | msgspec.UnsetType, msgspec.field(name=key, default=unset))
+        (f"a{i}", msgspec.UnsetType, msgspec.field(name=key, default=msgspec.UNSET))
         for i, key in enumerate(absent)
     ]
-    decode = msgspec.json.Decoder(msgspec.defstruct("RoutingView", fields)).decode
-    strings_of = attrgetter(*(f"s{i}" for i in range(len(strings))), "s0")  # always a tuple
-    absent_of = attrgetter(*(f"a{i}" for i in range(len(absent))), "s0")
-    none_there = (unset,) * len(absent)
+    decode: Callable[[memoryview], Any] = msgspec.json.Decoder(
+        msgspec.defstruct("RoutingView", fields)
+    ).decode
     failed = (msgspec.MsgspecError, RecursionError)
-    count = len(strings)
+    operations_of = watched.get
+    nothing: frozenset[str] = frozenset()
+    long_line, shallow, few = 2 * _SHALLOW_BRACKETS, _SHALLOW_BRACKETS, _FEW_ARRAYS
 
-    def read(line: bytes) -> tuple[str, ...] | None:
-        if line_may_nest_deeply(line):
-            return None  # json may reach its recursion limit: it decides
-        try:
-            view = decode(line)
-        except failed:
-            return None
-        if absent_of(view)[:-1] != none_there:
-            return None
-        return strings_of(view)[:count]  # type: ignore[no-any-return]
+    def parse_these(raw: bytes) -> tuple[list[tuple[int, int, int]], int]:
+        listed: list[tuple[int, int, int]] = []
+        view, find, size_raw = memoryview(raw), raw.find, len(raw)
+        index, end = -1, -1
+        while end < size_raw:
+            start = end + 1
+            end = find(b"\n", start)
+            if end < 0:
+                if start == size_raw and start:
+                    break  # the piece ends with its last line's line feed
+                end = size_raw
+            index += 1
+            size = end - start
+            if size >= long_line:
+                # line_may_nest_deeply, without counting the whole line where it holds a
+                # few "[" (memchr finds them) and needs more to be suspect
+                at, arrays = find(b"[", start, end), 0
+                while at >= 0 and arrays < few:
+                    arrays += 1
+                    at = find(b"[", at + 1, end)
+                if (at >= 0 or arrays + size // 5 >= shallow) and line_may_nest_deeply(
+                    raw[start:end]
+                ):
+                    listed.append((index, start, end))
+                    continue
+            line = view[start:end]
+            try:
+                found = decode(line)
+            except failed:
+                listed.append((index, start, end))
+                continue
+            if found.s1 not in operations_of(found.s0, nothing):
+                continue  # an unwatched operation
+            if irrelevant is None or not irrelevant(line, (found.s0, found.s1)):
+                listed.append((index, start, end))
+        return listed, index + 1
 
-    return read
+    return parse_these
+
+
+# routing_filter finds up to this many "[" in a long line one by one before counting them
+_FEW_ARRAYS = 8
 
 
 Path = tuple[str, ...]  # keys from the top-level object down
@@ -193,7 +237,7 @@ Path = tuple[str, ...]  # keys from the top-level object down
 
 def shape_reader(
     strings: tuple[Path, ...], objects: tuple[Path, ...], nulls: tuple[str, ...] = ()
-) -> Callable[[bytes], tuple[str, ...] | None] | None:
+) -> Callable[[bytes | memoryview], tuple[str, ...] | None] | None:
     """A reader of a few fields, nested or not, of one JSON Lines line.
 
     For a line json reads as an object where every `strings` path leads to a string
@@ -202,7 +246,7 @@ def shape_reader(
     strings; for any other line, None. Duplicate keys count as in json (the last; an
     earlier value of the wrong type gives None, never another answer). Nesting is the
     caller's to check (line_may_nest_deeply), as are the strings' UTF-8 (see
-    routing_reader). None without msgspec.
+    routing_filter). None without msgspec.
     """
     try:
         import msgspec
@@ -220,7 +264,7 @@ def shape_reader(
     count = len(strings)
     failed = (msgspec.MsgspecError, RecursionError)
 
-    def read(line: bytes) -> tuple[str, ...] | None:
+    def read(line: bytes | memoryview) -> tuple[str, ...] | None:
         try:
             found = decode(line)
         except failed:
