@@ -20,8 +20,11 @@ import http.client
 import json
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO
 from urllib.error import URLError
 
@@ -370,3 +373,23 @@ def test_a_streamed_body_goes_http_clients_way() -> None:
         "POST", "/hook", iter([b"a", b"b"]), {"Transfer-Encoding": "chunked"}, encode_chunked=True
     )
     assert conn.writes[0].endswith(b"\r\n\r\n") and len(conn.writes) > 1
+
+
+def test_without_proxy_variables_urllib_request_is_never_imported(
+    server: RecordingHTTPServer,
+) -> None:
+    """On Linux urllib reads proxies from the environment alone (`*_proxy` variables:
+    https://docs.python.org/3/library/urllib.request.html#urllib.request.getproxies), so
+    with none set a post needs no urllib.request (a few ms of a function's cold start)."""
+    code = (
+        "import sys; from trustwatch.alerts.transport import post; "
+        f"assert post({server.url!r}, b'{{}}', {{}}, 5) == b'ok'; "
+        "print('urllib.request' in sys.modules)"
+    )
+    env = {"PYTHONPATH": str(Path(keepalive.__file__).parents[2]), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"
+    assert len(server.requests) == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import http.client
+import os
 import ssl
 import sys
-import urllib.request
 from collections.abc import Mapping
 from types import ModuleType
 from urllib.error import HTTPError, URLError
@@ -29,12 +29,6 @@ class HTTPStatusError(Exception):
         super().__init__(f"HTTP {status}" + (f": {detail}" if detail else ""))
         self.status = status
         self.retry_after = retry_after
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A webhook that redirects is misconfigured; following it would POST the alert elsewhere.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
 
 
 def check_url(url: str) -> None:
@@ -82,6 +76,14 @@ def environment_proxies() -> dict[str, str]:
     environment costs about 80 us, a quarter of a kept-alive post);
     `environment_proxies.cache_clear()` reads them again.
     """
+    if sys.platform not in ("darwin", "win32") and not any(
+        name[-6:].lower() == "_proxy" and value for name, value in os.environ.items()
+    ):
+        # what getproxies() reads on this platform says nothing: no need to import
+        # urllib.request (a few ms of a cold start) to hear it
+        return {}
+    import urllib.request
+
     return urllib.request.getproxies()
 
 
@@ -91,6 +93,10 @@ def _proxies_for(parts: SplitResult) -> dict[str, str] | None:
     The same two questions urllib's ProxyHandler asks.
     """
     proxies = environment_proxies()
+    if not proxies:
+        return None
+    import urllib.request
+
     if parts.scheme in proxies and not urllib.request.proxy_bypass(parts.netloc.rpartition("@")[2]):
         return proxies
     return None
@@ -99,7 +105,15 @@ def _proxies_for(parts: SplitResult) -> dict[str, str] | None:
 def _post_via_urllib(
     url: str, body: bytes, headers: Mapping[str, str], timeout: float, proxies: dict[str, str]
 ) -> bytes:
-    opener = urllib.request.build_opener(_NoRedirects, urllib.request.ProxyHandler(proxies))
+    import urllib.request
+
+    class NoRedirects(urllib.request.HTTPRedirectHandler):
+        # A webhook that redirects is misconfigured; following it would POST the alert
+        # elsewhere.
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirects, urllib.request.ProxyHandler(proxies))
     request = urllib.request.Request(url, data=body, method="POST", headers=dict(headers))
     try:
         with opener.open(request, timeout=timeout) as response:
