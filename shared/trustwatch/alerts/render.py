@@ -10,7 +10,6 @@ A sweep's digest (`digest_view` -> `digest.DigestView`) is cleaned the same way.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import re
 from collections.abc import Sequence
@@ -136,6 +135,8 @@ def _lines(value: Any) -> list[str]:
 
 def short_diff(expected: Any, actual: Any) -> tuple[str, ...]:
     """Expected vs actual as changed lines only ("- " expected, "+ " actual), capped."""
+    import difflib  # the Slack and mail views only: a webhook's cold start never needs it
+
     changed = [
         line
         for line in difflib.unified_diff(_lines(expected), _lines(actual), n=0, lineterm="")
