@@ -15,6 +15,7 @@ clauses only narrow.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -62,6 +63,7 @@ class ConditionClause:
         return prefix, op.removesuffix("IfExists"), if_exists
 
 
+@functools.lru_cache(maxsize=1024)  # a few operators, again and again; bounded for junk
 def canonical_operator(op: str) -> str:
     """AWS's spelling of an operator in any case: stringlikeifexists -> StringLikeIfExists."""
     rest = op.strip()

@@ -29,6 +29,10 @@ class PolicyError(ValueError):
 
 Document = str | dict[str, Any]
 
+# json.dumps(value, sort_keys=True), without building an encoder per call: the text the
+# normalized statements, grants and diff entries are ordered by
+sort_text = json.JSONEncoder(sort_keys=True).encode
+
 
 _PRINCIPAL_TYPES = ("AWS", "Service", "Federated", "CanonicalUser")
 
@@ -218,7 +222,7 @@ def normalize(doc: dict[str, Any], partition: str) -> list[Statement]:
         )
     if len(out) < 2:  # most trust policies: nothing to order, no sort key to render
         return list(out)
-    return sorted(out, key=lambda s: json.dumps(_statement_dict(s), sort_keys=True))
+    return sorted(out, key=lambda s: sort_text(_statement_dict(s)))
 
 
 def _statement_dict(stmt: Statement) -> dict[str, Any]:

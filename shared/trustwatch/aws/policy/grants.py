@@ -16,12 +16,17 @@ A grant is (principal, assume actions, conditions), one per principal after norm
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from trustwatch.aws.policy.conditions import ConditionClause, clause_sort_key, render_conditions
-from trustwatch.aws.policy.document import Document, Statement, load_document, normalize
+from trustwatch.aws.policy.document import (
+    Document,
+    Statement,
+    load_document,
+    normalize,
+    sort_text,
+)
 from trustwatch.aws.policy.principals import (
     infer_partition,
     is_account_root,
@@ -237,7 +242,7 @@ def _sorted_grants(grants: Iterable[TrustGrant]) -> list[TrustGrant]:
 
 def grant_key(grant: TrustGrant) -> str:
     """A stable sort key (frozenset reprs depend on insertion history)."""
-    return json.dumps(grant.as_dict(), sort_keys=True)
+    return sort_text(grant.as_dict())
 
 
 def trust_principals(doc: Document, *, partition: str | None = None) -> list[TrustGrant]:

@@ -12,12 +12,17 @@ comparison uses too). `removed` ignores conditions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from trustwatch.aws.policy.conditions import ConditionClause, render_conditions, unimplied
-from trustwatch.aws.policy.document import Document, Statement, load_document, normalize
+from trustwatch.aws.policy.document import (
+    Document,
+    Statement,
+    load_document,
+    normalize,
+    sort_text,
+)
 from trustwatch.aws.policy.principals import infer_partition, principal_covers
 from trustwatch.aws.policy.wildcards import glob_covers, has_wildcard
 from trustwatch.frozen import frozen
@@ -27,7 +32,7 @@ def ordered_entries(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Diff entries without duplicates, in a stable order (by their JSON text)."""
     if len(items) < 2:  # most diff lists: nothing to order, no text to render
         return list(items)
-    unique = {json.dumps(i, sort_keys=True): i for i in items}
+    unique = {sort_text(i): i for i in items}
     return [unique[k] for k in sorted(unique)]
 
 
