@@ -888,3 +888,22 @@ def test_adding_an_uncovered_action_is_detected(policy, action):
     assert diff.widened is not covered
     if not covered:
         assert {"effect": "Allow", "action": action.lower(), "resource": key_arn} in diff.added
+
+
+def test_condition_operators_are_spelled_as_aws_does_and_junk_is_not_kept():
+    """An operator read in any case comes out as the IAM reference spells it
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html);
+    the spelling is cached for operator-sized strings only: an event's long junk
+    operators are spelled each time and never kept."""
+    from trustwatch.aws.policy import conditions
+
+    for _ in range(2):  # computed, then from the cache: the same answer
+        assert conditions.canonical_operator("stringlikeifexists") == "StringLikeIfExists"
+        assert (
+            conditions.canonical_operator(" forallvalues:stringequalsignorecase ")
+            == "ForAllValues:StringEqualsIgnoreCase"
+        )
+    kept = conditions._canonical_operator_cached.cache_info().currsize
+    junk = "x" * 10_000 + "IfExists"
+    assert conditions.canonical_operator(junk) == "x" * 10_000 + "IfExists"
+    assert conditions._canonical_operator_cached.cache_info().currsize == kept

@@ -603,17 +603,23 @@ def test_untracked_role_trusting_any_databricks_identity(baseline):
     assert finding.severity.value == "high"
 
 
-def test_trust_rules_share_one_policy_diff_per_change(baseline, monkeypatch):
-    from trustwatch.aws import policy
-
-    calls = []
-    compare = policy.compare_trust
+def count_calls(monkeypatch, owner, name: str) -> list[int]:
+    """`owner.name` still called through, each call appending to the list returned."""
+    calls: list[int] = []
+    real = getattr(owner, name)
 
     def counted(*args, **kwargs):
         calls.append(1)
-        return compare(*args, **kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(policy, "compare_trust", counted)
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_trust_rules_share_one_policy_diff_per_change(baseline, monkeypatch):
+    from trustwatch.aws import policy
+
+    calls = count_calls(monkeypatch, policy, "compare_trust")
     # only the attacker may assume: a principal added and the expected one removed
     record = update_trust(XACCT, trust(allow({"AWS": ATTACKER})))
     assert rules_of(record, baseline) == [
@@ -631,14 +637,7 @@ def test_the_expected_trust_is_kept_per_baseline_object_and_follows_a_reload(bas
     from trustwatch.aws import rules
     from trustwatch.baseline import Databricks
 
-    rendered = []
-    expected_trust = rules._expected_trust
-
-    def counted(*args, **kwargs):
-        rendered.append(1)
-        return expected_trust(*args, **kwargs)
-
-    monkeypatch.setattr(rules, "_expected_trust", counted)
+    rendered = count_calls(monkeypatch, rules, "_expected_trust")
     baseline = baseline.model_copy()  # an object no earlier test evaluated against
     record = update_trust(XACCT, CROSS_ACCOUNT_TRUST)
     # the trust the baseline expects: no finding, and the second event renders nothing

@@ -63,9 +63,19 @@ class ConditionClause:
         return prefix, op.removesuffix("IfExists"), if_exists
 
 
-@functools.lru_cache(maxsize=1024)  # a few operators, again and again; bounded for junk
+# The longest real operator, ForAnyValue:StringNotEqualsIgnoreCaseIfExists, has 45
+# characters: only strings that short are kept (an event's junk operators stay small).
+_CACHED_OPERATOR_LENGTH = 64
+
+
 def canonical_operator(op: str) -> str:
     """AWS's spelling of an operator in any case: stringlikeifexists -> StringLikeIfExists."""
+    if len(op) <= _CACHED_OPERATOR_LENGTH:
+        return _canonical_operator_cached(op)
+    return _canonical_operator(op)
+
+
+def _canonical_operator(op: str) -> str:
     rest = op.strip()
     prefix = next((p for p in _SET_PREFIXES if rest.lower().startswith(p.lower())), "")
     rest = rest[len(prefix) :]
@@ -73,6 +83,10 @@ def canonical_operator(op: str) -> str:
     if rest.lower().endswith("ifexists") and rest.lower() != "ifexists":
         suffix, rest = "IfExists", rest[: -len("IfExists")]
     return prefix + _OPERATORS.get(rest.lower(), rest) + suffix
+
+
+# a few operators, again and again; at most 1024 of them kept, each at most 64 characters
+_canonical_operator_cached = functools.lru_cache(maxsize=1024)(_canonical_operator)
 
 
 def clause_sort_key(clause: ConditionClause) -> tuple[str, str, list[str]]:
